@@ -1,0 +1,33 @@
+//! The core of peergraph, with no I/O: identifiers, the documented result codes, events,
+//! the wire messages and their codec, and the rules that check a graph's data.
+//!
+//! Nothing here touches a socket, a clock or a runtime, so all of it is tested in
+//! isolation and reused unchanged by the transport and actor crates.
+//!
+//! # Layout
+//! - `result`: the result code table ([`ResultCode`]) and the error type ([`PeerError`]).
+//! - `ids`: [`ConnectionId`], [`GraphHandle`], [`NodeId`], [`PeerId`], [`GraphId`],
+//!   [`DataType`].
+//! - `graph`: version data, [`GraphProperties`], [`GraphStatus`], [`ConnectionInfo`],
+//!   [`NodeInfo`].
+//! - `event`: [`GraphEvent`] and the registrations that select events.
+//! - [`wire`]: frames, their codec, reasons, close codes and size limits.
+
+mod event;
+mod graph;
+mod ids;
+mod result;
+pub mod wire;
+
+pub use crate::event::{
+    ConnectionChange, ConnectionStatus, EventFilter, EventRegistration, EventType, GraphEvent,
+};
+pub use crate::graph::{
+    negotiate_version, ConnectionFlags, ConnectionInfo, GraphProperties, GraphStatus, NodeInfo,
+    Scope, Version, VersionData, DEFAULT_PRESENCE_LIFETIME_SECS, MAX_COMMENT_CHARS,
+    MAX_RECORD_SIZE, MIN_RECORD_SIZE,
+};
+pub use crate::ids::{
+    check_text, ConnectionId, DataType, GraphHandle, GraphId, NodeId, PeerId, MAX_ID_CHARS,
+};
+pub use crate::result::{code_of, PeerError, PeerResult, ResultCode};
