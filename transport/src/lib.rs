@@ -1,1 +1,26 @@
-//! placeholder
+//! The QUIC transport of peergraph: node identity, mutual TLS 1.3 with key verification,
+//! endpoint and link settings, and frames over QUIC streams.
+//!
+//! Nothing here knows about graphs or actors; the `peergraph` crate drives it.
+//!
+//! # Layout
+//! - `identity`: [`NodeIdentity`] (key pair, self-signed certificate, node id).
+//! - `tls`: [`PeerCertVerifier`] and the rustls configurations of both sides.
+//! - `endpoint`: [`LinkOptions`], quinn configurations, [`bind_endpoint`].
+//! - `framed`: [`FrameReader`], [`write_message`], [`DataFrame`].
+
+mod endpoint;
+mod framed;
+mod identity;
+mod tls;
+
+pub use crate::endpoint::{
+    bind_endpoint, client_config, server_config, transport_config, EndpointError, LinkOptions,
+    DEFAULT_IDLE_TIMEOUT, MIN_IDLE_TIMEOUT, SERVER_NAME,
+};
+pub use crate::framed::{write_message, DataFrame, FrameReader, ReadFrameError};
+pub use crate::identity::{node_id_of, IdentityError, NodeIdentity, CERTIFICATE_NAME};
+pub use crate::tls::{
+    client_tls_config, crypto_provider, peer_public_key, server_tls_config, PeerCertVerifier,
+};
+pub use quinn;

@@ -1,0 +1,157 @@
+//! QUIC endpoints: the transport settings of a link and the endpoint a graph binds.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+use thiserror::Error;
+
+use crate::identity::NodeIdentity;
+use crate::tls::{client_tls_config, server_tls_config};
+
+/// The server name a node puts in its TLS ClientHello. Certificates are not checked
+/// against names (identity is the key), so every node uses the same one.
+pub const SERVER_NAME: &str = "peergraph";
+
+/// The default idle timeout: a link with no traffic (keep-alives included) for this long is
+/// considered gone. Ten seconds detects a vanished peer quickly on a LAN while tolerating
+/// a few lost keep-alives.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The shortest idle timeout a link may be given.
+pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Transport settings shared by every link of one graph.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkOptions {
+    /// How long a silent link lives; keep-alives go out at a third of it.
+    pub idle_timeout: Duration,
+}
+
+impl Default for LinkOptions {
+    fn default() -> Self {
+        LinkOptions {
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// Why an endpoint could not be made.
+#[derive(Debug, Error)]
+pub enum EndpointError {
+    /// The TLS configuration could not be built from the identity.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The socket could not be bound.
+    #[error("cannot bind: {0}")]
+    Bind(#[from] io::Error),
+    /// A setting is out of range.
+    #[error("invalid setting: {0}")]
+    Setting(String),
+}
+
+/// The QUIC transport settings of a link.
+///
+/// One bidirectional stream per link (the control stream, opened by the connecting side),
+/// no unidirectional streams and no datagrams: anything more a peer tries is refused by
+/// QUIC flow control. Windows are quinn's defaults, so a benchmark against raw quinn with
+/// default settings compares like with like.
+///
+/// # Errors
+/// [`EndpointError::Setting`] for an idle timeout below [`MIN_IDLE_TIMEOUT`] or too large.
+pub fn transport_config(
+    options: &LinkOptions,
+    accepts_streams: bool,
+) -> Result<TransportConfig, EndpointError> {
+    if options.idle_timeout < MIN_IDLE_TIMEOUT {
+        return Err(EndpointError::Setting(format!(
+            "idle timeout {:?} is below {:?}",
+            options.idle_timeout, MIN_IDLE_TIMEOUT
+        )));
+    }
+    let idle = IdleTimeout::try_from(options.idle_timeout)
+        .map_err(|_| EndpointError::Setting("idle timeout too large".into()))?;
+    let mut config = TransportConfig::default();
+    config
+        .max_idle_timeout(Some(idle))
+        .keep_alive_interval(Some(options.idle_timeout / 3))
+        .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(accepts_streams)))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .datagram_receive_buffer_size(None);
+    Ok(config)
+}
+
+/// The quinn server configuration of a node.
+///
+/// # Errors
+/// [`EndpointError::Tls`] or [`EndpointError::Setting`].
+pub fn server_config(
+    identity: &NodeIdentity,
+    options: &LinkOptions,
+) -> Result<quinn::ServerConfig, EndpointError> {
+    let tls = QuicServerConfig::try_from(server_tls_config(identity)?)
+        .map_err(|error| EndpointError::Setting(error.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(tls));
+    config.transport_config(Arc::new(transport_config(options, true)?));
+    Ok(config)
+}
+
+/// The quinn client configuration of a node.
+///
+/// # Errors
+/// [`EndpointError::Tls`] or [`EndpointError::Setting`].
+pub fn client_config(
+    identity: &NodeIdentity,
+    options: &LinkOptions,
+) -> Result<quinn::ClientConfig, EndpointError> {
+    let tls = QuicClientConfig::try_from(client_tls_config(identity)?)
+        .map_err(|error| EndpointError::Setting(error.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(tls));
+    config.transport_config(Arc::new(transport_config(options, false)?));
+    Ok(config)
+}
+
+/// Binds an endpoint at `address` that connects out with `identity` and, when `listen` is
+/// true, accepts incoming links too. Must be called inside a tokio runtime: the endpoint's
+/// I/O runs on it.
+///
+/// # Errors
+/// [`EndpointError::Bind`] when the address cannot be bound, or a configuration error.
+pub fn bind_endpoint(
+    address: SocketAddr,
+    identity: &NodeIdentity,
+    options: &LinkOptions,
+    listen: bool,
+) -> Result<quinn::Endpoint, EndpointError> {
+    let server = if listen {
+        Some(server_config(identity, options)?)
+    } else {
+        None
+    };
+    let mut endpoint = quinn::Endpoint::server_or_client(address, server)?;
+    endpoint.set_default_client_config(client_config(identity, options)?);
+    Ok(endpoint)
+}
+
+/// Small extension so [`bind_endpoint`] reads as one call.
+trait ServerOrClient {
+    fn server_or_client(
+        address: SocketAddr,
+        server: Option<quinn::ServerConfig>,
+    ) -> io::Result<quinn::Endpoint>;
+}
+
+impl ServerOrClient for quinn::Endpoint {
+    fn server_or_client(
+        address: SocketAddr,
+        server: Option<quinn::ServerConfig>,
+    ) -> io::Result<quinn::Endpoint> {
+        match server {
+            Some(config) => quinn::Endpoint::server(config, address),
+            None => quinn::Endpoint::client(address),
+        }
+    }
+}
