@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use peergraph_engine::NodeId;
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use thiserror::Error;
 
@@ -98,7 +99,11 @@ impl NodeIdentity {
     /// # Errors
     /// [`IdentityError::Format`] when no usable private key is found.
     pub fn from_pem(pem: &str) -> Result<Self, IdentityError> {
-        let key_pair = rcgen::KeyPair::from_pem(pem)
+        // rcgen's `KeyPair::from_pem` parses only the first PEM block, which in our file is
+        // the certificate; so find the PKCS#8 block by its label first.
+        let key = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+            .map_err(|error| IdentityError::Format(error.to_string()))?;
+        let key_pair = rcgen::KeyPair::try_from(&key)
             .map_err(|error| IdentityError::Format(error.to_string()))?;
         Self::from_key_pair(key_pair)
     }
@@ -125,7 +130,9 @@ impl NodeIdentity {
 
     /// The private key (PKCS#8 DER).
     pub fn private_key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.inner.private_key_pkcs8.clone()))
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            self.inner.private_key_pkcs8.clone(),
+        ))
     }
 }
 

@@ -1,0 +1,175 @@
+//! The CONNECT / WELCOME / REFUSE exchange on a new link, for both sides.
+//!
+//! These are plain async functions: the graph actor runs them as futures in its context,
+//! bounded by the connect timeout, and decides with its own state what to answer.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use peergraph_engine::wire::{close_code, Connect, Message, RefuseReason, Welcome};
+use peergraph_engine::{NodeId, PeerError, ResultCode};
+use peergraph_transport::{node_id_of, peer_public_key, write_message, FrameReader, SERVER_NAME};
+
+use crate::connection::LinkParts;
+
+/// A link whose TLS handshake is done and whose peer key is known.
+pub(crate) struct Link {
+    pub(crate) parts: LinkParts,
+    pub(crate) node_id: NodeId,
+    pub(crate) address: SocketAddr,
+}
+
+/// How long a refusing node waits for the refused peer to close after reading REFUSE,
+/// before it closes the link itself. REFUSE must be read before the close, or the peer
+/// would only see a bare QUIC close.
+const REFUSE_LINGER: Duration = Duration::from_secs(2);
+
+fn failed(code: ResultCode) -> PeerError {
+    PeerError::new(code)
+}
+
+/// Maps a TLS or QUIC failure during the handshake to the reason a CONNECTION_FAILED event
+/// reports: a crypto (TLS) error means the node could not be authenticated; anything else
+/// means it could not be reached.
+fn handshake_failure(error: &quinn::ConnectionError) -> PeerError {
+    match error {
+        quinn::ConnectionError::TransportError(transport) if transport.code.is_crypto() => {
+            failed(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED)
+        }
+        quinn::ConnectionError::ConnectionClosed(close) if close.error_code.is_crypto() => {
+            failed(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED)
+        }
+        _ => failed(ResultCode::PEER_E_CONNECTION_FAILED),
+    }
+}
+
+/// Opens a link to `address` and performs the connecting side's handshake: TLS, then
+/// CONNECT, then WELCOME (checked against what was asked) or REFUSE.
+///
+/// # Errors
+/// The reason for the CONNECTION_FAILED event: `PEER_E_CONNECTION_REFUSED`,
+/// `PEER_E_CONNECTION_NOT_AUTHENTICATED` or `PEER_E_CONNECTION_FAILED`.
+pub(crate) async fn connect(
+    endpoint: quinn::Endpoint,
+    address: SocketAddr,
+    request: Connect,
+) -> Result<Link, PeerError> {
+    let connecting = endpoint
+        .connect(address, SERVER_NAME)
+        .map_err(|_| failed(ResultCode::PEER_E_CONNECTION_FAILED))?;
+    let connection = connecting.await.map_err(|e| handshake_failure(&e))?;
+    let node_id = peer_public_key(&connection)
+        .map(|key| node_id_of(&key))
+        .ok_or(failed(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED))?;
+    let result = async {
+        let (mut send, recv) = connection
+            .open_bi()
+            .await
+            .map_err(|_| failed(ResultCode::PEER_E_CONNECTION_FAILED))?;
+        write_message(&mut send, &Message::Connect(request.clone()))
+            .await
+            .map_err(|_| failed(ResultCode::PEER_E_CONNECTION_FAILED))?;
+        let mut reader = FrameReader::new(recv);
+        match reader.read().await {
+            Ok(Some(Message::Welcome(welcome))) if welcome_matches(&welcome, &request) => {
+                Ok((send, reader))
+            }
+            Ok(Some(Message::Welcome(_))) => {
+                Err(failed(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED))
+            }
+            Ok(Some(Message::Refuse(reason))) => Err(refusal(reason)),
+            Ok(_) => Err(failed(ResultCode::PEER_E_CONNECTION_FAILED)),
+            Err(_) => Err(failed(ResultCode::PEER_E_CONNECTION_FAILED)),
+        }
+    }
+    .await;
+    match result {
+        Ok((send, reader)) => Ok(Link {
+            parts: LinkParts {
+                connection,
+                send,
+                reader,
+            },
+            node_id,
+            address,
+        }),
+        Err(error) => {
+            connection.close(close_code::REFUSED.into(), b"handshake failed");
+            Err(error)
+        }
+    }
+}
+
+fn welcome_matches(welcome: &Welcome, request: &Connect) -> bool {
+    welcome.connection_id == request.connection_id
+        && welcome.graph_id == request.graph_id
+        && welcome.peer_id == request.target_peer_id
+}
+
+/// The CONNECTION_FAILED reason for a REFUSE: the reference's reasons mean the node would
+/// not take the connection; the protocol's own mean it is not the node that was asked for.
+fn refusal(reason: RefuseReason) -> PeerError {
+    match reason {
+        RefuseReason::Busy
+        | RefuseReason::AlreadyConnected
+        | RefuseReason::DuplicateConnection
+        | RefuseReason::DirectConnectionDisallowed => failed(ResultCode::PEER_E_CONNECTION_REFUSED),
+        RefuseReason::WrongGraph | RefuseReason::WrongPeer | RefuseReason::UnsupportedVersion => {
+            failed(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED)
+        }
+    }
+}
+
+/// The accepting side's first half: TLS, then the control stream and its CONNECT.
+/// Anything else first closes the link with PROTOCOL_ERROR.
+pub(crate) async fn accept(incoming: quinn::Incoming) -> Option<(Link, Connect)> {
+    let connection = incoming.await.ok()?;
+    let Some(node_id) = peer_public_key(&connection).map(|key| node_id_of(&key)) else {
+        connection.close(close_code::PROTOCOL_ERROR.into(), b"no peer key");
+        return None;
+    };
+    let (send, recv) = connection.accept_bi().await.ok()?;
+    let mut reader = FrameReader::new(recv);
+    match reader.read().await {
+        Ok(Some(Message::Connect(connect))) => {
+            let address = connection.remote_address();
+            Some((
+                Link {
+                    parts: LinkParts {
+                        connection,
+                        send,
+                        reader,
+                    },
+                    node_id,
+                    address,
+                },
+                connect,
+            ))
+        }
+        _ => {
+            connection.close(close_code::PROTOCOL_ERROR.into(), b"expected CONNECT");
+            None
+        }
+    }
+}
+
+/// Sends WELCOME on an accepted link.
+///
+/// # Errors
+/// When the link failed meanwhile.
+pub(crate) async fn welcome(link: &mut Link, welcome: Welcome) -> Result<(), quinn::WriteError> {
+    write_message(&mut link.parts.send, &Message::Welcome(welcome)).await
+}
+
+/// Sends REFUSE, lets the peer read it and close, then makes sure the link is closed.
+pub(crate) async fn refuse(mut link: Link, reason: RefuseReason) {
+    let connection = link.parts.connection.clone();
+    if write_message(&mut link.parts.send, &Message::Refuse(reason))
+        .await
+        .is_ok()
+    {
+        let _ = link.parts.send.finish();
+        let _ = tokio::time::timeout(REFUSE_LINGER, connection.closed()).await;
+    }
+    connection.close(close_code::REFUSED.into(), b"refused");
+}

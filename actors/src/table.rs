@@ -1,0 +1,134 @@
+//! The connection table of one graph and the outbox that SendData writes into.
+//!
+//! The graph actor is the only writer of the table. Readers (the async facade, and the
+//! graph's own SendData handler) look an entry up, clone its [`Outbox`], drop the
+//! reference, and queue the frame straight to the connection's writer: the hot path never
+//! waits in the graph's mailbox.
+
+use std::sync::Arc;
+
+use actix::Addr;
+use bytes::Bytes;
+use dashmap::DashMap;
+use peergraph_engine::wire::{DisconnectReason, MAX_DATA_LEN};
+use peergraph_engine::{ConnectionId, ConnectionInfo, DataType, PeerError};
+use peergraph_transport::DataFrame;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::connection::ConnectionActor;
+
+/// The most frames waiting in one connection's outbox.
+pub const OUTBOX_FRAMES: usize = 1024;
+/// The most bytes waiting in one connection's outbox: 2 MiB. quinn buffers up to its send
+/// window behind this, so a small outbox keeps the link busy while a sender that outruns
+/// the network waits here instead of growing memory.
+pub const OUTBOX_BYTES: usize = 2 * 1024 * 1024;
+
+/// What the writer of a connection is asked to send.
+pub(crate) enum Outgoing {
+    /// A DATA frame; the permit holds its share of [`OUTBOX_BYTES`] until it is written.
+    Data(DataFrame, OwnedSemaphorePermit),
+    /// Write everything queued so far, then DISCONNECT with this reason; accept nothing
+    /// after it.
+    Disconnect(DisconnectReason),
+}
+
+/// The sending side of a connection's outbox. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Outbox {
+    frames: mpsc::Sender<Outgoing>,
+    budget: Arc<Semaphore>,
+}
+
+/// The receiving side, owned by the connection's writer.
+pub(crate) struct OutboxReceiver {
+    pub(crate) frames: mpsc::Receiver<Outgoing>,
+    pub(crate) budget: Arc<Semaphore>,
+}
+
+pub(crate) fn outbox() -> (Outbox, OutboxReceiver) {
+    let (frames, receiver) = mpsc::channel(OUTBOX_FRAMES);
+    let budget = Arc::new(Semaphore::new(OUTBOX_BYTES));
+    (
+        Outbox {
+            frames,
+            budget: budget.clone(),
+        },
+        OutboxReceiver {
+            frames: receiver,
+            budget,
+        },
+    )
+}
+
+/// Checks a SendData payload's length.
+///
+/// # Errors
+/// `E_INVALIDARG` when it passes [`MAX_DATA_LEN`].
+pub(crate) fn check_payload(payload: &Bytes) -> Result<(), PeerError> {
+    if payload.len() > MAX_DATA_LEN {
+        return Err(PeerError::INVALID_ARG);
+    }
+    Ok(())
+}
+
+impl Outbox {
+    /// Queues a DATA frame, waiting while the outbox is full. `Ok` means the frame will be
+    /// written before any DISCONNECT of this connection.
+    ///
+    /// # Errors
+    /// `PEER_E_CONNECTION_NOT_FOUND` once the connection is closing or gone.
+    pub(crate) async fn send_data(
+        &self,
+        data_type: DataType,
+        payload: Bytes,
+    ) -> Result<(), PeerError> {
+        let frame = DataFrame::new(data_type, payload);
+        let cost = frame.wire_len().clamp(1, OUTBOX_BYTES) as u32;
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(cost)
+            .await
+            .map_err(|_| PeerError::CONNECTION_NOT_FOUND)?;
+        self.frames
+            .send(Outgoing::Data(frame, permit))
+            .await
+            .map_err(|_| PeerError::CONNECTION_NOT_FOUND)
+    }
+
+    /// Asks the writer to flush and DISCONNECT.
+    ///
+    /// # Errors
+    /// `PEER_E_CONNECTION_NOT_FOUND` if the writer is already gone.
+    pub(crate) async fn disconnect(&self, reason: DisconnectReason) -> Result<(), PeerError> {
+        self.frames
+            .send(Outgoing::Disconnect(reason))
+            .await
+            .map_err(|_| PeerError::CONNECTION_NOT_FOUND)
+    }
+}
+
+/// One live connection in the table.
+pub(crate) struct ConnectionEntry {
+    pub(crate) info: ConnectionInfo,
+    pub(crate) outbox: Outbox,
+    pub(crate) actor: Addr<ConnectionActor>,
+    /// Fires when the connection actor has been dropped (taken by the one close that wins).
+    pub(crate) ended: Option<oneshot::Receiver<()>>,
+}
+
+/// A graph's connections by id.
+pub(crate) type ConnectionTable = DashMap<ConnectionId, ConnectionEntry>;
+
+/// Looks up the outbox of connection `raw_id`, without holding the table's lock afterwards.
+///
+/// # Errors
+/// `E_INVALIDARG` for id 0, `PEER_E_CONNECTION_NOT_FOUND` when there is no such connection.
+pub(crate) fn outbox_of(table: &ConnectionTable, raw_id: u64) -> Result<Outbox, PeerError> {
+    let id = ConnectionId::new(raw_id)?;
+    table
+        .get(&id)
+        .map(|entry| entry.outbox.clone())
+        .ok_or(PeerError::CONNECTION_NOT_FOUND)
+}
