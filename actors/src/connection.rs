@@ -183,7 +183,10 @@ impl ConnectionActor {
         self.connection
             .close(close_code::PROTOCOL_ERROR.into(), b"protocol error");
         self.guard.reason = EndReason::ProtocolError(what);
-        self.end(Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)), ctx);
+        self.end(
+            Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)),
+            ctx,
+        );
     }
 
     fn connection_lost(&mut self, error: quinn::ConnectionError, ctx: &mut Context<Self>) {
@@ -231,9 +234,7 @@ impl ConnectionActor {
                 self.guard.reason = EndReason::RemoteClose;
                 ctx.stop();
             }
-            other => {
-                self.protocol_error(format!("unexpected {:?} frame", other.frame_type()), ctx)
-            }
+            other => self.protocol_error(format!("unexpected {:?} frame", other.frame_type()), ctx),
         }
     }
 }
@@ -248,16 +249,20 @@ impl Actor for ConnectionActor {
         let (finish_tx, finish_rx) = oneshot::channel();
         self.finish_stream = Some(finish_tx);
         ctx.add_stream(inbound(reader));
-        ctx.spawn(run_writer(send, outbox, finish_rx).into_actor(self).map(
-            |result, act, ctx| {
-                if let Err(error) = result {
-                    match error {
-                        quinn::WriteError::ConnectionLost(error) => act.connection_lost(error, ctx),
-                        other => act.protocol_error(format!("write failed: {other}"), ctx),
+        ctx.spawn(
+            run_writer(send, outbox, finish_rx)
+                .into_actor(self)
+                .map(|result, act, ctx| {
+                    if let Err(error) = result {
+                        match error {
+                            quinn::WriteError::ConnectionLost(error) => {
+                                act.connection_lost(error, ctx)
+                            }
+                            other => act.protocol_error(format!("write failed: {other}"), ctx),
+                        }
                     }
-                }
-            },
-        ));
+                }),
+        );
         let connection = self.connection.clone();
         ctx.spawn(
             async move { connection.closed().await }
@@ -319,7 +324,7 @@ impl StreamHandler<Inbound> for ConnectionActor {
 async fn run_writer(
     mut send: quinn::SendStream,
     mut outbox: OutboxReceiver,
-    finish: oneshot::Receiver<()>,
+    mut finish: oneshot::Receiver<()>,
 ) -> Result<(), quinn::WriteError> {
     let mut chunks: Vec<Bytes> = Vec::with_capacity(64);
     let mut permits = Vec::with_capacity(32);
@@ -336,6 +341,10 @@ async fn run_writer(
                     batched += frame.wire_len();
                     frame.push_chunks(&mut chunks);
                     permits.push(permit);
+                }
+                Outgoing::Control(frame) => {
+                    batched += frame.len();
+                    chunks.push(frame);
                 }
                 Outgoing::Disconnect(reason) => {
                     // From here on SendData is refused; what is already queued still goes.
@@ -355,7 +364,7 @@ async fn run_writer(
         chunks.clear();
         permits.clear();
         if disconnect.is_some() {
-            if finish.await.is_ok() {
+            if (&mut finish).await.is_ok() {
                 let _ = send.finish();
             }
             // Keep the stream open until the actor ends: dropping it would finish it early.
@@ -420,9 +429,13 @@ impl Handler<Leave> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, _: Leave, ctx: &mut Self::Context) {
-        self.connection.close(close_code::LEAVING.into(), b"leaving");
+        self.connection
+            .close(close_code::LEAVING.into(), b"leaving");
         self.guard.reason = EndReason::GraphClosed;
-        self.end(Err(PeerError::new(ResultCode::PEER_E_GRAPH_SHUTTING_DOWN)), ctx);
+        self.end(
+            Err(PeerError::new(ResultCode::PEER_E_GRAPH_SHUTTING_DOWN)),
+            ctx,
+        );
         ctx.stop();
     }
 }

@@ -101,8 +101,7 @@ impl Queue {
                 return;
             }
             let bytes = event.payload_len();
-            if state.events.len() >= self.limits.events || state.bytes + bytes > self.limits.bytes
-            {
+            if state.events.len() >= self.limits.events || state.bytes + bytes > self.limits.bytes {
                 state.lost += 1;
                 return;
             }

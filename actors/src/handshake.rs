@@ -28,15 +28,20 @@ fn failed(code: ResultCode) -> PeerError {
     PeerError::new(code)
 }
 
+/// QUIC carries TLS alerts as transport error codes 0x100 to 0x1ff (RFC 9000, 20.1).
+fn is_crypto(code: quinn::TransportErrorCode) -> bool {
+    (0x100..0x200).contains(&u64::from(code))
+}
+
 /// Maps a TLS or QUIC failure during the handshake to the reason a CONNECTION_FAILED event
 /// reports: a crypto (TLS) error means the node could not be authenticated; anything else
 /// means it could not be reached.
 fn handshake_failure(error: &quinn::ConnectionError) -> PeerError {
     match error {
-        quinn::ConnectionError::TransportError(transport) if transport.code.is_crypto() => {
+        quinn::ConnectionError::TransportError(transport) if is_crypto(transport.code) => {
             failed(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED)
         }
-        quinn::ConnectionError::ConnectionClosed(close) if close.error_code.is_crypto() => {
+        quinn::ConnectionError::ConnectionClosed(close) if is_crypto(close.error_code) => {
             failed(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED)
         }
         _ => failed(ResultCode::PEER_E_CONNECTION_FAILED),
@@ -151,14 +156,6 @@ pub(crate) async fn accept(incoming: quinn::Incoming) -> Option<(Link, Connect)>
             None
         }
     }
-}
-
-/// Sends WELCOME on an accepted link.
-///
-/// # Errors
-/// When the link failed meanwhile.
-pub(crate) async fn welcome(link: &mut Link, welcome: Welcome) -> Result<(), quinn::WriteError> {
-    write_message(&mut link.parts.send, &Message::Welcome(welcome)).await
 }
 
 /// Sends REFUSE, lets the peer read it and close, then makes sure the link is closed.

@@ -1,1 +1,72 @@
-//! placeholder
+//! peergraph: the Peer Graphing model (graphs of peers, direct connections, application
+//! data, events, with the Windows Peer Graphing API's documented result codes) on QUIC,
+//! built as actix actors.
+//!
+//! A graph is an actor ([`GraphActor`]) that supervises one [`ConnectionActor`] per QUIC
+//! link. Every API call is a message (see the `graph` messages: [`Listen`],
+//! [`OpenDirectConnection`], [`SendData`], [`CloseDirectConnection`], ...) whose reply is
+//! the documented result code. Applications outside actix use the async facade:
+//! [`Engine`] and [`Graph`].
+//!
+//! ```no_run
+//! use peergraph::{Engine, GraphId, GraphOptions, GraphProperties, PeerId, Version};
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::new()?;
+//! engine.startup(Version::V1_0)?;
+//! let properties = GraphProperties::new(GraphId::new("chat")?, PeerId::new("alice")?);
+//! let graph = engine.create_graph(properties, GraphOptions::default())?;
+//! let address = graph.listen("127.0.0.1:0".parse()?).await?;
+//! println!("listening at {address}");
+//! graph.close().await?;
+//! engine.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//! - `engine`: [`Engine`] (startup/shutdown, handle table, worker arbiters) and [`Graph`].
+//! - `graph`: [`GraphActor`] and its messages.
+//! - `connection`: [`ConnectionActor`], its writer, and the close path.
+//! - `handshake`: CONNECT / WELCOME / REFUSE on a new link.
+//! - `events`: registrations, [`EventStream`], [`PeerEvent`].
+//! - `table`: the connection table and the bounded outbox SendData writes into.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod connection;
+mod engine;
+mod events;
+mod graph;
+mod handshake;
+mod table;
+
+#[cfg(feature = "fault-injection")]
+pub use crate::connection::InjectPanic;
+pub use crate::connection::{ConnectionActor, EndReason};
+pub use crate::engine::{
+    reply, Engine, EngineConfig, Graph, GraphOptions, DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT,
+};
+pub use crate::events::{
+    EventHandle, EventStream, PeerEvent, QueueLimits, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_EVENTS,
+};
+pub use crate::graph::{
+    CloseDirectConnection, CloseGraph, EnumConnections, GetCounters, GetNodeInfo, GetStatus,
+    GraphActor, GraphCounters, Listen, OpenDirectConnection, RegisterEvent, RegisterEventRecipient,
+    SendData, UnregisterEvent, MAX_PENDING_HANDSHAKES,
+};
+pub use crate::table::{OUTBOX_BYTES, OUTBOX_FRAMES};
+
+pub use peergraph_engine::wire::{ALPN, MAX_DATA_LEN};
+pub use peergraph_engine::{
+    code_of, ConnectionChange, ConnectionFlags, ConnectionId, ConnectionInfo, ConnectionStatus,
+    DataType, EventRegistration, EventType, GraphEvent, GraphHandle, GraphId, GraphProperties,
+    GraphStatus, NodeId, NodeInfo, PeerError, PeerId, PeerResult, ResultCode, Scope, Version,
+    VersionData,
+};
+pub use peergraph_transport::{IdentityError, NodeIdentity, DEFAULT_IDLE_TIMEOUT};
+
+/// The wire protocol's numbers and codec (re-exported from the engine crate).
+pub mod wire {
+    pub use peergraph_engine::wire::*;
+}

@@ -28,6 +28,8 @@ pub const OUTBOX_BYTES: usize = 2 * 1024 * 1024;
 pub(crate) enum Outgoing {
     /// A DATA frame; the permit holds its share of [`OUTBOX_BYTES`] until it is written.
     Data(DataFrame, OwnedSemaphorePermit),
+    /// A control frame (WELCOME), written before anything queued after it.
+    Control(Bytes),
     /// Write everything queued so far, then DISCONNECT with this reason; accept nothing
     /// after it.
     Disconnect(DisconnectReason),
@@ -94,6 +96,13 @@ impl Outbox {
         self.frames
             .send(Outgoing::Data(frame, permit))
             .await
+            .map_err(|_| PeerError::CONNECTION_NOT_FOUND)
+    }
+
+    /// Queues a control frame on a new link (its outbox is empty, so this never waits).
+    pub(crate) fn control(&self, frame: Bytes) -> Result<(), PeerError> {
+        self.frames
+            .try_send(Outgoing::Control(frame))
             .map_err(|_| PeerError::CONNECTION_NOT_FOUND)
     }
 

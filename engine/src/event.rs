@@ -227,8 +227,8 @@ mod tests {
     #[test]
     fn filter_honours_data_type() {
         let wanted = DataType::from_u128(1);
-        let filter = EventFilter::new(vec![EventRegistration::incoming_data(wanted)])
-            .expect("not empty");
+        let filter =
+            EventFilter::new(vec![EventRegistration::incoming_data(wanted)]).expect("not empty");
         assert!(filter.accepts(&data(wanted)));
         assert!(!filter.accepts(&data(DataType::from_u128(2))));
         assert!(!filter.accepts(&GraphEvent::StatusChanged {

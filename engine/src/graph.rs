@@ -298,7 +298,10 @@ mod tests {
         let data = negotiate_version(Version::V1_0).expect("1.0 is supported");
         assert_eq!(data.version, Version::V1_0);
         assert_eq!(data.highest_version, Version::V1_0);
-        assert_eq!(negotiate_version(Version::new(2, 0)).map(|d| d.version), Ok(Version::V1_0));
+        assert_eq!(
+            negotiate_version(Version::new(2, 0)).map(|d| d.version),
+            Ok(Version::V1_0)
+        );
         assert_eq!(
             negotiate_version(Version::new(0, 9)).map_err(|e| e.code()),
             Err(ResultCode::PEER_E_UNSUPPORTED_VERSION)
@@ -309,13 +312,19 @@ mod tests {
     #[test]
     fn properties_are_checked() {
         assert!(properties().validate().is_ok());
-        assert!(properties().with_friendly_name("x".repeat(257)).validate().is_err());
+        assert!(properties()
+            .with_friendly_name("x".repeat(257))
+            .validate()
+            .is_err());
         let mut long_comment = properties();
         long_comment.comment = "c".repeat(513);
         assert!(long_comment.validate().is_err());
         assert!(properties().with_max_record_size(1023).validate().is_err());
         assert!(properties().with_max_record_size(1024).validate().is_ok());
-        assert!(properties().with_max_record_size(MAX_RECORD_SIZE + 1).validate().is_err());
+        assert!(properties()
+            .with_max_record_size(MAX_RECORD_SIZE + 1)
+            .validate()
+            .is_err());
         assert_eq!(properties().effective_max_record_size(), MAX_RECORD_SIZE);
     }
 

@@ -251,7 +251,10 @@ mod tests {
         assert!(PeerId::new("").is_err());
         assert!(PeerId::new("a".repeat(256)).is_ok());
         assert!(PeerId::new("a".repeat(257)).is_err());
-        assert!(GraphId::new("é".repeat(256)).is_ok(), "characters, not bytes");
+        assert!(
+            GraphId::new("é".repeat(256)).is_ok(),
+            "characters, not bytes"
+        );
         assert!(GraphId::new("a\0b").is_err());
         assert!(check_text("", 10).is_ok());
         assert!(check_text(&"x".repeat(11), 10).is_err());
@@ -264,7 +267,9 @@ mod tests {
         assert_eq!(text, "01234567-89ab-cdef-0011-223344556677");
         assert_eq!(text.parse::<DataType>(), Ok(data_type));
         assert_eq!(format!("{{{text}}}").parse::<DataType>(), Ok(data_type));
-        assert!("0123456789ab-cdef-0011-223344556677-".parse::<DataType>().is_err());
+        assert!("0123456789ab-cdef-0011-223344556677-"
+            .parse::<DataType>()
+            .is_err());
         assert!("not a guid".parse::<DataType>().is_err());
     }
 }

@@ -357,7 +357,11 @@ impl Message {
         match self {
             Message::Connect(connect) => {
                 buf.put_u8(connect.version);
-                buf.put_u8(if connect.direct { CONNECT_FLAG_DIRECT } else { 0 });
+                buf.put_u8(if connect.direct {
+                    CONNECT_FLAG_DIRECT
+                } else {
+                    0
+                });
                 buf.put_u64(connect.connection_id.get());
                 put_string(buf, connect.graph_id.as_str());
                 put_string(buf, connect.source_peer_id.as_str());
@@ -574,7 +578,10 @@ mod tests {
         ));
         // A truncated CONNECT body: the header says 3 bytes, the fields need more.
         let mut truncated = BytesMut::from(&[0x01, 0, 0, 0, 3, 1, 1, 0][..]);
-        assert_eq!(Message::decode(&mut truncated), Err(ProtocolError::Truncated));
+        assert_eq!(
+            Message::decode(&mut truncated),
+            Err(ProtocolError::Truncated)
+        );
         // A body with one byte too many.
         let mut trailing = BytesMut::from(&[0x04, 0, 0, 0, 2, 3, 0][..]);
         assert_eq!(
@@ -587,7 +594,10 @@ mod tests {
             Err(ProtocolError::UnknownReason(9))
         );
         let mut short_data = BytesMut::from(&[0x05, 0, 0, 0, 3, 1, 2, 3][..]);
-        assert_eq!(Message::decode(&mut short_data), Err(ProtocolError::Truncated));
+        assert_eq!(
+            Message::decode(&mut short_data),
+            Err(ProtocolError::Truncated)
+        );
     }
 
     #[test]

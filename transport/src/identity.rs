@@ -197,3 +197,19 @@ mod tests {
         fs::remove_file(&dir).expect("clean up");
     }
 }
+
+/// A random 64-bit value from the system's secure random source, never zero (used for
+/// connection ids, which must be unpredictable and unique among a node's links).
+pub fn random_nonzero_u64() -> u64 {
+    use ring::rand::SecureRandom;
+    let random = ring::rand::SystemRandom::new();
+    loop {
+        let mut bytes = [0u8; 8];
+        if random.fill(&mut bytes).is_ok() {
+            let value = u64::from_ne_bytes(bytes);
+            if value != 0 {
+                return value;
+            }
+        }
+    }
+}

@@ -19,7 +19,9 @@ pub use crate::endpoint::{
     DEFAULT_IDLE_TIMEOUT, MIN_IDLE_TIMEOUT, SERVER_NAME,
 };
 pub use crate::framed::{write_message, DataFrame, FrameReader, ReadFrameError};
-pub use crate::identity::{node_id_of, IdentityError, NodeIdentity, CERTIFICATE_NAME};
+pub use crate::identity::{
+    node_id_of, random_nonzero_u64, IdentityError, NodeIdentity, CERTIFICATE_NAME,
+};
 pub use crate::tls::{
     client_tls_config, crypto_provider, peer_public_key, server_tls_config, PeerCertVerifier,
 };

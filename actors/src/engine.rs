@@ -1,0 +1,650 @@
+//! The engine: startup and shutdown with a reference count, the handle table that turns a
+//! [`GraphHandle`] into a graph actor's address from any thread, the arbiters the actors run
+//! on, and the async facade ([`Graph`]) for applications outside actix.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_rt::{Arbiter, ArbiterHandle, System};
+use bytes::Bytes;
+use dashmap::DashMap;
+use peergraph_engine::{
+    negotiate_version, ConnectionFlags, ConnectionId, ConnectionInfo, DataType, EventRegistration,
+    GraphHandle, GraphId, GraphProperties, GraphStatus, NodeInfo, PeerError, PeerId, ResultCode,
+    Version, VersionData,
+};
+use peergraph_transport::{NodeIdentity, DEFAULT_IDLE_TIMEOUT, MIN_IDLE_TIMEOUT};
+
+use crate::events::{EventHandle, EventStream, QueueLimits};
+use crate::graph::{
+    outbox_for_send, CloseDirectConnection, CloseGraph, EnumConnections, GetCounters, GetNodeInfo,
+    GetStatus, GraphActor, GraphCounters, GraphSetup, Listen, OpenDirectConnection, RegisterEvent,
+    Release, UnregisterEvent,
+};
+use crate::table::ConnectionTable;
+
+/// The default bound on making a connection (QUIC + TLS + CONNECT/WELCOME): past it the
+/// attempt ends with CONNECTION_FAILED (PEER_E_CONNECTION_FAILED).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default bound on CloseDirectConnection waiting for the peer: past it the link is
+/// cut and the reply is PEER_E_TIMEOUT.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Settings of one graph.
+#[derive(Clone, Debug)]
+pub struct GraphOptions {
+    /// The node's identity; `None` generates a fresh key pair and certificate.
+    pub identity: Option<NodeIdentity>,
+    /// How long a silent link lives (keep-alives go at a third of it). At least 100 ms.
+    pub idle_timeout: Duration,
+    /// How long making a connection may take.
+    pub connect_timeout: Duration,
+    /// How long a close waits for the peer.
+    pub close_timeout: Duration,
+}
+
+impl Default for GraphOptions {
+    fn default() -> Self {
+        GraphOptions {
+            identity: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+        }
+    }
+}
+
+impl GraphOptions {
+    /// Uses `identity` for the node.
+    pub fn with_identity(mut self, identity: NodeIdentity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Sets the idle timeout.
+    pub fn with_idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// Sets the connect timeout.
+    pub fn with_connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// Sets the close timeout.
+    pub fn with_close_timeout(mut self, close_timeout: Duration) -> Self {
+        self.close_timeout = close_timeout;
+        self
+    }
+
+    fn validate(&self) -> Result<(), PeerError> {
+        let positive = |d: Duration| !d.is_zero();
+        if self.idle_timeout < MIN_IDLE_TIMEOUT
+            || !positive(self.connect_timeout)
+            || !positive(self.close_timeout)
+        {
+            return Err(PeerError::INVALID_ARG);
+        }
+        Ok(())
+    }
+}
+
+/// What the engine keeps of an open graph: its actor and its connection table.
+#[derive(Clone)]
+pub(crate) struct GraphEntry {
+    pub(crate) addr: Addr<GraphActor>,
+    pub(crate) table: Arc<ConnectionTable>,
+}
+
+/// State shared by the engine and its graph actors.
+pub(crate) struct EngineShared {
+    startups: Mutex<u32>,
+    initialized: std::sync::atomic::AtomicBool,
+    graphs: DashMap<GraphHandle, GraphEntry>,
+    graph_ids: DashMap<GraphId, GraphHandle>,
+    pub(crate) live_connection_actors: Arc<AtomicUsize>,
+}
+
+impl EngineShared {
+    pub(crate) fn is_initialized(&self) -> bool {
+        self.initialized.load(Ordering::Acquire)
+    }
+
+    /// Removes a closed graph from the handle table and frees its graph id.
+    pub(crate) fn forget_graph(&self, handle: GraphHandle, graph_id: &GraphId) {
+        self.graphs.remove(&handle);
+        self.graph_ids
+            .remove_if(graph_id, |_, owner| *owner == handle);
+    }
+}
+
+/// How many worker threads an engine outside actix starts by default: one per core.
+fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Settings of an engine.
+#[derive(Clone, Debug, Default)]
+pub struct EngineConfig {
+    /// Worker arbiters the graph actors are spread over. Outside an actix `System` the
+    /// default is one thread per core; inside one, the default is the current arbiter
+    /// (no extra threads), and a larger number adds arbiters to that system.
+    pub workers: Option<usize>,
+}
+
+struct OwnedWorker {
+    system: System,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct EngineInner {
+    shared: Arc<EngineShared>,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: AtomicUsize,
+    next_handle: AtomicU64,
+    owned: Vec<OwnedWorker>,
+    _extra_arbiters: Vec<Arbiter>,
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        for worker in &mut self.owned {
+            worker.system.stop();
+            if let Some(thread) = worker.thread.take() {
+                if thread.thread().id() != std::thread::current().id() {
+                    let _ = thread.join();
+                }
+            }
+        }
+    }
+}
+
+/// The peergraph engine (the API's process-wide state, as a value): reference-counted
+/// [`startup`](Engine::startup) and [`shutdown`](Engine::shutdown), graph creation, and the
+/// handle table. Cheap to clone; the worker threads it owns stop when the last clone is
+/// dropped.
+///
+/// Two ways in, one set of actors: actix applications send the messages of
+/// [`crate::graph`] to [`Graph::addr`]; other applications call the async methods of
+/// [`Graph`], which send the same messages.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("initialized", &self.inner.shared.is_initialized())
+            .field("graphs", &self.inner.shared.graphs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine with default settings (not started: call [`Engine::startup`]).
+    ///
+    /// # Errors
+    /// When a worker thread cannot be spawned.
+    pub fn new() -> io::Result<Engine> {
+        Engine::with_config(EngineConfig::default())
+    }
+
+    /// An engine with `config`.
+    ///
+    /// # Errors
+    /// When a worker thread cannot be spawned.
+    pub fn with_config(config: EngineConfig) -> io::Result<Engine> {
+        let mut arbiters = Vec::new();
+        let mut owned = Vec::new();
+        let mut extra = Vec::new();
+        if let Some(current) = Arbiter::try_current().filter(|_| System::try_current().is_some()) {
+            arbiters.push(current);
+            for _ in 1..config.workers.unwrap_or(1).max(1) {
+                let arbiter = Arbiter::new();
+                arbiters.push(arbiter.handle());
+                extra.push(arbiter);
+            }
+        } else {
+            for index in 0..config.workers.unwrap_or_else(default_workers).max(1) {
+                let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+                let thread = std::thread::Builder::new()
+                    .name(format!("peergraph-worker-{index}"))
+                    .spawn(move || {
+                        let runner = System::new();
+                        let _ = ready_tx.send((System::current(), Arbiter::current()));
+                        let _ = runner.run();
+                    })?;
+                let (system, arbiter) = ready_rx
+                    .recv()
+                    .map_err(|_| io::Error::other("worker thread did not start"))?;
+                arbiters.push(arbiter);
+                owned.push(OwnedWorker {
+                    system,
+                    thread: Some(thread),
+                });
+            }
+        }
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                shared: Arc::new(EngineShared {
+                    startups: Mutex::new(0),
+                    initialized: Default::default(),
+                    graphs: DashMap::new(),
+                    graph_ids: DashMap::new(),
+                    live_connection_actors: Arc::new(AtomicUsize::new(0)),
+                }),
+                arbiters,
+                next_arbiter: AtomicUsize::new(0),
+                next_handle: AtomicU64::new(1),
+                owned,
+                _extra_arbiters: extra,
+            }),
+        })
+    }
+
+    fn shared(&self) -> &EngineShared {
+        &self.inner.shared
+    }
+
+    /// `PeerGraphStartup`: starts (or counts one more start of) the engine.
+    ///
+    /// # Errors
+    /// `PEER_E_UNSUPPORTED_VERSION` for a version below 1.0.
+    pub fn startup(&self, version: Version) -> Result<VersionData, PeerError> {
+        let data = negotiate_version(version)?;
+        let mut startups = self
+            .shared()
+            .startups
+            .lock()
+            .map_err(|_| PeerError::new(ResultCode::E_FAIL))?;
+        *startups += 1;
+        self.shared().initialized.store(true, Ordering::Release);
+        Ok(data)
+    }
+
+    /// `PeerGraphShutdown`: undoes one startup. The last one closes every graph (their
+    /// connections end, their registrations end) before it returns; after it every call
+    /// returns `PEER_E_NOT_INITIALIZED` until the next startup.
+    ///
+    /// # Errors
+    /// `PEER_E_NOT_INITIALIZED` when the engine is not started.
+    pub async fn shutdown(&self) -> Result<(), PeerError> {
+        {
+            let mut startups = self
+                .shared()
+                .startups
+                .lock()
+                .map_err(|_| PeerError::new(ResultCode::E_FAIL))?;
+            if *startups == 0 {
+                return Err(PeerError::NOT_INITIALIZED);
+            }
+            *startups -= 1;
+            if *startups > 0 {
+                return Ok(());
+            }
+            self.shared().initialized.store(false, Ordering::Release);
+        }
+        let graphs: Vec<Addr<GraphActor>> = self
+            .shared()
+            .graphs
+            .iter()
+            .map(|entry| entry.addr.clone())
+            .collect();
+        for addr in graphs {
+            let _ = addr.send(Release).await;
+        }
+        self.shared().graphs.clear();
+        self.shared().graph_ids.clear();
+        Ok(())
+    }
+
+    /// True between startup and the last shutdown.
+    pub fn is_initialized(&self) -> bool {
+        self.shared().is_initialized()
+    }
+
+    /// How many connection actors are alive across all graphs of this engine.
+    pub fn connection_actor_count(&self) -> usize {
+        self.shared().live_connection_actors.load(Ordering::Relaxed)
+    }
+
+    /// How many graphs are open.
+    pub fn graph_count(&self) -> usize {
+        self.shared().graphs.len()
+    }
+
+    fn check_initialized(&self) -> Result<(), PeerError> {
+        if self.is_initialized() {
+            Ok(())
+        } else {
+            Err(PeerError::NOT_INITIALIZED)
+        }
+    }
+
+    /// `PeerGraphCreate`: a new graph, with this node as its creator (so it counts as
+    /// synchronized and may listen at once).
+    ///
+    /// # Errors
+    /// `PEER_E_NOT_INITIALIZED`; `E_INVALIDARG` (a property or option out of range);
+    /// `PEER_E_DUPLICATE_GRAPH` (a graph with that id is open in this engine); `E_FAIL`
+    /// (no identity could be generated).
+    pub fn create_graph(
+        &self,
+        properties: GraphProperties,
+        options: GraphOptions,
+    ) -> Result<Graph, PeerError> {
+        self.start_graph(properties, options, true)
+    }
+
+    /// `PeerGraphOpen`: joins graph `graph_id` as `peer_id`. There is no local database
+    /// yet, so the data is always new: the reply's code is `PEER_S_GRAPH_DATA_CREATED`, and
+    /// the node is not synchronized (Listen returns `PEER_E_GRAPH_NOT_READY` until neighbor
+    /// connections and synchronization arrive in a later release). Direct connections
+    /// can be opened from it.
+    ///
+    /// # Errors
+    /// `PEER_E_NOT_INITIALIZED`; `E_INVALIDARG` (an id out of range);
+    /// `PEER_E_DUPLICATE_GRAPH`; `E_FAIL`.
+    pub fn open_graph(
+        &self,
+        graph_id: &str,
+        peer_id: &str,
+        options: GraphOptions,
+    ) -> Result<(Graph, ResultCode), PeerError> {
+        self.check_initialized()?;
+        let properties = GraphProperties::new(GraphId::new(graph_id)?, PeerId::new(peer_id)?);
+        let graph = self.start_graph(properties, options, false)?;
+        Ok((graph, ResultCode::PEER_S_GRAPH_DATA_CREATED))
+    }
+
+    fn start_graph(
+        &self,
+        properties: GraphProperties,
+        options: GraphOptions,
+        synchronized: bool,
+    ) -> Result<Graph, PeerError> {
+        self.check_initialized()?;
+        properties.validate()?;
+        options.validate()?;
+        let raw = self.inner.next_handle.fetch_add(1, Ordering::Relaxed);
+        let handle = GraphHandle::new(raw).ok_or(PeerError::new(ResultCode::E_FAIL))?;
+        match self.shared().graph_ids.entry(properties.graph_id.clone()) {
+            dashmap::Entry::Occupied(_) => {
+                return Err(PeerError::new(ResultCode::PEER_E_DUPLICATE_GRAPH))
+            }
+            dashmap::Entry::Vacant(vacant) => {
+                vacant.insert(handle);
+            }
+        }
+        let identity = match options.identity.clone() {
+            Some(identity) => identity,
+            None => NodeIdentity::generate().map_err(|_| {
+                self.shared().graph_ids.remove(&properties.graph_id);
+                PeerError::new(ResultCode::E_FAIL)
+            })?,
+        };
+        let table = Arc::new(ConnectionTable::new());
+        let setup = GraphSetup {
+            handle,
+            shared: self.inner.shared.clone(),
+            properties,
+            identity,
+            options,
+            synchronized,
+            table: table.clone(),
+        };
+        let index = self.inner.next_arbiter.fetch_add(1, Ordering::Relaxed);
+        let arbiter = &self.inner.arbiters[index % self.inner.arbiters.len()];
+        let addr = GraphActor::start_in_arbiter(arbiter, move |_| GraphActor::new(setup));
+        let entry = GraphEntry { addr, table };
+        self.shared().graphs.insert(handle, entry.clone());
+        Ok(Graph {
+            handle,
+            engine: self.clone(),
+            entry,
+        })
+    }
+
+    /// The open graph with `handle`, from any thread.
+    ///
+    /// # Errors
+    /// `PEER_E_NOT_INITIALIZED`, `PEER_E_INVALID_GRAPH`.
+    pub fn graph(&self, handle: GraphHandle) -> Result<Graph, PeerError> {
+        self.check_initialized()?;
+        let entry = self
+            .shared()
+            .graphs
+            .get(&handle)
+            .map(|entry| entry.clone())
+            .ok_or(PeerError::INVALID_GRAPH)?;
+        Ok(Graph {
+            handle,
+            engine: self.clone(),
+            entry,
+        })
+    }
+}
+
+/// Turns the outcome of `addr.send(message).await` into the call's result: a graph actor
+/// that no longer runs stands for a closed graph, `PEER_E_INVALID_GRAPH`.
+///
+/// # Errors
+/// The message's own error, or `PEER_E_INVALID_GRAPH`.
+pub fn reply<T>(sent: Result<Result<T, PeerError>, MailboxError>) -> Result<T, PeerError> {
+    sent.unwrap_or(Err(PeerError::INVALID_GRAPH))
+}
+
+/// An open graph, for applications that do not run inside actix: each method sends the
+/// graph actor its message and awaits the reply. Cheap to clone; usable from any thread
+/// and any async runtime.
+///
+/// Every method can return `PEER_E_NOT_INITIALIZED` (engine shut down) and
+/// `PEER_E_INVALID_GRAPH` (graph closed), besides the codes its `# Errors` lists.
+#[derive(Clone)]
+pub struct Graph {
+    handle: GraphHandle,
+    engine: Engine,
+    entry: GraphEntry,
+}
+
+impl fmt::Debug for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Graph")
+            .field("handle", &self.handle)
+            .finish()
+    }
+}
+
+impl Graph {
+    /// The graph's handle (`HGRAPH`).
+    pub fn handle(&self) -> GraphHandle {
+        self.handle
+    }
+
+    /// The graph actor's address, for actix applications.
+    pub fn addr(&self) -> Addr<GraphActor> {
+        self.entry.addr.clone()
+    }
+
+    fn check(&self) -> Result<&GraphEntry, PeerError> {
+        self.engine.check_initialized()?;
+        if !self.engine.shared().graphs.contains_key(&self.handle) {
+            return Err(PeerError::INVALID_GRAPH);
+        }
+        Ok(&self.entry)
+    }
+
+    async fn call<M>(&self, message: M) -> Result<M::Result, PeerError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        GraphActor: Handler<M>,
+    {
+        let entry = self.check()?;
+        entry
+            .addr
+            .send(message)
+            .await
+            .map_err(|_| PeerError::INVALID_GRAPH)
+    }
+
+    /// Listens at `address` (see [`Listen`]). Returns the bound address.
+    ///
+    /// # Errors
+    /// `PEER_E_GRAPH_NOT_READY`, `PEER_E_ALREADY_LISTENING`, `PEER_E_INVALID_ADDRESS`.
+    pub async fn listen(&self, address: SocketAddr) -> Result<SocketAddr, PeerError> {
+        self.call(Listen { address }).await?
+    }
+
+    /// Opens a direct connection (see [`OpenDirectConnection`]); the outcome arrives as a
+    /// DIRECT_CONNECTION event.
+    ///
+    /// # Errors
+    /// `E_INVALIDARG`, `PEER_E_CONNECT_SELF`, `PEER_E_INVALID_ADDRESS`, `E_FAIL`.
+    pub async fn open_direct_connection(
+        &self,
+        peer_id: &str,
+        address: SocketAddr,
+    ) -> Result<ConnectionId, PeerError> {
+        self.call(OpenDirectConnection {
+            peer_id: peer_id.to_owned(),
+            address,
+        })
+        .await?
+    }
+
+    /// Sends data on a connection (see [`crate::SendData`]). Goes straight to the
+    /// connection's outbox, not through the graph actor's mailbox.
+    ///
+    /// # Errors
+    /// `E_INVALIDARG` (id 0, payload over [`crate::MAX_DATA_LEN`]),
+    /// `PEER_E_CONNECTION_NOT_FOUND`.
+    pub async fn send_data(
+        &self,
+        connection_id: impl Into<u64>,
+        data_type: DataType,
+        data: impl Into<Bytes>,
+    ) -> Result<(), PeerError> {
+        let entry = self.check()?;
+        let data = data.into();
+        let outbox = outbox_for_send(&entry.table, connection_id.into(), &data)?;
+        outbox.send_data(data_type, data).await
+    }
+
+    /// Closes a direct connection (see [`CloseDirectConnection`]).
+    ///
+    /// # Errors
+    /// `E_INVALIDARG`, `PEER_E_CONNECTION_NOT_FOUND`, `PEER_E_TIMEOUT`,
+    /// `PEER_E_CONNECTION_FAILED`.
+    pub async fn close_direct_connection(
+        &self,
+        connection_id: impl Into<u64>,
+    ) -> Result<(), PeerError> {
+        self.call(CloseDirectConnection {
+            connection_id: connection_id.into(),
+        })
+        .await?
+    }
+
+    /// The connections of the kinds in `flags` (see [`EnumConnections`]).
+    ///
+    /// # Errors
+    /// `E_INVALIDARG`.
+    pub async fn enum_connections(
+        &self,
+        flags: ConnectionFlags,
+    ) -> Result<Vec<ConnectionInfo>, PeerError> {
+        self.call(EnumConnections { flags }).await?
+    }
+
+    /// A node's information; 0 for this node (see [`GetNodeInfo`]).
+    ///
+    /// # Errors
+    /// `PEER_E_NODE_NOT_FOUND`.
+    pub async fn node_info(&self, node_id: u64) -> Result<NodeInfo, PeerError> {
+        self.call(GetNodeInfo { node_id }).await?
+    }
+
+    /// The graph's status flags.
+    ///
+    /// # Errors
+    /// Only the common codes.
+    pub async fn status(&self) -> Result<GraphStatus, PeerError> {
+        self.call(GetStatus).await?
+    }
+
+    /// The graph's counters.
+    ///
+    /// # Errors
+    /// Only the common codes.
+    pub async fn counters(&self) -> Result<GraphCounters, PeerError> {
+        self.call(GetCounters).await?
+    }
+
+    /// Registers for events, read from the returned stream (default queue bounds).
+    ///
+    /// # Errors
+    /// `E_INVALIDARG` (no registrations).
+    pub async fn register_event(
+        &self,
+        registrations: Vec<EventRegistration>,
+    ) -> Result<EventStream, PeerError> {
+        self.register_event_with(registrations, QueueLimits::default())
+            .await
+    }
+
+    /// Registers for events with explicit queue bounds.
+    ///
+    /// # Errors
+    /// `E_INVALIDARG` (no registrations, or a zero bound).
+    pub async fn register_event_with(
+        &self,
+        registrations: Vec<EventRegistration>,
+        limits: QueueLimits,
+    ) -> Result<EventStream, PeerError> {
+        self.call(RegisterEvent {
+            registrations,
+            limits,
+        })
+        .await?
+    }
+
+    /// Ends a registration.
+    ///
+    /// # Errors
+    /// `E_INVALIDARG` (unknown handle).
+    pub async fn unregister_event(&self, handle: EventHandle) -> Result<(), PeerError> {
+        self.call(UnregisterEvent { handle }).await?
+    }
+
+    /// Closes the graph (see [`CloseGraph`]).
+    ///
+    /// # Errors
+    /// Only the common codes.
+    pub async fn close(&self) -> Result<(), PeerError> {
+        self.call(CloseGraph).await?
+    }
+
+    /// The connection actor of a live connection, for fault-injection tests.
+    #[cfg(feature = "fault-injection")]
+    pub fn connection_actor(
+        &self,
+        connection_id: ConnectionId,
+    ) -> Option<Addr<crate::connection::ConnectionActor>> {
+        self.entry
+            .table
+            .get(&connection_id)
+            .map(|entry| entry.actor.clone())
+    }
+}

@@ -1,0 +1,189 @@
+//! The messages a [`GraphActor`](crate::GraphActor) answers: one per API call, each
+//! replying with the call's value or its documented result code.
+//!
+//! Every message can also return `PEER_E_NOT_INITIALIZED` (the engine was shut down) and
+//! `PEER_E_INVALID_GRAPH` (the graph was closed); the `# Errors` sections list the rest.
+//! A message sent to a graph actor that no longer runs fails with actix's
+//! `MailboxError`, which [`crate::reply`] turns into `PEER_E_INVALID_GRAPH`.
+
+use std::net::SocketAddr;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use peergraph_engine::{
+    ConnectionFlags, ConnectionId, ConnectionInfo, DataType, EventRegistration, GraphStatus,
+    NodeInfo, PeerError,
+};
+
+use crate::events::{EventHandle, EventStream, PeerEvent, QueueLimits};
+
+/// `PeerGraphListen`: accept links at `address` (port 0 picks a free port). Replies with
+/// the bound address.
+///
+/// # Errors
+/// `PEER_E_GRAPH_NOT_READY` (an opened graph that has not synchronized),
+/// `PEER_E_ALREADY_LISTENING`, `PEER_E_INVALID_ADDRESS` (cannot bind there).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<SocketAddr, PeerError>")]
+pub struct Listen {
+    /// Where to listen, such as `127.0.0.1:0`.
+    pub address: SocketAddr,
+}
+
+/// `PeerGraphOpenDirectConnection`: open a direct connection to the node `peer_id` at
+/// `address`. Replies at once with the new connection's id; the outcome arrives as a
+/// DIRECT_CONNECTION event (CONNECTED, or CONNECTION_FAILED with a reason:
+/// `PEER_E_CONNECTION_REFUSED`, `PEER_E_CONNECTION_FAILED` after the connect timeout, or
+/// `PEER_E_CONNECTION_NOT_AUTHENTICATED` when the node there is not `peer_id` of this graph).
+///
+/// # Errors
+/// `E_INVALIDARG` (peer id empty or over 256 characters), `PEER_E_CONNECT_SELF` (this
+/// node's own peer id or listen address), `PEER_E_INVALID_ADDRESS` (port 0, an unspecified
+/// or multicast address), `E_FAIL` (no local socket could be bound).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<ConnectionId, PeerError>")]
+pub struct OpenDirectConnection {
+    /// The remote node's peer id.
+    pub peer_id: String,
+    /// The remote node's address.
+    pub address: SocketAddr,
+}
+
+/// `PeerGraphSendData`: send `data` of type `data_type` on a connection. Replies S_OK once
+/// the data is accepted for sending, waiting while the connection's outbox is full
+/// (backpressure). Data accepted before a close is delivered before the DISCONNECT.
+///
+/// # Errors
+/// `E_INVALIDARG` (id 0, or `data` over [`MAX_DATA_LEN`](crate::MAX_DATA_LEN) bytes),
+/// `PEER_E_CONNECTION_NOT_FOUND` (no such connection, or it is closing).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), PeerError>")]
+pub struct SendData {
+    /// The connection's id.
+    pub connection_id: u64,
+    /// The data's type.
+    pub data_type: DataType,
+    /// The bytes.
+    pub data: Bytes,
+}
+
+/// `PeerGraphCloseDirectConnection`: close a direct connection. The connection actor
+/// flushes every byte SendData accepted, sends DISCONNECT (APP_DISCONNECT), and closes the
+/// QUIC connection once the peer has read everything; only then the reply comes. The remote
+/// node reports DIRECT_CONNECTION DISCONNECTED with the same id; so does this node.
+///
+/// Replies S_OK when the peer had everything. Of concurrent closes of one id exactly one
+/// gets S_OK (or a timeout) and the others `PEER_E_CONNECTION_NOT_FOUND`.
+///
+/// # Errors
+/// `E_INVALIDARG` (id 0), `PEER_E_CONNECTION_NOT_FOUND` (no direct connection with that
+/// id), `PEER_E_TIMEOUT` (the peer did not confirm within the close timeout: the connection
+/// is gone, but the peer may not have all the data), `PEER_E_CONNECTION_FAILED` (the link
+/// failed during the close).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<(), PeerError>")]
+pub struct CloseDirectConnection {
+    /// The connection's id.
+    pub connection_id: u64,
+}
+
+/// `PeerGraphEnumConnections`: the graph's connections of the kinds in `flags`.
+///
+/// # Errors
+/// `E_INVALIDARG` (flags 0 or unknown bits).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<Vec<ConnectionInfo>, PeerError>")]
+pub struct EnumConnections {
+    /// NEIGHBOR, DIRECT, or both.
+    pub flags: ConnectionFlags,
+}
+
+/// `PeerGraphGetNodeInfo`: a node's information; 0 (or this node's id) for this node,
+/// or the id of a node this node has a connection with.
+///
+/// # Errors
+/// `PEER_E_NODE_NOT_FOUND`.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<NodeInfo, PeerError>")]
+pub struct GetNodeInfo {
+    /// The node id, or 0 for this node.
+    pub node_id: u64,
+}
+
+/// `PeerGraphGetStatus`: the graph's status flags.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<GraphStatus, PeerError>")]
+pub struct GetStatus;
+
+/// `PeerGraphRegisterEvent`: receive the events `registrations` select as an
+/// [`EventStream`], through a queue bounded by `limits`.
+///
+/// # Errors
+/// `E_INVALIDARG` (no registrations, or a zero limit).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<EventStream, PeerError>")]
+pub struct RegisterEvent {
+    /// Which events.
+    pub registrations: Vec<EventRegistration>,
+    /// The queue's bounds.
+    pub limits: QueueLimits,
+}
+
+impl RegisterEvent {
+    /// A registration for `registrations` with the default queue bounds.
+    pub fn new(registrations: Vec<EventRegistration>) -> Self {
+        RegisterEvent {
+            registrations,
+            limits: QueueLimits::default(),
+        }
+    }
+}
+
+/// `PeerGraphRegisterEvent` for actix applications: deliver the selected events as
+/// [`PeerEvent`] messages to `recipient`, with `try_send` (a full mailbox loses events and
+/// is told how many).
+///
+/// # Errors
+/// `E_INVALIDARG` (no registrations).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<EventHandle, PeerError>")]
+pub struct RegisterEventRecipient {
+    /// Which events.
+    pub registrations: Vec<EventRegistration>,
+    /// Who receives them.
+    pub recipient: Recipient<PeerEvent>,
+}
+
+/// `PeerGraphUnregisterEvent`: end a registration; its stream ends after what is queued.
+///
+/// # Errors
+/// `E_INVALIDARG` (no registration with that handle in this graph).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<(), PeerError>")]
+pub struct UnregisterEvent {
+    /// The registration's handle.
+    pub handle: EventHandle,
+}
+
+/// `PeerGraphClose`: close the graph. Every connection ends (QUIC close code LEAVING),
+/// every registration's stream ends, the endpoint closes, and every later call with the
+/// handle returns `PEER_E_INVALID_GRAPH`.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<(), PeerError>")]
+pub struct CloseGraph;
+
+/// Counters of one graph, for tests and monitoring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GraphCounters {
+    /// Connections in the table.
+    pub connections: usize,
+    /// Outgoing connections still being made.
+    pub pending_outgoing: usize,
+    /// Incoming handshakes in progress.
+    pub pending_incoming: usize,
+}
+
+/// The graph's [`GraphCounters`].
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<GraphCounters, PeerError>")]
+pub struct GetCounters;

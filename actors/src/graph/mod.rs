@@ -1,0 +1,687 @@
+//! The graph actor: one per open graph. It owns the graph's QUIC endpoint, accepts or
+//! refuses incoming links, opens outgoing ones, owns the connection table, publishes events,
+//! and supervises its connection actors.
+//!
+//! ```text
+//!  app ──Listen/Open/Send/Close/Enum/Register──▶ GraphActor ──(reply: result code)──▶ app
+//!  endpoint.accept() ──Incoming──▶ GraphActor ──handshake──▶ ConnectionActor (started here)
+//!  OpenDirectConnection ──spawned connect + CONNECT/WELCOME──▶ ConnectionActor
+//!  ConnectionActor dropped ──ConnectionEnded──▶ GraphActor ──DISCONNECTED──▶ registrations
+//! ```
+//!
+//! A closed graph actor keeps answering `PEER_E_INVALID_GRAPH` (or
+//! `PEER_E_NOT_INITIALIZED` after the last shutdown) to whoever still holds its address,
+//! and stops when the last address is dropped.
+
+mod messages;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use peergraph_engine::wire::{
+    Connect, Message as WireMessage, RefuseReason, Welcome, PROTOCOL_VERSION,
+};
+use peergraph_engine::{
+    ConnectionFlags, ConnectionId, ConnectionInfo, ConnectionStatus, EventFilter, EventType,
+    GraphEvent, GraphHandle, GraphProperties, GraphStatus, NodeId, NodeInfo, PeerError, PeerId,
+    ResultCode,
+};
+use peergraph_transport::{bind_endpoint, random_nonzero_u64, LinkOptions, NodeIdentity};
+use tokio::sync::oneshot;
+
+pub use self::messages::*;
+use crate::connection::{
+    connection_event, ConnectionActor, ConnectionEnded, ConnectionSetup, Leave,
+};
+use crate::engine::EngineShared;
+use crate::events::Subscribers;
+use crate::handshake::{self, Link};
+use crate::table::{check_payload, outbox, outbox_of, ConnectionEntry, ConnectionTable};
+use crate::GraphOptions;
+
+/// The most incoming handshakes (TLS + CONNECT) one graph runs at once; more are refused
+/// at the QUIC level, so a flood of half-open links costs a bounded amount.
+pub const MAX_PENDING_HANDSHAKES: usize = 128;
+
+/// How long closing a graph waits for its endpoint to go idle, so that peers receive the
+/// LEAVING close code rather than timing out.
+const ENDPOINT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The actor of one open graph. Created by [`Engine::create_graph`](crate::Engine::create_graph)
+/// or [`Engine::open_graph`](crate::Engine::open_graph); reach it with
+/// [`Graph::addr`](crate::Graph::addr) and send it the messages of this module.
+pub struct GraphActor {
+    handle: GraphHandle,
+    shared: Arc<EngineShared>,
+    properties: GraphProperties,
+    identity: NodeIdentity,
+    options: GraphOptions,
+    closed: bool,
+    synchronized: bool,
+    listener: Option<quinn::Endpoint>,
+    client_v4: Option<quinn::Endpoint>,
+    client_v6: Option<quinn::Endpoint>,
+    table: Arc<ConnectionTable>,
+    pending_outgoing: HashMap<ConnectionId, SpawnHandle>,
+    pending_incoming: usize,
+    subscribers: Arc<Subscribers>,
+    status: GraphStatus,
+    live_actors: Arc<AtomicUsize>,
+}
+
+/// What the engine gives a new graph actor.
+pub(crate) struct GraphSetup {
+    pub(crate) handle: GraphHandle,
+    pub(crate) shared: Arc<EngineShared>,
+    pub(crate) properties: GraphProperties,
+    pub(crate) identity: NodeIdentity,
+    pub(crate) options: GraphOptions,
+    pub(crate) synchronized: bool,
+    pub(crate) table: Arc<ConnectionTable>,
+}
+
+impl GraphActor {
+    pub(crate) fn new(setup: GraphSetup) -> Self {
+        let status = if setup.synchronized {
+            GraphStatus::SYNCHRONIZED
+        } else {
+            GraphStatus::default()
+        };
+        GraphActor {
+            handle: setup.handle,
+            live_actors: setup.shared.live_connection_actors.clone(),
+            shared: setup.shared,
+            properties: setup.properties,
+            identity: setup.identity,
+            options: setup.options,
+            closed: false,
+            synchronized: setup.synchronized,
+            listener: None,
+            client_v4: None,
+            client_v6: None,
+            table: setup.table,
+            pending_outgoing: HashMap::new(),
+            pending_incoming: 0,
+            subscribers: Arc::new(Subscribers::new(setup.handle)),
+            status,
+        }
+    }
+
+    /// `PEER_E_NOT_INITIALIZED` after the last shutdown, `PEER_E_INVALID_GRAPH` once closed.
+    fn ready(&self) -> Result<(), PeerError> {
+        if !self.shared.is_initialized() {
+            Err(PeerError::NOT_INITIALIZED)
+        } else if self.closed {
+            Err(PeerError::INVALID_GRAPH)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn peer_id(&self) -> &PeerId {
+        &self.properties.creator_id
+    }
+
+    fn link_options(&self) -> LinkOptions {
+        LinkOptions {
+            idle_timeout: self.options.idle_timeout,
+        }
+    }
+
+    fn listen_addresses(&self) -> Vec<SocketAddr> {
+        self.listener
+            .iter()
+            .filter_map(|endpoint| endpoint.local_addr().ok())
+            .collect()
+    }
+
+    /// Recomputes the status flags and publishes STATUS_CHANGED when they changed.
+    fn refresh_status(&mut self) {
+        let mut status = GraphStatus::default();
+        status.set(GraphStatus::LISTENING, self.listener.is_some());
+        status.set(GraphStatus::HAS_CONNECTIONS, !self.table.is_empty());
+        status.set(GraphStatus::SYNCHRONIZED, self.synchronized);
+        if status != self.status {
+            self.status = status;
+            self.subscribers
+                .publish(GraphEvent::StatusChanged { status });
+        }
+    }
+
+    fn unused_connection_id(&self) -> ConnectionId {
+        loop {
+            if let Ok(id) = ConnectionId::new(random_nonzero_u64()) {
+                if !self.table.contains_key(&id) && !self.pending_outgoing.contains_key(&id) {
+                    return id;
+                }
+            }
+        }
+    }
+
+    /// The endpoint to connect to `address` from: the listening one when the address
+    /// family matches, else a client-only endpoint bound on first use.
+    fn endpoint_for(&mut self, address: &SocketAddr) -> Result<quinn::Endpoint, PeerError> {
+        if let Some(listener) = &self.listener {
+            if listener
+                .local_addr()
+                .map(|local| local.is_ipv4() == address.is_ipv4())
+                .unwrap_or(false)
+            {
+                return Ok(listener.clone());
+            }
+        }
+        let (slot, bind) = if address.is_ipv4() {
+            (
+                &mut self.client_v4,
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            )
+        } else {
+            (
+                &mut self.client_v6,
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+            )
+        };
+        if let Some(endpoint) = slot {
+            return Ok(endpoint.clone());
+        }
+        let link_options = LinkOptions {
+            idle_timeout: self.options.idle_timeout,
+        };
+        let endpoint = bind_endpoint(bind, &self.identity, &link_options, false)
+            .map_err(|_| PeerError::new(ResultCode::E_FAIL))?;
+        *slot = Some(endpoint.clone());
+        Ok(endpoint)
+    }
+
+    fn is_own_address(&self, address: &SocketAddr) -> bool {
+        self.listen_addresses().iter().any(|local| {
+            local.port() == address.port()
+                && (local.ip() == address.ip()
+                    || (local.ip().is_unspecified() && address.ip().is_loopback()))
+        })
+    }
+
+    /// Starts the connection actor of a link that passed its handshake, enters it in the
+    /// table and publishes CONNECTED.
+    fn adopt(
+        &mut self,
+        link: Link,
+        connection_id: ConnectionId,
+        peer_id: PeerId,
+        welcome: Option<Welcome>,
+        ctx: &mut Context<Self>,
+    ) {
+        let info = ConnectionInfo {
+            flags: ConnectionFlags::DIRECT,
+            connection_id,
+            node_id: link.node_id,
+            peer_id,
+            address: link.address,
+        };
+        let (outbox, outbox_receiver) = outbox();
+        if let Some(welcome) = welcome {
+            // The outbox is new and empty, so the WELCOME is queued first, before any data.
+            let _ = outbox.control(WireMessage::Welcome(welcome).to_bytes());
+        }
+        let (ended_tx, ended_rx) = oneshot::channel();
+        let setup = ConnectionSetup {
+            info: info.clone(),
+            link: link.parts,
+            outbox: outbox.clone(),
+            outbox_receiver,
+            graph: ctx.address().recipient(),
+            subscribers: self.subscribers.clone(),
+            close_timeout: self.options.close_timeout,
+            live_actors: self.live_actors.clone(),
+            ended: ended_tx,
+        };
+        let actor = ConnectionActor::new(setup).start();
+        self.table.insert(
+            connection_id,
+            ConnectionEntry {
+                info: info.clone(),
+                outbox,
+                actor,
+                ended: Some(ended_rx),
+            },
+        );
+        self.subscribers
+            .publish(connection_event(ConnectionStatus::Connected, &info, None));
+        self.refresh_status();
+    }
+
+    /// Decides what to answer a CONNECT on an accepted link.
+    fn judge(&self, connect: &Connect) -> Result<(), RefuseReason> {
+        if connect.version != PROTOCOL_VERSION {
+            Err(RefuseReason::UnsupportedVersion)
+        } else if connect.graph_id != self.properties.graph_id {
+            Err(RefuseReason::WrongGraph)
+        } else if &connect.target_peer_id != self.peer_id() {
+            Err(RefuseReason::WrongPeer)
+        } else if !connect.direct {
+            // Neighbor connections come with records and flooding; until then a node has
+            // no room for neighbors.
+            Err(RefuseReason::Busy)
+        } else if !self.subscribers.wants(EventType::DirectConnection) {
+            Err(RefuseReason::DirectConnectionDisallowed)
+        } else if self.table.contains_key(&connect.connection_id)
+            || self.pending_outgoing.contains_key(&connect.connection_id)
+        {
+            Err(RefuseReason::DuplicateConnection)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn on_accepted(&mut self, accepted: Option<(Link, Connect)>, ctx: &mut Context<Self>) {
+        let Some((link, connect)) = accepted else {
+            return;
+        };
+        if self.closed {
+            link.parts.connection.close(
+                peergraph_engine::wire::close_code::LEAVING.into(),
+                b"leaving",
+            );
+            return;
+        }
+        match self.judge(&connect) {
+            Ok(()) => {
+                let welcome = Welcome {
+                    connection_id: connect.connection_id,
+                    graph_id: self.properties.graph_id.clone(),
+                    peer_id: self.peer_id().clone(),
+                };
+                self.adopt(
+                    link,
+                    connect.connection_id,
+                    connect.source_peer_id,
+                    Some(welcome),
+                    ctx,
+                );
+            }
+            Err(reason) => {
+                tracing::debug!(?reason, peer = %connect.source_peer_id, "refusing connection");
+                ctx.spawn(handshake::refuse(link, reason).into_actor(self));
+            }
+        }
+    }
+
+    /// Closes everything: connections, pending handshakes, registrations, endpoints.
+    /// Returns the endpoints, to be drained by the caller.
+    fn release(&mut self, ctx: &mut Context<Self>) -> Vec<quinn::Endpoint> {
+        if self.closed {
+            return Vec::new();
+        }
+        self.closed = true;
+        self.shared
+            .forget_graph(self.handle, &self.properties.graph_id);
+        for (_, spawned) in self.pending_outgoing.drain() {
+            ctx.cancel_future(spawned);
+        }
+        let ids: Vec<ConnectionId> = self.table.iter().map(|entry| *entry.key()).collect();
+        for id in ids {
+            if let Some((_, entry)) = self.table.remove(&id) {
+                entry.actor.do_send(Leave);
+            }
+        }
+        self.subscribers.close_all();
+        let endpoints: Vec<quinn::Endpoint> = [
+            self.listener.take(),
+            self.client_v4.take(),
+            self.client_v6.take(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for endpoint in &endpoints {
+            endpoint.close(
+                peergraph_engine::wire::close_code::LEAVING.into(),
+                b"leaving",
+            );
+        }
+        endpoints
+    }
+}
+
+impl Actor for GraphActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Lifecycle calls are few; application data never passes through this mailbox
+        // (SendData goes to the connection's outbox), so a generous bound suffices.
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl StreamHandler<quinn::Incoming> for GraphActor {
+    fn handle(&mut self, incoming: quinn::Incoming, ctx: &mut Self::Context) {
+        if self.closed || self.pending_incoming >= MAX_PENDING_HANDSHAKES {
+            incoming.refuse();
+            return;
+        }
+        self.pending_incoming += 1;
+        let timeout = self.options.connect_timeout;
+        ctx.spawn(
+            async move {
+                tokio::time::timeout(timeout, handshake::accept(incoming))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            .into_actor(self)
+            .map(|accepted, act, ctx| {
+                act.pending_incoming -= 1;
+                act.on_accepted(accepted, ctx);
+            }),
+        );
+    }
+
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
+}
+
+impl Handler<Listen> for GraphActor {
+    type Result = Result<SocketAddr, PeerError>;
+
+    fn handle(&mut self, message: Listen, ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        if !self.synchronized {
+            return Err(PeerError::new(ResultCode::PEER_E_GRAPH_NOT_READY));
+        }
+        if self.listener.is_some() {
+            return Err(PeerError::new(ResultCode::PEER_E_ALREADY_LISTENING));
+        }
+        let endpoint = bind_endpoint(message.address, &self.identity, &self.link_options(), true)
+            .map_err(|error| {
+            tracing::debug!(%error, address = %message.address, "cannot listen");
+            PeerError::new(ResultCode::PEER_E_INVALID_ADDRESS)
+        })?;
+        let local = endpoint
+            .local_addr()
+            .map_err(|_| PeerError::new(ResultCode::PEER_E_INVALID_ADDRESS))?;
+        ctx.add_stream(futures_util::stream::unfold(
+            endpoint.clone(),
+            |endpoint| async move {
+                let incoming = endpoint.accept().await?;
+                Some((incoming, endpoint))
+            },
+        ));
+        self.listener = Some(endpoint);
+        self.refresh_status();
+        Ok(local)
+    }
+}
+
+impl Handler<OpenDirectConnection> for GraphActor {
+    type Result = Result<ConnectionId, PeerError>;
+
+    fn handle(&mut self, message: OpenDirectConnection, ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        let peer_id = PeerId::new(message.peer_id)?;
+        let address = message.address;
+        if &peer_id == self.peer_id() || self.is_own_address(&address) {
+            return Err(PeerError::new(ResultCode::PEER_E_CONNECT_SELF));
+        }
+        if address.port() == 0 || address.ip().is_unspecified() || address.ip().is_multicast() {
+            return Err(PeerError::new(ResultCode::PEER_E_INVALID_ADDRESS));
+        }
+        let endpoint = self.endpoint_for(&address)?;
+        let connection_id = self.unused_connection_id();
+        let request = Connect {
+            version: PROTOCOL_VERSION,
+            direct: true,
+            connection_id,
+            graph_id: self.properties.graph_id.clone(),
+            source_peer_id: self.peer_id().clone(),
+            target_peer_id: peer_id.clone(),
+        };
+        let timeout = self.options.connect_timeout;
+        let spawned = ctx.spawn(
+            async move {
+                tokio::time::timeout(timeout, handshake::connect(endpoint, address, request))
+                    .await
+                    .unwrap_or(Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)))
+            }
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                act.pending_outgoing.remove(&connection_id);
+                match result {
+                    Ok(link) => act.adopt(link, connection_id, peer_id, None, ctx),
+                    Err(error) => {
+                        let info = ConnectionInfo {
+                            flags: ConnectionFlags::DIRECT,
+                            connection_id,
+                            node_id: NodeId(0),
+                            peer_id,
+                            address,
+                        };
+                        act.subscribers.publish(connection_event(
+                            ConnectionStatus::ConnectionFailed,
+                            &info,
+                            Some(error.code()),
+                        ));
+                    }
+                }
+            }),
+        );
+        self.pending_outgoing.insert(connection_id, spawned);
+        Ok(connection_id)
+    }
+}
+
+impl Handler<SendData> for GraphActor {
+    type Result = ResponseFuture<Result<(), PeerError>>;
+
+    fn handle(&mut self, message: SendData, _ctx: &mut Self::Context) -> Self::Result {
+        let outbox = self
+            .ready()
+            .and_then(|()| outbox_for_send(&self.table, message.connection_id, &message.data));
+        Box::pin(async move { outbox?.send_data(message.data_type, message.data).await })
+    }
+}
+
+impl Handler<CloseDirectConnection> for GraphActor {
+    type Result = ResponseFuture<Result<(), PeerError>>;
+
+    fn handle(&mut self, message: CloseDirectConnection, _ctx: &mut Self::Context) -> Self::Result {
+        let taken = self.ready().and_then(|()| {
+            let id = ConnectionId::new(message.connection_id)?;
+            // Taking the entry out decides the race: a second close finds nothing.
+            self.table
+                .remove(&id)
+                .map(|(_, entry)| entry)
+                .ok_or(PeerError::CONNECTION_NOT_FOUND)
+        });
+        self.refresh_status();
+        let close_timeout = self.options.close_timeout;
+        Box::pin(async move {
+            let mut entry = taken?;
+            let ended = entry.ended.take();
+            let outcome = entry
+                .actor
+                .send(crate::connection::Close)
+                .await
+                .unwrap_or(Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)));
+            // The actor stops right after replying; wait until it is gone so that the
+            // caller sees a table and an actor count without it.
+            if let Some(ended) = ended {
+                let _ = tokio::time::timeout(close_timeout, ended).await;
+            }
+            outcome
+        })
+    }
+}
+
+impl Handler<EnumConnections> for GraphActor {
+    type Result = Result<Vec<ConnectionInfo>, PeerError>;
+
+    fn handle(&mut self, message: EnumConnections, _ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        message.flags.validate()?;
+        if !message.flags.intersects(ConnectionFlags::DIRECT) {
+            return Ok(Vec::new());
+        }
+        let mut infos: Vec<ConnectionInfo> =
+            self.table.iter().map(|entry| entry.info.clone()).collect();
+        infos.sort_by_key(|info| info.connection_id);
+        Ok(infos)
+    }
+}
+
+impl Handler<GetNodeInfo> for GraphActor {
+    type Result = Result<NodeInfo, PeerError>;
+
+    fn handle(&mut self, message: GetNodeInfo, _ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        let own = self.identity.node_id();
+        if message.node_id == 0 || message.node_id == own.get() {
+            return Ok(NodeInfo {
+                node_id: own,
+                peer_id: self.peer_id().clone(),
+                addresses: self.listen_addresses(),
+                attributes: String::new(),
+            });
+        }
+        self.table
+            .iter()
+            .find(|entry| entry.info.node_id.get() == message.node_id)
+            .map(|entry| NodeInfo {
+                node_id: entry.info.node_id,
+                peer_id: entry.info.peer_id.clone(),
+                addresses: vec![entry.info.address],
+                attributes: String::new(),
+            })
+            .ok_or(PeerError::new(ResultCode::PEER_E_NODE_NOT_FOUND))
+    }
+}
+
+impl Handler<GetStatus> for GraphActor {
+    type Result = Result<GraphStatus, PeerError>;
+
+    fn handle(&mut self, _: GetStatus, _ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        Ok(self.status)
+    }
+}
+
+impl Handler<GetCounters> for GraphActor {
+    type Result = Result<GraphCounters, PeerError>;
+
+    fn handle(&mut self, _: GetCounters, _ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        Ok(GraphCounters {
+            connections: self.table.len(),
+            pending_outgoing: self.pending_outgoing.len(),
+            pending_incoming: self.pending_incoming,
+        })
+    }
+}
+
+impl Handler<RegisterEvent> for GraphActor {
+    type Result = Result<crate::EventStream, PeerError>;
+
+    fn handle(&mut self, message: RegisterEvent, _ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        if message.limits.events == 0 || message.limits.bytes == 0 {
+            return Err(PeerError::INVALID_ARG);
+        }
+        let filter = EventFilter::new(message.registrations)?;
+        Ok(self.subscribers.add_stream(filter, message.limits))
+    }
+}
+
+impl Handler<RegisterEventRecipient> for GraphActor {
+    type Result = Result<crate::EventHandle, PeerError>;
+
+    fn handle(
+        &mut self,
+        message: RegisterEventRecipient,
+        _ctx: &mut Self::Context,
+    ) -> Self::Result {
+        self.ready()?;
+        let filter = EventFilter::new(message.registrations)?;
+        Ok(self.subscribers.add_recipient(filter, message.recipient))
+    }
+}
+
+impl Handler<UnregisterEvent> for GraphActor {
+    type Result = Result<(), PeerError>;
+
+    fn handle(&mut self, message: UnregisterEvent, _ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        if self.subscribers.remove(message.handle) {
+            Ok(())
+        } else {
+            Err(PeerError::INVALID_ARG)
+        }
+    }
+}
+
+impl Handler<CloseGraph> for GraphActor {
+    type Result = ResponseFuture<Result<(), PeerError>>;
+
+    fn handle(&mut self, _: CloseGraph, ctx: &mut Self::Context) -> Self::Result {
+        if let Err(error) = self.ready() {
+            return Box::pin(async move { Err(error) });
+        }
+        let endpoints = self.release(ctx);
+        Box::pin(drain(endpoints))
+    }
+}
+
+/// Closes the graph whatever the engine's state (used by the last shutdown).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub(crate) struct Release;
+
+impl Handler<Release> for GraphActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Release, ctx: &mut Self::Context) -> Self::Result {
+        let endpoints = self.release(ctx);
+        Box::pin(async move {
+            let _ = drain(endpoints).await;
+        })
+    }
+}
+
+/// Waits (bounded) until closed endpoints are idle, so peers hear the close code.
+async fn drain(endpoints: Vec<quinn::Endpoint>) -> Result<(), PeerError> {
+    for endpoint in endpoints {
+        let _ = tokio::time::timeout(ENDPOINT_DRAIN_TIMEOUT, endpoint.wait_idle()).await;
+    }
+    Ok(())
+}
+
+impl Handler<ConnectionEnded> for GraphActor {
+    type Result = ();
+
+    fn handle(&mut self, message: ConnectionEnded, _ctx: &mut Self::Context) {
+        let id = message.info.connection_id;
+        tracing::debug!(connection_id = %id, reason = ?message.reason, "connection actor ended");
+        if self.closed {
+            return;
+        }
+        self.table.remove(&id);
+        self.subscribers.publish(connection_event(
+            ConnectionStatus::Disconnected,
+            &message.info,
+            None,
+        ));
+        self.refresh_status();
+    }
+}
+
+/// Validates a payload and finds a connection's outbox: shared by the facade's fast path.
+pub(crate) fn outbox_for_send(
+    table: &ConnectionTable,
+    connection_id: u64,
+    data: &bytes::Bytes,
+) -> Result<crate::table::Outbox, PeerError> {
+    let outbox = outbox_of(table, connection_id)?;
+    check_payload(data)?;
+    Ok(outbox)
+}
