@@ -47,3 +47,180 @@ async fn whisper_then_close() {
         Err(ResultCode::E_INVALIDARG)
     );
 }
+
+/// Deterministic bytes for transfer tests.
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_64_mib_transfer_closed_right_after_the_last_send_arrives_intact() {
+    const CHUNK: usize = 1024 * 1024;
+    const CHUNKS: usize = 64;
+    let mut alice = node("bulk", "alice").await;
+    let mut bob = node("bulk", "bob").await;
+    let id = connect(&mut alice, &mut bob, "bob").await;
+    // A dedicated registration big enough for the whole transfer, read concurrently.
+    let mut data_events = bob
+        .graph
+        .register_event_with(
+            vec![peergraph::EventRegistration::new(
+                peergraph::EventType::IncomingData,
+            )],
+            peergraph::QueueLimits {
+                events: 4096,
+                bytes: 128 * 1024 * 1024,
+            },
+        )
+        .await
+        .expect("register");
+    let receiver = tokio::spawn(async move {
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut received = 0usize;
+        while received < CHUNK * CHUNKS {
+            match tokio::time::timeout(EVENT_TIMEOUT, data_events.recv()).await {
+                Ok(Some(GraphEvent::IncomingData { data, .. })) => {
+                    received += data.len();
+                    context.update(&data);
+                }
+                Ok(Some(other)) => panic!("unexpected event {other:?}"),
+                Ok(None) => break,
+                Err(_) => panic!("timed out after {received} bytes"),
+            }
+        }
+        (received, context.finish())
+    });
+    let mut expected = ring::digest::Context::new(&ring::digest::SHA256);
+    for index in 0..CHUNKS {
+        let chunk = Bytes::from(pattern(index as u64 + 1, CHUNK));
+        expected.update(&chunk);
+        alice
+            .graph
+            .send_data(id, DataType::from_u128(1), chunk)
+            .await
+            .expect("send");
+    }
+    assert_eq!(alice.graph.close_direct_connection(id).await, Ok(()));
+    let (received, digest) = receiver.await.expect("receiver");
+    assert_eq!(received, CHUNK * CHUNKS);
+    assert_eq!(digest.as_ref(), expected.finish().as_ref());
+    wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
+}
+
+#[tokio::test]
+async fn a_thousand_open_close_cycles_leave_nothing_behind() {
+    let mut alice = node("cycles", "alice").await;
+    let mut bob = node("cycles", "bob").await;
+    for cycle in 0..1000 {
+        let id = connect(&mut alice, &mut bob, "bob").await;
+        let closer = if cycle % 2 == 0 { &alice } else { &bob };
+        assert_eq!(
+            closer.graph.close_direct_connection(id).await,
+            Ok(()),
+            "cycle {cycle}"
+        );
+        wait_connection(&mut alice.events, id, ConnectionStatus::Disconnected).await;
+        wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
+    }
+    for node in [&alice, &bob] {
+        let counters = node.graph.counters().await.expect("counters");
+        assert_eq!(counters.connections, 0);
+        assert_eq!(counters.pending_outgoing, 0);
+        let engine = node.engine.clone();
+        eventually("connection actors gone", || {
+            engine.connection_actor_count() == 0
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn of_a_hundred_concurrent_closes_exactly_one_succeeds() {
+    let mut alice = node("race", "alice").await;
+    let mut bob = node("race", "bob").await;
+    let id = connect(&mut alice, &mut bob, "bob").await;
+    let closes = (0..100).map(|_| {
+        let graph = alice.graph.clone();
+        tokio::spawn(async move { graph.close_direct_connection(id).await })
+    });
+    let results = futures_util::future::join_all(closes).await;
+    let codes: Vec<ResultCode> = results
+        .into_iter()
+        .map(|joined| peergraph::code_of(&joined.expect("task")))
+        .collect();
+    assert_eq!(codes.iter().filter(|c| **c == ResultCode::S_OK).count(), 1);
+    assert_eq!(
+        codes
+            .iter()
+            .filter(|c| **c == ResultCode::PEER_E_CONNECTION_NOT_FOUND)
+            .count(),
+        99
+    );
+    wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
+}
+
+#[tokio::test]
+async fn a_panicking_connection_actor_is_reported_once_and_others_keep_working() {
+    let mut alice = node("panic", "alice").await;
+    let mut bob = node("panic", "bob").await;
+    let doomed = connect(&mut alice, &mut bob, "bob").await;
+    let healthy = connect(&mut alice, &mut bob, "bob").await;
+    alice
+        .graph
+        .connection_actor(doomed)
+        .expect("actor of a live connection")
+        .do_send(peergraph::InjectPanic);
+    wait_connection(&mut alice.events, doomed, ConnectionStatus::Disconnected).await;
+    wait_connection(&mut bob.events, doomed, ConnectionStatus::Disconnected).await;
+    // The other connection still carries data both ways.
+    let data_type = DataType::from_u128(2);
+    alice
+        .graph
+        .send_data(healthy, data_type, Bytes::from_static(b"still here"))
+        .await
+        .expect("send on the healthy connection");
+    wait_for(&mut bob.events, "data on the healthy connection", |e| {
+        matches!(e, GraphEvent::IncomingData { connection_id, data, .. }
+            if *connection_id == healthy && &data[..] == b"still here")
+    })
+    .await;
+    // Close the healthy one; until its DISCONNECTED, no second report of the doomed one.
+    assert_eq!(alice.graph.close_direct_connection(healthy).await, Ok(()));
+    let mut doomed_reports = 0;
+    wait_for(&mut alice.events, "healthy connection's end", |e| {
+        if let GraphEvent::DirectConnection(change) = e {
+            if change.connection_id == doomed {
+                doomed_reports += 1;
+            }
+            return change.connection_id == healthy
+                && change.status == ConnectionStatus::Disconnected;
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        doomed_reports, 0,
+        "the panicked connection was reported exactly once"
+    );
+    assert_eq!(
+        alice
+            .graph
+            .close_direct_connection(doomed)
+            .await
+            .map_err(|e| e.code()),
+        Err(ResultCode::PEER_E_CONNECTION_NOT_FOUND)
+    );
+    let engine = alice.engine.clone();
+    eventually("connection actors gone", || {
+        engine.connection_actor_count() == 0
+    })
+    .await;
+}

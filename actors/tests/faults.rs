@@ -1,0 +1,237 @@
+//! Links that end badly: a peer that stops answering a close, a peer that breaks the
+//! protocol, a peer that vanishes. Each ends only its own link, reported once.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use peergraph::wire::{close_code, Message, Welcome};
+use peergraph::{
+    ConnectionStatus, DataType, GraphEvent, GraphId, GraphOptions, PeerId, ResultCode,
+};
+use peergraph_transport::{bind_endpoint, FrameReader, LinkOptions, NodeIdentity};
+
+/// A hand-driven peer on raw quinn: accepts one link, answers CONNECT with WELCOME, and
+/// then does only what the test tells it to.
+struct RawPeer {
+    endpoint: quinn::Endpoint,
+    address: SocketAddr,
+}
+
+struct RawLink {
+    connection: quinn::Connection,
+    send: quinn::SendStream,
+    _reader: FrameReader,
+}
+
+impl RawPeer {
+    fn new() -> RawPeer {
+        let identity = NodeIdentity::generate().expect("identity");
+        let endpoint = bind_endpoint(
+            "127.0.0.1:0".parse().expect("address"),
+            &identity,
+            &LinkOptions::default(),
+            true,
+        )
+        .expect("endpoint");
+        let address = endpoint.local_addr().expect("address");
+        RawPeer { endpoint, address }
+    }
+
+    async fn accept_and_welcome(&self, graph_id: &str, peer_id: &str) -> RawLink {
+        let link = async {
+            let connection = self.endpoint.accept().await?.await.ok()?;
+            let (mut send, recv) = connection.accept_bi().await.ok()?;
+            let mut reader = FrameReader::new(recv);
+            let Ok(Some(Message::Connect(connect))) = reader.read().await else {
+                return None;
+            };
+            let welcome = Message::Welcome(Welcome {
+                connection_id: connect.connection_id,
+                graph_id: GraphId::new(graph_id).ok()?,
+                peer_id: PeerId::new(peer_id).ok()?,
+            });
+            send.write_all(&welcome.to_bytes()).await.ok()?;
+            Some(RawLink {
+                connection,
+                send,
+                _reader: reader,
+            })
+        };
+        tokio::time::timeout(EVENT_TIMEOUT, link)
+            .await
+            .expect("raw peer timed out")
+            .expect("raw peer handshake")
+    }
+}
+
+#[tokio::test]
+async fn close_times_out_when_the_peer_never_confirms() {
+    let options = GraphOptions::default().with_close_timeout(Duration::from_millis(300));
+    let mut alice = node_with("quiet", "alice", options).await;
+    let raw = RawPeer::new();
+    let id = alice
+        .graph
+        .open_direct_connection("mute", raw.address)
+        .await
+        .expect("open");
+    let link = raw.accept_and_welcome("quiet", "mute").await;
+    wait_connection(&mut alice.events, id, ConnectionStatus::Connected).await;
+    assert_eq!(
+        alice
+            .graph
+            .close_direct_connection(id)
+            .await
+            .map_err(|e| e.code()),
+        Err(ResultCode::PEER_E_TIMEOUT)
+    );
+    // The link is gone either way: the peer hears the CLOSE_TIMEOUT code.
+    let closed = tokio::time::timeout(EVENT_TIMEOUT, link.connection.closed())
+        .await
+        .expect("peer sees the close");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == close_code::CLOSE_TIMEOUT.into()),
+        "{closed:?}"
+    );
+    wait_connection(&mut alice.events, id, ConnectionStatus::Disconnected).await;
+    assert_eq!(
+        alice
+            .graph
+            .close_direct_connection(id)
+            .await
+            .map_err(|e| e.code()),
+        Err(ResultCode::PEER_E_CONNECTION_NOT_FOUND)
+    );
+}
+
+#[tokio::test]
+async fn a_protocol_error_ends_only_that_link() {
+    let mut alice = node("strict", "alice").await;
+    let mut bob = node("strict", "bob").await;
+    let healthy = connect(&mut alice, &mut bob, "bob").await;
+    let raw = RawPeer::new();
+    let bad = alice
+        .graph
+        .open_direct_connection("mallory", raw.address)
+        .await
+        .expect("open");
+    let mut link = raw.accept_and_welcome("strict", "mallory").await;
+    wait_connection(&mut alice.events, bad, ConnectionStatus::Connected).await;
+    // An unknown frame type.
+    link.send
+        .write_all(&[0x7f, 0, 0, 0, 0])
+        .await
+        .expect("write garbage");
+    let closed = tokio::time::timeout(EVENT_TIMEOUT, link.connection.closed())
+        .await
+        .expect("alice closes the link");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == close_code::PROTOCOL_ERROR.into()),
+        "{closed:?}"
+    );
+    wait_connection(&mut alice.events, bad, ConnectionStatus::Disconnected).await;
+    alice
+        .graph
+        .send_data(healthy, DataType::from_u128(3), Bytes::from_static(b"fine"))
+        .await
+        .expect("the healthy link still takes data");
+    wait_for(&mut bob.events, "data after the bad link ended", |e| {
+        matches!(e, GraphEvent::IncomingData { connection_id, .. } if *connection_id == healthy)
+    })
+    .await;
+}
+
+/// A UDP relay between a client and one server address that can stop forwarding, to make
+/// a peer vanish without any close reaching the other side.
+struct Relay {
+    address: SocketAddr,
+    forwarding: Arc<AtomicBool>,
+}
+
+impl Relay {
+    async fn start(server: SocketAddr) -> Relay {
+        let socket = Arc::new(
+            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("relay socket"),
+        );
+        let upstream = Arc::new(
+            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("relay upstream"),
+        );
+        let address = socket.local_addr().expect("relay address");
+        let forwarding = Arc::new(AtomicBool::new(true));
+        let client: Arc<std::sync::Mutex<Option<SocketAddr>>> = Arc::default();
+        {
+            let (socket, upstream, forwarding, client) = (
+                socket.clone(),
+                upstream.clone(),
+                forwarding.clone(),
+                client.clone(),
+            );
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok((len, from)) = socket.recv_from(&mut buf).await {
+                    *client.lock().expect("lock") = Some(from);
+                    if forwarding.load(Ordering::Relaxed) {
+                        let _ = upstream.send_to(&buf[..len], server).await;
+                    }
+                }
+            });
+        }
+        {
+            let forwarding = forwarding.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok((len, _)) = upstream.recv_from(&mut buf).await {
+                    let to = *client.lock().expect("lock");
+                    if let (Some(to), true) = (to, forwarding.load(Ordering::Relaxed)) {
+                        let _ = socket.send_to(&buf[..len], to).await;
+                    }
+                }
+            });
+        }
+        Relay {
+            address,
+            forwarding,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_peer_is_reported_after_the_idle_timeout() {
+    let options = GraphOptions::default().with_idle_timeout(Duration::from_secs(1));
+    let mut alice = node_with("gone", "alice", options.clone()).await;
+    let mut bob = node_with("gone", "bob", options).await;
+    let relay = Relay::start(bob.address).await;
+    let id = alice
+        .graph
+        .open_direct_connection("bob", relay.address)
+        .await
+        .expect("open");
+    wait_connection(&mut alice.events, id, ConnectionStatus::Connected).await;
+    wait_connection(&mut bob.events, id, ConnectionStatus::Connected).await;
+    relay.forwarding.store(false, Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    wait_connection(&mut alice.events, id, ConnectionStatus::Disconnected).await;
+    wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
+    // Reported by the idle timeout, not the 20 s test bound (a bound, not a speed test).
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        alice.graph.counters().await.expect("counters").connections,
+        0
+    );
+    assert_eq!(bob.graph.counters().await.expect("counters").connections, 0);
+}
