@@ -235,3 +235,45 @@ async fn a_vanished_peer_is_reported_after_the_idle_timeout() {
     );
     assert_eq!(bob.graph.counters().await.expect("counters").connections, 0);
 }
+
+#[tokio::test]
+async fn a_peer_that_does_not_read_makes_the_sender_wait() {
+    let mut alice = node("slow", "alice").await;
+    let raw = RawPeer::new();
+    let id = alice
+        .graph
+        .open_direct_connection("sloth", raw.address)
+        .await
+        .expect("open");
+    let _link = raw.accept_and_welcome("slow", "sloth").await;
+    wait_connection(&mut alice.events, id, ConnectionStatus::Connected).await;
+    // The peer never reads: QUIC flow control stops the writer, the outbox fills, and then
+    // SendData waits instead of queueing more.
+    let chunk = Bytes::from(vec![7u8; 1024 * 1024]);
+    let mut accepted = 0usize;
+    let blocked = loop {
+        assert!(
+            accepted < 64 * 1024 * 1024,
+            "64 MiB accepted with no reader"
+        );
+        let send = alice
+            .graph
+            .send_data(id, DataType::from_u128(4), chunk.clone());
+        match tokio::time::timeout(Duration::from_millis(500), send).await {
+            Ok(result) => {
+                result.expect("send");
+                accepted += chunk.len();
+            }
+            Err(_) => break accepted,
+        }
+    };
+    // Bounded by the peer's stream window, the outbox and one batch in the writer.
+    assert!(
+        blocked <= 16 * 1024 * 1024,
+        "{blocked} bytes accepted before waiting"
+    );
+    assert!(
+        blocked >= peergraph::OUTBOX_BYTES,
+        "the outbox itself was usable"
+    );
+}
