@@ -336,6 +336,13 @@ impl Subscribers {
     }
 }
 
+impl Drop for Subscribers {
+    /// A graph that goes away without closing (its engine dropped) still ends the streams.
+    fn drop(&mut self) {
+        self.close_all();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

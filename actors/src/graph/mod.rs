@@ -500,11 +500,13 @@ impl Handler<CloseDirectConnection> for GraphActor {
         Box::pin(async move {
             let mut entry = taken?;
             let ended = entry.ended.take();
+            // A mailbox error means the actor ended on its own (the peer closed or the
+            // link failed) between the lookup and now: the connection is already gone.
             let outcome = entry
                 .actor
                 .send(crate::connection::Close)
                 .await
-                .unwrap_or(Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)));
+                .unwrap_or(Err(PeerError::CONNECTION_NOT_FOUND));
             // The actor stops right after replying; wait until it is gone so that the
             // caller sees a table and an actor count without it.
             if let Some(ended) = ended {
