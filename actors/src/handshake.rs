@@ -125,18 +125,30 @@ fn refusal(reason: RefuseReason) -> PeerError {
     }
 }
 
-/// The accepting side's first half: TLS, then the control stream and its CONNECT.
-/// Anything else first closes the link with PROTOCOL_ERROR.
-pub(crate) async fn accept(incoming: quinn::Incoming) -> Option<(Link, Connect)> {
-    let connection = incoming.await.ok()?;
+/// The accepting side's first half: TLS, then the control stream and its CONNECT, all
+/// within `timeout`. A link that sends anything but CONNECT first is closed with
+/// PROTOCOL_ERROR; one that is too slow, with HANDSHAKE_TIMEOUT.
+pub(crate) async fn accept(
+    incoming: quinn::Incoming,
+    timeout: Duration,
+) -> Option<(Link, Connect)> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let connection = tokio::time::timeout_at(deadline, incoming)
+        .await
+        .ok()?
+        .ok()?;
     let Some(node_id) = peer_public_key(&connection).map(|key| node_id_of(&key)) else {
         connection.close(close_code::PROTOCOL_ERROR.into(), b"no peer key");
         return None;
     };
-    let (send, recv) = connection.accept_bi().await.ok()?;
-    let mut reader = FrameReader::new(recv);
-    match reader.read().await {
-        Ok(Some(Message::Connect(connect))) => {
+    let first_frame = tokio::time::timeout_at(deadline, async {
+        let (send, recv) = connection.accept_bi().await.ok()?;
+        let mut reader = FrameReader::new(recv);
+        Some((send, reader.read().await, reader))
+    })
+    .await;
+    match first_frame {
+        Ok(Some((send, Ok(Some(Message::Connect(connect))), reader))) => {
             let address = connection.remote_address();
             Some((
                 Link {
@@ -151,8 +163,13 @@ pub(crate) async fn accept(incoming: quinn::Incoming) -> Option<(Link, Connect)>
                 connect,
             ))
         }
-        _ => {
+        Ok(Some(_)) => {
             connection.close(close_code::PROTOCOL_ERROR.into(), b"expected CONNECT");
+            None
+        }
+        Ok(None) => None,
+        Err(_elapsed) => {
+            connection.close(close_code::HANDSHAKE_TIMEOUT.into(), b"handshake timeout");
             None
         }
     }

@@ -365,19 +365,12 @@ impl StreamHandler<quinn::Incoming> for GraphActor {
         }
         self.pending_incoming += 1;
         let timeout = self.options.connect_timeout;
-        ctx.spawn(
-            async move {
-                tokio::time::timeout(timeout, handshake::accept(incoming))
-                    .await
-                    .ok()
-                    .flatten()
-            }
-            .into_actor(self)
-            .map(|accepted, act, ctx| {
+        ctx.spawn(handshake::accept(incoming, timeout).into_actor(self).map(
+            |accepted, act, ctx| {
                 act.pending_incoming -= 1;
                 act.on_accepted(accepted, ctx);
-            }),
-        );
+            },
+        ));
     }
 
     fn finished(&mut self, _ctx: &mut Self::Context) {}

@@ -1,0 +1,202 @@
+//! Malformed traffic from a raw quinn client that completes the TLS handshake with a valid
+//! certificate. Each case closes that link with PROTOCOL_ERROR; the graph keeps serving a
+//! well-behaved peer at the same time.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use peergraph::wire::{close_code, Connect, Message, PROTOCOL_VERSION};
+use peergraph::{ConnectionId, ConnectionStatus, DataType, GraphEvent, GraphId, PeerId};
+use peergraph_transport::{bind_endpoint, FrameReader, LinkOptions, NodeIdentity, SERVER_NAME};
+
+struct Rogue {
+    _endpoint: quinn::Endpoint,
+    connection: quinn::Connection,
+}
+
+async fn rogue(target: &Node) -> Rogue {
+    let identity = NodeIdentity::generate().expect("identity");
+    let endpoint = bind_endpoint(
+        "127.0.0.1:0".parse().expect("address"),
+        &identity,
+        &LinkOptions::default(),
+        false,
+    )
+    .expect("endpoint");
+    let connection = tokio::time::timeout(EVENT_TIMEOUT, async {
+        endpoint
+            .connect(target.address, SERVER_NAME)
+            .expect("connect")
+            .await
+    })
+    .await
+    .expect("in time")
+    .expect("TLS handshake with a valid certificate succeeds");
+    Rogue {
+        _endpoint: endpoint,
+        connection,
+    }
+}
+
+fn connect_frame(graph: &str, target: &str, id: u64) -> Bytes {
+    Message::Connect(Connect {
+        version: PROTOCOL_VERSION,
+        direct: true,
+        connection_id: ConnectionId::new(id).expect("nonzero"),
+        graph_id: GraphId::new(graph).expect("graph"),
+        source_peer_id: PeerId::new("mallory").expect("peer"),
+        target_peer_id: PeerId::new(target).expect("peer"),
+    })
+    .to_bytes()
+}
+
+async fn expect_protocol_error(rogue: &Rogue) {
+    let closed = tokio::time::timeout(EVENT_TIMEOUT, rogue.connection.closed())
+        .await
+        .expect("the node closes the link");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == close_code::PROTOCOL_ERROR.into()),
+        "closed with {closed:?}"
+    );
+}
+
+/// Sends bytes on a fresh control stream, optionally finishing it. Both halves are
+/// returned so that neither is stopped by being dropped.
+async fn send_raw(
+    rogue: &Rogue,
+    bytes: &[u8],
+    finish: bool,
+) -> (quinn::SendStream, quinn::RecvStream) {
+    let (mut send, recv) = rogue.connection.open_bi().await.expect("stream");
+    send.write_all(bytes).await.expect("write");
+    if finish {
+        send.finish().expect("finish");
+    }
+    (send, recv)
+}
+
+async fn good_peer_still_served(alice: &Node, bob: &mut Node, id: ConnectionId, n: u8) {
+    alice
+        .graph
+        .send_data(id, DataType::from_u128(9), Bytes::from(vec![n]))
+        .await
+        .expect("send");
+    wait_for(&mut bob.events, "data from the good peer", |e| {
+        matches!(e, GraphEvent::IncomingData { connection_id, data, .. }
+            if *connection_id == id && data[..] == [n])
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_traffic_closes_only_the_offending_link() {
+    let mut alice = node("guarded", "alice").await;
+    let mut bob = node("guarded", "bob").await;
+    let good = connect(&mut alice, &mut bob, "bob").await;
+
+    let mut garbage = vec![0xde, 0xad, 0xbe, 0xef];
+    garbage.extend_from_slice(&[0x5a; 60]);
+    let too_long = [0x05, 0xff, 0xff, 0xff, 0xff];
+    let mut truncated = connect_frame("guarded", "bob", 1).to_vec();
+    truncated.truncate(12);
+    let data_first = Message::Data {
+        data_type: DataType::from_u128(1),
+        payload: Bytes::from_static(b"too early"),
+    }
+    .to_bytes();
+    let cases: [(&str, &[u8], bool); 5] = [
+        ("garbage bytes", &garbage, false),
+        ("unknown frame type", &[0x7f, 0, 0, 0, 0], false),
+        ("frame length past the limit", &too_long, false),
+        ("truncated frame, then end of stream", &truncated, true),
+        ("DATA before CONNECT", &data_first, false),
+    ];
+    for (n, (case, bytes, finish)) in cases.into_iter().enumerate() {
+        let rogue = rogue(&bob).await;
+        let _send = send_raw(&rogue, bytes, finish).await;
+        expect_protocol_error(&rogue).await;
+        good_peer_still_served(&alice, &mut bob, good, n as u8).await;
+        eprintln!("ok: {case}");
+    }
+}
+
+#[tokio::test]
+async fn a_second_connect_on_a_live_link_is_a_protocol_error() {
+    let mut alice = node("twice", "alice").await;
+    let mut bob = node("twice", "bob").await;
+    let good = connect(&mut alice, &mut bob, "bob").await;
+    let rogue = rogue(&bob).await;
+    let (mut send, recv) = rogue.connection.open_bi().await.expect("stream");
+    send.write_all(&connect_frame("twice", "bob", 77))
+        .await
+        .expect("CONNECT");
+    let mut reader = FrameReader::new(recv);
+    let welcome = tokio::time::timeout(EVENT_TIMEOUT, reader.read())
+        .await
+        .expect("in time");
+    assert!(
+        matches!(welcome, Ok(Some(Message::Welcome(_)))),
+        "{welcome:?}"
+    );
+    let id = ConnectionId::new(77).expect("nonzero");
+    wait_connection(&mut bob.events, id, ConnectionStatus::Connected).await;
+    send.write_all(&connect_frame("twice", "bob", 78))
+        .await
+        .expect("second CONNECT");
+    expect_protocol_error(&rogue).await;
+    wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
+    good_peer_still_served(&alice, &mut bob, good, 1).await;
+}
+
+#[tokio::test]
+async fn no_stream_beyond_the_control_stream_can_be_opened() {
+    let mut alice = node("streams", "alice").await;
+    let mut bob = node("streams", "bob").await;
+    let good = connect(&mut alice, &mut bob, "bob").await;
+    let rogue = rogue(&bob).await;
+    let _control = send_raw(&rogue, &connect_frame("streams", "bob", 99), false).await;
+    let id = ConnectionId::new(99).expect("nonzero");
+    wait_connection(&mut bob.events, id, ConnectionStatus::Connected).await;
+    // The node grants one bidirectional stream and no unidirectional ones: QUIC flow
+    // control holds further streams back (a peer that ignores it commits a transport error).
+    let extra = tokio::time::timeout(Duration::from_millis(300), rogue.connection.open_bi()).await;
+    assert!(
+        extra.is_err(),
+        "a second bidirectional stream was granted: {extra:?}"
+    );
+    let uni = tokio::time::timeout(Duration::from_millis(300), rogue.connection.open_uni()).await;
+    assert!(uni.is_err(), "a unidirectional stream was granted: {uni:?}");
+    assert!(
+        rogue.connection.close_reason().is_none(),
+        "the link itself is fine"
+    );
+    good_peer_still_served(&alice, &mut bob, good, 2).await;
+}
+
+#[tokio::test]
+async fn a_silent_link_is_closed_at_the_handshake_timeout() {
+    let options =
+        peergraph::GraphOptions::default().with_connect_timeout(Duration::from_millis(300));
+    let bob = node_with("silent", "bob", options).await;
+    let rogue = rogue(&bob).await;
+    let closed = tokio::time::timeout(EVENT_TIMEOUT, rogue.connection.closed())
+        .await
+        .expect("closed");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == close_code::HANDSHAKE_TIMEOUT.into()),
+        "closed with {closed:?}"
+    );
+    assert_eq!(
+        bob.graph
+            .counters()
+            .await
+            .expect("counters")
+            .pending_incoming,
+        0
+    );
+}
