@@ -2,6 +2,7 @@
 //! [`GraphHandle`] into a graph actor's address from any thread, the arbiters the actors run
 //! on, and the async facade ([`Graph`]) for applications outside actix.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -15,17 +16,17 @@ use actix_rt::{Arbiter, ArbiterHandle, System};
 use bytes::Bytes;
 use dashmap::DashMap;
 use peergraph_engine::{
-    negotiate_version, ConnectionFlags, ConnectionId, ConnectionInfo, DataType, EventRegistration,
-    GraphHandle, GraphId, GraphProperties, GraphStatus, NodeInfo, PeerError, PeerId, ResultCode,
-    Version, VersionData,
+    negotiate_version, wire::RefuseReason, ConnectionFlags, ConnectionId, ConnectionInfo, DataType,
+    EventRegistration, GraphHandle, GraphId, GraphProperties, GraphStatus, NodeInfo, PeerError,
+    PeerId, PeerKey, ResultCode, Version, VersionData,
 };
-use peergraph_transport::{NodeIdentity, DEFAULT_IDLE_TIMEOUT, MIN_IDLE_TIMEOUT};
+use peergraph_transport::{GraphSecret, NodeIdentity, DEFAULT_IDLE_TIMEOUT, MIN_IDLE_TIMEOUT};
 
 use crate::events::{EventHandle, EventStream, QueueLimits};
 use crate::graph::{
     outbox_for_send, CloseDirectConnection, CloseGraph, EnumConnections, GetCounters, GetNodeInfo,
     GetStatus, GraphActor, GraphCounters, GraphSetup, Listen, OpenDirectConnection, RegisterEvent,
-    Release, UnregisterEvent,
+    Release, UnregisterEvent, DEFAULT_MAX_PENDING_HANDSHAKES,
 };
 use crate::table::ConnectionTable;
 
@@ -35,6 +36,38 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default bound on CloseDirectConnection waiting for the peer: past it the link is
 /// cut and the reply is PEER_E_TIMEOUT.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default most connections one graph holds.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+/// The default most connections one graph holds with a single remote node.
+pub const DEFAULT_MAX_CONNECTIONS_PER_NODE: usize = 16_384;
+
+/// Who may connect to a graph, and whom it may connect to.
+///
+/// With a secret, both sides of every link prove they know it, bound to that link's TLS
+/// session (see `peergraph_transport::membership_proof`). With an allow-list, the
+/// verified key of the other side must be listed, for the peer id it claims.
+#[derive(Clone, Debug, Default)]
+pub struct Membership {
+    /// The graph's shared secret, if any.
+    pub secret: Option<GraphSecret>,
+    /// The allowed keys and the peer id each may use; `None` allows every key.
+    pub allowed: Option<Arc<HashMap<PeerKey, PeerId>>>,
+}
+
+impl Membership {
+    /// Why a node with `key` claiming `peer_id` may not be linked with, or `None` if it
+    /// may: NotAuthorized for a key off the list, KeyMismatch for a listed key used with
+    /// another peer id.
+    pub(crate) fn check_key(&self, key: &PeerKey, peer_id: &PeerId) -> Option<RefuseReason> {
+        let allowed = self.allowed.as_ref()?;
+        match allowed.get(key) {
+            None => Some(RefuseReason::NotAuthorized),
+            Some(listed) if listed != peer_id => Some(RefuseReason::KeyMismatch),
+            Some(_) => None,
+        }
+    }
+}
 
 /// Settings of one graph.
 #[derive(Clone, Debug)]
@@ -47,6 +80,14 @@ pub struct GraphOptions {
     pub connect_timeout: Duration,
     /// How long a close waits for the peer.
     pub close_timeout: Duration,
+    /// Who may connect.
+    pub membership: Membership,
+    /// The most connections the graph holds; more are refused (PEER_E_CONNECTION_REFUSED).
+    pub max_connections: usize,
+    /// The most connections with one remote node; more are refused.
+    pub max_connections_per_node: usize,
+    /// The most incoming handshakes in progress at once; more are refused at the QUIC level.
+    pub max_pending_handshakes: usize,
 }
 
 impl Default for GraphOptions {
@@ -56,6 +97,10 @@ impl Default for GraphOptions {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            membership: Membership::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_node: DEFAULT_MAX_CONNECTIONS_PER_NODE,
+            max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
         }
     }
 }
@@ -85,11 +130,41 @@ impl GraphOptions {
         self
     }
 
+    /// Requires every link to prove knowledge of `secret`.
+    pub fn with_secret(mut self, secret: GraphSecret) -> Self {
+        self.membership.secret = Some(secret);
+        self
+    }
+
+    /// Allows the node with key `key`, as peer `peer_id` (the first call turns the
+    /// allow-list on: unlisted keys are refused).
+    pub fn with_allowed_peer(mut self, key: PeerKey, peer_id: PeerId) -> Self {
+        let mut allowed = self
+            .membership
+            .allowed
+            .as_deref()
+            .cloned()
+            .unwrap_or_default();
+        allowed.insert(key, peer_id);
+        self.membership.allowed = Some(Arc::new(allowed));
+        self
+    }
+
+    /// Sets the connection limits: per graph and per remote node.
+    pub fn with_connection_limits(mut self, per_graph: usize, per_node: usize) -> Self {
+        self.max_connections = per_graph;
+        self.max_connections_per_node = per_node;
+        self
+    }
+
     fn validate(&self) -> Result<(), PeerError> {
         let positive = |d: Duration| !d.is_zero();
         if self.idle_timeout < MIN_IDLE_TIMEOUT
             || !positive(self.connect_timeout)
             || !positive(self.close_timeout)
+            || self.max_connections == 0
+            || self.max_connections_per_node == 0
+            || self.max_pending_handshakes == 0
         {
             return Err(PeerError::INVALID_ARG);
         }

@@ -7,16 +7,27 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use peergraph_engine::wire::{close_code, Connect, Message, RefuseReason, Welcome};
-use peergraph_engine::{NodeId, PeerError, ResultCode};
-use peergraph_transport::{node_id_of, peer_public_key, write_message, FrameReader, SERVER_NAME};
+use peergraph_engine::{NodeId, PeerError, PeerKey, ResultCode};
+use peergraph_transport::{
+    membership_proof, peer_key_of, peer_public_key, verify_membership_proof, write_message,
+    FrameReader, ProofRole, SERVER_NAME,
+};
+
+use crate::engine::Membership;
 
 use crate::connection::LinkParts;
 
 /// A link whose TLS handshake is done and whose peer key is known.
 pub(crate) struct Link {
     pub(crate) parts: LinkParts,
-    pub(crate) node_id: NodeId,
+    pub(crate) peer_key: PeerKey,
     pub(crate) address: SocketAddr,
+}
+
+impl Link {
+    pub(crate) fn node_id(&self) -> NodeId {
+        self.peer_key.node_id()
+    }
 }
 
 /// How long a refusing node waits for the refused peer to close after reading REFUSE,
@@ -57,16 +68,30 @@ fn handshake_failure(error: &quinn::ConnectionError) -> PeerError {
 pub(crate) async fn connect(
     endpoint: quinn::Endpoint,
     address: SocketAddr,
-    request: Connect,
+    mut request: Connect,
+    membership: Membership,
 ) -> Result<Link, PeerError> {
     let connecting = endpoint
         .connect(address, SERVER_NAME)
         .map_err(|_| failed(ResultCode::PEER_E_CONNECTION_FAILED))?;
     let connection = connecting.await.map_err(|e| handshake_failure(&e))?;
-    let node_id = peer_public_key(&connection)
-        .map(|key| node_id_of(&key))
+    let peer_key = peer_public_key(&connection)
+        .map(|key| peer_key_of(&key))
         .ok_or(failed(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED))?;
     let result = async {
+        // The node we reached must be on the allow-list, as the peer we asked for.
+        if let Some(reason) = membership.check_key(&peer_key, &request.target_peer_id) {
+            return Err(refusal(reason));
+        }
+        if let Some(secret) = &membership.secret {
+            request.proof = membership_proof(
+                &connection,
+                secret,
+                ProofRole::Connect,
+                request.connection_id,
+            )
+            .ok_or(failed(ResultCode::PEER_E_CONNECTION_FAILED))?;
+        }
         let (mut send, recv) = connection
             .open_bi()
             .await
@@ -77,6 +102,18 @@ pub(crate) async fn connect(
         let mut reader = FrameReader::new(recv);
         match reader.read().await {
             Ok(Some(Message::Welcome(welcome))) if welcome_matches(&welcome, &request) => {
+                let proven = membership.secret.as_ref().is_none_or(|secret| {
+                    verify_membership_proof(
+                        &connection,
+                        secret,
+                        ProofRole::Welcome,
+                        request.connection_id,
+                        &welcome.proof,
+                    )
+                });
+                if !proven {
+                    return Err(failed(ResultCode::PEER_E_NOT_AUTHORIZED));
+                }
                 Ok((send, reader))
             }
             Ok(Some(Message::Welcome(_))) => {
@@ -95,7 +132,7 @@ pub(crate) async fn connect(
                 send,
                 reader,
             },
-            node_id,
+            peer_key,
             address,
         }),
         Err(error) => {
@@ -118,10 +155,13 @@ fn refusal(reason: RefuseReason) -> PeerError {
         RefuseReason::Busy
         | RefuseReason::AlreadyConnected
         | RefuseReason::DuplicateConnection
-        | RefuseReason::DirectConnectionDisallowed => failed(ResultCode::PEER_E_CONNECTION_REFUSED),
-        RefuseReason::WrongGraph | RefuseReason::WrongPeer | RefuseReason::UnsupportedVersion => {
-            failed(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED)
-        }
+        | RefuseReason::DirectConnectionDisallowed
+        | RefuseReason::LimitReached => failed(ResultCode::PEER_E_CONNECTION_REFUSED),
+        RefuseReason::WrongGraph
+        | RefuseReason::WrongPeer
+        | RefuseReason::UnsupportedVersion
+        | RefuseReason::KeyMismatch => failed(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED),
+        RefuseReason::NotAuthorized => failed(ResultCode::PEER_E_NOT_AUTHORIZED),
     }
 }
 
@@ -137,7 +177,7 @@ pub(crate) async fn accept(
         .await
         .ok()?
         .ok()?;
-    let Some(node_id) = peer_public_key(&connection).map(|key| node_id_of(&key)) else {
+    let Some(peer_key) = peer_public_key(&connection).map(|key| peer_key_of(&key)) else {
         connection.close(close_code::PROTOCOL_ERROR.into(), b"no peer key");
         return None;
     };
@@ -157,7 +197,7 @@ pub(crate) async fn accept(
                         send,
                         reader,
                     },
-                    node_id,
+                    peer_key,
                     address,
                 },
                 connect,

@@ -44,8 +44,8 @@ mod table;
 pub use crate::connection::InjectPanic;
 pub use crate::connection::{ConnectionActor, EndReason};
 pub use crate::engine::{
-    reply, Engine, EngineConfig, Graph, GraphOptions, DEFAULT_CLOSE_TIMEOUT,
-    DEFAULT_CONNECT_TIMEOUT,
+    reply, Engine, EngineConfig, Graph, GraphOptions, Membership, DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_NODE,
 };
 pub use crate::events::{
     EventHandle, EventStream, PeerEvent, QueueLimits, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_EVENTS,
@@ -53,7 +53,7 @@ pub use crate::events::{
 pub use crate::graph::{
     CloseDirectConnection, CloseGraph, EnumConnections, GetCounters, GetNodeInfo, GetStatus,
     GraphActor, GraphCounters, Listen, OpenDirectConnection, RegisterEvent, RegisterEventRecipient,
-    SendData, UnregisterEvent, MAX_PENDING_HANDSHAKES,
+    SendData, UnregisterEvent, DEFAULT_MAX_PENDING_HANDSHAKES,
 };
 pub use crate::table::{OUTBOX_BYTES, OUTBOX_FRAMES};
 
@@ -61,10 +61,12 @@ pub use peergraph_engine::wire::{ALPN, MAX_DATA_LEN};
 pub use peergraph_engine::{
     code_of, ConnectionChange, ConnectionFlags, ConnectionId, ConnectionInfo, ConnectionStatus,
     DataType, EventRegistration, EventType, GraphEvent, GraphHandle, GraphId, GraphProperties,
-    GraphStatus, NodeId, NodeInfo, PeerError, PeerId, PeerResult, ResultCode, Scope, Version,
-    VersionData,
+    GraphStatus, NodeId, NodeInfo, PeerError, PeerId, PeerKey, PeerResult, ResultCode, Scope,
+    Version, VersionData,
 };
-pub use peergraph_transport::{IdentityError, NodeIdentity, DEFAULT_IDLE_TIMEOUT};
+pub use peergraph_transport::{
+    GraphSecret, IdentityError, NodeIdentity, DEFAULT_IDLE_TIMEOUT, MIN_SECRET_LEN,
+};
 
 /// The wire protocol's numbers and codec (re-exported from the engine crate).
 pub mod wire {

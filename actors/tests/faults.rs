@@ -55,6 +55,7 @@ impl RawPeer {
                 connection_id: connect.connection_id,
                 graph_id: GraphId::new(graph_id).ok()?,
                 peer_id: PeerId::new(peer_id).ok()?,
+                proof: Bytes::new(),
             });
             send.write_all(&welcome.to_bytes()).await.ok()?;
             Some(RawLink {

@@ -49,6 +49,7 @@ fn connect_frame(graph: &str, target: &str, id: u64) -> Bytes {
         graph_id: GraphId::new(graph).expect("graph"),
         source_peer_id: PeerId::new("mallory").expect("peer"),
         target_peer_id: PeerId::new(target).expect("peer"),
+        proof: Bytes::new(),
     })
     .to_bytes()
 }

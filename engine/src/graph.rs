@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use crate::ids::{check_text, ConnectionId, GraphId, NodeId, PeerId, MAX_ID_CHARS};
+use crate::ids::{check_text, ConnectionId, GraphId, NodeId, PeerId, PeerKey, MAX_ID_CHARS};
 use crate::result::{PeerError, ResultCode};
 
 /// A Peer Graphing API version, as `PEER_VERSION_DATA` carries it (major.minor).
@@ -263,6 +263,8 @@ pub struct ConnectionInfo {
     pub connection_id: ConnectionId,
     /// The remote node's id (bound to its verified key).
     pub node_id: NodeId,
+    /// The remote node's verified key fingerprint.
+    pub peer_key: PeerKey,
     /// The remote node's peer id.
     pub peer_id: PeerId,
     /// The remote node's address.

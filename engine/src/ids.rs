@@ -103,6 +103,49 @@ impl fmt::Display for NodeId {
     }
 }
 
+/// A node's key fingerprint: the SHA-256 digest of its public key (SubjectPublicKeyInfo
+/// DER). The node id is its first eight bytes; the whole digest is what allow-lists pin.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerKey(pub [u8; 32]);
+
+impl PeerKey {
+    /// The node id bound to this key: the digest's first eight bytes, big-endian.
+    pub fn node_id(&self) -> NodeId {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        NodeId(u64::from_be_bytes(first))
+    }
+}
+
+impl fmt::Display for PeerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+    }
+}
+
+impl fmt::Debug for PeerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerKey({self})")
+    }
+}
+
+impl FromStr for PeerKey {
+    type Err = PeerError;
+
+    /// Parses 64 hex digits.
+    fn from_str(text: &str) -> Result<Self, PeerError> {
+        if text.len() != 64 || !text.is_ascii() {
+            return Err(PeerError::INVALID_ARG);
+        }
+        let mut key = [0u8; 32];
+        for (index, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[index * 2..index * 2 + 2], 16)
+                .map_err(|_| PeerError::INVALID_ARG)?;
+        }
+        Ok(PeerKey(key))
+    }
+}
+
 /// Checks an id or name: at most `max_chars` characters, and (when `required`) not empty.
 fn checked_text(text: &str, max_chars: usize, required: bool) -> Result<(), PeerError> {
     if (required && text.is_empty()) || text.chars().count() > max_chars || text.contains('\0') {
@@ -258,6 +301,17 @@ mod tests {
         assert!(GraphId::new("a\0b").is_err());
         assert!(check_text("", 10).is_ok());
         assert!(check_text(&"x".repeat(11), 10).is_err());
+    }
+
+    #[test]
+    fn peer_key_round_trips_and_gives_the_node_id() {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&0x0102_0304_0506_0708u64.to_be_bytes());
+        bytes[31] = 0xff;
+        let key = PeerKey(bytes);
+        assert_eq!(key.node_id(), NodeId(0x0102_0304_0506_0708));
+        assert_eq!(key.to_string().parse::<PeerKey>(), Ok(key));
+        assert!("abc".parse::<PeerKey>().is_err());
     }
 
     #[test]

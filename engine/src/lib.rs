@@ -28,6 +28,6 @@ pub use crate::graph::{
     MAX_RECORD_SIZE, MIN_RECORD_SIZE,
 };
 pub use crate::ids::{
-    check_text, ConnectionId, DataType, GraphHandle, GraphId, NodeId, PeerId, MAX_ID_CHARS,
+    check_text, ConnectionId, DataType, GraphHandle, GraphId, NodeId, PeerId, PeerKey, MAX_ID_CHARS,
 };
 pub use crate::result::{code_of, PeerError, PeerResult, ResultCode};

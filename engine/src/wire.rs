@@ -40,6 +40,9 @@ pub const MAX_CONTROL_BODY_LEN: usize = 4096;
 pub const MAX_DATA_BODY_LEN: usize = DATA_PREFIX_LEN + MAX_DATA_LEN;
 /// The longest id on the wire, in bytes (256 characters of at most 4 UTF-8 bytes each).
 pub const MAX_WIRE_STRING_LEN: usize = 1024;
+/// The length of a membership proof (an HMAC-SHA256); a proof field is either empty (the
+/// graph has no secret) or exactly this long.
+pub const PROOF_LEN: usize = 32;
 
 /// Frame types.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -79,7 +82,7 @@ impl FrameType {
 }
 
 /// Why a node refuses a CONNECT. 1 to 4 are the reference's REFUSE reasons; the rest are
-/// this protocol's own and all map to `PEER_E_CONNECTION_NOT_AUTHENTICATED` at the
+/// this protocol's own. `docs/PROTOCOL.md` lists the result code each maps to at the
 /// connecting node.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
@@ -99,6 +102,13 @@ pub enum RefuseReason {
     WrongPeer = 0x81,
     /// The CONNECT's protocol version is not supported.
     UnsupportedVersion = 0x82,
+    /// The node is at its connection limit (per graph or per remote node).
+    LimitReached = 0x83,
+    /// The connecting node did not prove membership of the graph (wrong or missing
+    /// membership proof, or a key that is not on the graph's allowed list).
+    NotAuthorized = 0x84,
+    /// The connecting node's key is allowed, but for another peer id.
+    KeyMismatch = 0x85,
 }
 
 impl RefuseReason {
@@ -111,6 +121,9 @@ impl RefuseReason {
             0x80 => RefuseReason::WrongGraph,
             0x81 => RefuseReason::WrongPeer,
             0x82 => RefuseReason::UnsupportedVersion,
+            0x83 => RefuseReason::LimitReached,
+            0x84 => RefuseReason::NotAuthorized,
+            0x85 => RefuseReason::KeyMismatch,
             other => return Err(ProtocolError::UnknownReason(other)),
         })
     }
@@ -172,6 +185,8 @@ pub struct Connect {
     pub source_peer_id: PeerId,
     /// The peer id the connecting node expects to reach.
     pub target_peer_id: PeerId,
+    /// The connecting node's membership proof: empty, or [`PROOF_LEN`] bytes.
+    pub proof: Bytes,
 }
 
 /// The answer to an accepted CONNECT.
@@ -183,6 +198,8 @@ pub struct Welcome {
     pub graph_id: GraphId,
     /// The accepting node's peer id.
     pub peer_id: PeerId,
+    /// The accepting node's membership proof: empty, or [`PROOF_LEN`] bytes.
+    pub proof: Bytes,
 }
 
 /// A decoded frame.
@@ -235,6 +252,9 @@ pub enum ProtocolError {
     /// A reason byte is not one this protocol defines.
     #[error("unknown reason {0}")]
     UnknownReason(u8),
+    /// A membership proof is neither empty nor [`PROOF_LEN`] bytes.
+    #[error("membership proof of {0} bytes")]
+    InvalidProof(usize),
     /// A flags byte has bits this protocol does not define.
     #[error("unknown flag bits {0:#04x}")]
     UnknownFlags(u8),
@@ -312,6 +332,23 @@ fn take_graph_id(body: &mut Bytes) -> Result<GraphId, ProtocolError> {
     GraphId::new(take_string(body)?).map_err(|_| ProtocolError::InvalidString)
 }
 
+fn put_proof(buf: &mut BytesMut, proof: &Bytes) {
+    // A proof is at most PROOF_LEN bytes: its length always fits in the u8.
+    buf.put_u8(proof.len() as u8);
+    buf.put_slice(proof);
+}
+
+fn take_proof(body: &mut Bytes) -> Result<Bytes, ProtocolError> {
+    let len = take_u8(body)? as usize;
+    if len != 0 && len != PROOF_LEN {
+        return Err(ProtocolError::InvalidProof(len));
+    }
+    if body.remaining() < len {
+        return Err(ProtocolError::Truncated);
+    }
+    Ok(body.split_to(len))
+}
+
 fn take_u8(body: &mut Bytes) -> Result<u8, ProtocolError> {
     if body.remaining() < 1 {
         return Err(ProtocolError::Truncated);
@@ -366,11 +403,13 @@ impl Message {
                 put_string(buf, connect.graph_id.as_str());
                 put_string(buf, connect.source_peer_id.as_str());
                 put_string(buf, connect.target_peer_id.as_str());
+                put_proof(buf, &connect.proof);
             }
             Message::Welcome(welcome) => {
                 buf.put_u64(welcome.connection_id.get());
                 put_string(buf, welcome.graph_id.as_str());
                 put_string(buf, welcome.peer_id.as_str());
+                put_proof(buf, &welcome.proof);
             }
             Message::Refuse(reason) => buf.put_u8(*reason as u8),
             Message::Disconnect(reason) => buf.put_u8(*reason as u8),
@@ -409,12 +448,14 @@ impl Message {
                     graph_id: take_graph_id(&mut body)?,
                     source_peer_id: take_peer_id(&mut body)?,
                     target_peer_id: take_peer_id(&mut body)?,
+                    proof: take_proof(&mut body)?,
                 })
             }
             FrameType::Welcome => Message::Welcome(Welcome {
                 connection_id: take_connection_id(&mut body)?,
                 graph_id: take_graph_id(&mut body)?,
                 peer_id: take_peer_id(&mut body)?,
+                proof: take_proof(&mut body)?,
             }),
             FrameType::Refuse => Message::Refuse(RefuseReason::from_byte(take_u8(&mut body)?)?),
             FrameType::Disconnect => {
@@ -481,6 +522,7 @@ mod tests {
             graph_id: GraphId::new("chat").expect("valid"),
             source_peer_id: PeerId::new("alice").expect("valid"),
             target_peer_id: PeerId::new("bob").expect("valid"),
+            proof: Bytes::new(),
         })
     }
 
@@ -491,8 +533,10 @@ mod tests {
                 connection_id: ConnectionId::new(9).expect("nonzero"),
                 graph_id: GraphId::new("chat").expect("valid"),
                 peer_id: PeerId::new("bob").expect("valid"),
+                proof: Bytes::from(vec![0xab; PROOF_LEN]),
             }),
             Message::Refuse(RefuseReason::DirectConnectionDisallowed),
+            Message::Refuse(RefuseReason::NotAuthorized),
             Message::Refuse(RefuseReason::WrongPeer),
             Message::Disconnect(DisconnectReason::AppDisconnect),
             Message::Data {
@@ -622,12 +666,13 @@ mod tests {
     fn connect_layout_is_stable() {
         let bytes = connect().to_bytes();
         let expected: &[u8] = &[
-            0x01, 0x00, 0x00, 0x00, 0x1c, // CONNECT, body 28 bytes
+            0x01, 0x00, 0x00, 0x00, 0x1d, // CONNECT, body 29 bytes
             0x01, 0x01, // version 1, direct
             0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, // connection id
             0x00, 0x04, b'c', b'h', b'a', b't', // graph id
             0x00, 0x05, b'a', b'l', b'i', b'c', b'e', // source peer id
             0x00, 0x03, b'b', b'o', b'b', // target peer id
+            0x00, // no membership proof
         ];
         assert_eq!(&bytes[..], expected);
     }

@@ -7,7 +7,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use peergraph_engine::NodeId;
+use peergraph_engine::{NodeId, PeerKey};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use thiserror::Error;
@@ -118,6 +118,11 @@ impl NodeIdentity {
         self.inner.node_id
     }
 
+    /// The key fingerprint (SHA-256 of the public key), for allow-lists.
+    pub fn peer_key(&self) -> PeerKey {
+        peer_key_of(&self.inner.public_key)
+    }
+
     /// The public key (SubjectPublicKeyInfo DER).
     pub fn public_key(&self) -> &[u8] {
         &self.inner.public_key
@@ -147,10 +152,15 @@ impl fmt::Debug for NodeIdentity {
 /// The node id bound to a public key (SubjectPublicKeyInfo DER): the first eight bytes of
 /// its SHA-256 digest, big-endian.
 pub fn node_id_of(public_key: &[u8]) -> NodeId {
+    peer_key_of(public_key).node_id()
+}
+
+/// The fingerprint of a public key (SubjectPublicKeyInfo DER): its SHA-256 digest.
+pub fn peer_key_of(public_key: &[u8]) -> PeerKey {
     let digest = ring::digest::digest(&ring::digest::SHA256, public_key);
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest.as_ref()[..8]);
-    NodeId(u64::from_be_bytes(first))
+    let mut key = [0u8; 32];
+    key.copy_from_slice(digest.as_ref());
+    PeerKey(key)
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {

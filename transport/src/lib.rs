@@ -8,10 +8,12 @@
 //! - `tls`: [`PeerCertVerifier`] and the rustls configurations of both sides.
 //! - `endpoint`: [`LinkOptions`], quinn configurations, [`bind_endpoint`].
 //! - `framed`: [`FrameReader`], [`write_message`], [`DataFrame`].
+//! - `membership`: [`GraphSecret`] and the TLS-bound membership proofs.
 
 mod endpoint;
 mod framed;
 mod identity;
+mod membership;
 mod tls;
 
 pub use crate::endpoint::{
@@ -20,7 +22,11 @@ pub use crate::endpoint::{
 };
 pub use crate::framed::{write_message, DataFrame, FrameReader, ReadFrameError};
 pub use crate::identity::{
-    node_id_of, random_nonzero_u64, IdentityError, NodeIdentity, CERTIFICATE_NAME,
+    node_id_of, peer_key_of, random_nonzero_u64, IdentityError, NodeIdentity, CERTIFICATE_NAME,
+};
+pub use crate::membership::{
+    membership_proof, verify_membership_proof, GraphSecret, ProofRole, MEMBERSHIP_EXPORTER_LABEL,
+    MIN_SECRET_LEN,
 };
 pub use crate::tls::{
     client_tls_config, crypto_provider, peer_public_key, server_tls_config, PeerCertVerifier,

@@ -28,9 +28,12 @@ use peergraph_engine::wire::{
 use peergraph_engine::{
     ConnectionFlags, ConnectionId, ConnectionInfo, ConnectionStatus, EventFilter, EventType,
     GraphEvent, GraphHandle, GraphProperties, GraphStatus, NodeId, NodeInfo, PeerError, PeerId,
-    ResultCode,
+    PeerKey, ResultCode,
 };
-use peergraph_transport::{bind_endpoint, random_nonzero_u64, LinkOptions, NodeIdentity};
+use peergraph_transport::{
+    bind_endpoint, membership_proof, random_nonzero_u64, verify_membership_proof, LinkOptions,
+    NodeIdentity, ProofRole,
+};
 use tokio::sync::oneshot;
 
 pub use self::messages::*;
@@ -43,9 +46,9 @@ use crate::handshake::{self, Link};
 use crate::table::{check_payload, outbox, outbox_of, ConnectionEntry, ConnectionTable};
 use crate::GraphOptions;
 
-/// The most incoming handshakes (TLS + CONNECT) one graph runs at once; more are refused
-/// at the QUIC level, so a flood of half-open links costs a bounded amount.
-pub const MAX_PENDING_HANDSHAKES: usize = 128;
+/// The default most incoming handshakes (TLS + CONNECT) one graph runs at once; more are
+/// refused at the QUIC level, so a flood of half-open links costs a bounded amount.
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 128;
 
 /// How long closing a graph waits for its endpoint to go idle, so that peers receive the
 /// LEAVING close code rather than timing out.
@@ -218,7 +221,8 @@ impl GraphActor {
         let info = ConnectionInfo {
             flags: ConnectionFlags::DIRECT,
             connection_id,
-            node_id: link.node_id,
+            node_id: link.node_id(),
+            peer_key: link.peer_key,
             peer_id,
             address: link.address,
         };
@@ -254,27 +258,59 @@ impl GraphActor {
         self.refresh_status();
     }
 
-    /// Decides what to answer a CONNECT on an accepted link.
-    fn judge(&self, connect: &Connect) -> Result<(), RefuseReason> {
+    /// Decides what to answer a CONNECT on an accepted link, in the order
+    /// `docs/PROTOCOL.md` gives: identity and membership before anything about this node's
+    /// state is revealed.
+    fn judge(&self, link: &Link, connect: &Connect) -> Result<(), RefuseReason> {
+        let membership = &self.options.membership;
         if connect.version != PROTOCOL_VERSION {
-            Err(RefuseReason::UnsupportedVersion)
-        } else if connect.graph_id != self.properties.graph_id {
-            Err(RefuseReason::WrongGraph)
-        } else if &connect.target_peer_id != self.peer_id() {
-            Err(RefuseReason::WrongPeer)
-        } else if !connect.direct {
+            return Err(RefuseReason::UnsupportedVersion);
+        }
+        if connect.graph_id != self.properties.graph_id {
+            return Err(RefuseReason::WrongGraph);
+        }
+        if &connect.target_peer_id != self.peer_id() {
+            return Err(RefuseReason::WrongPeer);
+        }
+        if let Some(reason) = membership.check_key(&link.peer_key, &connect.source_peer_id) {
+            return Err(reason);
+        }
+        if let Some(secret) = &membership.secret {
+            if !verify_membership_proof(
+                &link.parts.connection,
+                secret,
+                ProofRole::Connect,
+                connect.connection_id,
+                &connect.proof,
+            ) {
+                return Err(RefuseReason::NotAuthorized);
+            }
+        }
+        if !connect.direct {
             // Neighbor connections come with records and flooding; until then a node has
             // no room for neighbors.
-            Err(RefuseReason::Busy)
-        } else if !self.subscribers.wants(EventType::DirectConnection) {
-            Err(RefuseReason::DirectConnectionDisallowed)
-        } else if self.table.contains_key(&connect.connection_id)
+            return Err(RefuseReason::Busy);
+        }
+        if !self.subscribers.wants(EventType::DirectConnection) {
+            return Err(RefuseReason::DirectConnectionDisallowed);
+        }
+        let node_id = link.node_id();
+        if self.table.len() + self.pending_outgoing.len() >= self.options.max_connections
+            || self
+                .table
+                .iter()
+                .filter(|entry| entry.info.node_id == node_id)
+                .count()
+                >= self.options.max_connections_per_node
+        {
+            return Err(RefuseReason::LimitReached);
+        }
+        if self.table.contains_key(&connect.connection_id)
             || self.pending_outgoing.contains_key(&connect.connection_id)
         {
-            Err(RefuseReason::DuplicateConnection)
-        } else {
-            Ok(())
+            return Err(RefuseReason::DuplicateConnection);
         }
+        Ok(())
     }
 
     fn on_accepted(&mut self, accepted: Option<(Link, Connect)>, ctx: &mut Context<Self>) {
@@ -288,12 +324,23 @@ impl GraphActor {
             );
             return;
         }
-        match self.judge(&connect) {
+        match self.judge(&link, &connect) {
             Ok(()) => {
+                let proof = match &self.options.membership.secret {
+                    Some(secret) => membership_proof(
+                        &link.parts.connection,
+                        secret,
+                        ProofRole::Welcome,
+                        connect.connection_id,
+                    )
+                    .unwrap_or_default(),
+                    None => bytes::Bytes::new(),
+                };
                 let welcome = Welcome {
                     connection_id: connect.connection_id,
                     graph_id: self.properties.graph_id.clone(),
                     peer_id: self.peer_id().clone(),
+                    proof,
                 };
                 self.adopt(
                     link,
@@ -359,7 +406,7 @@ impl Actor for GraphActor {
 
 impl StreamHandler<quinn::Incoming> for GraphActor {
     fn handle(&mut self, incoming: quinn::Incoming, ctx: &mut Self::Context) {
-        if self.closed || self.pending_incoming >= MAX_PENDING_HANDSHAKES {
+        if self.closed || self.pending_incoming >= self.options.max_pending_handshakes {
             incoming.refuse();
             return;
         }
@@ -430,13 +477,18 @@ impl Handler<OpenDirectConnection> for GraphActor {
             graph_id: self.properties.graph_id.clone(),
             source_peer_id: self.peer_id().clone(),
             target_peer_id: peer_id.clone(),
+            proof: bytes::Bytes::new(),
         };
+        let membership = self.options.membership.clone();
         let timeout = self.options.connect_timeout;
         let spawned = ctx.spawn(
             async move {
-                tokio::time::timeout(timeout, handshake::connect(endpoint, address, request))
-                    .await
-                    .unwrap_or(Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)))
+                tokio::time::timeout(
+                    timeout,
+                    handshake::connect(endpoint, address, request, membership),
+                )
+                .await
+                .unwrap_or(Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)))
             }
             .into_actor(self)
             .map(move |result, act, ctx| {
@@ -448,6 +500,7 @@ impl Handler<OpenDirectConnection> for GraphActor {
                             flags: ConnectionFlags::DIRECT,
                             connection_id,
                             node_id: NodeId(0),
+                            peer_key: PeerKey([0; 32]),
                             peer_id,
                             address,
                         };
