@@ -20,7 +20,9 @@ use peergraph_engine::{
     EventRegistration, GraphHandle, GraphId, GraphProperties, GraphStatus, NodeInfo, PeerError,
     PeerId, PeerKey, ResultCode, Version, VersionData,
 };
-use peergraph_transport::{GraphSecret, NodeIdentity, DEFAULT_IDLE_TIMEOUT, MIN_IDLE_TIMEOUT};
+use peergraph_transport::{
+    Congestion, GraphSecret, NodeIdentity, DEFAULT_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT, MIN_IDLE_TIMEOUT,
+};
 
 use crate::events::{EventHandle, EventStream, QueueLimits};
 use crate::graph::{
@@ -74,17 +76,23 @@ impl Membership {
 pub struct GraphOptions {
     /// The node's identity; `None` generates a fresh key pair and certificate.
     pub identity: Option<NodeIdentity>,
-    /// How long a silent link lives (keep-alives go at a third of it). At least 100 ms.
+    /// How long a silent link lives (keep-alives go at a third of it). From 100 ms to one
+    /// day.
     pub idle_timeout: Duration,
     /// How long making a connection may take.
     pub connect_timeout: Duration,
     /// How long a close waits for the peer.
     pub close_timeout: Duration,
+    /// The congestion controller of the graph's links.
+    pub congestion: Congestion,
     /// Who may connect.
     pub membership: Membership,
-    /// The most connections the graph holds; more are refused (PEER_E_CONNECTION_REFUSED).
+    /// The most connections the graph holds: further incoming links are refused (the
+    /// connecting node sees PEER_E_CONNECTION_REFUSED). Outgoing links are the
+    /// application's own choice and are not counted against it.
     pub max_connections: usize,
-    /// The most connections with one remote node; more are refused.
+    /// The most connections with one remote node: further incoming links from it are
+    /// refused.
     pub max_connections_per_node: usize,
     /// The most incoming handshakes in progress at once; more are refused at the QUIC level.
     pub max_pending_handshakes: usize,
@@ -97,6 +105,7 @@ impl Default for GraphOptions {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            congestion: Congestion::default(),
             membership: Membership::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_node: DEFAULT_MAX_CONNECTIONS_PER_NODE,
@@ -130,6 +139,12 @@ impl GraphOptions {
         self
     }
 
+    /// Sets the congestion controller.
+    pub fn with_congestion(mut self, congestion: Congestion) -> Self {
+        self.congestion = congestion;
+        self
+    }
+
     /// Requires every link to prove knowledge of `secret`.
     pub fn with_secret(mut self, secret: GraphSecret) -> Self {
         self.membership.secret = Some(secret);
@@ -160,6 +175,7 @@ impl GraphOptions {
     fn validate(&self) -> Result<(), PeerError> {
         let positive = |d: Duration| !d.is_zero();
         if self.idle_timeout < MIN_IDLE_TIMEOUT
+            || self.idle_timeout > MAX_IDLE_TIMEOUT
             || !positive(self.connect_timeout)
             || !positive(self.close_timeout)
             || self.max_connections == 0
@@ -250,8 +266,8 @@ impl Drop for EngineInner {
 /// dropped.
 ///
 /// Two ways in, one set of actors: actix applications send the messages of
-/// [`crate::graph`] to [`Graph::addr`]; other applications call the async methods of
-/// [`Graph`], which send the same messages.
+/// [`GraphActor`] (such as [`CloseDirectConnection`]) to [`Graph::addr`]; other
+/// applications call the async methods of [`Graph`], which send the same messages.
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<EngineInner>,

@@ -7,8 +7,9 @@
 //! ```
 //!
 //! Publishing never waits: a registration whose queue (or mailbox) is full loses the event,
-//! counts it, and receives one [`GraphEvent::EventsLost`] before its next event. A
-//! subscriber that stops reading therefore costs at most its queue's bounds.
+//! counts it, and receives one [`GraphEvent::EventsLost`] with the count as soon as it has
+//! read what was queued (a recipient: before its next event). A subscriber that stops
+//! reading therefore costs at most its queue's bounds.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -131,6 +132,11 @@ impl Queue {
                 state.bytes -= event.payload_len();
                 Poll::Ready(Some(event))
             }
+            // The reader caught up with a queue that overflowed: tell it now, not only
+            // when the next event happens to come.
+            None if state.lost > 0 => Poll::Ready(Some(GraphEvent::EventsLost {
+                count: std::mem::take(&mut state.lost),
+            })),
             None if state.closed => Poll::Ready(None),
             None => Poll::Pending,
         }
@@ -372,10 +378,21 @@ mod tests {
         }
         assert_eq!(stream.try_recv(), Some(status(0)));
         assert_eq!(stream.try_recv(), Some(status(1)));
-        assert_eq!(stream.try_recv(), None, "three were dropped");
-        subscribers.publish(status(9));
         assert_eq!(stream.try_recv(), Some(GraphEvent::EventsLost { count: 3 }));
-        assert_eq!(stream.try_recv(), Some(status(9)));
+        assert_eq!(stream.try_recv(), None);
+        for n in 10..13 {
+            subscribers.publish(status(n));
+        }
+        subscribers.publish(status(13));
+        assert_eq!(stream.try_recv(), Some(status(10)));
+        subscribers.publish(status(14));
+        assert_eq!(stream.try_recv(), Some(status(11)));
+        assert_eq!(stream.try_recv(), Some(GraphEvent::EventsLost { count: 2 }));
+        assert_eq!(
+            stream.try_recv(),
+            Some(status(14)),
+            "a loss is reported in order"
+        );
         assert!(subscribers.remove(stream.handle()));
         assert!(!subscribers.remove(stream.handle()));
     }

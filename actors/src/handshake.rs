@@ -59,26 +59,35 @@ fn handshake_failure(error: &quinn::ConnectionError) -> PeerError {
     }
 }
 
-/// Opens a link to `address` and performs the connecting side's handshake: TLS, then
-/// CONNECT, then WELCOME (checked against what was asked) or REFUSE.
+/// Opens a link to `address` and performs the connecting side's handshake within
+/// `timeout`: TLS, then CONNECT, then WELCOME (checked against what was asked) or REFUSE.
+/// A handshake that fails after TLS closes the link with REFUSED, one that runs out of
+/// time with HANDSHAKE_TIMEOUT.
 ///
 /// # Errors
 /// The reason for the CONNECTION_FAILED event: `PEER_E_CONNECTION_REFUSED`,
-/// `PEER_E_CONNECTION_NOT_AUTHENTICATED` or `PEER_E_CONNECTION_FAILED`.
+/// `PEER_E_CONNECTION_NOT_AUTHENTICATED`, `PEER_E_NOT_AUTHORIZED` or
+/// `PEER_E_CONNECTION_FAILED`.
 pub(crate) async fn connect(
     endpoint: quinn::Endpoint,
     address: SocketAddr,
     mut request: Connect,
     membership: Membership,
+    timeout: Duration,
 ) -> Result<Link, PeerError> {
+    let deadline = tokio::time::Instant::now() + timeout;
     let connecting = endpoint
         .connect(address, SERVER_NAME)
         .map_err(|_| failed(ResultCode::PEER_E_CONNECTION_FAILED))?;
-    let connection = connecting.await.map_err(|e| handshake_failure(&e))?;
-    let peer_key = peer_public_key(&connection)
-        .map(|key| peer_key_of(&key))
-        .ok_or(failed(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED))?;
-    let result = async {
+    let connection = tokio::time::timeout_at(deadline, connecting)
+        .await
+        .map_err(|_elapsed| failed(ResultCode::PEER_E_CONNECTION_FAILED))?
+        .map_err(|e| handshake_failure(&e))?;
+    let Some(peer_key) = peer_public_key(&connection).map(|key| peer_key_of(&key)) else {
+        connection.close(close_code::PROTOCOL_ERROR.into(), b"no peer key");
+        return Err(failed(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED));
+    };
+    let result = tokio::time::timeout_at(deadline, async {
         // The node we reached must be on the allow-list, as the peer we asked for.
         if let Some(reason) = membership.check_key(&peer_key, &request.target_peer_id) {
             return Err(refusal(reason));
@@ -123,10 +132,10 @@ pub(crate) async fn connect(
             Ok(_) => Err(failed(ResultCode::PEER_E_CONNECTION_FAILED)),
             Err(_) => Err(failed(ResultCode::PEER_E_CONNECTION_FAILED)),
         }
-    }
+    })
     .await;
     match result {
-        Ok((send, reader)) => Ok(Link {
+        Ok(Ok((send, reader))) => Ok(Link {
             parts: LinkParts {
                 connection,
                 send,
@@ -135,9 +144,13 @@ pub(crate) async fn connect(
             peer_key,
             address,
         }),
-        Err(error) => {
+        Ok(Err(error)) => {
             connection.close(close_code::REFUSED.into(), b"handshake failed");
             Err(error)
+        }
+        Err(_elapsed) => {
+            connection.close(close_code::HANDSHAKE_TIMEOUT.into(), b"handshake timeout");
+            Err(failed(ResultCode::PEER_E_CONNECTION_FAILED))
         }
     }
 }

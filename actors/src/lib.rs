@@ -65,7 +65,7 @@ pub use peergraph_engine::{
     Version, VersionData,
 };
 pub use peergraph_transport::{
-    GraphSecret, IdentityError, NodeIdentity, DEFAULT_IDLE_TIMEOUT, MIN_SECRET_LEN,
+    Congestion, GraphSecret, IdentityError, NodeIdentity, DEFAULT_IDLE_TIMEOUT, MIN_SECRET_LEN,
 };
 
 /// The wire protocol's numbers and codec (re-exported from the engine crate).

@@ -4,8 +4,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -149,70 +148,12 @@ async fn a_protocol_error_ends_only_that_link() {
     .await;
 }
 
-/// A UDP relay between a client and one server address that can stop forwarding, to make
-/// a peer vanish without any close reaching the other side.
-struct Relay {
-    address: SocketAddr,
-    forwarding: Arc<AtomicBool>,
-}
-
-impl Relay {
-    async fn start(server: SocketAddr) -> Relay {
-        let socket = Arc::new(
-            tokio::net::UdpSocket::bind("127.0.0.1:0")
-                .await
-                .expect("relay socket"),
-        );
-        let upstream = Arc::new(
-            tokio::net::UdpSocket::bind("127.0.0.1:0")
-                .await
-                .expect("relay upstream"),
-        );
-        let address = socket.local_addr().expect("relay address");
-        let forwarding = Arc::new(AtomicBool::new(true));
-        let client: Arc<std::sync::Mutex<Option<SocketAddr>>> = Arc::default();
-        {
-            let (socket, upstream, forwarding, client) = (
-                socket.clone(),
-                upstream.clone(),
-                forwarding.clone(),
-                client.clone(),
-            );
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                while let Ok((len, from)) = socket.recv_from(&mut buf).await {
-                    *client.lock().expect("lock") = Some(from);
-                    if forwarding.load(Ordering::Relaxed) {
-                        let _ = upstream.send_to(&buf[..len], server).await;
-                    }
-                }
-            });
-        }
-        {
-            let forwarding = forwarding.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                while let Ok((len, _)) = upstream.recv_from(&mut buf).await {
-                    let to = *client.lock().expect("lock");
-                    if let (Some(to), true) = (to, forwarding.load(Ordering::Relaxed)) {
-                        let _ = socket.send_to(&buf[..len], to).await;
-                    }
-                }
-            });
-        }
-        Relay {
-            address,
-            forwarding,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_peer_is_reported_after_the_idle_timeout() {
     let options = GraphOptions::default().with_idle_timeout(Duration::from_secs(1));
     let mut alice = node_with("gone", "alice", options.clone()).await;
     let mut bob = node_with("gone", "bob", options).await;
-    let relay = Relay::start(bob.address).await;
+    let relay = Relay::start(bob.address, Impairment::NONE, 1).await;
     let id = alice
         .graph
         .open_direct_connection("bob", relay.address)

@@ -75,7 +75,7 @@ pub struct ConnectionChange {
     /// The remote peer's id.
     pub peer_id: PeerId,
     /// For CONNECTION_FAILED: why (PEER_E_CONNECTION_REFUSED, PEER_E_CONNECTION_FAILED,
-    /// PEER_E_CONNECTION_NOT_AUTHENTICATED); otherwise `None`.
+    /// PEER_E_CONNECTION_NOT_AUTHENTICATED, PEER_E_NOT_AUTHORIZED); otherwise `None`.
     pub failure_reason: Option<ResultCode>,
 }
 

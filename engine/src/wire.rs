@@ -54,7 +54,8 @@ pub enum FrameType {
     Welcome = 0x02,
     /// Refuses a CONNECT, with a reason.
     Refuse = 0x03,
-    /// Ends a connection, with a reason; nothing follows it on that stream.
+    /// Ends a connection, with a reason: the sender sends no DATA after it (in a
+    /// simultaneous close, DATA the peer sent before reading it still arrives).
     Disconnect = 0x04,
     /// Application data (the protocol's PT2PT): a type GUID and bytes.
     Data = 0x05,
@@ -133,7 +134,8 @@ impl RefuseReason {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
 pub enum DisconnectReason {
-    /// The node is leaving the graph (graph closed, engine shut down).
+    /// The node is leaving the graph. Defined for completeness: a node that leaves closes
+    /// its links with close code LEAVING at once instead of sending this.
     Leaving = 1,
     /// The connection was the least useful one.
     LeastUseful = 2,
@@ -222,8 +224,10 @@ pub enum Message {
     },
 }
 
-/// What is wrong with bytes received from a peer. Any of these closes the link with
-/// [`close_code::PROTOCOL_ERROR`].
+/// What is wrong with bytes received from a peer. Any of these on an established link, or
+/// at an accepting node before WELCOME, closes the link with [`close_code::PROTOCOL_ERROR`];
+/// a connecting node whose handshake reply is malformed fails the attempt with
+/// `PEER_E_CONNECTION_FAILED` and closes with [`close_code::REFUSED`].
 #[derive(Clone, PartialEq, Eq, Debug, Error)]
 pub enum ProtocolError {
     /// The frame type byte is not one this protocol defines.

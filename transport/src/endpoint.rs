@@ -24,17 +24,37 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The shortest idle timeout a link may be given.
 pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_millis(100);
 
+/// The longest idle timeout a link may be given: one day. A link silent for longer is
+/// gone for any practical purpose, and QUIC's own limit is far above it.
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The congestion controller of a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Congestion {
+    /// CUBIC (quinn's default): the usual choice on wired networks.
+    #[default]
+    Cubic,
+    /// NewReno.
+    NewReno,
+    /// BBR: models bandwidth and round-trip time instead of reacting to each loss, so it
+    /// keeps its rate on links with random (non-congestion) loss, such as radio links.
+    Bbr,
+}
+
 /// Transport settings shared by every link of one graph.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkOptions {
     /// How long a silent link lives; keep-alives go out at a third of it.
     pub idle_timeout: Duration,
+    /// The congestion controller.
+    pub congestion: Congestion,
 }
 
 impl Default for LinkOptions {
     fn default() -> Self {
         LinkOptions {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            congestion: Congestion::default(),
         }
     }
 }
@@ -61,15 +81,16 @@ pub enum EndpointError {
 /// default settings compares like with like.
 ///
 /// # Errors
-/// [`EndpointError::Setting`] for an idle timeout below [`MIN_IDLE_TIMEOUT`] or too large.
+/// [`EndpointError::Setting`] for an idle timeout outside
+/// [`MIN_IDLE_TIMEOUT`]..=[`MAX_IDLE_TIMEOUT`].
 pub fn transport_config(
     options: &LinkOptions,
     accepts_streams: bool,
 ) -> Result<TransportConfig, EndpointError> {
-    if options.idle_timeout < MIN_IDLE_TIMEOUT {
+    if !(MIN_IDLE_TIMEOUT..=MAX_IDLE_TIMEOUT).contains(&options.idle_timeout) {
         return Err(EndpointError::Setting(format!(
-            "idle timeout {:?} is below {:?}",
-            options.idle_timeout, MIN_IDLE_TIMEOUT
+            "idle timeout {:?} is outside {:?}..={:?}",
+            options.idle_timeout, MIN_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT
         )));
     }
     let idle = IdleTimeout::try_from(options.idle_timeout)
@@ -81,6 +102,17 @@ pub fn transport_config(
         .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(accepts_streams)))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         .datagram_receive_buffer_size(None);
+    match options.congestion {
+        Congestion::Cubic => {}
+        Congestion::NewReno => {
+            config.congestion_controller_factory(Arc::new(
+                quinn::congestion::NewRenoConfig::default(),
+            ));
+        }
+        Congestion::Bbr => {
+            config.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+        }
+    }
     Ok(config)
 }
 

@@ -175,6 +175,22 @@ fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
     options.open(path)?.write_all(contents)
 }
 
+/// A random 64-bit value from the system's secure random source, never zero (used for
+/// connection ids, which must be unpredictable and unique among a node's links).
+pub fn random_nonzero_u64() -> u64 {
+    use ring::rand::SecureRandom;
+    let random = ring::rand::SystemRandom::new();
+    loop {
+        let mut bytes = [0u8; 8];
+        if random.fill(&mut bytes).is_ok() {
+            let value = u64::from_ne_bytes(bytes);
+            if value != 0 {
+                return value;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,21 +221,5 @@ mod tests {
         let second = NodeIdentity::load_or_generate(&dir).expect("reload");
         assert_eq!(first.node_id(), second.node_id());
         fs::remove_file(&dir).expect("clean up");
-    }
-}
-
-/// A random 64-bit value from the system's secure random source, never zero (used for
-/// connection ids, which must be unpredictable and unique among a node's links).
-pub fn random_nonzero_u64() -> u64 {
-    use ring::rand::SecureRandom;
-    let random = ring::rand::SystemRandom::new();
-    loop {
-        let mut bytes = [0u8; 8];
-        if random.fill(&mut bytes).is_ok() {
-            let value = u64::from_ne_bytes(bytes);
-            if value != 0 {
-                return value;
-            }
-        }
     }
 }

@@ -17,8 +17,8 @@ mod membership;
 mod tls;
 
 pub use crate::endpoint::{
-    bind_endpoint, client_config, server_config, transport_config, EndpointError, LinkOptions,
-    DEFAULT_IDLE_TIMEOUT, MIN_IDLE_TIMEOUT, SERVER_NAME,
+    bind_endpoint, client_config, server_config, transport_config, Congestion, EndpointError,
+    LinkOptions, DEFAULT_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT, MIN_IDLE_TIMEOUT, SERVER_NAME,
 };
 pub use crate::framed::{write_message, DataFrame, FrameReader, ReadFrameError};
 pub use crate::identity::{

@@ -8,8 +8,10 @@
 //!    (proof of possession; TLS 1.2 is not offered),
 //! 3. ALPN is `peergraph/1` (quinn ends the handshake otherwise).
 //!
-//! The node id derived from the verified key ([`crate::node_id_of`]) is what the graph
-//! layer then authorises. There is no "skip verification" path.
+//! The node id and key fingerprint derived from the verified key ([`crate::node_id_of`],
+//! [`crate::peer_key_of`]) identify the peer from then on; a graph with an allow-list or a
+//! secret authorises it (see the `membership` module). There is no "skip verification"
+//! path.
 
 use std::sync::Arc;
 

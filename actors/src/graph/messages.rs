@@ -33,8 +33,11 @@ pub struct Listen {
 /// `PeerGraphOpenDirectConnection`: open a direct connection to the node `peer_id` at
 /// `address`. Replies at once with the new connection's id; the outcome arrives as a
 /// DIRECT_CONNECTION event (CONNECTED, or CONNECTION_FAILED with a reason:
-/// `PEER_E_CONNECTION_REFUSED`, `PEER_E_CONNECTION_FAILED` after the connect timeout, or
-/// `PEER_E_CONNECTION_NOT_AUTHENTICATED` when the node there is not `peer_id` of this graph).
+/// `PEER_E_CONNECTION_REFUSED` (the node does not take direct connections, or is at its
+/// limit), `PEER_E_CONNECTION_FAILED` (unreachable within the connect timeout),
+/// `PEER_E_CONNECTION_NOT_AUTHENTICATED` (the node there is not `peer_id` of this graph, or
+/// its key is listed for another peer id), or `PEER_E_NOT_AUTHORIZED` (membership not
+/// proved, on either side)).
 ///
 /// # Errors
 /// `E_INVALIDARG` (peer id empty or over 256 characters), `PEER_E_CONNECT_SELF` (this

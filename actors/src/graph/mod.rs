@@ -132,6 +132,7 @@ impl GraphActor {
     fn link_options(&self) -> LinkOptions {
         LinkOptions {
             idle_timeout: self.options.idle_timeout,
+            congestion: self.options.congestion,
         }
     }
 
@@ -177,6 +178,7 @@ impl GraphActor {
                 return Ok(listener.clone());
             }
         }
+        let link_options = self.link_options();
         let (slot, bind) = if address.is_ipv4() {
             (
                 &mut self.client_v4,
@@ -191,9 +193,6 @@ impl GraphActor {
         if let Some(endpoint) = slot {
             return Ok(endpoint.clone());
         }
-        let link_options = LinkOptions {
-            idle_timeout: self.options.idle_timeout,
-        };
         let endpoint = bind_endpoint(bind, &self.identity, &link_options, false)
             .map_err(|_| PeerError::new(ResultCode::E_FAIL))?;
         *slot = Some(endpoint.clone());
@@ -483,12 +482,7 @@ impl Handler<OpenDirectConnection> for GraphActor {
         let timeout = self.options.connect_timeout;
         let spawned = ctx.spawn(
             async move {
-                tokio::time::timeout(
-                    timeout,
-                    handshake::connect(endpoint, address, request, membership),
-                )
-                .await
-                .unwrap_or(Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)))
+                handshake::connect(endpoint, address, request, membership, timeout).await
             }
             .into_actor(self)
             .map(move |result, act, ctx| {
@@ -541,7 +535,8 @@ impl Handler<CloseDirectConnection> for GraphActor {
                 .map(|(_, entry)| entry)
                 .ok_or(PeerError::CONNECTION_NOT_FOUND)
         });
-        self.refresh_status();
+        // The status (HAS_CONNECTIONS) is refreshed when the connection actor has ended,
+        // right after its DISCONNECTED event, in the same order the remote side sees.
         let close_timeout = self.options.close_timeout;
         Box::pin(async move {
             let mut entry = taken?;
@@ -729,7 +724,8 @@ pub(crate) fn outbox_for_send(
     connection_id: u64,
     data: &bytes::Bytes,
 ) -> Result<crate::table::Outbox, PeerError> {
-    let outbox = outbox_of(table, connection_id)?;
+    // Arguments first, as the Win32 API does: an oversized payload is E_INVALIDARG
+    // whatever the id.
     check_payload(data)?;
-    Ok(outbox)
+    outbox_of(table, connection_id)
 }

@@ -118,3 +118,141 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// How a [`Relay`] mistreats datagrams, each way.
+#[derive(Clone, Copy, Debug)]
+pub struct Impairment {
+    /// Probability that a datagram is dropped.
+    pub loss: f64,
+    /// Probability that a datagram is sent twice.
+    pub duplicate: f64,
+    /// Probability that a datagram is held back an extra `delay / 2` (and so reordered).
+    pub reorder: f64,
+    /// Delay added to every datagram.
+    pub delay: Duration,
+}
+
+impl Impairment {
+    /// A perfect link.
+    pub const NONE: Impairment = Impairment {
+        loss: 0.0,
+        duplicate: 0.0,
+        reorder: 0.0,
+        delay: Duration::ZERO,
+    };
+}
+
+/// A seeded, lossy UDP relay between one client and one server address, written for the
+/// tests (the kernel here has no netem, and this needs no privileges). It can also stop
+/// forwarding altogether, to partition the two sides.
+pub struct Relay {
+    /// Where clients send to reach the server.
+    pub address: SocketAddr,
+    /// Cleared to drop everything (a partition); set to forward again.
+    pub forwarding: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+impl Relay {
+    /// A relay to `server` that treats traffic per `impairment`, seeded with `seed`.
+    pub async fn start(server: SocketAddr, impairment: Impairment, seed: u64) -> Relay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let front = Arc::new(
+            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("relay socket"),
+        );
+        let back = Arc::new(
+            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("relay socket"),
+        );
+        let address = front.local_addr().expect("relay address");
+        let forwarding = Arc::new(AtomicBool::new(true));
+        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+        let dice = Arc::new(Mutex::new(Dice(seed | 1)));
+        let mut tasks = Vec::new();
+        for upstream in [true, false] {
+            let (from, to) = if upstream {
+                (front.clone(), back.clone())
+            } else {
+                (back.clone(), front.clone())
+            };
+            let (forwarding, client, dice) = (forwarding.clone(), client.clone(), dice.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok((len, sender)) = from.recv_from(&mut buf).await {
+                    let target = if upstream {
+                        *client.lock().expect("lock") = Some(sender);
+                        Some(server)
+                    } else {
+                        *client.lock().expect("lock")
+                    };
+                    let Some(target) = target else { continue };
+                    if !forwarding.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let (drop, copies, extra) = {
+                        let mut dice = dice.lock().expect("lock");
+                        let drop = dice.roll() < impairment.loss;
+                        let copies = if dice.roll() < impairment.duplicate {
+                            2
+                        } else {
+                            1
+                        };
+                        let extra = dice.roll() < impairment.reorder;
+                        (drop, copies, extra)
+                    };
+                    if drop {
+                        continue;
+                    }
+                    let delay = impairment.delay
+                        + if extra {
+                            impairment.delay / 2
+                        } else {
+                            Duration::ZERO
+                        };
+                    let datagram = buf[..len].to_vec();
+                    let to = to.clone();
+                    if delay.is_zero() {
+                        for _ in 0..copies {
+                            let _ = to.send_to(&datagram, target).await;
+                        }
+                    } else {
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            for _ in 0..copies {
+                                let _ = to.send_to(&datagram, target).await;
+                            }
+                        });
+                    }
+                }
+            }));
+        }
+        Relay {
+            address,
+            forwarding,
+            tasks,
+        }
+    }
+}
