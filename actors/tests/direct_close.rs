@@ -224,3 +224,91 @@ async fn a_panicking_connection_actor_is_reported_once_and_others_keep_working()
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_under_load_either_delivers_a_send_or_refuses_it() {
+    const SENDERS: u32 = 4;
+    const MAX_PER_SENDER: u32 = 20_000;
+    let mut alice = node("load", "alice").await;
+    let mut bob = node("load", "bob").await;
+    let id = connect(&mut alice, &mut bob, "bob").await;
+    let mut delivered = bob
+        .graph
+        .register_event_with(
+            common::all_events(),
+            peergraph::QueueLimits {
+                events: 100_000,
+                bytes: 256 * 1024 * 1024,
+            },
+        )
+        .await
+        .expect("register");
+    let data_type = DataType::from_u128(6);
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|sender| {
+            let graph = alice.graph.clone();
+            tokio::spawn(async move {
+                let mut accepted = Vec::new();
+                for seq in 0..MAX_PER_SENDER {
+                    let mut payload = vec![0u8; 1024];
+                    payload[..4].copy_from_slice(&sender.to_be_bytes());
+                    payload[4..8].copy_from_slice(&seq.to_be_bytes());
+                    match graph.send_data(id, data_type, payload).await {
+                        Ok(()) => accepted.push((sender, seq)),
+                        Err(error) => {
+                            assert_eq!(error.code(), ResultCode::PEER_E_CONNECTION_NOT_FOUND);
+                            break;
+                        }
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    // Close once data is flowing, while every sender is still busy.
+    wait_for(&mut bob.events, "the first data", |e| {
+        matches!(e, GraphEvent::IncomingData { .. })
+    })
+    .await;
+    let close = alice.graph.close_direct_connection(id).await;
+    let mut accepted = std::collections::BTreeSet::new();
+    for sender in senders {
+        accepted.extend(sender.await.expect("sender"));
+    }
+    assert_eq!(close, Ok(()));
+    // Every accepted send arrived, and nothing else did.
+    let mut received = std::collections::BTreeSet::new();
+    loop {
+        let event = tokio::time::timeout(EVENT_TIMEOUT, delivered.recv())
+            .await
+            .expect("events in time")
+            .expect("stream open");
+        match event {
+            GraphEvent::IncomingData { data, .. } => {
+                let sender = u32::from_be_bytes(data[..4].try_into().expect("4 bytes"));
+                let seq = u32::from_be_bytes(data[4..8].try_into().expect("4 bytes"));
+                received.insert((sender, seq));
+            }
+            GraphEvent::DirectConnection(change)
+                if change.status == ConnectionStatus::Disconnected =>
+            {
+                break
+            }
+            GraphEvent::EventsLost { count } => panic!("{count} events lost"),
+            _ => {}
+        }
+    }
+    let missing: Vec<_> = accepted.difference(&received).collect();
+    assert!(
+        missing.is_empty(),
+        "accepted but not delivered: {missing:?}"
+    );
+    assert!(
+        received.is_subset(&accepted),
+        "delivered without being accepted"
+    );
+    assert!(
+        accepted.len() < (SENDERS * MAX_PER_SENDER) as usize,
+        "the close cut the senders short"
+    );
+}
