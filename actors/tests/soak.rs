@@ -62,8 +62,8 @@ async fn soak_ten_thousand_concurrent_connections() {
     const CONNECTIONS: usize = 10_000;
     const BATCH: usize = 100;
     let deadline = Instant::now() + Duration::from_secs(600);
-    let mut alice = node("soak", "alice").await;
-    let mut bob = node("soak", "bob").await;
+    let alice = node("soak", "alice").await;
+    let bob = node("soak", "bob").await;
     let limits = QueueLimits {
         events: 4 * CONNECTIONS,
         bytes: 64 * 1024 * 1024,
