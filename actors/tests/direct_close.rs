@@ -312,3 +312,61 @@ async fn closing_under_load_either_delivers_a_send_or_refuses_it() {
         "the close cut the senders short"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sides_closing_at_once_lose_nothing() {
+    const MESSAGES: usize = 200;
+    for round in 0..20 {
+        let mut alice = node("both", "alice").await;
+        let mut bob = node("both", "bob").await;
+        let id = connect(&mut alice, &mut bob, "bob").await;
+        let data_type = DataType::from_u128(8);
+        for n in 0..MESSAGES {
+            let payload = Bytes::from(n.to_be_bytes().to_vec());
+            alice
+                .graph
+                .send_data(id, data_type, payload.clone())
+                .await
+                .expect("send");
+            bob.graph
+                .send_data(id, data_type, payload)
+                .await
+                .expect("send");
+        }
+        let (a, b) = tokio::join!(
+            alice.graph.close_direct_connection(id),
+            bob.graph.close_direct_connection(id)
+        );
+        let codes = [peergraph::code_of(&a), peergraph::code_of(&b)];
+        for code in codes {
+            assert!(
+                code == ResultCode::S_OK || code == ResultCode::PEER_E_CONNECTION_NOT_FOUND,
+                "round {round}: {codes:?}"
+            );
+        }
+        assert!(
+            codes.contains(&ResultCode::S_OK),
+            "round {round}: {codes:?}"
+        );
+        // Whoever got S_OK had every byte it sent read by the other side.
+        for (closed, receiver) in [(a, &mut bob), (b, &mut alice)] {
+            let mut count = 0;
+            wait_for(
+                &mut receiver.events,
+                "the end of the connection",
+                |e| match e {
+                    GraphEvent::IncomingData { .. } => {
+                        count += 1;
+                        false
+                    }
+                    GraphEvent::DirectConnection(c) => c.status == ConnectionStatus::Disconnected,
+                    _ => false,
+                },
+            )
+            .await;
+            if closed.is_ok() {
+                assert_eq!(count, MESSAGES, "round {round}");
+            }
+        }
+    }
+}
