@@ -96,9 +96,18 @@ async fn soak_ten_thousand_concurrent_connections() {
         for id in join_all(opens).await {
             ids.push(id.expect("open"));
         }
-        let connected = |e: &GraphEvent| matches!(e, GraphEvent::DirectConnection(c) if c.status == ConnectionStatus::Connected);
+        let connected = |e: &GraphEvent| match e {
+            GraphEvent::DirectConnection(c) => {
+                assert_ne!(c.status, ConnectionStatus::ConnectionFailed, "{c:?}");
+                c.status == ConnectionStatus::Connected
+            }
+            _ => false,
+        };
         count_events(&mut alice_events, BATCH, deadline, connected).await;
         count_events(&mut bob_events, BATCH, deadline, connected).await;
+        if ids.len() % 1000 == 0 {
+            eprintln!("{} connections after {:?}", ids.len(), started.elapsed());
+        }
     }
     let peak_rss = resident_kib();
     eprintln!(
@@ -151,14 +160,17 @@ async fn soak_ten_thousand_concurrent_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "soak test: run by name"]
 async fn soak_hundred_thousand_open_close_cycles() {
-    const CYCLES: usize = 100_000;
+    let cycles_wanted: usize = std::env::var("PEERGRAPH_SOAK_CYCLES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000);
     let budget = Duration::from_secs(600);
     let mut alice = node("cycles", "alice").await;
     let mut bob = node("cycles", "bob").await;
     let started = Instant::now();
     let mut baseline = None;
     let mut cycles = 0;
-    while cycles < CYCLES && started.elapsed() < budget {
+    while cycles < cycles_wanted && started.elapsed() < budget {
         let id = connect(&mut alice, &mut bob, "bob").await;
         assert_eq!(alice.graph.close_direct_connection(id).await, Ok(()));
         wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
@@ -166,6 +178,9 @@ async fn soak_hundred_thousand_open_close_cycles() {
         cycles += 1;
         if cycles == 1_000 {
             baseline = Some((resident_kib(), open_fds()));
+        }
+        if cycles % 10_000 == 0 {
+            eprintln!("{cycles} cycles, RSS {} KiB", resident_kib());
         }
     }
     let (a, b) = (alice.engine.clone(), bob.engine.clone());

@@ -3,7 +3,7 @@
 //! and supervises its connection actors.
 //!
 //! ```text
-//!  app ──Listen/Open/Send/Close/Enum/Register──▶ GraphActor ──(reply: result code)──▶ app
+//!  app ──Listen/Open/Send/Close/Enum/Stats/Register──▶ GraphActor ──(reply: code)──▶ app
 //!  endpoint.accept() ──Incoming──▶ GraphActor ──handshake──▶ ConnectionActor (started here)
 //!  OpenDirectConnection ──spawned connect + CONNECT/WELCOME──▶ ConnectionActor
 //!  ConnectionActor dropped ──ConnectionEnded──▶ GraphActor ──DISCONNECTED──▶ registrations
@@ -57,6 +57,41 @@ const ENDPOINT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// The actor of one open graph. Created by [`Engine::create_graph`](crate::Engine::create_graph)
 /// or [`Engine::open_graph`](crate::Engine::open_graph); reach it with
 /// [`Graph::addr`](crate::Graph::addr) and send it the messages of this module.
+///
+/// Each message replies `Result<_, PeerError>` with the call's documented codes (see each
+/// message's `# Errors`); [`reply`](crate::reply) folds actix's `MailboxError` (the actor
+/// no longer runs) into `PEER_E_INVALID_GRAPH`. Events come as [`PeerEvent`](crate::PeerEvent)
+/// messages to an actor registered with [`RegisterEventRecipient`], or as an
+/// [`EventStream`](crate::EventStream) from [`RegisterEvent`]. `examples/embedded_actor.rs`
+/// shows an application actor doing all of it.
+///
+/// # Examples
+///
+/// Inside an actix `System` the engine runs the graph actor on the current arbiter:
+///
+/// ```
+/// use peergraph::{
+///     reply, CloseGraph, Engine, GetStatus, GraphId, GraphOptions, GraphProperties,
+///     GraphStatus, Listen, PeerId, Version,
+/// };
+///
+/// #[actix::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let engine = Engine::new()?; // no threads of its own inside a System
+///     engine.startup(Version::V1_0)?;
+///     let properties = GraphProperties::new(GraphId::new("chat")?, PeerId::new("alice")?);
+///     let graph = engine.create_graph(properties, GraphOptions::default())?.addr();
+///
+///     let address = reply(graph.send(Listen { address: "127.0.0.1:0".parse()? }).await)?;
+///     println!("listening at {address}");
+///     let status = reply(graph.send(GetStatus).await)?;
+///     assert!(status.contains(GraphStatus::LISTENING));
+///
+///     reply(graph.send(CloseGraph).await)?;
+///     engine.shutdown().await?;
+///     Ok(())
+/// }
+/// ```
 pub struct GraphActor {
     handle: GraphHandle,
     shared: Arc<EngineShared>,
@@ -71,6 +106,9 @@ pub struct GraphActor {
     table: Arc<ConnectionTable>,
     pending_outgoing: HashMap<ConnectionId, SpawnHandle>,
     pending_incoming: usize,
+    /// Live connection actors per remote node, for the per-node limit (kept here so that
+    /// judging a CONNECT does not scan the table).
+    per_node: HashMap<NodeId, usize>,
     subscribers: Arc<Subscribers>,
     status: GraphStatus,
     live_actors: Arc<AtomicUsize>,
@@ -109,6 +147,7 @@ impl GraphActor {
             table: setup.table,
             pending_outgoing: HashMap::new(),
             pending_incoming: 0,
+            per_node: HashMap::new(),
             subscribers: Arc::new(Subscribers::new(setup.handle)),
             status,
         }
@@ -231,6 +270,7 @@ impl GraphActor {
             let _ = outbox.control(WireMessage::Welcome(welcome).to_bytes());
         }
         let (ended_tx, ended_rx) = oneshot::channel();
+        let connection = link.parts.connection.clone();
         let setup = ConnectionSetup {
             info: info.clone(),
             link: link.parts,
@@ -243,12 +283,14 @@ impl GraphActor {
             ended: ended_tx,
         };
         let actor = ConnectionActor::new(setup).start();
+        *self.per_node.entry(info.node_id).or_default() += 1;
         self.table.insert(
             connection_id,
             ConnectionEntry {
                 info: info.clone(),
                 outbox,
                 actor,
+                connection,
                 ended: Some(ended_rx),
             },
         );
@@ -293,14 +335,9 @@ impl GraphActor {
         if !self.subscribers.wants(EventType::DirectConnection) {
             return Err(RefuseReason::DirectConnectionDisallowed);
         }
-        let node_id = link.node_id();
+        let with_node = self.per_node.get(&link.node_id()).copied().unwrap_or(0);
         if self.table.len() + self.pending_outgoing.len() >= self.options.max_connections
-            || self
-                .table
-                .iter()
-                .filter(|entry| entry.info.node_id == node_id)
-                .count()
-                >= self.options.max_connections_per_node
+            || with_node >= self.options.max_connections_per_node
         {
             return Err(RefuseReason::LimitReached);
         }
@@ -623,6 +660,23 @@ impl Handler<GetCounters> for GraphActor {
     }
 }
 
+impl Handler<GetConnectionStats> for GraphActor {
+    type Result = Result<ConnectionStats, PeerError>;
+
+    fn handle(&mut self, message: GetConnectionStats, _ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        let id = ConnectionId::new(message.connection_id)?;
+        // Clone the link out of the table before asking quinn, so no table lock is held
+        // while quinn takes its own connection lock.
+        let connection = self
+            .table
+            .get(&id)
+            .map(|entry| entry.connection.clone())
+            .ok_or(PeerError::CONNECTION_NOT_FOUND)?;
+        Ok(ConnectionStats::from_quinn(id, &connection.stats()))
+    }
+}
+
 impl Handler<RegisterEvent> for GraphActor {
     type Result = Result<crate::EventStream, PeerError>;
 
@@ -705,6 +759,12 @@ impl Handler<ConnectionEnded> for GraphActor {
     fn handle(&mut self, message: ConnectionEnded, _ctx: &mut Self::Context) {
         let id = message.info.connection_id;
         tracing::debug!(connection_id = %id, reason = ?message.reason, "connection actor ended");
+        if let Some(count) = self.per_node.get_mut(&message.info.node_id) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_node.remove(&message.info.node_id);
+            }
+        }
         if self.closed {
             return;
         }
