@@ -62,8 +62,10 @@ async fn soak_ten_thousand_concurrent_connections() {
     const CONNECTIONS: usize = 10_000;
     const BATCH: usize = 100;
     let deadline = Instant::now() + Duration::from_secs(600);
-    let alice = node("soak", "alice").await;
-    let bob = node("soak", "bob").await;
+    // A capacity test, not a latency test: give handshakes time on a loaded machine.
+    let options = peergraph::GraphOptions::default().with_connect_timeout(Duration::from_secs(60));
+    let alice = node_with("soak", "alice", options.clone()).await;
+    let bob = node_with("soak", "bob", options).await;
     let limits = QueueLimits {
         events: 4 * CONNECTIONS,
         bytes: 64 * 1024 * 1024,
