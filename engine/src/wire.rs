@@ -494,7 +494,8 @@ impl Message {
         header.copy_from_slice(&buf[..FRAME_HEADER_LEN]);
         let header = FrameHeader::parse(header)?;
         if buf.len() < FRAME_HEADER_LEN + header.body_len {
-            buf.reserve(FRAME_HEADER_LEN + header.body_len - buf.len());
+            // No reservation for the announced body: memory is committed only as bytes
+            // actually arrive, so a header alone costs a peer's link nothing.
             return Ok(None);
         }
         buf.advance(FRAME_HEADER_LEN);
