@@ -1,1 +1,7 @@
-//! Shared helpers for the peergraph examples.
+//! Code shared by the peergraph examples.
+//!
+//! # Layout
+//! - [`host`]: the command-line peer host, run by the `peer_host` example (and by the
+//!   `peer_host` binary that the process test drives).
+
+pub mod host;

@@ -26,9 +26,10 @@ use peergraph_transport::{
 
 use crate::events::{EventHandle, EventStream, QueueLimits};
 use crate::graph::{
-    outbox_for_send, CloseDirectConnection, CloseGraph, EnumConnections, GetCounters, GetNodeInfo,
-    GetStatus, GraphActor, GraphCounters, GraphSetup, Listen, OpenDirectConnection, RegisterEvent,
-    Release, UnregisterEvent, DEFAULT_MAX_PENDING_HANDSHAKES,
+    outbox_for_send, CloseDirectConnection, CloseGraph, ConnectionStats, EnumConnections,
+    GetConnectionStats, GetCounters, GetNodeInfo, GetStatus, GraphActor, GraphCounters, GraphSetup,
+    Listen, OpenDirectConnection, RegisterEvent, Release, UnregisterEvent,
+    DEFAULT_MAX_PENDING_HANDSHAKES,
 };
 use crate::table::ConnectionTable;
 
@@ -268,6 +269,30 @@ impl Drop for EngineInner {
 /// Two ways in, one set of actors: actix applications send the messages of
 /// [`GraphActor`] (such as [`CloseDirectConnection`]) to [`Graph::addr`]; other
 /// applications call the async methods of [`Graph`], which send the same messages.
+///
+/// Outside an actix `System` the engine starts worker threads of its own (one per core by
+/// default, see [`EngineConfig`]); inside one it runs its actors on the current arbiter.
+///
+/// # Examples
+///
+/// The life of an engine: start, create a graph, close it, shut down.
+///
+/// ```
+/// use peergraph::{Engine, GraphId, GraphOptions, GraphProperties, PeerId, Version};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let engine = Engine::new()?;
+/// engine.startup(Version::V1_0)?; // PeerGraphStartup
+/// let properties = GraphProperties::new(GraphId::new("chat")?, PeerId::new("alice")?);
+/// let graph = engine.create_graph(properties, GraphOptions::default())?; // PeerGraphCreate
+/// assert_eq!(engine.graph_count(), 1);
+/// graph.close().await?; // PeerGraphClose
+/// engine.shutdown().await?; // PeerGraphShutdown
+/// assert!(!engine.is_initialized());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<EngineInner>,
@@ -348,10 +373,30 @@ impl Engine {
         &self.inner.shared
     }
 
-    /// `PeerGraphStartup`: starts (or counts one more start of) the engine.
+    /// `PeerGraphStartup`: starts (or counts one more start of) the engine. Every startup
+    /// needs its [`shutdown`](Engine::shutdown); the last one closes every graph.
     ///
     /// # Errors
     /// `PEER_E_UNSUPPORTED_VERSION` for a version below 1.0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use peergraph::{Engine, Version};
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::new()?;
+    /// let served = engine.startup(Version { major: 2, minor: 0 })?;
+    /// assert_eq!(served.version, Version::V1_0); // later versions are served as 1.0
+    /// engine.startup(Version::V1_0)?; // counted: two startups, two shutdowns
+    /// engine.shutdown().await?;
+    /// assert!(engine.is_initialized());
+    /// engine.shutdown().await?;
+    /// assert!(!engine.is_initialized());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn startup(&self, version: Version) -> Result<VersionData, PeerError> {
         let data = negotiate_version(version)?;
         let mut startups = self
@@ -430,6 +475,28 @@ impl Engine {
     /// `PEER_E_NOT_INITIALIZED`; `E_INVALIDARG` (a property or option out of range);
     /// `PEER_E_DUPLICATE_GRAPH` (a graph with that id is open in this engine); `E_FAIL`
     /// (no identity could be generated).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use peergraph::{Engine, GraphId, GraphOptions, GraphProperties, PeerId, ResultCode, Version};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::new()?;
+    /// engine.startup(Version::V1_0)?;
+    /// let properties = GraphProperties::new(GraphId::new("chat")?, PeerId::new("alice")?);
+    /// let options = GraphOptions::default().with_idle_timeout(Duration::from_secs(30));
+    /// let graph = engine.create_graph(properties.clone(), options)?;
+    ///
+    /// // One engine holds a graph id once.
+    /// let again = engine.create_graph(properties, GraphOptions::default());
+    /// assert_eq!(again.unwrap_err().code(), ResultCode::PEER_E_DUPLICATE_GRAPH);
+    /// # drop(graph);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn create_graph(
         &self,
         properties: GraphProperties,
@@ -590,19 +657,87 @@ impl Graph {
             .map_err(|_| PeerError::INVALID_GRAPH)
     }
 
-    /// Listens at `address` (see [`Listen`]). Returns the bound address.
+    /// `PeerGraphListen`: listens at `address` (see [`Listen`]); port 0 picks a free
+    /// port. Returns the bound address.
     ///
     /// # Errors
-    /// `PEER_E_GRAPH_NOT_READY`, `PEER_E_ALREADY_LISTENING`, `PEER_E_INVALID_ADDRESS`.
+    /// `PEER_E_GRAPH_NOT_READY` (an opened graph, not synchronized yet),
+    /// `PEER_E_ALREADY_LISTENING`, `PEER_E_INVALID_ADDRESS` (cannot bind there).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use peergraph::{Engine, GraphId, GraphOptions, GraphProperties, PeerId, ResultCode, Version};
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::new()?;
+    /// engine.startup(Version::V1_0)?;
+    /// let properties = GraphProperties::new(GraphId::new("chat")?, PeerId::new("alice")?);
+    /// let graph = engine.create_graph(properties, GraphOptions::default())?;
+    /// let address = graph.listen("127.0.0.1:0".parse()?).await?;
+    /// assert_ne!(address.port(), 0);
+    /// // The node's information lists it.
+    /// assert_eq!(graph.node_info(0).await?.addresses, vec![address]);
+    ///
+    /// let again = graph.listen("127.0.0.1:0".parse()?).await;
+    /// assert_eq!(again.unwrap_err().code(), ResultCode::PEER_E_ALREADY_LISTENING);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn listen(&self, address: SocketAddr) -> Result<SocketAddr, PeerError> {
         self.call(Listen { address }).await?
     }
 
-    /// Opens a direct connection (see [`OpenDirectConnection`]); the outcome arrives as a
-    /// DIRECT_CONNECTION event.
+    /// `PeerGraphOpenDirectConnection`: opens a direct connection to node `peer_id` at
+    /// `address` (see [`OpenDirectConnection`]). The id comes back at once; the outcome
+    /// arrives as a DIRECT_CONNECTION event, CONNECTED or CONNECTION_FAILED with a reason.
+    /// Both nodes must be registered for DIRECT_CONNECTION: a node that is not refuses
+    /// direct connections.
     ///
     /// # Errors
-    /// `E_INVALIDARG`, `PEER_E_CONNECT_SELF`, `PEER_E_INVALID_ADDRESS`, `E_FAIL`.
+    /// `E_INVALIDARG` (peer id empty or too long), `PEER_E_CONNECT_SELF`,
+    /// `PEER_E_INVALID_ADDRESS` (port 0, an unspecified or multicast address), `E_FAIL`
+    /// (no local socket).
+    ///
+    /// # Examples
+    ///
+    /// Two nodes of graph `chat`, each on its own engine, in one process:
+    ///
+    /// ```
+    /// use peergraph::{
+    ///     ConnectionStatus, Engine, EventRegistration, EventType, GraphEvent, GraphId,
+    ///     GraphOptions, GraphProperties, PeerId, Version,
+    /// };
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut nodes = Vec::new();
+    /// for peer in ["alice", "bob"] {
+    ///     let engine = Engine::new()?;
+    ///     engine.startup(Version::V1_0)?;
+    ///     let properties = GraphProperties::new(GraphId::new("chat")?, PeerId::new(peer)?);
+    ///     let graph = engine.create_graph(properties, GraphOptions::default())?;
+    ///     let events = graph
+    ///         .register_event(vec![EventRegistration::new(EventType::DirectConnection)])
+    ///         .await?;
+    ///     nodes.push((engine, graph, events));
+    /// }
+    /// let (_, bob, _) = &nodes[1];
+    /// let bob_address = bob.listen("127.0.0.1:0".parse()?).await?;
+    ///
+    /// let (_, alice, alice_events) = &mut nodes[0];
+    /// let id = alice.open_direct_connection("bob", bob_address).await?;
+    /// match alice_events.recv().await {
+    ///     Some(GraphEvent::DirectConnection(change)) if change.connection_id == id => {
+    ///         assert_eq!(change.status, ConnectionStatus::Connected);
+    ///         assert_eq!(change.peer_id.as_str(), "bob");
+    ///     }
+    ///     other => panic!("unexpected {other:?}"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn open_direct_connection(
         &self,
         peer_id: &str,
@@ -615,12 +750,59 @@ impl Graph {
         .await?
     }
 
-    /// Sends data on a connection (see [`crate::SendData`]). Goes straight to the
-    /// connection's outbox, not through the graph actor's mailbox.
+    /// `PeerGraphSendData`: sends data of type `data_type` on a connection (see
+    /// [`crate::SendData`]). Returns once the data is queued, waiting while the
+    /// connection's outbox is full; the peer receives it as INCOMING_DATA. Goes straight
+    /// to the connection's outbox, not through the graph actor's mailbox.
     ///
     /// # Errors
     /// `E_INVALIDARG` (id 0, payload over [`crate::MAX_DATA_LEN`]),
-    /// `PEER_E_CONNECTION_NOT_FOUND`.
+    /// `PEER_E_CONNECTION_NOT_FOUND` (no such connection, or it is closing).
+    ///
+    /// # Examples
+    ///
+    /// alice sends to bob on connection `id` (made as in
+    /// [`open_direct_connection`](Graph::open_direct_connection)):
+    ///
+    /// ```
+    /// # use peergraph::*;
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = |peer: &str| -> Result<(Engine, Graph), Box<dyn std::error::Error>> {
+    /// #     let engine = Engine::with_config(EngineConfig { workers: Some(1) })?;
+    /// #     engine.startup(Version::V1_0)?;
+    /// #     let properties = GraphProperties::new(GraphId::new("chat")?, PeerId::new(peer)?);
+    /// #     let graph = engine.create_graph(properties, GraphOptions::default())?;
+    /// #     Ok((engine, graph))
+    /// # };
+    /// # let ((_alice_engine, alice), (_bob_engine, bob)) = (node("alice")?, node("bob")?);
+    /// # let wanted = vec![
+    /// #     EventRegistration::new(EventType::DirectConnection),
+    /// #     EventRegistration::new(EventType::IncomingData),
+    /// # ];
+    /// # let mut alice_events = alice.register_event(wanted.clone()).await?;
+    /// # let mut bob_events = bob.register_event(wanted).await?;
+    /// # let bob_address = bob.listen("127.0.0.1:0".parse()?).await?;
+    /// # let id = alice.open_direct_connection("bob", bob_address).await?;
+    /// # for events in [&mut alice_events, &mut bob_events] {
+    /// #     while !matches!(events.recv().await, Some(GraphEvent::DirectConnection(change))
+    /// #         if change.status == ConnectionStatus::Connected) {}
+    /// # }
+    /// const CHAT: DataType = DataType::from_u128(0xC0FFEE);
+    ///
+    /// alice.send_data(id, CHAT, &b"hello"[..]).await?;
+    /// loop {
+    ///     if let Some(GraphEvent::IncomingData { connection_id, data_type, data }) =
+    ///         bob_events.recv().await
+    ///     {
+    ///         assert_eq!((connection_id, data_type), (id, CHAT));
+    ///         assert_eq!(&data[..], b"hello");
+    ///         break;
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn send_data(
         &self,
         connection_id: impl Into<u64>,
@@ -633,11 +815,59 @@ impl Graph {
         outbox.send_data(data_type, data).await
     }
 
-    /// Closes a direct connection (see [`CloseDirectConnection`]).
+    /// `PeerGraphCloseDirectConnection`: closes a direct connection (see
+    /// [`CloseDirectConnection`]). Returns once the peer has read everything sent before
+    /// the close; both nodes then report DIRECT_CONNECTION DISCONNECTED with the id.
     ///
     /// # Errors
-    /// `E_INVALIDARG`, `PEER_E_CONNECTION_NOT_FOUND`, `PEER_E_TIMEOUT`,
-    /// `PEER_E_CONNECTION_FAILED`.
+    /// `E_INVALIDARG` (id 0), `PEER_E_CONNECTION_NOT_FOUND` (no such direct connection, or
+    /// another close of it came first), `PEER_E_TIMEOUT` (the peer did not confirm within
+    /// the close timeout; the connection is gone), `PEER_E_CONNECTION_FAILED` (the link
+    /// failed during the close).
+    ///
+    /// # Examples
+    ///
+    /// bob closes connection `id` (made as in
+    /// [`open_direct_connection`](Graph::open_direct_connection)); alice is told:
+    ///
+    /// ```
+    /// # use peergraph::*;
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = |peer: &str| -> Result<(Engine, Graph), Box<dyn std::error::Error>> {
+    /// #     let engine = Engine::with_config(EngineConfig { workers: Some(1) })?;
+    /// #     engine.startup(Version::V1_0)?;
+    /// #     let properties = GraphProperties::new(GraphId::new("chat")?, PeerId::new(peer)?);
+    /// #     let graph = engine.create_graph(properties, GraphOptions::default())?;
+    /// #     Ok((engine, graph))
+    /// # };
+    /// # let ((_alice_engine, alice), (_bob_engine, bob)) = (node("alice")?, node("bob")?);
+    /// # let wanted = vec![
+    /// #     EventRegistration::new(EventType::DirectConnection),
+    /// #     EventRegistration::new(EventType::IncomingData),
+    /// # ];
+    /// # let mut alice_events = alice.register_event(wanted.clone()).await?;
+    /// # let mut bob_events = bob.register_event(wanted).await?;
+    /// # let bob_address = bob.listen("127.0.0.1:0".parse()?).await?;
+    /// # let id = alice.open_direct_connection("bob", bob_address).await?;
+    /// # for events in [&mut alice_events, &mut bob_events] {
+    /// #     while !matches!(events.recv().await, Some(GraphEvent::DirectConnection(change))
+    /// #         if change.status == ConnectionStatus::Connected) {}
+    /// # }
+    /// bob.close_direct_connection(id).await?;
+    /// loop {
+    ///     if let Some(GraphEvent::DirectConnection(change)) = alice_events.recv().await {
+    ///         assert_eq!(change.connection_id, id);
+    ///         assert_eq!(change.status, ConnectionStatus::Disconnected);
+    ///         break;
+    ///     }
+    /// }
+    /// // The id is gone now.
+    /// let again = bob.close_direct_connection(id).await;
+    /// assert_eq!(again.unwrap_err().code(), ResultCode::PEER_E_CONNECTION_NOT_FOUND);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn close_direct_connection(
         &self,
         connection_id: impl Into<u64>,
@@ -683,10 +913,105 @@ impl Graph {
         self.call(GetCounters).await?
     }
 
-    /// Registers for events, read from the returned stream (default queue bounds).
+    /// The transport statistics of one connection (see [`GetConnectionStats`]): bytes
+    /// sent and received, round-trip time, congestion window, lost packets. For every
+    /// connection, call [`Graph::enum_connections`] and then this for each id.
+    ///
+    /// # Errors
+    /// `E_INVALIDARG` (id 0), `PEER_E_CONNECTION_NOT_FOUND`.
+    ///
+    /// # Examples
+    ///
+    /// The statistics of every direct connection of alice:
+    ///
+    /// ```
+    /// # use peergraph::*;
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = |peer: &str| -> Result<(Engine, Graph), Box<dyn std::error::Error>> {
+    /// #     let engine = Engine::with_config(EngineConfig { workers: Some(1) })?;
+    /// #     engine.startup(Version::V1_0)?;
+    /// #     let properties = GraphProperties::new(GraphId::new("chat")?, PeerId::new(peer)?);
+    /// #     let graph = engine.create_graph(properties, GraphOptions::default())?;
+    /// #     Ok((engine, graph))
+    /// # };
+    /// # let ((_alice_engine, alice), (_bob_engine, bob)) = (node("alice")?, node("bob")?);
+    /// # let wanted = vec![
+    /// #     EventRegistration::new(EventType::DirectConnection),
+    /// #     EventRegistration::new(EventType::IncomingData),
+    /// # ];
+    /// # let mut alice_events = alice.register_event(wanted.clone()).await?;
+    /// # let mut bob_events = bob.register_event(wanted).await?;
+    /// # let bob_address = bob.listen("127.0.0.1:0".parse()?).await?;
+    /// # let id = alice.open_direct_connection("bob", bob_address).await?;
+    /// # for events in [&mut alice_events, &mut bob_events] {
+    /// #     while !matches!(events.recv().await, Some(GraphEvent::DirectConnection(change))
+    /// #         if change.status == ConnectionStatus::Connected) {}
+    /// # }
+    /// alice.send_data(id, DataType::from_u128(1), vec![0u8; 10_000]).await?;
+    /// for info in alice.enum_connections(ConnectionFlags::DIRECT).await? {
+    ///     let stats = alice.connection_stats(info.connection_id).await?;
+    ///     println!(
+    ///         "{}: sent {} B, received {} B, rtt {:?}, cwnd {} B, lost {}",
+    ///         info.peer_id, stats.bytes_sent, stats.bytes_received, stats.rtt,
+    ///         stats.congestion_window, stats.lost_packets
+    ///     );
+    ///     assert!(stats.bytes_sent > 0 && stats.bytes_received > 0);
+    ///     assert!(!stats.rtt.is_zero() && stats.congestion_window > 0);
+    /// }
+    /// let none = alice.connection_stats(0u64).await;
+    /// assert_eq!(none.unwrap_err().code(), ResultCode::E_INVALIDARG);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connection_stats(
+        &self,
+        connection_id: impl Into<u64>,
+    ) -> Result<ConnectionStats, PeerError> {
+        self.call(GetConnectionStats {
+            connection_id: connection_id.into(),
+        })
+        .await?
+    }
+
+    /// `PeerGraphRegisterEvent`: registers for the events `registrations` select, read
+    /// from the returned stream (default queue bounds, see [`QueueLimits`]). Registering
+    /// for DIRECT_CONNECTION is what lets the node accept direct connections. The stream
+    /// ends when the graph closes or the registration is ended with
+    /// [`unregister_event`](Graph::unregister_event).
     ///
     /// # Errors
     /// `E_INVALIDARG` (no registrations).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use peergraph::{
+    ///     Engine, EventRegistration, EventType, GraphEvent, GraphId, GraphOptions,
+    ///     GraphProperties, GraphStatus, PeerId, Version,
+    /// };
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::new()?;
+    /// engine.startup(Version::V1_0)?;
+    /// let properties = GraphProperties::new(GraphId::new("chat")?, PeerId::new("alice")?);
+    /// let graph = engine.create_graph(properties, GraphOptions::default())?;
+    /// let mut events = graph
+    ///     .register_event(vec![EventRegistration::new(EventType::StatusChanged)])
+    ///     .await?;
+    ///
+    /// graph.listen("127.0.0.1:0".parse()?).await?;
+    /// let Some(GraphEvent::StatusChanged { status }) = events.recv().await else {
+    ///     panic!("expected STATUS_CHANGED");
+    /// };
+    /// assert!(status.contains(GraphStatus::LISTENING));
+    ///
+    /// graph.close().await?;
+    /// assert_eq!(events.recv().await, None); // the registration ended with the graph
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn register_event(
         &self,
         registrations: Vec<EventRegistration>,

@@ -51,9 +51,10 @@ pub use crate::events::{
     EventHandle, EventStream, PeerEvent, QueueLimits, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_EVENTS,
 };
 pub use crate::graph::{
-    CloseDirectConnection, CloseGraph, EnumConnections, GetCounters, GetNodeInfo, GetStatus,
-    GraphActor, GraphCounters, Listen, OpenDirectConnection, RegisterEvent, RegisterEventRecipient,
-    SendData, UnregisterEvent, DEFAULT_MAX_PENDING_HANDSHAKES,
+    CloseDirectConnection, CloseGraph, ConnectionStats, EnumConnections, GetConnectionStats,
+    GetCounters, GetNodeInfo, GetStatus, GraphActor, GraphCounters, Listen, OpenDirectConnection,
+    RegisterEvent, RegisterEventRecipient, SendData, UnregisterEvent,
+    DEFAULT_MAX_PENDING_HANDSHAKES,
 };
 pub use crate::table::{OUTBOX_BYTES, OUTBOX_FRAMES};
 

@@ -123,6 +123,9 @@ pub(crate) struct ConnectionEntry {
     pub(crate) info: ConnectionInfo,
     pub(crate) outbox: Outbox,
     pub(crate) actor: Addr<ConnectionActor>,
+    /// The link itself, for [`GetConnectionStats`](crate::GetConnectionStats). A clone:
+    /// the connection actor owns the link and decides when it closes.
+    pub(crate) connection: quinn::Connection,
     /// Fires when the connection actor has been dropped (taken by the one close that wins).
     pub(crate) ended: Option<oneshot::Receiver<()>>,
 }

@@ -7,6 +7,7 @@
 //! `MailboxError`, which [`crate::reply`] turns into `PEER_E_INVALID_GRAPH`.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -190,3 +191,50 @@ pub struct GraphCounters {
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "Result<GraphCounters, PeerError>")]
 pub struct GetCounters;
+
+/// Transport statistics of one live connection, from its QUIC link (quinn's
+/// `Connection::stats`). Not part of the Windows API: for monitoring, such as a peer host's
+/// `stats` command. Byte counts are UDP payload bytes, so they include QUIC and TLS
+/// overhead and retransmissions, not only application data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionStats {
+    /// The connection's id.
+    pub connection_id: ConnectionId,
+    /// Bytes sent in UDP datagrams on this link.
+    pub bytes_sent: u64,
+    /// Bytes received in UDP datagrams on this link.
+    pub bytes_received: u64,
+    /// The current smoothed round-trip time estimate.
+    pub rtt: Duration,
+    /// The congestion controller's current window, in bytes.
+    pub congestion_window: u64,
+    /// Packets deemed lost so far.
+    pub lost_packets: u64,
+}
+
+impl ConnectionStats {
+    pub(crate) fn from_quinn(connection_id: ConnectionId, stats: &quinn::ConnectionStats) -> Self {
+        ConnectionStats {
+            connection_id,
+            bytes_sent: stats.udp_tx.bytes,
+            bytes_received: stats.udp_rx.bytes,
+            rtt: stats.path.rtt,
+            congestion_window: stats.path.cwnd,
+            lost_packets: stats.path.lost_packets,
+        }
+    }
+}
+
+/// The [`ConnectionStats`] of one connection. For every connection, send
+/// [`EnumConnections`] and then this message for each id it lists (a connection may end
+/// between the two: its id then answers `PEER_E_CONNECTION_NOT_FOUND`).
+///
+/// # Errors
+/// `E_INVALIDARG` (id 0), `PEER_E_CONNECTION_NOT_FOUND` (no connection with that id, or
+/// it is closing).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<ConnectionStats, PeerError>")]
+pub struct GetConnectionStats {
+    /// The connection's id.
+    pub connection_id: u64,
+}

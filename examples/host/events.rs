@@ -1,0 +1,120 @@
+//! The event printer: reads the graph's event stream and prints each event as it comes,
+//! beside the command loop. It ends when the stream does (the graph closed).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use peergraph::{ConnectionId, ConnectionStatus, EventStream, GraphEvent};
+
+use super::json::Object;
+use super::output::{row, status_names, status_text, with_code, Output};
+use super::{FILE_CHUNK, TEXT};
+
+/// Prints every event of `events` until the stream ends.
+pub(crate) async fn print(mut events: EventStream, out: Arc<Output>) {
+    // Bytes of file chunks received per connection, for the running total.
+    let mut received: HashMap<ConnectionId, u64> = HashMap::new();
+    while let Some(event) = events.recv().await {
+        match event {
+            GraphEvent::DirectConnection(change) => {
+                let id = change.connection_id.get();
+                let (status, tag) = match change.status {
+                    ConnectionStatus::Connected => ("connected", "connected"),
+                    ConnectionStatus::Disconnected => ("disconnected", "disconnected"),
+                    ConnectionStatus::ConnectionFailed => ("connection_failed", "failed"),
+                };
+                if change.status != ConnectionStatus::Connected {
+                    received.remove(&change.connection_id);
+                }
+                let mut line = Object::new()
+                    .str("event", "direct_connection")
+                    .str("status", status)
+                    .u64("connection_id", id)
+                    .str("peer_id", change.peer_id.as_str());
+                if change.node_id.get() != 0 {
+                    line = line.str("node_id", &change.node_id.to_string());
+                }
+                if let Some(reason) = change.failure_reason {
+                    line = with_code(line, reason).str("message", reason.description());
+                }
+                out.emit(line, || {
+                    let mut text = format!("connection {id}  peer {}", change.peer_id);
+                    if change.node_id.get() != 0 {
+                        text.push_str(&format!("  node {}", change.node_id));
+                    }
+                    if let Some(reason) = change.failure_reason {
+                        text.push_str(&format!("  {reason}: {}", reason.description()));
+                    }
+                    row(tag, &text)
+                });
+            }
+            GraphEvent::IncomingData {
+                connection_id,
+                data_type,
+                data,
+            } => {
+                let id = connection_id.get();
+                let bytes = data.len() as u64;
+                let line = Object::new()
+                    .str("event", "incoming_data")
+                    .u64("connection_id", id)
+                    .str("type", &data_type.to_string())
+                    .u64("bytes", bytes);
+                if data_type == TEXT {
+                    let text = String::from_utf8_lossy(&data);
+                    out.emit(line.str("kind", "text").str("text", &text), || {
+                        row(
+                            "received",
+                            &format!("connection {id}  {text:?}  ({bytes} bytes)"),
+                        )
+                    });
+                } else if data_type == FILE_CHUNK {
+                    let total = received.entry(connection_id).or_default();
+                    *total += bytes;
+                    let total = *total;
+                    out.emit(
+                        line.str("kind", "file_chunk").u64("total_bytes", total),
+                        || {
+                            row(
+                                "received",
+                                &format!(
+                                    "connection {id}  file chunk of {bytes} bytes  \
+                                     ({total} bytes so far)"
+                                ),
+                            )
+                        },
+                    );
+                } else {
+                    out.emit(line.str("kind", "other"), || {
+                        row(
+                            "received",
+                            &format!("connection {id}  {bytes} bytes of type {data_type}"),
+                        )
+                    });
+                }
+            }
+            GraphEvent::StatusChanged { status } => {
+                let names = status_names(status);
+                out.emit(
+                    Object::new()
+                        .str("event", "status_changed")
+                        .strings("status", names.iter().copied()),
+                    || row("status", &status_text(status)),
+                );
+            }
+            GraphEvent::EventsLost { count } => {
+                out.emit(
+                    Object::new()
+                        .str("event", "events_lost")
+                        .u64("count", count),
+                    || {
+                        row(
+                            "events lost",
+                            &format!("{count} events dropped: this host fell behind"),
+                        )
+                    },
+                );
+            }
+        }
+    }
+}

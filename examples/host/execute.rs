@@ -1,0 +1,454 @@
+//! Carrying out the host's commands: each one calls the graph through the async facade and
+//! prints exactly one reply with the call's result code.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use peergraph::{
+    ConnectionFlags, ConnectionInfo, ConnectionStats, Graph, PeerError, ResultCode, MAX_DATA_LEN,
+};
+use tokio::io::AsyncReadExt as _;
+
+use super::command::{BadCommand, Command, USAGE};
+use super::json::Object;
+use super::output::{reply, row, status_names, status_text, with_code, Output};
+use super::{progress_wanted, FILE_CHUNK, TEXT};
+
+/// How the progress bar of `sendfile` looks: bytes done and total, rate, time left.
+const PROGRESS_TEMPLATE: &str =
+    "{bar:32} {bytes}/{total_bytes}  {binary_bytes_per_sec}  {eta} left";
+
+/// Runs commands against one graph.
+pub(crate) struct Host {
+    graph: Graph,
+    out: Arc<Output>,
+    accept_direct: bool,
+}
+
+/// A failed command: the result code, and what to say beyond the code's description.
+struct Failure {
+    code: ResultCode,
+    message: String,
+}
+
+impl From<PeerError> for Failure {
+    fn from(error: PeerError) -> Self {
+        Failure {
+            code: error.code(),
+            message: error.code().description().to_owned(),
+        }
+    }
+}
+
+impl Failure {
+    fn invalid(message: String) -> Self {
+        Failure {
+            code: ResultCode::E_INVALIDARG,
+            message,
+        }
+    }
+}
+
+impl Host {
+    pub(crate) fn new(graph: Graph, out: Arc<Output>, accept_direct: bool) -> Self {
+        Host {
+            graph,
+            out,
+            accept_direct,
+        }
+    }
+
+    /// Runs one command and prints its reply.
+    pub(crate) async fn execute(&self, command: Command) {
+        match command {
+            Command::Open { peer_id, address } => self.open(&peer_id, address).await,
+            Command::Send {
+                connection_id,
+                text,
+            } => self.send(connection_id, text).await,
+            Command::SendFile {
+                connection_id,
+                path,
+            } => self.send_file(connection_id, &path).await,
+            Command::Close { connection_id } => self.close(connection_id).await,
+            Command::Enum => self.enumerate().await,
+            Command::Info => self.info().await,
+            Command::Stats { connection_id } => self.stats(connection_id).await,
+            Command::Help => self.help(),
+            // The command loop handles quit itself: it is the end of the session.
+            Command::Quit => {}
+        }
+    }
+
+    /// Answers a line that is not a valid command.
+    pub(crate) fn bad_command(&self, bad: &BadCommand) {
+        self.fail(
+            &bad.command,
+            reply(&bad.command),
+            Failure::invalid(bad.message.clone()),
+        );
+    }
+
+    /// Prints a failed reply: the code, its name, and the message.
+    fn fail(&self, command: &str, line: Object, failure: Failure) {
+        let Failure { code, message } = failure;
+        self.out
+            .emit(with_code(line, code).str("message", &message), || {
+                row(command, &format!("{code}: {message}"))
+            });
+    }
+
+    /// Prints a successful reply: `line` with S_OK, or the human `text` after S_OK.
+    fn succeed(&self, command: &str, line: Object, text: impl FnOnce() -> String) {
+        self.out.emit(with_code(line, ResultCode::S_OK), || {
+            row(command, &format!("S_OK  {}", text()))
+        });
+    }
+
+    async fn open(&self, peer_id: &str, address: SocketAddr) {
+        let line = reply("open")
+            .str("peer_id", peer_id)
+            .str("addr", &address.to_string());
+        match self.graph.open_direct_connection(peer_id, address).await {
+            Ok(id) => {
+                let id = id.get();
+                self.succeed("open", line.u64("connection_id", id), || {
+                    let outcome = if self.accept_direct {
+                        "the outcome follows as an event"
+                    } else {
+                        "its outcome is not reported without --accept-direct; see `enum`"
+                    };
+                    format!("connection {id} to {peer_id} at {address}; {outcome}")
+                });
+            }
+            Err(error) => self.fail("open", line, error.into()),
+        }
+    }
+
+    async fn send(&self, connection_id: u64, text: String) {
+        let bytes = text.len() as u64;
+        let line = reply("send")
+            .u64("connection_id", connection_id)
+            .u64("bytes", bytes);
+        match self
+            .graph
+            .send_data(connection_id, TEXT, Bytes::from(text))
+            .await
+        {
+            Ok(()) => self.succeed("send", line, || {
+                format!("{bytes} bytes of text queued on connection {connection_id}")
+            }),
+            Err(error) => self.fail("send", line, error.into()),
+        }
+    }
+
+    async fn send_file(&self, connection_id: u64, path: &Path) {
+        let line = reply("sendfile")
+            .u64("connection_id", connection_id)
+            .str("path", &path.display().to_string());
+        // Check the connection first, so that a wrong id is reported before any reading,
+        // and an empty file is not "sent" on a connection that does not exist.
+        if let Err(error) = self.graph.connection_stats(connection_id).await {
+            return self.fail("sendfile", line, error.into());
+        }
+        let started = Instant::now();
+        let outcome = self.stream_file(connection_id, path).await;
+        self.out.clear_bar();
+        let elapsed = started.elapsed();
+        match outcome {
+            Ok((bytes, chunks)) => {
+                let line = line.u64("bytes", bytes).u64("chunks", chunks).f64(
+                    "seconds",
+                    elapsed.as_secs_f64(),
+                    3,
+                );
+                self.succeed("sendfile", line, || {
+                    format!(
+                        "{} ({bytes} bytes) in {chunks} chunks on connection {connection_id}, \
+                         {:.2} s, {}/s",
+                        HumanBytes(bytes),
+                        elapsed.as_secs_f64(),
+                        HumanBytes(rate(bytes, elapsed))
+                    )
+                });
+            }
+            Err((sent, mut failure)) => {
+                if sent > 0 {
+                    failure.message = format!("{} (after {sent} bytes)", failure.message);
+                }
+                self.fail("sendfile", line.u64("bytes", sent), failure);
+            }
+        }
+    }
+
+    /// Sends the file at `path` in chunks of at most [`MAX_DATA_LEN`] bytes; returns the
+    /// bytes and chunks sent, or the bytes sent before the failure.
+    async fn stream_file(
+        &self,
+        connection_id: u64,
+        path: &Path,
+    ) -> Result<(u64, u64), (u64, Failure)> {
+        let mut file = tokio::fs::File::open(path).await.map_err(|error| {
+            (
+                0,
+                Failure::invalid(format!("cannot open {}: {error}", path.display())),
+            )
+        })?;
+        let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let bar = progress_wanted(&self.out).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stdout());
+            if let Ok(style) = ProgressStyle::with_template(PROGRESS_TEMPLATE) {
+                bar.set_style(style);
+            }
+            self.out.set_bar(bar.clone());
+            bar
+        });
+        let (mut sent, mut chunks) = (0u64, 0u64);
+        loop {
+            let mut chunk = Vec::with_capacity(MAX_DATA_LEN);
+            let read = (&mut file)
+                .take(MAX_DATA_LEN as u64)
+                .read_to_end(&mut chunk)
+                .await
+                .map_err(|error| {
+                    let message = format!("reading {}: {error}", path.display());
+                    (
+                        sent,
+                        Failure {
+                            code: ResultCode::E_FAIL,
+                            message,
+                        },
+                    )
+                })?;
+            if read == 0 {
+                return Ok((sent, chunks));
+            }
+            // Waits while the connection's outbox is full: the file is read no faster
+            // than the network takes it.
+            self.graph
+                .send_data(connection_id, FILE_CHUNK, Bytes::from(chunk))
+                .await
+                .map_err(|error| (sent, Failure::from(error)))?;
+            sent += read as u64;
+            chunks += 1;
+            if let Some(bar) = &bar {
+                bar.set_position(sent);
+            }
+        }
+    }
+
+    async fn close(&self, connection_id: u64) {
+        let line = reply("close").u64("connection_id", connection_id);
+        match self.graph.close_direct_connection(connection_id).await {
+            Ok(()) => self.succeed("close", line, || {
+                format!("connection {connection_id} closed; the peer had all the data")
+            }),
+            Err(error) => self.fail("close", line, error.into()),
+        }
+    }
+
+    async fn enumerate(&self) {
+        match self.graph.enum_connections(ConnectionFlags::DIRECT).await {
+            Ok(connections) => {
+                let line = reply("enum").objects(
+                    "connections",
+                    connections.iter().map(|info| {
+                        Object::new()
+                            .u64("connection_id", info.connection_id.get())
+                            .str("peer_id", info.peer_id.as_str())
+                            .str("node_id", &info.node_id.to_string())
+                            .str("addr", &info.address.to_string())
+                    }),
+                );
+                self.succeed("enum", line, || {
+                    let mut text = count(connections.len(), "direct connection");
+                    if !connections.is_empty() {
+                        text.push_str(&format!(
+                            "\n{}",
+                            row(
+                                "",
+                                &format!("{:<22}{:<16}{:<18}address", "connection", "peer", "node")
+                            )
+                        ));
+                    }
+                    for info in &connections {
+                        text.push_str(&format!("\n{}", connection_row(info)));
+                    }
+                    text
+                });
+            }
+            Err(error) => self.fail("enum", reply("enum"), error.into()),
+        }
+    }
+
+    async fn info(&self) {
+        let info = match self.graph.node_info(0).await {
+            Ok(info) => info,
+            Err(error) => return self.fail("info", reply("info"), error.into()),
+        };
+        let status = match self.graph.status().await {
+            Ok(status) => status,
+            Err(error) => return self.fail("info", reply("info"), error.into()),
+        };
+        let connections = match self.graph.counters().await {
+            Ok(counters) => counters.connections as u64,
+            Err(error) => return self.fail("info", reply("info"), error.into()),
+        };
+        let addresses: Vec<String> = info.addresses.iter().map(ToString::to_string).collect();
+        let names = status_names(status);
+        let line = reply("info")
+            .str("peer_id", info.peer_id.as_str())
+            .str("node_id", &info.node_id.to_string())
+            .strings("addresses", addresses.iter().map(String::as_str))
+            .strings("status", names.iter().copied())
+            .bool("accept_direct", self.accept_direct)
+            .u64("connections", connections);
+        self.succeed("info", line, || {
+            let addresses = if addresses.is_empty() {
+                "not listening".to_owned()
+            } else {
+                addresses.join(", ")
+            };
+            let direct = if self.accept_direct {
+                "accepted"
+            } else {
+                "refused"
+            };
+            format!(
+                "peer {}  node {}  {addresses}\n{}",
+                info.peer_id,
+                info.node_id,
+                row(
+                    "",
+                    &format!(
+                        "status {}; {}; direct connections {direct}",
+                        status_text(status),
+                        count(connections as usize, "connection")
+                    )
+                )
+            )
+        });
+    }
+
+    async fn stats(&self, only: Option<u64>) {
+        let ids: Vec<u64> = match only {
+            Some(id) => vec![id],
+            None => match self.graph.enum_connections(ConnectionFlags::DIRECT).await {
+                Ok(connections) => connections
+                    .iter()
+                    .map(|info| info.connection_id.get())
+                    .collect(),
+                Err(error) => return self.fail("stats", reply("stats"), error.into()),
+            },
+        };
+        let mut all = Vec::new();
+        for id in ids {
+            match self.graph.connection_stats(id).await {
+                Ok(stats) => all.push(stats),
+                // Listed a moment ago, gone now: it closed in between.
+                Err(error) if only.is_none() && error == PeerError::CONNECTION_NOT_FOUND => {}
+                Err(error) => {
+                    let line = reply("stats").u64("connection_id", id);
+                    return self.fail("stats", line, error.into());
+                }
+            }
+        }
+        let line = reply("stats").objects(
+            "connections",
+            all.iter().map(|stats| {
+                Object::new()
+                    .u64("connection_id", stats.connection_id.get())
+                    .u64("bytes_sent", stats.bytes_sent)
+                    .u64("bytes_received", stats.bytes_received)
+                    .f64("rtt_ms", millis(stats.rtt), 3)
+                    .u64("congestion_window", stats.congestion_window)
+                    .u64("lost_packets", stats.lost_packets)
+            }),
+        );
+        self.succeed("stats", line, || {
+            let mut text = count(all.len(), "connection");
+            if !all.is_empty() {
+                text.push_str(&format!(
+                    "\n{}",
+                    row(
+                        "",
+                        &format!(
+                            "{:<22}{:>12}{:>12}{:>11}{:>12}{:>7}",
+                            "connection", "sent", "received", "rtt", "cwnd", "lost"
+                        )
+                    )
+                ));
+            }
+            for stats in &all {
+                text.push_str(&format!("\n{}", stats_row(stats)));
+            }
+            text
+        });
+    }
+
+    fn help(&self) {
+        let line = reply("help").strings("commands", USAGE.iter().map(|(form, _)| *form));
+        self.succeed("help", line, || {
+            let mut text = String::from("commands (connection ids: decimal, or 0x hex)");
+            for (form, summary) in USAGE {
+                text.push_str(&format!("\n{}", row("", &format!("{form:<30}{summary}"))));
+            }
+            text
+        });
+    }
+}
+
+fn connection_row(info: &ConnectionInfo) -> String {
+    row(
+        "",
+        &format!(
+            "{:<22}{:<16}{:<18}{}",
+            info.connection_id.get(),
+            info.peer_id.as_str(),
+            info.node_id.to_string(),
+            info.address
+        ),
+    )
+}
+
+fn stats_row(stats: &ConnectionStats) -> String {
+    row(
+        "",
+        &format!(
+            "{:<22}{:>12}{:>12}{:>11}{:>12}{:>7}",
+            stats.connection_id.get(),
+            HumanBytes(stats.bytes_sent).to_string(),
+            HumanBytes(stats.bytes_received).to_string(),
+            format!("{:.3} ms", millis(stats.rtt)),
+            HumanBytes(stats.congestion_window).to_string(),
+            stats.lost_packets
+        ),
+    )
+}
+
+/// `n` things, with the plural when needed.
+fn count(n: usize, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// Bytes per second, for the summary of a transfer.
+fn rate(bytes: u64, elapsed: Duration) -> u64 {
+    let seconds = elapsed.as_secs_f64();
+    if seconds > 0.0 {
+        (bytes as f64 / seconds) as u64
+    } else {
+        0
+    }
+}

@@ -1,0 +1,482 @@
+//! The peer host: one node of a graph, run from the command line and driven by commands on
+//! standard input. The `peer_host` example and binary both run [`main`].
+//!
+//! ```text
+//!  stdin ──thread: lines──▶ command loop ──Graph facade──▶ GraphActor ──QUIC──▶ peers
+//!                                │ replies                     │ events
+//!                                ▼                             ▼
+//!                             Output ◀──────── event printer (EventStream)
+//!                                │
+//!                                ▼
+//!                  stdout: aligned text, or one JSON object per line (--json)
+//! ```
+//!
+//! The command loop answers one command at a time, in order; the event printer runs beside
+//! it, so connections, disconnections and incoming data print as they happen, even while
+//! a long `sendfile` runs. `quit`, the end of standard input, or Ctrl-C close the graph
+//! (peers see DISCONNECTED at once) and shut the engine down.
+//!
+//! # Layout
+//! - `command`: parsing a line into a command (no I/O).
+//! - `execute`: carrying out a command and printing its reply.
+//! - `events`: printing the graph's events.
+//! - `output`: the two output formats, and the progress bar of `sendfile`.
+//! - `json`: the JSON line writer.
+
+mod command;
+mod events;
+mod execute;
+mod json;
+mod output;
+
+use std::io::{self, BufRead as _, IsTerminal as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::Parser;
+use peergraph::{
+    DataType, Engine, EngineConfig, EventRegistration, EventType, GraphId, GraphOptions,
+    GraphProperties, GraphSecret, NodeIdentity, PeerError, PeerId, ResultCode, Version,
+    MIN_SECRET_LEN,
+};
+use tokio::sync::mpsc;
+use tracing_subscriber::EnvFilter;
+
+use self::command::Command;
+use self::execute::Host;
+use self::json::Object;
+use self::output::{row, with_code, Output};
+
+/// The data type of a `send` message: UTF-8 text.
+pub const TEXT: DataType = DataType::from_u128(0x5d0c_7e4a_91b3_4f28_a6e0_3c1d_8b27_f940);
+/// The data type of each chunk of a `sendfile`.
+pub const FILE_CHUNK: DataType = DataType::from_u128(0x2b94_e1c6_07fd_4a3e_9c58_d7a0_16e3_b25f);
+
+/// Lines read from standard input but not yet run. A small bound: while a command runs
+/// (a long `sendfile`), a script writing more lines waits on its pipe instead of growing
+/// the host's memory.
+const LINE_QUEUE: usize = 64;
+
+/// How long the host waits, after closing the graph, for the event printer to print the
+/// events that were already queued.
+const EVENT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+const AFTER_HELP: &str = "\
+Commands, one per line on standard input, each answered with one reply:
+  open PEER_ID ADDR            open a direct connection to peer PEER_ID listening at ADDR;
+                               the reply gives the connection id, the outcome follows as a
+                               connected or connection failed event
+  send CONNECTION_ID TEXT      send the rest of the line as one text message
+  sendfile CONNECTION_ID PATH  send a file in chunks of at most 1 MiB (MAX_DATA_LEN); the
+                               receiver prints each chunk's size and the running total
+  close CONNECTION_ID          close a direct connection (both ends see disconnected)
+  enum                         list the direct connections
+  info                         this node: graph, peer id, node id, addresses, status
+  stats [CONNECTION_ID]        per connection: bytes sent and received, round-trip time,
+                               congestion window and lost packets (quinn's statistics)
+  help                         list the commands
+  quit                         close the graph and exit; so do end of input and Ctrl-C
+
+Connection ids are printed as decimal numbers (u64); commands accept them in decimal or
+as hexadecimal with a 0x prefix. A reply carries the call's result code (S_OK, or a
+documented error such as PEER_E_CONNECTION_NOT_FOUND); a bad command or argument is
+answered with E_INVALIDARG and what is wrong, and the host goes on. Events (connected,
+disconnected, connection failed with its reason, incoming data) are printed as they happen.
+
+With --json every line on standard output is one JSON object: events have an \"event\"
+field, replies a \"reply\" field naming the command, \"hr\" (the HRESULT, such as
+\"0x00000000\") and \"name\" (such as \"S_OK\"), and errors a \"message\". Logs go to standard
+error; RUST_LOG sets their level (such as RUST_LOG=peergraph=debug; default warn).
+
+Example, in two terminals:
+  peer_host --graph chat --peer bob --listen 127.0.0.1:0 --accept-direct
+  peer_host --graph chat --peer alice --listen 127.0.0.1:0 --accept-direct
+then in alice's: open bob ADDR_BOB_PRINTED, send ID hello, sendfile ID FILE, close ID.";
+
+/// A peergraph node on the command line: creates (or opens) a graph, listens, and obeys
+/// commands read from standard input, printing replies and events as they happen.
+#[derive(Parser, Debug)]
+#[command(
+    name = "peer_host",
+    version,
+    after_help = "Commands on standard input: open, send, sendfile, close, enum, info, stats, \
+                  help, quit. --help explains them, and the output formats.",
+    after_long_help = AFTER_HELP
+)]
+struct Args {
+    /// The graph's id (1 to 256 characters); every node of a graph uses the same one.
+    #[arg(long, value_name = "ID")]
+    graph: String,
+
+    /// This node's peer id (1 to 256 characters): the name other nodes give to `open`.
+    #[arg(long, value_name = "ID")]
+    peer: String,
+
+    /// Open an existing graph (PeerGraphOpen) instead of creating it (PeerGraphCreate).
+    ///
+    /// An opened graph has not synchronized with the graph yet, so it cannot listen: with
+    /// --listen the host prints PEER_E_GRAPH_NOT_READY and goes on without listening. It
+    /// can still open direct connections to nodes that listen.
+    #[arg(long)]
+    open: bool,
+
+    /// Listen for connections at ADDR, such as 127.0.0.1:0 (port 0 picks a free port).
+    ///
+    /// The address actually bound is printed at start. Without --listen the node only
+    /// makes outgoing connections.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+
+    /// Load the node's key and certificate from FILE, or create them there.
+    ///
+    /// The file is PEM (certificate, then PKCS#8 private key), created readable by its
+    /// owner only. The node id is derived from the key, so the same file gives the same
+    /// node id every run; without --key each run has a new key and node id.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+
+    /// Accept direct connections (register for DIRECT_CONNECTION events).
+    ///
+    /// Without it incoming direct connections are refused (the other node sees
+    /// PEER_E_CONNECTION_REFUSED), and the outcome of this node's own `open` is not
+    /// reported either: as in the Peer Graphing API, DIRECT_CONNECTION events are what a
+    /// node registers for to take part in direct connections.
+    #[arg(long)]
+    accept_direct: bool,
+
+    /// Require graph membership by the secret in FILE.
+    ///
+    /// The secret is the file's bytes less any trailing newline, at least 16 bytes.
+    /// Every link proves knowledge of it without sending it; nodes without it, or with
+    /// another, are refused (PEER_E_NOT_AUTHORIZED). All nodes of the graph use the same
+    /// secret.
+    #[arg(long, value_name = "FILE")]
+    secret_file: Option<PathBuf>,
+
+    /// Close a link after SECS seconds without traffic (1 to 86400; default 10).
+    ///
+    /// Keep-alives go out at a third of it, so an idle but healthy link stays up; a peer
+    /// that vanishes is reported DISCONNECTED after about this long.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    idle_timeout: Option<u64>,
+
+    /// Print one JSON object per line on standard output, for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the peer host with the process's arguments; the exit code is 0 after `quit` or
+/// the end of input, 1 when the host cannot start.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(io::stderr)
+        .init();
+    let out = Arc::new(Output::new(args.json));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("peer_host: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args, out.clone())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let code = error
+                .downcast_ref::<PeerError>()
+                .map_or(ResultCode::E_FAIL, |error| error.code());
+            if out.is_json() {
+                let line = Object::new().str("event", "fatal");
+                out.emit(
+                    with_code(line, code).str("message", &format!("{error:#}")),
+                    String::new,
+                );
+            }
+            eprintln!("peer_host: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Why the command loop ended.
+enum Stop {
+    Quit,
+    EndOfInput,
+    Interrupted,
+}
+
+async fn run(args: Args, out: Arc<Output>) -> Result<()> {
+    let options = graph_options(&args, &out)?;
+    // One worker thread: the host runs a single graph, and its actor lives on one arbiter.
+    let engine = Engine::with_config(EngineConfig { workers: Some(1) })
+        .context("cannot start the engine's worker thread")?;
+    engine
+        .startup(Version::V1_0)
+        .context("PeerGraphStartup failed")?;
+
+    let graph = if args.open {
+        let (graph, code) = engine
+            .open_graph(&args.graph, &args.peer, options)
+            .with_context(|| format!("cannot open graph {} as {}", args.graph, args.peer))?;
+        let line = Object::new()
+            .str("event", "graph_opened")
+            .str("graph_id", &args.graph);
+        out.emit(with_code(line, code), || {
+            row("opened", &format!("graph {}: {code}", args.graph))
+        });
+        graph
+    } else {
+        let properties = GraphProperties::new(
+            GraphId::new(args.graph.as_str()).context("--graph must be 1 to 256 characters")?,
+            PeerId::new(args.peer.as_str()).context("--peer must be 1 to 256 characters")?,
+        );
+        engine
+            .create_graph(properties, options)
+            .with_context(|| format!("cannot create graph {}", args.graph))?
+    };
+
+    // INCOMING_DATA and STATUS_CHANGED always; DIRECT_CONNECTION only when asked, because
+    // registering for it is what makes the node accept direct connections.
+    let mut registrations = vec![
+        EventRegistration::new(EventType::IncomingData),
+        EventRegistration::new(EventType::StatusChanged),
+    ];
+    if args.accept_direct {
+        registrations.push(EventRegistration::new(EventType::DirectConnection));
+    }
+    // Registered before listening, so that no connection comes in unregistered (it would
+    // be refused); events queue in the stream until the printer starts below.
+    let events = graph
+        .register_event(registrations)
+        .await
+        .context("PeerGraphRegisterEvent failed")?;
+
+    let listening = match args.listen {
+        None => None,
+        Some(address) => match graph.listen(address).await {
+            Ok(bound) => Some(bound),
+            Err(error) if error.code() == ResultCode::PEER_E_GRAPH_NOT_READY => {
+                let message = "an opened graph cannot listen until it has synchronized with \
+                               the graph; going on without listening (it can still open \
+                               direct connections)";
+                let line = Object::new()
+                    .str("event", "listen_failed")
+                    .str("addr", &address.to_string());
+                out.emit(
+                    with_code(line, error.code()).str("message", message),
+                    || row("not listening", &format!("{}: {message}", error.code())),
+                );
+                None
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot listen at {address}"));
+            }
+        },
+    };
+
+    let me = graph
+        .node_info(0)
+        .await
+        .context("PeerGraphGetNodeInfo failed")?;
+    let node_id = me.node_id.to_string();
+    let start = match listening {
+        Some(address) => Object::new()
+            .str("event", "listening")
+            .str("addr", &address.to_string()),
+        None => Object::new().str("event", "started"),
+    };
+    out.emit(
+        start
+            .str("graph_id", &args.graph)
+            .str("peer_id", &args.peer)
+            .str("node_id", &node_id)
+            .bool("accept_direct", args.accept_direct),
+        || {
+            let place = listening.map_or("not listening".to_owned(), |a| a.to_string());
+            let tag = if listening.is_some() {
+                "listening"
+            } else {
+                "started"
+            };
+            row(
+                tag,
+                &format!(
+                    "{place}  graph {}  peer {}  node {node_id}",
+                    args.graph, args.peer
+                ),
+            )
+        },
+    );
+    if args.accept_direct {
+        out.note("direct connections are accepted; type `help` for the commands");
+    } else {
+        out.note(
+            "direct connections are refused (start with --accept-direct to take them); \
+             type `help` for the commands",
+        );
+    }
+
+    let printer = tokio::spawn(events::print(events, out.clone()));
+
+    let host = Host::new(graph.clone(), out.clone(), args.accept_direct);
+    let mut lines = stdin_lines()?;
+    let interrupted = interrupted();
+    tokio::pin!(interrupted);
+    let stop = loop {
+        let line = tokio::select! {
+            line = lines.recv() => line,
+            () = &mut interrupted => break Stop::Interrupted,
+        };
+        let Some(line) = line else {
+            break Stop::EndOfInput;
+        };
+        match command::parse(&line) {
+            Ok(None) => {}
+            Ok(Some(Command::Quit)) => break Stop::Quit,
+            Ok(Some(command)) => {
+                tracing::debug!(?command, "running");
+                tokio::select! {
+                    () = host.execute(command) => {}
+                    () = &mut interrupted => break Stop::Interrupted,
+                }
+            }
+            Err(bad) => host.bad_command(&bad),
+        }
+    };
+    out.clear_bar();
+
+    // PeerGraphClose ends every connection with LEAVING (peers report DISCONNECTED) and
+    // ends the event stream; then PeerGraphShutdown.
+    let closed = graph.close().await;
+    if let Err(error) = engine.shutdown().await {
+        tracing::warn!(%error, "shutdown");
+    }
+    if tokio::time::timeout(EVENT_DRAIN_TIMEOUT, printer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the event stream did not end after the graph closed");
+    }
+    let code = peergraph::code_of(&closed);
+    match stop {
+        Stop::Quit => out.emit(with_code(output::reply("quit"), code), || {
+            row("quit", &format!("{code}  graph closed"))
+        }),
+        Stop::EndOfInput | Stop::Interrupted => {
+            let reason = if matches!(stop, Stop::EndOfInput) {
+                "end of input"
+            } else {
+                "interrupted"
+            };
+            let line = Object::new().str("event", "stopped").str("reason", reason);
+            out.emit(with_code(line, code), || {
+                row("stopped", &format!("{reason}: {code}  graph closed"))
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The graph's options from the command line: identity, secret, idle timeout.
+fn graph_options(args: &Args, out: &Output) -> Result<GraphOptions> {
+    let mut options = GraphOptions::default();
+    if let Some(path) = &args.key {
+        let created = !path.exists();
+        let identity = NodeIdentity::load_or_generate(path)
+            .with_context(|| format!("--key {}", path.display()))?;
+        let line = Object::new()
+            .str("event", "identity")
+            .str("key_file", &path.display().to_string())
+            .bool("created", created)
+            .str("node_id", &identity.node_id().to_string());
+        out.emit(line, || {
+            let how = if created { "created" } else { "loaded" };
+            row(
+                "key",
+                &format!("{} ({how})  node {}", path.display(), identity.node_id()),
+            )
+        });
+        options = options.with_identity(identity);
+    }
+    if let Some(path) = &args.secret_file {
+        options = options.with_secret(read_secret(path)?);
+    }
+    if let Some(seconds) = args.idle_timeout {
+        options = options.with_idle_timeout(Duration::from_secs(seconds));
+    }
+    Ok(options)
+}
+
+/// The graph secret in `path`: its bytes less trailing newlines (`\n` or `\r\n`).
+fn read_secret(path: &Path) -> Result<GraphSecret> {
+    let mut bytes =
+        std::fs::read(path).with_context(|| format!("--secret-file {}", path.display()))?;
+    while matches!(bytes.last(), Some(b'\n' | b'\r')) {
+        bytes.pop();
+    }
+    let len = bytes.len();
+    GraphSecret::new(bytes).ok_or_else(|| {
+        anyhow::Error::new(PeerError::INVALID_ARG).context(format!(
+            "--secret-file {}: the secret is {len} bytes; a graph secret needs at least \
+             {MIN_SECRET_LEN} (such as 32 random bytes, or a long passphrase)",
+            path.display()
+        ))
+    })
+}
+
+/// Reads standard input on a thread of its own (a blocking read cannot be cancelled, and
+/// must not hold up the runtime's exit) and hands over each line. Bytes that are not
+/// UTF-8 become U+FFFD, so such a line is answered as a bad command rather than ending
+/// the input.
+fn stdin_lines() -> Result<mpsc::Receiver<String>> {
+    let (sender, receiver) = mpsc::channel(LINE_QUEUE);
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let mut input = io::stdin().lock();
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match input.read_until(b'\n', &mut line) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&line).into_owned();
+                        if sender.blocking_send(text).is_err() {
+                            break;
+                        }
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "reading standard input");
+                        break;
+                    }
+                }
+            }
+        })
+        .context("cannot start the thread that reads standard input")?;
+    Ok(receiver)
+}
+
+/// Resolves on Ctrl-C; never, if the signal cannot be watched.
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// True when a progress bar makes sense: text output to an interactive terminal.
+fn progress_wanted(out: &Output) -> bool {
+    !out.is_json() && io::stdout().is_terminal()
+}

@@ -1,0 +1,135 @@
+//! Everything the host prints on standard output: one line per event or reply, either as
+//! aligned text for people or as one JSON object per line (`--json`), and the progress bar
+//! of a running `sendfile`, which other lines are printed around.
+
+use std::io::{self, Write as _};
+use std::sync::{Mutex, PoisonError};
+
+use indicatif::ProgressBar;
+use peergraph::{GraphStatus, ResultCode};
+
+use super::json::Object;
+
+/// Width of the first column of a human-readable line: the command a reply answers or
+/// the event that happened ("not listening" is the longest). A space follows it.
+const TAG_WIDTH: usize = 13;
+
+/// The host's standard output. Shared by the command loop and the event printer; each
+/// line is written whole, so lines from the two never mix.
+pub(crate) struct Output {
+    json: bool,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Output {
+    /// Output as JSON lines (`json`) or as text.
+    pub(crate) fn new(json: bool) -> Self {
+        Output {
+            json,
+            bar: Mutex::new(None),
+        }
+    }
+
+    /// True in `--json` mode.
+    pub(crate) fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Prints one line: `json` in `--json` mode, else the text `human` makes.
+    pub(crate) fn emit(&self, json: Object, human: impl FnOnce() -> String) {
+        if self.json {
+            self.print(&json.finish());
+        } else {
+            self.print(&human());
+        }
+    }
+
+    /// Prints a human-only line (nothing in `--json` mode).
+    pub(crate) fn note(&self, text: &str) {
+        if !self.json {
+            self.print(&row("", text));
+        }
+    }
+
+    fn print(&self, line: &str) {
+        let bar = self
+            .bar
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match bar {
+            // Clears the bar, prints, and draws the bar again below the line.
+            Some(bar) => bar.suspend(|| write_line(line)),
+            None => write_line(line),
+        }
+    }
+
+    /// Shows `bar` until [`Output::clear_bar`]; lines printed meanwhile go above it.
+    pub(crate) fn set_bar(&self, bar: ProgressBar) {
+        *self.bar.lock().unwrap_or_else(PoisonError::into_inner) = Some(bar);
+    }
+
+    /// Removes the progress bar from the screen.
+    pub(crate) fn clear_bar(&self) {
+        if let Some(bar) = self
+            .bar
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Writes one line to standard output. A reader that went away (a closed pipe) is not
+/// the host's failure: the line is dropped, and the host goes on until its input ends.
+fn write_line(line: &str) {
+    let mut stdout = io::stdout().lock();
+    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+}
+
+/// A line of text in two columns: `tag`, then `text`.
+pub(crate) fn row(tag: &str, text: &str) -> String {
+    format!("{tag:<TAG_WIDTH$} {text}")
+}
+
+/// The start of a reply to `command`; [`with_code`] ends it.
+pub(crate) fn reply(command: &str) -> Object {
+    Object::new().str("reply", command)
+}
+
+/// Adds a result code as `"hr"` (its HRESULT in hex) and `"name"`.
+pub(crate) fn with_code(object: Object, code: ResultCode) -> Object {
+    object
+        .str("hr", &hex(code))
+        .str("name", code.name().unwrap_or("UNKNOWN"))
+}
+
+/// A code's HRESULT as the reference writes it: `0x80630103`.
+pub(crate) fn hex(code: ResultCode) -> String {
+    format!("0x{:08X}", code.value())
+}
+
+/// The flags set in `status`, as text: `LISTENING | SYNCHRONIZED`, or `none`.
+pub(crate) fn status_text(status: GraphStatus) -> String {
+    let names = status_names(status);
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(" | ")
+    }
+}
+
+/// The names of the flags set in `status`, such as `["LISTENING", "SYNCHRONIZED"]`.
+pub(crate) fn status_names(status: GraphStatus) -> Vec<&'static str> {
+    [
+        (GraphStatus::LISTENING, "LISTENING"),
+        (GraphStatus::HAS_CONNECTIONS, "HAS_CONNECTIONS"),
+        (GraphStatus::SYNCHRONIZED, "SYNCHRONIZED"),
+    ]
+    .into_iter()
+    .filter(|(flag, _)| status.contains(*flag))
+    .map(|(_, name)| name)
+    .collect()
+}

@@ -1,0 +1,34 @@
+//! # A peer host on the command line
+//!
+//! One node of a graph, run from a terminal or a script: it creates (or opens) the graph,
+//! listens, and obeys commands typed on standard input (`open`, `send`, `sendfile`,
+//! `close`, `enum`, `info`, `stats`, `quit`), printing each reply with its result code
+//! and every event (connected, disconnected, connection failed, incoming data) as it
+//! happens. `--json` prints one JSON object per line instead, for scripts.
+//!
+//! Two nodes in two terminals, from the repository root:
+//!
+//! ```text
+//! cargo run --release --example peer_host -- --graph chat --peer bob --listen 127.0.0.1:0 --accept-direct
+//! cargo run --release --example peer_host -- --graph chat --peer alice --listen 127.0.0.1:0 --accept-direct
+//! ```
+//!
+//! then, in alice's terminal, with the address bob printed and the connection id the
+//! `open` reply gives:
+//!
+//! ```text
+//! open bob 127.0.0.1:PORT
+//! send ID hello
+//! sendfile ID Cargo.lock
+//! close ID
+//! quit
+//! ```
+//!
+//! `--help` explains every option and command. The program itself is the `host` module
+//! of this package's library (`examples/host/`): `mod.rs` starts the node and runs the
+//! command loop beside the event printer, `execute.rs` carries out the commands through
+//! the async facade ([`peergraph::Graph`]), `events.rs` prints the event stream.
+
+fn main() -> std::process::ExitCode {
+    peergraph_examples::host::main()
+}

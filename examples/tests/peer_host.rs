@@ -1,0 +1,255 @@
+//! Two `peer_host` processes driven through their standard input and output in `--json`
+//! mode, as a script would: listen, open, send, sendfile, close, bad commands, quit.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The longest wait for one expected line. On loopback everything comes within
+/// milliseconds; the bound turns a hang into a failure that names what was missing.
+const LINE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One running peer host. Dropping it kills the process if it still runs, so a failing
+/// test leaves nothing behind.
+struct Host {
+    name: &'static str,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    /// Lines read but not yet wanted by any `expect`. Events print as they happen, beside
+    /// the replies, so the order of the two is not fixed: a close's DISCONNECTED event can
+    /// come before or after the close's reply.
+    unclaimed: Vec<Value>,
+    /// Every line read so far, for failure messages.
+    transcript: Vec<String>,
+}
+
+impl Host {
+    fn start(name: &'static str) -> Host {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peer_host"))
+            .args(["--graph", "chat", "--peer", name])
+            .args(["--listen", "127.0.0.1:0", "--accept-direct", "--json"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn peer_host");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stdin = child.stdin.take();
+        // A reader thread turns the blocking pipe into a channel that can be read with a
+        // timeout; it ends when the process closes its output.
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Host {
+            name,
+            child,
+            stdin,
+            lines,
+            unclaimed: Vec::new(),
+            transcript: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, command: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{command}").expect("write a command");
+        stdin.flush().expect("flush");
+    }
+
+    /// The first line not yet claimed that satisfies `wanted`, waiting for it if needed;
+    /// others are kept for later calls. Every line must be one JSON object.
+    fn expect(&mut self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        if let Some(index) = self.unclaimed.iter().position(&wanted) {
+            return self.unclaimed.remove(index);
+        }
+        let deadline = Instant::now() + LINE_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match self.lines.recv_timeout(left) {
+                Ok(line) => line,
+                Err(error) => panic!(
+                    "{}: no {what} ({error:?}); its output so far:\n{}",
+                    self.name,
+                    self.transcript.join("\n")
+                ),
+            };
+            self.transcript.push(line.clone());
+            let value: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|error| panic!("{}: not JSON ({error}): {line}", self.name));
+            assert!(value.is_object(), "{}: not an object: {line}", self.name);
+            if wanted(&value) {
+                return value;
+            }
+            self.unclaimed.push(value);
+        }
+    }
+
+    /// The reply to `command`; checks that it carries `name` and its hr.
+    fn reply(&mut self, command: &str, name: &str) -> Value {
+        let reply = self.expect(&format!("reply to {command}"), |v| v["reply"] == command);
+        assert_eq!(reply["name"], name, "{}: {reply}", self.name);
+        let hr = reply["hr"].as_str().expect("hr is a string");
+        assert!(
+            hr.len() == 10 && hr.starts_with("0x"),
+            "{}: hr {hr}",
+            self.name
+        );
+        reply
+    }
+
+    /// Sends `quit` and waits (bounded) for the process to exit with status 0.
+    fn quit(&mut self) {
+        self.send("quit");
+        self.reply("quit", "S_OK");
+        self.stdin.take();
+        // The reader thread hangs up when the process closes its output, at exit.
+        match self.lines.recv_timeout(LINE_TIMEOUT) {
+            Ok(line) => panic!("{}: a line after the quit reply: {line}", self.name),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("{}: still running after quit", self.name)
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {}
+        }
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "{}: exit status {status}", self.name);
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn connection_event(status: &str, id: u64) -> impl Fn(&Value) -> bool + '_ {
+    move |v| v["event"] == "direct_connection" && v["status"] == status && v["connection_id"] == id
+}
+
+#[test]
+fn two_hosts_open_send_close_and_quit() {
+    let mut alice = Host::start("alice");
+    let mut bob = Host::start("bob");
+    let listening = |v: &Value| v["event"] == "listening";
+    let alice_start = alice.expect("listening event", listening);
+    let bob_start = bob.expect("listening event", listening);
+    assert_eq!(alice_start["peer_id"], "alice");
+    assert_eq!(
+        bob_start["node_id"].as_str().map(str::len),
+        Some(16),
+        "{bob_start}"
+    );
+    let bob_address = bob_start["addr"].as_str().expect("addr").to_owned();
+
+    alice.send(&format!("open bob {bob_address}"));
+    let opened = alice.reply("open", "S_OK");
+    let id = opened["connection_id"].as_u64().expect("a decimal id");
+    alice.expect("connected", connection_event("connected", id));
+    let connected = bob.expect("connected", connection_event("connected", id));
+    assert_eq!(connected["peer_id"], "alice");
+    assert_eq!(connected["node_id"], alice_start["node_id"]);
+
+    alice.send(&format!("send {id} hello"));
+    alice.reply("send", "S_OK");
+    let data = bob.expect("incoming data", |v| v["event"] == "incoming_data");
+    assert_eq!(data["connection_id"], id);
+    assert_eq!(data["text"], "hello");
+    assert_eq!(data["bytes"], 5);
+
+    // Text that needs escaping survives the trip, and ids are accepted in hex too.
+    let tricky = "quote \" backslash \\ tab \t unicode é";
+    alice.send(&format!("send {id:#x} {tricky}"));
+    alice.reply("send", "S_OK");
+    let data = bob.expect("incoming data", |v| v["event"] == "incoming_data");
+    assert_eq!(data["text"], tricky);
+
+    // A file of two and a half chunks arrives whole, chunk by chunk.
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("peer_host_test_{}.bin", std::process::id()));
+    let len = peergraph::MAX_DATA_LEN * 5 / 2;
+    let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&path, &content).expect("write the test file");
+    alice.send(&format!("sendfile {id} {}", path.display()));
+    let sent = alice.reply("sendfile", "S_OK");
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(sent["bytes"], len as u64);
+    assert_eq!(sent["chunks"], 3);
+    let mut received = 0;
+    while received < len as u64 {
+        let chunk = bob.expect("file chunk", |v| v["kind"] == "file_chunk");
+        assert_eq!(chunk["connection_id"], id);
+        let bytes = chunk["bytes"].as_u64().expect("bytes");
+        assert!(bytes <= peergraph::MAX_DATA_LEN as u64);
+        received += bytes;
+        assert_eq!(chunk["total_bytes"], received);
+    }
+    assert_eq!(received, len as u64);
+
+    // quinn's statistics of the link, for one connection and for all.
+    alice.send(&format!("stats {id}"));
+    let stats = alice.reply("stats", "S_OK");
+    let link = &stats["connections"][0];
+    assert_eq!(link["connection_id"], id, "{stats}");
+    for field in ["bytes_sent", "bytes_received", "congestion_window"] {
+        assert!(
+            link[field].as_u64().is_some_and(|n| n > 0),
+            "{field}: {stats}"
+        );
+    }
+    assert!(
+        link["rtt_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{stats}"
+    );
+    alice.send("stats");
+    let all = alice.reply("stats", "S_OK");
+    assert_eq!(
+        all["connections"].as_array().map(Vec::len),
+        Some(1),
+        "{all}"
+    );
+    alice.send("stats 0");
+    alice.reply("stats", "E_INVALIDARG");
+
+    // A bad command or argument is answered, and the host goes on.
+    bob.send("close abc");
+    let bad = bob.reply("close", "E_INVALIDARG");
+    assert!(
+        bad["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`abc` is not a connection id")),
+        "{bad}"
+    );
+    bob.send("frobnicate");
+    bob.reply("frobnicate", "E_INVALIDARG");
+
+    bob.send(&format!("close {id}"));
+    let closed = bob.reply("close", "S_OK");
+    assert_eq!(closed["connection_id"], id);
+    assert_eq!(closed["hr"], "0x00000000");
+    bob.expect("disconnected", connection_event("disconnected", id));
+    alice.expect("disconnected", connection_event("disconnected", id));
+
+    alice.send(&format!("close {id}"));
+    let again = alice.reply("close", "PEER_E_CONNECTION_NOT_FOUND");
+    assert_eq!(again["hr"], "0x80630103");
+
+    alice.send("enum");
+    let listed = alice.reply("enum", "S_OK");
+    assert_eq!(listed["connections"], Value::Array(Vec::new()));
+
+    alice.quit();
+    bob.quit();
+}
