@@ -55,6 +55,12 @@ fn handshake_failure(error: &quinn::ConnectionError) -> PeerError {
         quinn::ConnectionError::ConnectionClosed(close) if is_crypto(close.error_code) => {
             failed(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED)
         }
+        // The node refused the link at the QUIC level: it has too many handshakes going.
+        quinn::ConnectionError::ConnectionClosed(close)
+            if close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+        {
+            failed(ResultCode::PEER_E_CONNECTION_REFUSED)
+        }
         _ => failed(ResultCode::PEER_E_CONNECTION_FAILED),
     }
 }

@@ -224,3 +224,98 @@ async fn connections_over_the_limits_are_refused_and_the_others_keep_working() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn half_open_handshakes_are_bounded() {
+    let mut options = GraphOptions::default();
+    options.max_pending_handshakes = 2;
+    let mut bob = node_with("halfopen", "bob", options).await;
+    let mut alice = node("halfopen", "alice").await;
+    let existing = connect(&mut alice, &mut bob, "bob").await;
+    // Two links that finish TLS and then say nothing hold both handshake slots.
+    let identity = NodeIdentity::generate().expect("identity");
+    let rogue = bind_endpoint(
+        "127.0.0.1:0".parse().expect("address"),
+        &identity,
+        &LinkOptions::default(),
+        false,
+    )
+    .expect("endpoint");
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        let connection = tokio::time::timeout(EVENT_TIMEOUT, async {
+            rogue
+                .connect(bob.address, SERVER_NAME)
+                .expect("connect")
+                .await
+        })
+        .await
+        .expect("in time")
+        .expect("TLS completes");
+        silent.push(connection);
+    }
+    let counters = bob.graph.counters().await.expect("counters");
+    assert_eq!(counters.pending_incoming, 2);
+    // A third link is refused at once, and so is a real node's connection.
+    let third = tokio::time::timeout(EVENT_TIMEOUT, async {
+        rogue
+            .connect(bob.address, SERVER_NAME)
+            .expect("connect")
+            .await
+    })
+    .await
+    .expect("in time");
+    assert!(third.is_err(), "a third half-open link was accepted");
+    let mut carol = node("halfopen", "carol").await;
+    assert_eq!(
+        refused(&mut carol, &bob, "bob").await,
+        ResultCode::PEER_E_CONNECTION_REFUSED
+    );
+    // The existing connection keeps working meanwhile.
+    alice
+        .graph
+        .send_data(
+            existing,
+            DataType::from_u128(1),
+            Bytes::from_static(b"still"),
+        )
+        .await
+        .expect("send");
+    wait_for(&mut bob.events, "data on the existing link", |e| {
+        matches!(e, GraphEvent::IncomingData { connection_id, .. } if *connection_id == existing)
+    })
+    .await;
+    // Once the silent links go away, the slots are free again.
+    for connection in &silent {
+        connection.close(0u32.into(), b"bye");
+    }
+    let counters = bob.graph.clone();
+    eventually_async(|| {
+        let graph = counters.clone();
+        async move {
+            graph
+                .counters()
+                .await
+                .map(|c| c.pending_incoming == 0)
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    connect(&mut carol, &mut bob, "bob").await;
+}
+
+/// Polls an async condition until true, bounded by `EVENT_TIMEOUT`.
+async fn eventually_async<F, Fut>(mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met in time"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

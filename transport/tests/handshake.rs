@@ -187,3 +187,48 @@ fn garbage_certificate_is_refused() -> anyhow::Result<()> {
         .is_ok());
     Ok(())
 }
+
+/// Presents one node's certificate but signs the handshake with another node's key.
+#[derive(Debug)]
+struct BorrowedCertificate(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for BorrowedCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_without_its_key_is_refused() -> anyhow::Result<()> {
+    let server_identity = NodeIdentity::generate()?;
+    let (server, address) = listening(&server_identity)?;
+
+    // Mallory shows the victim's certificate, but only holds her own private key.
+    let victim = NodeIdentity::generate()?;
+    let mallory = NodeIdentity::generate()?;
+    let provider = crypto_provider();
+    let signing_key = provider
+        .key_provider
+        .load_private_key(mallory.private_key())
+        .map_err(|error| anyhow!("load key: {error}"))?;
+    let borrowed = rustls::sign::CertifiedKey::new(vec![victim.certificate()], signing_key);
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PeerCertVerifier::new(provider)))
+        .with_client_cert_resolver(Arc::new(BorrowedCertificate(Arc::new(borrowed))));
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+
+    // The CertificateVerify signature does not check against the presented certificate's
+    // key: the node refuses the handshake, so the victim's node id cannot be claimed.
+    assert_refused(address, &server, tls).await?;
+    shut_down(&server).await
+}
