@@ -146,6 +146,13 @@ pub fn client_config(
     Ok(config)
 }
 
+/// The UDP socket buffer size asked for, each way: 2 MiB. The kernel default (about
+/// 200 KiB) overflows when a burst arrives for many links at once (a node with thousands of
+/// connections, or a fast transfer), and every datagram dropped there is a loss QUIC must
+/// recover from. The kernel caps it at `net.core.rmem_max` / `wmem_max`; asking is best
+/// effort.
+pub const SOCKET_BUFFER_BYTES: usize = 2 * 1024 * 1024;
+
 /// Binds an endpoint at `address` that connects out with `identity` and, when `listen` is
 /// true, accepts incoming links too. Must be called inside a tokio runtime: the endpoint's
 /// I/O runs on it.
@@ -163,27 +170,15 @@ pub fn bind_endpoint(
     } else {
         None
     };
-    let mut endpoint = quinn::Endpoint::server_or_client(address, server)?;
+    let socket = std::net::UdpSocket::bind(address)?;
+    if let Ok(state) = quinn::udp::UdpSocketState::new((&socket).into()) {
+        let _ = state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER_BYTES);
+        let _ = state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER_BYTES);
+    }
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| io::Error::other("no async runtime to drive the endpoint"))?;
+    let mut endpoint =
+        quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)?;
     endpoint.set_default_client_config(client_config(identity, options)?);
     Ok(endpoint)
-}
-
-/// Small extension so [`bind_endpoint`] reads as one call.
-trait ServerOrClient {
-    fn server_or_client(
-        address: SocketAddr,
-        server: Option<quinn::ServerConfig>,
-    ) -> io::Result<quinn::Endpoint>;
-}
-
-impl ServerOrClient for quinn::Endpoint {
-    fn server_or_client(
-        address: SocketAddr,
-        server: Option<quinn::ServerConfig>,
-    ) -> io::Result<quinn::Endpoint> {
-        match server {
-            Some(config) => quinn::Endpoint::server(config, address),
-            None => quinn::Endpoint::client(address),
-        }
-    }
 }
