@@ -227,8 +227,10 @@ async fn connections_over_the_limits_are_refused_and_the_others_keep_working() {
 
 #[tokio::test]
 async fn half_open_handshakes_are_bounded() {
-    let mut options = GraphOptions::default();
-    options.max_pending_handshakes = 2;
+    let options = GraphOptions {
+        max_pending_handshakes: 2,
+        ..GraphOptions::default()
+    };
     let mut bob = node_with("halfopen", "bob", options).await;
     let mut alice = node("halfopen", "alice").await;
     let existing = connect(&mut alice, &mut bob, "bob").await;
