@@ -26,13 +26,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use peergraph_engine::wire::{close_code, DisconnectReason, Message};
 use peergraph_engine::{
     ConnectionChange, ConnectionId, ConnectionInfo, ConnectionStatus, GraphEvent, PeerError,
     ResultCode,
 };
-use peergraph_transport::{FrameReader, ReadFrameError};
+use peergraph_transport::{DataFrame, FrameReader, ReadFrameError};
 use tokio::sync::oneshot;
 
 use crate::events::Subscribers;
@@ -41,6 +41,63 @@ use crate::table::{Outbox, OutboxReceiver, Outgoing};
 /// Bytes the writer gathers from the outbox into one write, so that many small frames
 /// cost one call into quinn.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
+
+/// DATA frames up to this many bytes (header included) are copied into a shared chunk
+/// instead of going to quinn as two chunks of their own (header, payload). quinn's send
+/// buffer finds the bytes of every packet it builds by walking its unacknowledged chunks
+/// from the front, so a window full of tiny chunks costs time quadratic in their number:
+/// with 64-byte messages that walk took a fifth to a half of the engine's CPU time
+/// (benches/RESULTS.md). Copying a frame this small costs less than one step of that walk
+/// per packet; larger payloads still go without a copy.
+const COALESCE_FRAME_BYTES: usize = 8 * 1024;
+
+/// The size of one shared chunk of small frames: a few packets' worth, small enough to
+/// come from the allocator's heap rather than its own mapping.
+const COALESCE_CHUNK_BYTES: usize = 32 * 1024;
+
+/// The chunks of one write: small frames copied together into shared chunks, large
+/// payloads and control frames as they are.
+#[derive(Default)]
+struct WriteBatch {
+    chunks: Vec<Bytes>,
+    /// Small frames not yet sealed into `chunks`. Its spare capacity serves the next
+    /// batch while the outbox keeps delivering, and is given back when the link goes
+    /// quiet, so an idle link holds nothing here.
+    small: BytesMut,
+}
+
+impl WriteBatch {
+    fn push_frame(&mut self, frame: DataFrame) {
+        let len = frame.wire_len();
+        if len > COALESCE_FRAME_BYTES {
+            self.seal();
+            frame.push_chunks(&mut self.chunks);
+            return;
+        }
+        if self.small.capacity() - self.small.len() < len {
+            self.seal();
+            self.small = BytesMut::with_capacity(COALESCE_CHUNK_BYTES);
+        }
+        frame.copy_into(&mut self.small);
+    }
+
+    /// Gives back the spare capacity of the shared chunk (the link has gone quiet).
+    fn release(&mut self) {
+        self.small = BytesMut::new();
+    }
+
+    fn push_control(&mut self, frame: Bytes) {
+        self.seal();
+        self.chunks.push(frame);
+    }
+
+    /// Moves the gathered small frames into `chunks`, keeping their order.
+    fn seal(&mut self) {
+        if !self.small.is_empty() {
+            self.chunks.push(self.small.split().freeze());
+        }
+    }
+}
 
 /// Why a connection actor ended (for logs and the graph's bookkeeping).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -326,8 +383,9 @@ async fn run_writer(
     mut outbox: OutboxReceiver,
     mut finish: oneshot::Receiver<()>,
 ) -> Result<(), quinn::WriteError> {
-    let mut chunks: Vec<Bytes> = Vec::with_capacity(64);
-    let mut permits = Vec::with_capacity(32);
+    // Both grow on first use and keep their size: an idle link allocates neither.
+    let mut batch = WriteBatch::default();
+    let mut permits = Vec::new();
     loop {
         let Some(first) = outbox.frames.recv().await else {
             return Ok(());
@@ -339,12 +397,12 @@ async fn run_writer(
             match item {
                 Outgoing::Data(frame, permit) => {
                     batched += frame.wire_len();
-                    frame.push_chunks(&mut chunks);
+                    batch.push_frame(frame);
                     permits.push(permit);
                 }
                 Outgoing::Control(frame) => {
                     batched += frame.len();
-                    chunks.push(frame);
+                    batch.push_control(frame);
                 }
                 Outgoing::Disconnect(reason) => {
                     // From here on SendData is refused; what is already queued still goes.
@@ -358,11 +416,15 @@ async fn run_writer(
             }
         }
         if let Some(reason) = disconnect {
-            chunks.push(Message::Disconnect(reason).to_bytes());
+            batch.push_control(Message::Disconnect(reason).to_bytes());
         }
-        send.write_all_chunks(&mut chunks).await?;
-        chunks.clear();
+        batch.seal();
+        send.write_all_chunks(&mut batch.chunks).await?;
+        batch.chunks.clear();
         permits.clear();
+        if outbox.frames.is_empty() {
+            batch.release();
+        }
         if disconnect.is_some() {
             if (&mut finish).await.is_ok() {
                 let _ = send.finish();

@@ -1,1 +1,34 @@
-//! placeholder
+//! The harness behind the `compare` binary: every metric runs once through peergraph's
+//! public API and once on raw quinn with the same transport settings, in the same process,
+//! alternating the two, and reports the median of the repetitions as one JSON line.
+//!
+//! Both sides get the same shape of machine: two nodes on loopback, each driven by a
+//! current-thread tokio runtime on its own thread (peergraph: one worker arbiter per
+//! engine; raw quinn: one [`RuntimeThread`] per endpoint), the same [`NodeIdentity`]-based
+//! mutual TLS (ring, self-signed ECDSA P-256 certificates, TLS 1.3) and the same
+//! [`transport_config`](peergraph_transport::transport_config).
+//!
+//! # Layout
+//! - `settings`: [`Metric`] names and the sizes of a quick or a full run ([`Settings`]).
+//! - `report`: medians, percentiles and the JSON [`Line`] a metric prints.
+//! - `runtime`: [`RuntimeThread`], a current-thread tokio runtime on its own thread.
+//! - `engine_side`: two peergraph engines and each metric through the public API.
+//! - `raw_side`: two raw quinn endpoints and each metric on plain streams.
+//! - `memory`: resident memory and the child process that `idle_memory` runs in.
+//! - `compare`: runs a metric on both sides, alternating, and makes its lines.
+//!
+//! [`NodeIdentity`]: peergraph_transport::NodeIdentity
+
+mod compare;
+mod engine_side;
+mod memory;
+mod raw_side;
+mod report;
+mod runtime;
+mod settings;
+
+pub use crate::compare::run_metric;
+pub use crate::memory::{child_idle_memory, resident_kib, Side};
+pub use crate::report::{median, percentile, Better, Line};
+pub use crate::runtime::RuntimeThread;
+pub use crate::settings::{Metric, Settings};

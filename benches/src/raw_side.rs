@@ -1,0 +1,452 @@
+//! The raw quinn side: two endpoints made with [`bind_endpoint`] (the same mutual TLS,
+//! certificates and transport settings as peergraph's), each on its own current-thread
+//! runtime thread ([`RuntimeThread`]). Each node's application code runs on its node's
+//! thread, next to its endpoint, as a plain quinn application would and as the engine
+//! side's application runs next to its graph.
+//!
+//! Messages are framed as peergraph frames them: a 5-byte header (type, u32 length) and a
+//! body of the 16-byte data type and the payload, so both sides put the same bytes on the
+//! wire.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use bytes::{Bytes, BytesMut};
+use peergraph::wire::{encode_data_header, FRAME_HEADER_LEN};
+use peergraph::DataType;
+use peergraph_transport::{bind_endpoint, LinkOptions, NodeIdentity, SERVER_NAME};
+use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::runtime::RuntimeThread;
+
+const DATA_TYPE: DataType = DataType::from_u128(0x7065_6572_6772_6170_6862_656e_6368_0001);
+
+/// What the connecting side writes first, so the accepting side sees the stream (a QUIC
+/// stream exists for the peer only once data is sent on it): 8 bytes, as small as a
+/// frame header and a little more.
+const HELLO: &[u8; 8] = b"rawhello";
+
+/// A whole DATA frame for `payload`, as peergraph puts it on the wire.
+fn data_frame(payload: &[u8]) -> Bytes {
+    let mut frame = BytesMut::with_capacity(FRAME_HEADER_LEN + 16 + payload.len());
+    encode_data_header(DATA_TYPE, payload.len(), &mut frame);
+    frame.extend_from_slice(payload);
+    frame.freeze()
+}
+
+/// Reads frames (5-byte header, body) from a stream, as peergraph's reader does: chunks
+/// into one buffer, bodies split off without another copy.
+struct Frames {
+    recv: RecvStream,
+    buffer: BytesMut,
+}
+
+impl Frames {
+    fn new(recv: RecvStream) -> Frames {
+        Frames {
+            recv,
+            buffer: BytesMut::with_capacity(64 * 1024),
+        }
+    }
+
+    /// The next whole frame (header and body).
+    async fn next(&mut self) -> anyhow::Result<Bytes> {
+        loop {
+            if self.buffer.len() >= FRAME_HEADER_LEN {
+                let len = u32::from_be_bytes([
+                    self.buffer[1],
+                    self.buffer[2],
+                    self.buffer[3],
+                    self.buffer[4],
+                ]) as usize;
+                if self.buffer.len() >= FRAME_HEADER_LEN + len {
+                    return Ok(self.buffer.split_to(FRAME_HEADER_LEN + len).freeze());
+                }
+            }
+            match self.recv.read_chunk(usize::MAX, true).await? {
+                Some(chunk) => self.buffer.extend_from_slice(&chunk.bytes),
+                None => bail!("stream finished inside a frame"),
+            }
+        }
+    }
+}
+
+/// One end of a link: its connection and the one bidirectional stream.
+struct End {
+    /// Held so that the link lives as long as its end.
+    _connection: Connection,
+    send: SendStream,
+    recv: RecvStream,
+}
+
+/// Two raw quinn nodes: alice (connects) and bob (accepts), each on its own thread.
+pub(crate) struct RawPair {
+    alice: RuntimeThread,
+    bob: RuntimeThread,
+    alice_endpoint: Endpoint,
+    bob_endpoint: Endpoint,
+    bob_address: SocketAddr,
+}
+
+async fn endpoint_on(thread: &RuntimeThread) -> anyhow::Result<Endpoint> {
+    let identity = NodeIdentity::generate()?;
+    let endpoint = thread
+        .run(async move {
+            bind_endpoint(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                &identity,
+                &LinkOptions::default(),
+                true,
+            )
+        })
+        .await??;
+    Ok(endpoint)
+}
+
+impl RawPair {
+    /// Two threads, each with a listening endpoint on 127.0.0.1.
+    pub(crate) async fn start() -> anyhow::Result<RawPair> {
+        let alice = RuntimeThread::start("raw-alice")?;
+        let bob = RuntimeThread::start("raw-bob")?;
+        let alice_endpoint = endpoint_on(&alice).await?;
+        let bob_endpoint = endpoint_on(&bob).await?;
+        let bob_address = bob_endpoint.local_addr()?;
+        Ok(RawPair {
+            alice,
+            bob,
+            alice_endpoint,
+            bob_endpoint,
+            bob_address,
+        })
+    }
+
+    /// Closes both endpoints and waits (bounded) for them to go idle.
+    pub(crate) async fn stop(self) {
+        for endpoint in [&self.alice_endpoint, &self.bob_endpoint] {
+            endpoint.close(0u32.into(), b"done");
+            let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        }
+    }
+
+    /// A link from alice to bob with its stream open at both ends.
+    async fn link(&self) -> anyhow::Result<(End, End)> {
+        let bob_endpoint = self.bob_endpoint.clone();
+        let accept = self.bob.spawn(async move {
+            let incoming = bob_endpoint.accept().await.context("endpoint closed")?;
+            let connection = incoming.await?;
+            let (send, mut recv) = connection.accept_bi().await?;
+            let mut hello = [0u8; HELLO.len()];
+            recv.read_exact(&mut hello).await?;
+            anyhow::Ok(End {
+                _connection: connection,
+                send,
+                recv,
+            })
+        });
+        let (alice_endpoint, address) = (self.alice_endpoint.clone(), self.bob_address);
+        let alice = self
+            .alice
+            .run(async move {
+                let connection = alice_endpoint.connect(address, SERVER_NAME)?.await?;
+                let (mut send, recv) = connection.open_bi().await?;
+                send.write_all(HELLO).await?;
+                anyhow::Ok(End {
+                    _connection: connection,
+                    send,
+                    recv,
+                })
+            })
+            .await??;
+        let bob = accept.await??;
+        Ok((alice, bob))
+    }
+
+    /// Writes `count` payloads of `len` bytes with `write_chunk` on one stream; returns the
+    /// time until bob has read them all.
+    pub(crate) async fn bulk(&self, count: usize, len: usize) -> anyhow::Result<Duration> {
+        let (alice, bob) = self.link().await?;
+        let payload = Bytes::from(vec![0x5a; len]);
+        let total = count * len;
+        let start = Instant::now();
+        let receive = self.bob.run(async move {
+            let mut bob = bob;
+            let mut received = 0;
+            while received < total {
+                match bob.recv.read_chunk(usize::MAX, true).await? {
+                    Some(chunk) => received += chunk.bytes.len(),
+                    None => bail!("stream finished early"),
+                }
+            }
+            anyhow::Ok((Instant::now(), bob))
+        });
+        let send = self.alice.run(async move {
+            let mut alice = alice;
+            for _ in 0..count {
+                alice.send.write_chunk(payload.clone()).await?;
+            }
+            anyhow::Ok(alice)
+        });
+        let (received, sent) = tokio::join!(receive, send);
+        let (end, _bob) = received??;
+        let alice = sent??;
+        report_link(&alice._connection, total);
+        Ok(end - start)
+    }
+
+    /// Writes `count` DATA frames of `len`-byte payloads, one `write_all` each; returns the
+    /// time until bob has read and split every frame.
+    pub(crate) async fn small_messages(
+        &self,
+        count: usize,
+        len: usize,
+    ) -> anyhow::Result<Duration> {
+        let (alice, bob) = self.link().await?;
+        let frame = data_frame(&vec![0x5a; len]);
+        let start = Instant::now();
+        let receive = self.bob.run(async move {
+            let mut frames = Frames::new(bob.recv);
+            for _ in 0..count {
+                frames.next().await?;
+            }
+            anyhow::Ok((Instant::now(), bob.send, bob._connection))
+        });
+        let send = self.alice.run(async move {
+            let mut alice = alice;
+            for _ in 0..count {
+                alice.send.write_all(&frame).await?;
+            }
+            anyhow::Ok(alice)
+        });
+        let (received, sent) = tokio::join!(receive, send);
+        let (end, _, _) = received??;
+        let alice = sent??;
+        report_link(&alice._connection, count * len);
+        Ok(end - start)
+    }
+
+    /// Round trips of one `len`-byte DATA frame: alice writes it, bob reads it and writes
+    /// it back, alice reads it.
+    pub(crate) async fn echo(
+        &self,
+        warmup: usize,
+        samples: usize,
+        len: usize,
+    ) -> anyhow::Result<Vec<Duration>> {
+        let (alice, bob) = self.link().await?;
+        let frame = data_frame(&vec![0x5a; len]);
+        let total = warmup + samples;
+        let respond = self.bob.run(async move {
+            let mut send = bob.send;
+            let mut frames = Frames::new(bob.recv);
+            for _ in 0..total {
+                let frame = frames.next().await?;
+                send.write_chunk(frame).await?;
+            }
+            anyhow::Ok((send, bob._connection))
+        });
+        let request = self.alice.run(async move {
+            let mut send = alice.send;
+            let mut frames = Frames::new(alice.recv);
+            let mut rtts = Vec::with_capacity(samples);
+            for round in 0..total {
+                let start = Instant::now();
+                send.write_all(&frame).await?;
+                frames.next().await?;
+                if round >= warmup {
+                    rtts.push(start.elapsed());
+                }
+            }
+            anyhow::Ok((rtts, send, alice._connection))
+        });
+        let (requested, responded) = tokio::join!(request, respond);
+        let (rtts, _, _) = requested??;
+        let _bob = responded??;
+        Ok(rtts)
+    }
+
+    /// Bob's accept loop for the connection metrics: for every incoming link, reports
+    /// when its handshake is done and when its close has arrived.
+    fn serve_closes(&self) -> (mpsc::Receiver<Seen>, tokio::task::JoinHandle<()>) {
+        let (seen, receiver) = mpsc::channel(1024);
+        let endpoint = self.bob_endpoint.clone();
+        let server = self.bob.spawn(async move {
+            while let Some(incoming) = endpoint.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    if let Ok(connection) = incoming.await {
+                        let _ = seen.send(Seen::Established).await;
+                        connection.closed().await;
+                    }
+                    let _ = seen.send(Seen::Closed(Instant::now())).await;
+                });
+            }
+        });
+        (receiver, server)
+    }
+
+    /// `cycles` times: connect, handshake, `close()`, until bob's `closed()` resolves.
+    pub(crate) async fn open_close_cycles(&self, cycles: usize) -> anyhow::Result<Duration> {
+        let (mut seen, server) = self.serve_closes();
+        let (endpoint, address) = (self.alice_endpoint.clone(), self.bob_address);
+        let outcome = self
+            .alice
+            .run(async move {
+                let start = Instant::now();
+                for _ in 0..cycles {
+                    let connection = endpoint.connect(address, SERVER_NAME)?.await?;
+                    connection.close(0u32.into(), b"cycle");
+                    loop {
+                        match seen.recv().await {
+                            Some(Seen::Closed(_)) => break,
+                            Some(Seen::Established) => continue,
+                            None => bail!("server ended"),
+                        }
+                    }
+                }
+                anyhow::Ok(start.elapsed())
+            })
+            .await;
+        server.abort();
+        outcome?
+    }
+
+    /// `samples` links, each made (untimed, until bob has it too) and then closed by
+    /// alice: the time from `close()` until bob's `closed()` resolves.
+    pub(crate) async fn close_latencies(&self, samples: usize) -> anyhow::Result<Vec<Duration>> {
+        let (mut seen, server) = self.serve_closes();
+        let (endpoint, address) = (self.alice_endpoint.clone(), self.bob_address);
+        let outcome = self
+            .alice
+            .run(async move {
+                let mut latencies = Vec::with_capacity(samples);
+                for _ in 0..samples {
+                    let connection = endpoint.connect(address, SERVER_NAME)?.await?;
+                    if !matches!(seen.recv().await, Some(Seen::Established)) {
+                        bail!("bob did not establish the link");
+                    }
+                    let start = Instant::now();
+                    connection.close(0u32.into(), b"close");
+                    match seen.recv().await {
+                        Some(Seen::Closed(at)) => latencies.push(at - start),
+                        _ => bail!("bob did not see the close"),
+                    }
+                }
+                anyhow::Ok(latencies)
+            })
+            .await;
+        server.abort();
+        outcome?
+    }
+
+    /// Opens `count` links from alice to bob, each with its stream open at both ends and a
+    /// task at each end waiting to read from it, at most `window` in their handshake at
+    /// once; returns when both ends hold every link, or with the first link that failed.
+    pub(crate) async fn open_many(&self, count: usize, window: usize) -> anyhow::Result<()> {
+        let (ready, mut ready_rx) = mpsc::channel::<Result<(), String>>(1024);
+        let endpoint = self.bob_endpoint.clone();
+        let bob_ready = ready.clone();
+        self.bob.spawn(async move {
+            while let Some(incoming) = endpoint.accept().await {
+                let ready = bob_ready.clone();
+                tokio::spawn(async move {
+                    let accepted = async {
+                        let connection = incoming.await?;
+                        let (send, mut recv) = connection.accept_bi().await?;
+                        let mut hello = [0u8; HELLO.len()];
+                        recv.read_exact(&mut hello).await?;
+                        anyhow::Ok((connection, send, recv))
+                    };
+                    match accepted.await {
+                        Ok((connection, send, recv)) => {
+                            let _ = ready.send(Ok(())).await;
+                            idle(connection, send, recv).await;
+                        }
+                        Err(error) => {
+                            let _ = ready.send(Err(format!("bob: {error}"))).await;
+                        }
+                    }
+                });
+            }
+        });
+        let (endpoint, address) = (self.alice_endpoint.clone(), self.bob_address);
+        self.alice.spawn(async move {
+            let window = Arc::new(Semaphore::new(window));
+            for _ in 0..count {
+                let Ok(permit) = window.clone().acquire_owned().await else {
+                    return;
+                };
+                let (endpoint, ready) = (endpoint.clone(), ready.clone());
+                tokio::spawn(async move {
+                    let connected = async {
+                        let connection = endpoint.connect(address, SERVER_NAME)?.await?;
+                        let (mut send, recv) = connection.open_bi().await?;
+                        send.write_all(HELLO).await?;
+                        anyhow::Ok((connection, send, recv))
+                    };
+                    let outcome = connected.await;
+                    drop(permit);
+                    match outcome {
+                        Ok((connection, send, recv)) => {
+                            let _ = ready.send(Ok(())).await;
+                            idle(connection, send, recv).await;
+                        }
+                        Err(error) => {
+                            let _ = ready.send(Err(format!("alice: {error}"))).await;
+                        }
+                    }
+                });
+            }
+        });
+        for done in 0..2 * count {
+            match ready_rx.recv().await {
+                Some(Ok(())) => {}
+                Some(Err(error)) => bail!("link end {done} of {} failed: {error}", 2 * count),
+                None => bail!("only {done} of {} link ends came up", 2 * count),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Prints the sender's transport statistics after a transfer of `payload` bytes, to stderr
+/// (the same figures as the engine side's `connection_stats`).
+fn report_link(connection: &Connection, payload: usize) {
+    let stats = connection.stats();
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    eprintln!(
+        "  raw link:    {:.1} MiB in UDP for {:.1} MiB sent, {} packets lost, cwnd {} KiB",
+        mib(stats.udp_tx.bytes),
+        mib(payload as u64),
+        stats.path.lost_packets,
+        stats.path.cwnd / 1024
+    );
+}
+
+/// What bob's accept loop reports.
+enum Seen {
+    Established,
+    Closed(Instant),
+}
+
+/// An idle link end: waits for data that never comes, holding the connection and stream.
+async fn idle(connection: Connection, send: SendStream, mut recv: RecvStream) {
+    let _ = recv.read_chunk(usize::MAX, true).await;
+    drop((send, connection));
+}
+
+/// Runs `body` on a fresh pair and stops the pair afterwards, whatever the outcome.
+pub(crate) async fn with_pair<T>(
+    timeout: Duration,
+    body: impl AsyncFnOnce(&RawPair) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let pair = RawPair::start().await?;
+    let outcome = tokio::time::timeout(timeout, body(&pair))
+        .await
+        .context("raw quinn side timed out")
+        .and_then(|outcome| outcome);
+    pair.stop().await;
+    outcome
+}
