@@ -154,13 +154,7 @@ async fn a_vanished_peer_is_reported_after_the_idle_timeout() {
     let mut alice = node_with("gone", "alice", options.clone()).await;
     let mut bob = node_with("gone", "bob", options).await;
     let relay = Relay::start(bob.address, Impairment::NONE, 1).await;
-    let id = alice
-        .graph
-        .open_direct_connection("bob", relay.address)
-        .await
-        .expect("open");
-    wait_connection(&mut alice.events, id, ConnectionStatus::Connected).await;
-    wait_connection(&mut bob.events, id, ConnectionStatus::Connected).await;
+    let id = connect_via(&mut alice, &mut bob, "bob", relay.address).await;
     relay.forwarding.store(false, Ordering::Relaxed);
     let started = std::time::Instant::now();
     wait_connection(&mut alice.events, id, ConnectionStatus::Disconnected).await;

@@ -28,13 +28,7 @@ async fn sixteen_mib_arrive_intact_through_ten_percent_loss() {
     let mut alice = node_with("lossy", "alice", options.clone()).await;
     let mut bob = node_with("lossy", "bob", options).await;
     let relay = Relay::start(bob.address, LOSSY, 0x5EED).await;
-    let id = alice
-        .graph
-        .open_direct_connection("bob", relay.address)
-        .await
-        .expect("open");
-    wait_connection(&mut alice.events, id, ConnectionStatus::Connected).await;
-    wait_connection(&mut bob.events, id, ConnectionStatus::Connected).await;
+    let id = connect_via(&mut alice, &mut bob, "bob", relay.address).await;
     let started = std::time::Instant::now();
     let mut expected = ring::digest::Context::new(&ring::digest::SHA256);
     let sender = {
@@ -81,23 +75,11 @@ async fn a_partition_ends_the_link_on_both_sides_and_heals() {
     let mut alice = node_with("split", "alice", options.clone()).await;
     let mut bob = node_with("split", "bob", options).await;
     let relay = Relay::start(bob.address, Impairment::NONE, 7).await;
-    let id = alice
-        .graph
-        .open_direct_connection("bob", relay.address)
-        .await
-        .expect("open");
-    wait_connection(&mut alice.events, id, ConnectionStatus::Connected).await;
-    wait_connection(&mut bob.events, id, ConnectionStatus::Connected).await;
+    let id = connect_via(&mut alice, &mut bob, "bob", relay.address).await;
     relay.forwarding.store(false, Ordering::Relaxed);
     wait_connection(&mut alice.events, id, ConnectionStatus::Disconnected).await;
     wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
     relay.forwarding.store(true, Ordering::Relaxed);
-    let again = alice
-        .graph
-        .open_direct_connection("bob", relay.address)
-        .await
-        .expect("open again");
-    wait_connection(&mut alice.events, again, ConnectionStatus::Connected).await;
-    wait_connection(&mut bob.events, again, ConnectionStatus::Connected).await;
+    let again = connect_via(&mut alice, &mut bob, "bob", relay.address).await;
     assert_eq!(alice.graph.close_direct_connection(again).await, Ok(()));
 }

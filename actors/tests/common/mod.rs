@@ -98,9 +98,20 @@ pub async fn wait_connection(
 
 /// Opens a direct connection from `from` to `to` and waits until both sides report it.
 pub async fn connect(from: &mut Node, to: &mut Node, to_peer: &str) -> ConnectionId {
+    let address = to.address;
+    connect_via(from, to, to_peer, address).await
+}
+
+/// Like [`connect`], but dials `address` (a relay in front of `to`) instead of `to`'s own.
+pub async fn connect_via(
+    from: &mut Node,
+    to: &mut Node,
+    to_peer: &str,
+    address: SocketAddr,
+) -> ConnectionId {
     let id = from
         .graph
-        .open_direct_connection(to_peer, to.address)
+        .open_direct_connection(to_peer, address)
         .await
         .expect("open");
     wait_connection(&mut from.events, id, ConnectionStatus::Connected).await;
