@@ -10,14 +10,22 @@
 //! ```
 //!
 //! # The close path
+//! Each side of a link ends its control stream the same way: DISCONNECT behind every frame
+//! it had accepted, then FIN once it has also read the peer's DISCONNECT. Every step of
+//! that is stream data, which QUIC delivers reliably; the QUIC close at the end is only
+//! clean-up, and its loss costs nothing.
 //! 1. `Close` marks the link closing and queues DISCONNECT(APP_DISCONNECT) behind every frame
 //!    SendData already accepted; the writer closes the outbox, so later SendData calls get
 //!    `PEER_E_CONNECTION_NOT_FOUND`, writes the rest, then DISCONNECT.
-//! 2. The peer reads everything up to the DISCONNECT and closes the QUIC connection with
-//!    close code APP_DISCONNECT: that is the proof it has all the data. Reply: S_OK.
-//! 3. If both sides close at once, each reads the other's DISCONNECT, finishes its stream,
-//!    and closes QUIC once it has read the peer's end of stream: both get S_OK.
-//! 4. If nothing of that happens within the close timeout, the link is closed with
+//! 2. The peer reads everything up to the DISCONNECT, and answers with its own queued frames,
+//!    DISCONNECT and FIN. Its FIN is the proof that it has read all of our data.
+//! 3. We finish our stream once we have read the peer's DISCONNECT; reading the peer's FIN
+//!    ends the close: reply S_OK. If both sides close at once, the same steps apply.
+//! 4. A side whose stream is done (FIN sent, peer's FIN read) waits for the peer to
+//!    acknowledge its FIN, bounded by the close timeout, and then closes QUIC with
+//!    APP_DISCONNECT; the actor itself ends at once, so the DISCONNECTED event and the reply
+//!    do not wait for that.
+//! 5. If the close does not complete within the close timeout, the link is closed with
 //!    CLOSE_TIMEOUT and the reply is `PEER_E_TIMEOUT`; a link lost in the middle answers
 //!    `PEER_E_CONNECTION_FAILED`.
 
@@ -134,11 +142,14 @@ struct EndGuard {
     ended: Option<oneshot::Sender<()>>,
     live_actors: Arc<AtomicUsize>,
     reason: EndReason,
+    /// The close completed and a task of its own closes the link once the peer has
+    /// acknowledged our FIN: the drop must not cut it short.
+    handed_off: bool,
 }
 
 impl Drop for EndGuard {
     fn drop(&mut self) {
-        if self.connection.close_reason().is_none() {
+        if !self.handed_off && self.connection.close_reason().is_none() {
             self.connection.close(
                 close_code::INTERNAL_ERROR.into(),
                 b"connection handler ended",
@@ -187,9 +198,16 @@ pub struct ConnectionActor {
     subscribers: Arc<Subscribers>,
     close_timeout: Duration,
     outbox: Outbox,
+    /// Our DISCONNECT is queued (we close, or we answer the peer's).
     closing: bool,
+    /// Tells the writer to finish the stream after our DISCONNECT.
     finish_stream: Option<oneshot::Sender<()>>,
+    /// We have read the peer's DISCONNECT.
     peer_disconnected: bool,
+    /// We have read the peer's FIN (after its DISCONNECT).
+    peer_finished: bool,
+    /// Our FIN is sent: the writer hands the stream back, to wait for its acknowledgement.
+    finished_send: Option<quinn::SendStream>,
     close_reply: Option<oneshot::Sender<Result<(), PeerError>>>,
     guard: EndGuard,
 }
@@ -212,6 +230,8 @@ impl ConnectionActor {
             closing: false,
             finish_stream: None,
             peer_disconnected: false,
+            peer_finished: false,
+            finished_send: None,
             close_reply: None,
             guard: EndGuard {
                 info: setup.info,
@@ -220,6 +240,7 @@ impl ConnectionActor {
                 ended: Some(setup.ended),
                 live_actors: setup.live_actors,
                 reason: EndReason::Aborted,
+                handed_off: false,
             },
         }
     }
@@ -268,6 +289,10 @@ impl ConnectionActor {
 
     fn on_frame(&mut self, message: Message, ctx: &mut Context<Self>) {
         match message {
+            _ if self.peer_disconnected => self.protocol_error(
+                format!("{:?} frame after DISCONNECT", message.frame_type()),
+                ctx,
+            ),
             Message::Data { data_type, payload } => {
                 self.subscribers.publish(GraphEvent::IncomingData {
                     connection_id: self.id,
@@ -275,24 +300,58 @@ impl ConnectionActor {
                     data: payload,
                 });
             }
-            Message::Disconnect(_) if self.closing => {
-                // Both sides are closing: we now hold all of the peer's data; finishing our
-                // stream tells the peer we read everything it sent.
-                self.peer_disconnected = true;
-                if let Some(finish) = self.finish_stream.take() {
-                    let _ = finish.send(());
-                }
-            }
-            Message::Disconnect(_) => {
-                // Everything the peer sent came before this frame and has been published:
-                // closing the connection now tells the peer it may report S_OK.
-                self.connection
-                    .close(close_code::APP_DISCONNECT.into(), b"disconnect");
-                self.guard.reason = EndReason::RemoteClose;
-                ctx.stop();
-            }
+            Message::Disconnect(_) => self.on_peer_disconnect(ctx),
             other => self.protocol_error(format!("unexpected {:?} frame", other.frame_type()), ctx),
         }
+    }
+
+    /// The peer's DISCONNECT: everything it sent came before it and has been published.
+    fn on_peer_disconnect(&mut self, ctx: &mut Context<Self>) {
+        self.peer_disconnected = true;
+        if !self.closing {
+            // The peer closes: answer with what we had accepted, then our own DISCONNECT,
+            // bounded by the close timeout like a close of our own.
+            self.closing = true;
+            self.guard.reason = EndReason::RemoteClose;
+            let outbox = self.outbox.clone();
+            ctx.spawn(
+                async move {
+                    let _ = outbox.disconnect(DisconnectReason::AppDisconnect).await;
+                }
+                .into_actor(self),
+            );
+            ctx.run_later(self.close_timeout, |act, ctx| {
+                act.connection
+                    .close(close_code::CLOSE_TIMEOUT.into(), b"close timed out");
+                act.guard.reason = EndReason::Lost("close timed out".into());
+                ctx.stop();
+            });
+        }
+        // Our FIN follows our DISCONNECT: it tells the peer we have read all it sent.
+        if let Some(finish) = self.finish_stream.take() {
+            let _ = finish.send(());
+        }
+    }
+
+    /// Ends the close once both streams are done: our FIN is sent and the peer's is read.
+    /// Each side then holds all the other sent, so the close has succeeded; the QUIC close
+    /// waits (in a task of its own, bounded) until the peer has acknowledged our FIN, so
+    /// that the peer can finish its close the same way even if our QUIC close is lost.
+    fn try_complete_close(&mut self, ctx: &mut Context<Self>) {
+        if !self.peer_finished {
+            return;
+        }
+        let Some(send) = self.finished_send.take() else {
+            return;
+        };
+        let connection = self.connection.clone();
+        let linger = self.close_timeout;
+        actix::spawn(async move {
+            let _ = tokio::time::timeout(linger, send.stopped()).await;
+            connection.close(close_code::APP_DISCONNECT.into(), b"disconnect");
+        });
+        self.guard.handed_off = true;
+        self.end(Ok(()), ctx);
     }
 }
 
@@ -307,18 +366,19 @@ impl Actor for ConnectionActor {
         self.finish_stream = Some(finish_tx);
         ctx.add_stream(inbound(reader));
         ctx.spawn(
-            run_writer(send, outbox, finish_rx)
-                .into_actor(self)
-                .map(|result, act, ctx| {
-                    if let Err(error) = result {
-                        match error {
-                            quinn::WriteError::ConnectionLost(error) => {
-                                act.connection_lost(error, ctx)
-                            }
-                            other => act.protocol_error(format!("write failed: {other}"), ctx),
-                        }
+            run_writer(send, outbox, finish_rx).into_actor(self).map(
+                |result, act, ctx| match result {
+                    Ok(Some(send)) => {
+                        act.finished_send = Some(send);
+                        act.try_complete_close(ctx);
                     }
-                }),
+                    Ok(None) => {}
+                    Err(quinn::WriteError::ConnectionLost(error)) => {
+                        act.connection_lost(error, ctx)
+                    }
+                    Err(other) => act.protocol_error(format!("write failed: {other}"), ctx),
+                },
+            ),
         );
         let connection = self.connection.clone();
         ctx.spawn(
@@ -351,11 +411,9 @@ impl StreamHandler<Inbound> for ConnectionActor {
     fn handle(&mut self, item: Inbound, ctx: &mut Self::Context) {
         match item {
             Inbound::Frame(message) => self.on_frame(message, ctx),
-            Inbound::Finished if self.closing && self.peer_disconnected => {
-                self.connection
-                    .close(close_code::APP_DISCONNECT.into(), b"disconnect");
-                self.guard.reason = EndReason::LocalClose;
-                self.end(Ok(()), ctx);
+            Inbound::Finished if self.peer_disconnected => {
+                self.peer_finished = true;
+                self.try_complete_close(ctx);
             }
             Inbound::Finished => {
                 self.protocol_error("stream finished without DISCONNECT".into(), ctx)
@@ -377,18 +435,20 @@ impl StreamHandler<Inbound> for ConnectionActor {
 }
 
 /// Drains the outbox into the send stream, batching frames; on `Disconnect`, closes the
-/// outbox, writes what it still held, then DISCONNECT, and finishes the stream once told to.
+/// outbox, writes what it still held, then DISCONNECT, and finishes the stream once told to
+/// (the peer's DISCONNECT has been read). Returns the finished stream, so that the actor can
+/// wait for the peer to acknowledge the FIN.
 async fn run_writer(
     mut send: quinn::SendStream,
     mut outbox: OutboxReceiver,
     mut finish: oneshot::Receiver<()>,
-) -> Result<(), quinn::WriteError> {
+) -> Result<Option<quinn::SendStream>, quinn::WriteError> {
     // Both grow on first use and keep their size: an idle link allocates neither.
     let mut batch = WriteBatch::default();
     let mut permits = Vec::new();
     loop {
         let Some(first) = outbox.frames.recv().await else {
-            return Ok(());
+            return Ok(None);
         };
         let mut disconnect = None;
         let mut batched = 0;
@@ -426,11 +486,14 @@ async fn run_writer(
             batch.release();
         }
         if disconnect.is_some() {
-            if (&mut finish).await.is_ok() {
-                let _ = send.finish();
+            if (&mut finish).await.is_err() {
+                // The actor is gone; nothing waits for this stream any more.
+                return Ok(None);
             }
-            // Keep the stream open until the actor ends: dropping it would finish it early.
-            std::future::pending::<()>().await;
+            // Finishing fails only if the stream was reset or stopped, which the reader or
+            // the connection reports.
+            let _ = send.finish();
+            return Ok(Some(send));
         }
     }
 }

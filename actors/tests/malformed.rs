@@ -201,3 +201,85 @@ async fn a_silent_link_is_closed_at_the_handshake_timeout() {
         0
     );
 }
+
+/// A rogue link that has completed CONNECT/WELCOME: its stream halves and the id.
+async fn established(
+    rogue: &Rogue,
+    graph: &str,
+    node: &mut Node,
+    id: u64,
+) -> (quinn::SendStream, FrameReader) {
+    let (mut send, recv) = rogue.connection.open_bi().await.expect("stream");
+    send.write_all(&connect_frame(graph, "bob", id))
+        .await
+        .expect("CONNECT");
+    let mut reader = FrameReader::new(recv);
+    let welcome = tokio::time::timeout(EVENT_TIMEOUT, reader.read())
+        .await
+        .expect("in time");
+    assert!(
+        matches!(welcome, Ok(Some(Message::Welcome(_)))),
+        "{welcome:?}"
+    );
+    let id = ConnectionId::new(id).expect("nonzero");
+    wait_connection(&mut node.events, id, ConnectionStatus::Connected).await;
+    (send, reader)
+}
+
+#[tokio::test]
+async fn a_frame_after_disconnect_is_a_protocol_error() {
+    let mut alice = node("after", "alice").await;
+    let mut bob = node("after", "bob").await;
+    let good = connect(&mut alice, &mut bob, "bob").await;
+    let rogue = rogue(&bob).await;
+    let (mut send, _reader) = established(&rogue, "after", &mut bob, 5).await;
+    let mut bytes = Message::Disconnect(peergraph::wire::DisconnectReason::AppDisconnect)
+        .to_bytes()
+        .to_vec();
+    bytes.extend_from_slice(
+        &Message::Data {
+            data_type: DataType::from_u128(1),
+            payload: Bytes::from_static(b"too late"),
+        }
+        .to_bytes(),
+    );
+    send.write_all(&bytes).await.expect("DISCONNECT, DATA");
+    expect_protocol_error(&rogue).await;
+    good_peer_still_served(&alice, &mut bob, good, 3).await;
+}
+
+/// The node answers a DISCONNECT with its own DISCONNECT and FIN; a peer that then never
+/// finishes its stream is cut off at the close timeout with CLOSE_TIMEOUT.
+#[tokio::test]
+async fn a_peer_that_never_finishes_after_disconnect_is_cut_off() {
+    let options = peergraph::GraphOptions::default().with_close_timeout(Duration::from_millis(300));
+    let mut bob = node_with("unfinished", "bob", options).await;
+    let rogue = rogue(&bob).await;
+    let (mut send, mut reader) = established(&rogue, "unfinished", &mut bob, 6).await;
+    send.write_all(
+        &Message::Disconnect(peergraph::wire::DisconnectReason::AppDisconnect).to_bytes(),
+    )
+    .await
+    .expect("DISCONNECT");
+    let answer = tokio::time::timeout(EVENT_TIMEOUT, reader.read())
+        .await
+        .expect("in time");
+    assert!(
+        matches!(answer, Ok(Some(Message::Disconnect(_)))),
+        "{answer:?}"
+    );
+    let end = tokio::time::timeout(EVENT_TIMEOUT, reader.read())
+        .await
+        .expect("in time");
+    assert!(matches!(end, Ok(None)), "FIN after DISCONNECT: {end:?}");
+    let closed = tokio::time::timeout(EVENT_TIMEOUT, rogue.connection.closed())
+        .await
+        .expect("closed");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == close_code::CLOSE_TIMEOUT.into()),
+        "closed with {closed:?}"
+    );
+    let id = ConnectionId::new(6).expect("nonzero");
+    wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
+}
