@@ -79,6 +79,14 @@ pub struct PeerEvent {
     pub event: GraphEvent,
 }
 
+/// The room for events a registration's queue always keeps. A `VecDeque` never gives room
+/// back by itself: a queue that once held 10,000 events kept about 1 MB after they were
+/// read. So once the reader has read it down to a quarter of its room, the queue shrinks
+/// to twice what it holds. The check costs two comparisons per read; a shrink moves at
+/// most a quarter of the room and needs the queue to halve again before the next one, so
+/// reads stay O(1) amortised.
+const QUEUE_ROOM_KEPT: usize = 256;
+
 struct QueueState {
     events: VecDeque<GraphEvent>,
     bytes: usize,
@@ -130,6 +138,10 @@ impl Queue {
         match state.events.pop_front() {
             Some(event) => {
                 state.bytes -= event.payload_len();
+                let (len, room) = (state.events.len(), state.events.capacity());
+                if room > QUEUE_ROOM_KEPT && len <= room / 4 {
+                    state.events.shrink_to((2 * len).max(QUEUE_ROOM_KEPT));
+                }
                 Poll::Ready(Some(event))
             }
             // The reader caught up with a queue that overflowed: tell it now, not only
@@ -395,5 +407,39 @@ mod tests {
         );
         assert!(subscribers.remove(stream.handle()));
         assert!(!subscribers.remove(stream.handle()));
+    }
+
+    #[test]
+    fn a_queue_read_down_gives_back_its_room() {
+        let graph = GraphHandle::new(1).expect("nonzero");
+        let subscribers = Subscribers::new(graph);
+        let filter =
+            EventFilter::new(vec![EventRegistration::new(EventType::StatusChanged)]).expect("ok");
+        let mut stream = subscribers.add_stream(
+            filter,
+            QueueLimits {
+                events: 10_000,
+                bytes: 1024,
+            },
+        );
+        let room =
+            |stream: &EventStream| stream.queue.state.lock().expect("lock").events.capacity();
+        for n in 0..10_000 {
+            subscribers.publish(status(n));
+        }
+        assert!(room(&stream) >= 10_000);
+        for n in 0..9_000 {
+            assert_eq!(
+                stream.try_recv(),
+                Some(status(n)),
+                "order kept while shrinking"
+            );
+        }
+        assert!(room(&stream) <= 4 * 1_000, "room {}", room(&stream));
+        for n in 9_000..10_000 {
+            assert_eq!(stream.try_recv(), Some(status(n)));
+        }
+        assert_eq!(stream.try_recv(), None);
+        assert!(room(&stream) <= QUEUE_ROOM_KEPT, "room {}", room(&stream));
     }
 }

@@ -185,6 +185,10 @@ pub struct GraphCounters {
     pub pending_outgoing: usize,
     /// Incoming handshakes in progress.
     pub pending_incoming: usize,
+    /// QUIC connections the graph's endpoints still hold, closed ones included: quinn keeps
+    /// a closed connection for three probe timeouts (so that late packets still get the
+    /// close) and frees its state only then. Zero once every link has fully gone.
+    pub quic_connections: usize,
 }
 
 /// The graph's [`GraphCounters`].
