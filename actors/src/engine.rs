@@ -820,8 +820,9 @@ impl Graph {
     /// the close; both nodes then report DIRECT_CONNECTION DISCONNECTED with the id.
     ///
     /// # Errors
-    /// `E_INVALIDARG` (id 0), `PEER_E_CONNECTION_NOT_FOUND` (no such direct connection, or
-    /// another close of it came first), `PEER_E_TIMEOUT` (the peer did not confirm within
+    /// `E_INVALIDARG` (id 0), `PEER_E_CONNECTION_NOT_FOUND` (no such direct connection,
+    /// another close of it came first, or the peer is already closing it: what this node
+    /// had accepted is still delivered), `PEER_E_TIMEOUT` (the peer did not confirm within
     /// the close timeout; the connection is gone), `PEER_E_CONNECTION_FAILED` (the link
     /// failed during the close).
     ///

@@ -72,16 +72,17 @@ pub struct SendData {
 }
 
 /// `PeerGraphCloseDirectConnection`: close a direct connection. The connection actor
-/// flushes every byte SendData accepted, sends DISCONNECT (APP_DISCONNECT), and closes the
-/// QUIC connection once the peer has read everything; only then the reply comes. The remote
-/// node reports DIRECT_CONNECTION DISCONNECTED with the same id; so does this node.
+/// flushes every byte SendData accepted and sends DISCONNECT (APP_DISCONNECT); the peer
+/// answers, after what it had accepted, with its own DISCONNECT and end of stream, which
+/// shows it has read everything; only then the reply comes (docs/PROTOCOL.md §3.4). The
+/// remote node reports DIRECT_CONNECTION DISCONNECTED with the same id; so does this node.
 ///
 /// Replies S_OK when the peer had everything. Of concurrent closes of one id exactly one
 /// gets S_OK (or a timeout) and the others `PEER_E_CONNECTION_NOT_FOUND`.
 ///
 /// # Errors
 /// `E_INVALIDARG` (id 0), `PEER_E_CONNECTION_NOT_FOUND` (no direct connection with that
-/// id), `PEER_E_TIMEOUT` (the peer did not confirm within the close timeout: the connection
+/// id, or the peer is already closing it), `PEER_E_TIMEOUT` (the peer did not confirm within the close timeout: the connection
 /// is gone, but the peer may not have all the data), `PEER_E_CONNECTION_FAILED` (the link
 /// failed during the close).
 #[derive(Message, Debug, Clone, Copy)]
