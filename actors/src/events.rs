@@ -372,19 +372,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_full_queue_drops_and_reports_the_count() {
-        let graph = GraphHandle::new(1).expect("nonzero");
-        let subscribers = Subscribers::new(graph);
+    /// Subscribers of graph 1 and one registration for STATUS_CHANGED that queues at most
+    /// `events` events.
+    fn status_stream(events: usize) -> (Subscribers, EventStream) {
+        let subscribers = Subscribers::new(GraphHandle::new(1).expect("nonzero"));
         let filter =
             EventFilter::new(vec![EventRegistration::new(EventType::StatusChanged)]).expect("ok");
-        let mut stream = subscribers.add_stream(
+        let stream = subscribers.add_stream(
             filter,
             QueueLimits {
-                events: 2,
+                events,
                 bytes: 1024,
             },
         );
+        (subscribers, stream)
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_reports_the_count() {
+        let (subscribers, mut stream) = status_stream(2);
         for n in 0..5 {
             subscribers.publish(status(n));
         }
@@ -411,17 +417,7 @@ mod tests {
 
     #[test]
     fn a_queue_read_down_gives_back_its_room() {
-        let graph = GraphHandle::new(1).expect("nonzero");
-        let subscribers = Subscribers::new(graph);
-        let filter =
-            EventFilter::new(vec![EventRegistration::new(EventType::StatusChanged)]).expect("ok");
-        let mut stream = subscribers.add_stream(
-            filter,
-            QueueLimits {
-                events: 10_000,
-                bytes: 1024,
-            },
-        );
+        let (subscribers, mut stream) = status_stream(10_000);
         let room =
             |stream: &EventStream| stream.queue.state.lock().expect("lock").events.capacity();
         for n in 0..10_000 {
