@@ -91,14 +91,7 @@ async fn close_times_out_when_the_peer_never_confirms() {
         Err(ResultCode::PEER_E_TIMEOUT)
     );
     // The link is gone either way: the peer hears the CLOSE_TIMEOUT code.
-    let closed = tokio::time::timeout(EVENT_TIMEOUT, link.connection.closed())
-        .await
-        .expect("peer sees the close");
-    assert!(
-        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
-            if close.error_code == close_code::CLOSE_TIMEOUT.into()),
-        "{closed:?}"
-    );
+    expect_closed_with(&link.connection, close_code::CLOSE_TIMEOUT).await;
     wait_connection(&mut alice.events, id, ConnectionStatus::Disconnected).await;
     assert_eq!(
         alice
@@ -128,14 +121,7 @@ async fn a_protocol_error_ends_only_that_link() {
         .write_all(&[0x7f, 0, 0, 0, 0])
         .await
         .expect("write garbage");
-    let closed = tokio::time::timeout(EVENT_TIMEOUT, link.connection.closed())
-        .await
-        .expect("alice closes the link");
-    assert!(
-        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
-            if close.error_code == close_code::PROTOCOL_ERROR.into()),
-        "{closed:?}"
-    );
+    expect_closed_with(&link.connection, close_code::PROTOCOL_ERROR).await;
     wait_connection(&mut alice.events, bad, ConnectionStatus::Disconnected).await;
     alice
         .graph

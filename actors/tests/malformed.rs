@@ -55,14 +55,7 @@ fn connect_frame(graph: &str, target: &str, id: u64) -> Bytes {
 }
 
 async fn expect_protocol_error(rogue: &Rogue) {
-    let closed = tokio::time::timeout(EVENT_TIMEOUT, rogue.connection.closed())
-        .await
-        .expect("the node closes the link");
-    assert!(
-        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
-            if close.error_code == close_code::PROTOCOL_ERROR.into()),
-        "closed with {closed:?}"
-    );
+    expect_closed_with(&rogue.connection, close_code::PROTOCOL_ERROR).await;
 }
 
 /// Sends bytes on a fresh control stream, optionally finishing it. Both halves are
@@ -172,14 +165,7 @@ async fn a_silent_link_is_closed_at_the_handshake_timeout() {
         peergraph::GraphOptions::default().with_connect_timeout(Duration::from_millis(300));
     let bob = node_with("silent", "bob", options).await;
     let rogue = rogue(&bob).await;
-    let closed = tokio::time::timeout(EVENT_TIMEOUT, rogue.connection.closed())
-        .await
-        .expect("closed");
-    assert!(
-        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
-            if close.error_code == close_code::HANDSHAKE_TIMEOUT.into()),
-        "closed with {closed:?}"
-    );
+    expect_closed_with(&rogue.connection, close_code::HANDSHAKE_TIMEOUT).await;
     assert_eq!(
         bob.graph
             .counters()
@@ -260,14 +246,7 @@ async fn a_peer_that_never_finishes_after_disconnect_is_cut_off() {
         .await
         .expect("in time");
     assert!(matches!(end, Ok(None)), "FIN after DISCONNECT: {end:?}");
-    let closed = tokio::time::timeout(EVENT_TIMEOUT, rogue.connection.closed())
-        .await
-        .expect("closed");
-    assert!(
-        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
-            if close.error_code == close_code::CLOSE_TIMEOUT.into()),
-        "closed with {closed:?}"
-    );
+    expect_closed_with(&rogue.connection, close_code::CLOSE_TIMEOUT).await;
     let id = ConnectionId::new(6).expect("nonzero");
     wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
 }

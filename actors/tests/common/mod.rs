@@ -119,6 +119,19 @@ pub async fn connect_via(
     id
 }
 
+/// Waits (bounded) until `connection` is closed by the other side and checks that it was
+/// closed with the application close `code` (one of `peergraph::wire::close_code`).
+pub async fn expect_closed_with(connection: &quinn::Connection, code: u32) {
+    let closed = tokio::time::timeout(EVENT_TIMEOUT, connection.closed())
+        .await
+        .expect("the link is closed in time");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == code.into()),
+        "expected close code {code:#x}, closed with {closed:?}"
+    );
+}
+
 /// Polls `condition` until true, bounded by `EVENT_TIMEOUT` (for counters that have no
 /// event of their own).
 pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
