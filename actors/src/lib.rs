@@ -46,6 +46,7 @@ pub use crate::connection::{ConnectionActor, EndReason};
 pub use crate::engine::{
     reply, Engine, EngineConfig, Graph, GraphOptions, Membership, DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_NODE,
+    DEFAULT_RENEW_ENDPOINTS_AFTER,
 };
 pub use crate::events::{
     EventHandle, EventStream, PeerEvent, QueueLimits, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_EVENTS,

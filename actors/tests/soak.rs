@@ -3,13 +3,13 @@
 //! `cargo test --release -p peergraph --test soak -- --ignored --nocapture`.
 //! Each is bounded in count and in time and stops by itself.
 //!
-//! The concurrent soak reports two figures at each step: resident memory (what the process
-//! holds from the system) and live heap (what the program holds allocated, counted by this
-//! binary's allocator). Their difference is memory the allocator keeps after it was freed.
+//! The concurrent soak reports four figures at each step: resident memory (what the
+//! process holds from the system), the live heap (what the program holds allocated), the
+//! allocator's pages in use (the live heap plus the free room on pages that still hold a
+//! live block) and the allocator's own metadata, the last three from jemalloc's statistics.
 //! `PEERGRAPH_SOAK_CONNECTIONS` changes its count (10,000 by default); with
 //! `PEERGRAPH_SOAK_EXIT=start` or `=after` it ends the process right after that
-//! measurement, without freeing anything, so that `heaptrack` reports what was live there
-//! by call site (its "leaked" memory).
+//! measurement, without freeing anything, for a memory profiler to report what was live.
 
 mod common;
 
@@ -20,30 +20,40 @@ use common::*;
 use futures_util::future::join_all;
 use peergraph::{ConnectionId, ConnectionStatus, DataType, EventStream, GraphEvent, QueueLimits};
 
-/// This binary's allocator: mimalloc, counted by `cap` (which gives the live heap).
+/// This binary's allocator: jemalloc, configured by [`ALLOCATOR_CONF`], with its own
+/// statistics for the live heap and for the pages that hold it.
 ///
 /// The concurrent soak checks that memory goes back to the system once 10,000 connections
 /// have closed. glibc's malloc keeps what was freed for reuse (the process stayed at 770 MB
 /// with 18 MB live): sound for a server, but it cannot show that anything came back.
-/// mimalloc gives freed pages back. It is built as its version 2 without transparent huge
-/// pages (`no_thp`): with huge pages, a page still partly in use keeps 2 MiB resident, and
-/// version 3 kept two to three times as much. The library itself uses whatever allocator
-/// its application picks.
+/// mimalloc (version 2, no huge pages) gave back all but 22 MB; this configuration of
+/// jemalloc gives back all but 14 MB, and tells where the rest is (see
+/// [`Memory::allocator_metadata_kib`]). The library itself uses whatever allocator its
+/// application picks.
 #[global_allocator]
-static ALLOCATOR: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// mimalloc gives a freed page back only some time after (10 ms) and only when the thread
-/// that owns it allocates again, so a thread that has gone idle keeps its freed pages: the
-/// figure after the closes then varied from 36 to 100 MB between runs. With this option at
-/// 0 it gives them back at once, and resident memory follows what the program holds.
-const PURGE_DELAY: (&str, &str) = ("MIMALLOC_PURGE_DELAY", "0");
+/// jemalloc's options for the soak:
+/// - `narenas:1,tcache:false`: one arena and no per-thread caches, so that a freed block is
+///   back in the one pool at once, whichever thread freed it (with an arena and a cache per
+///   thread, pages half-used by several threads kept 7 MB more active);
+/// - `dirty_decay_ms:0,muzzy_decay_ms:0,retain:false`: a page with nothing live on it goes
+///   back to the system at once;
+/// - `slab_sizes:1-16384:16`: small blocks come in 64 KiB slabs rather than 4 KiB ones.
+///   jemalloc keeps a descriptor for every slab it ever had at once and never frees it, so
+///   after 750 MB of small blocks its metadata stayed at 12 MB; with slabs 16 times larger
+///   it stays at 7 MB.
+const ALLOCATOR_CONF: (&str, &str) = (
+    "_RJEM_MALLOC_CONF",
+    "narenas:1,tcache:false,dirty_decay_ms:0,muzzy_decay_ms:0,retain:false,slab_sizes:1-16384:16",
+);
 
-/// mimalloc reads its options from the environment once, when the process starts, and
-/// setting one from inside would take `unsafe` (which the workspace forbids). So unless the
-/// option is set already, this runs `test` again in a child process that has it, waits
+/// jemalloc reads its options from the environment once, when the process starts, and
+/// setting them from inside would take `unsafe` (which the workspace forbids). So unless
+/// they are set already, this runs `test` again in a child process that has them, waits
 /// for it, and returns true: the caller then returns (the child did the test).
-fn ran_with_prompt_purge(test: &str) -> bool {
-    if std::env::var_os(PURGE_DELAY.0).is_some() {
+fn ran_with_allocator_conf(test: &str) -> bool {
+    if std::env::var_os(ALLOCATOR_CONF.0).is_some() {
         return false;
     }
     let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
@@ -54,16 +64,17 @@ fn ran_with_prompt_purge(test: &str) -> bool {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(PURGE_DELAY.0, PURGE_DELAY.1)
+        .env(ALLOCATOR_CONF.0, ALLOCATOR_CONF.1)
         .status()
         .expect("run the test in a child process");
     assert!(status.success(), "{test} failed in its child process");
     true
 }
 
-/// What the program holds allocated right now, in KiB (not what the allocator holds).
-fn live_heap_kib() -> u64 {
-    (ALLOCATOR.allocated() / 1024) as u64
+/// One of jemalloc's statistics, in KiB, as of now.
+fn allocator_stat_kib(stat: fn() -> tikv_jemalloc_ctl::Result<usize>) -> u64 {
+    tikv_jemalloc_ctl::epoch::advance().expect("jemalloc statistics");
+    (stat().expect("jemalloc statistics") / 1024) as u64
 }
 
 /// Resident memory of this process, in KiB (from /proc/self/status).
@@ -130,6 +141,38 @@ async fn links_gone(alice: &Node, bob: &Node, deadline: Instant) {
     }
 }
 
+/// Waits (bounded by `deadline`) until both graphs have renewed their endpoints
+/// `renewals` times: each does so once idle after a peak of
+/// [`peergraph::DEFAULT_RENEW_ENDPOINTS_AFTER`] links.
+async fn endpoints_renewed(alice: &Node, bob: &Node, renewals: u64, deadline: Instant) {
+    loop {
+        let a = alice.graph.counters().await.expect("counters");
+        let b = bob.graph.counters().await.expect("counters");
+        if a.endpoint_renewals >= renewals && b.endpoint_renewals >= renewals {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "endpoints not renewed: {} and {} of {renewals}",
+            a.endpoint_renewals,
+            b.endpoint_renewals
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits (bounded by `deadline`) until the live heap is back within 10% of `start`, and
+/// returns the memory then (or at the deadline, for the caller's assertions to report).
+async fn memory_settled(start: &Memory, deadline: Instant) -> Memory {
+    loop {
+        let now = Memory::now();
+        if now.heap_kib <= start.heap_kib + start.heap_kib / 10 || Instant::now() >= deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// The two nodes of the concurrent soak and the registrations it reads.
 struct Soak {
     alice: Node,
@@ -137,20 +180,32 @@ struct Soak {
     alice_events: EventStream,
     bob_events: EventStream,
     deadline: Instant,
+    /// Endpoint renewals expected so far.
+    renewals: u64,
 }
 
 /// Memory figures at one point of the soak.
 #[derive(Clone, Copy, Debug)]
 struct Memory {
+    /// Resident memory of the process.
     rss_kib: u64,
+    /// What the program holds allocated.
     heap_kib: u64,
+    /// The allocator's pages that hold at least one live block: the heap plus the unused
+    /// room on those pages (fragmentation).
+    active_kib: u64,
+    /// The allocator's own bookkeeping.
+    allocator_metadata_kib: u64,
 }
 
 impl Memory {
     fn now() -> Memory {
+        use tikv_jemalloc_ctl::stats;
         Memory {
             rss_kib: resident_kib(),
-            heap_kib: live_heap_kib(),
+            heap_kib: allocator_stat_kib(stats::allocated::read),
+            active_kib: allocator_stat_kib(stats::active::read),
+            allocator_metadata_kib: allocator_stat_kib(stats::metadata::read),
         }
     }
 }
@@ -159,8 +214,8 @@ impl std::fmt::Display for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "RSS {:>7} KiB, live heap {:>7} KiB",
-            self.rss_kib, self.heap_kib
+            "RSS {:>7} KiB, live heap {:>7} KiB, pages in use {:>7} KiB, allocator metadata {:>6} KiB",
+            self.rss_kib, self.heap_kib, self.active_kib, self.allocator_metadata_kib
         )
     }
 }
@@ -233,6 +288,10 @@ impl Soak {
         let closed = Memory::now();
         links_gone(&self.alice, &self.bob, self.deadline).await;
         eprintln!("  right after the closes: {closed}");
+        if count >= peergraph::DEFAULT_RENEW_ENDPOINTS_AFTER {
+            self.renewals += 1;
+            endpoints_renewed(&self.alice, &self.bob, self.renewals, self.deadline).await;
+        }
         up
     }
 }
@@ -240,7 +299,7 @@ impl Soak {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "soak test: run by name"]
 async fn soak_ten_thousand_concurrent_connections() {
-    if ran_with_prompt_purge("soak_ten_thousand_concurrent_connections") {
+    if ran_with_allocator_conf("soak_ten_thousand_concurrent_connections") {
         return;
     }
     let connections: usize = std::env::var("PEERGRAPH_SOAK_CONNECTIONS")
@@ -283,6 +342,7 @@ async fn soak_ten_thousand_concurrent_connections() {
         alice_events,
         bob_events,
         deadline,
+        renewals: 0,
     };
     let cold = Memory::now();
     eprintln!("before any connection:  {cold}");
@@ -301,7 +361,9 @@ async fn soak_ten_thousand_concurrent_connections() {
     for round in 1..=2 {
         let started = Instant::now();
         let up = soak.open_send_close(connections).await;
-        let end = Memory::now();
+        // The renewed endpoints' old tables are freed when quinn's driver tasks end, just
+        // after the renewal: wait (bounded) for the live heap to come down.
+        let end = memory_settled(&start, Instant::now() + EVENT_TIMEOUT).await;
         eprintln!(
             "round {round}: {connections} connections opened, used and closed in {:?}\n  start: {start}\n  up:    {up}\n  after: {end}",
             started.elapsed()
@@ -309,27 +371,33 @@ async fn soak_ten_thousand_concurrent_connections() {
         if std::env::var("PEERGRAPH_SOAK_EXIT").as_deref() == Ok("after") {
             std::process::exit(0);
         }
-        // What stays live is quinn's: each endpoint keeps the room its connection tables
-        // (a slab and hash maps) grew to at the peak, about 1.1 KiB per connection over
-        // both endpoints (heaptrack, see the module doc), and quinn never shrinks them.
-        // The engine's own tables and event queues give their room back.
+        // What the program holds comes back: the engine's tables and event queues give
+        // their room back, and the endpoints, renewed once idle, give back quinn's.
         assert!(
-            end.heap_kib <= start.heap_kib + 2 * connections as u64,
+            end.heap_kib <= start.heap_kib + start.heap_kib / 10,
             "live heap stayed up: {} KiB at start, {} KiB after",
             start.heap_kib,
             end.heap_kib
         );
-        // The issue asks for resident memory back within 10% of the start. That cannot
-        // hold here: quinn's tables alone (11 MB at 10,000) are about the size of the
-        // idle node (11 MB), and the allocator keeps a little more around the pages still
-        // in use (2-3 MB). What is checked: at least 90% of what the load took came back
+        // So do the allocator's pages: none stays in use for a few blocks left behind.
+        assert!(
+            end.active_kib <= start.active_kib + start.active_kib / 10,
+            "pages in use stayed up: {} KiB at start, {} KiB after",
+            start.active_kib,
+            end.active_kib
+        );
+        // Resident memory: the issue asks for it back within 10% of the start. Printed,
+        // not asserted, because it does not hold: jemalloc keeps the descriptors of every
+        // slab it had at the peak (its metadata: about 5 MB more after 750 MB), and it
+        // never frees them. What is asserted: at least 90% of what the load took came back
         // (glibc's malloc gives back none of it).
         let literal = start.rss_kib + start.rss_kib / 10;
         eprintln!(
-            "  {}% of what the load took came back; within 10% of the start (<= {literal} KiB): {}",
+            "  {}% of what the load took came back; within 10% of the start (<= {literal} KiB): {}; allocator metadata {:+} KiB",
             100 * (up.rss_kib.saturating_sub(end.rss_kib))
                 / up.rss_kib.saturating_sub(start.rss_kib).max(1),
-            if end.rss_kib <= literal { "yes" } else { "no" }
+            if end.rss_kib <= literal { "yes" } else { "no" },
+            end.allocator_metadata_kib as i64 - start.allocator_metadata_kib as i64
         );
         assert!(
             end.rss_kib.saturating_sub(start.rss_kib) <= (up.rss_kib - start.rss_kib) / 10,
@@ -357,7 +425,7 @@ async fn soak_ten_thousand_concurrent_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "soak test: run by name"]
 async fn soak_hundred_thousand_open_close_cycles() {
-    if ran_with_prompt_purge("soak_hundred_thousand_open_close_cycles") {
+    if ran_with_allocator_conf("soak_hundred_thousand_open_close_cycles") {
         return;
     }
     let cycles_wanted: usize = std::env::var("PEERGRAPH_SOAK_CYCLES")

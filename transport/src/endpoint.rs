@@ -170,15 +170,21 @@ pub fn bind_endpoint(
     } else {
         None
     };
-    let socket = std::net::UdpSocket::bind(address)?;
-    if let Ok(state) = quinn::udp::UdpSocketState::new((&socket).into()) {
-        let _ = state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER_BYTES);
-        let _ = state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER_BYTES);
-    }
+    let socket = bound_socket(address)?;
     let runtime = quinn::default_runtime()
         .ok_or_else(|| io::Error::other("no async runtime to drive the endpoint"))?;
     let mut endpoint =
         quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)?;
     endpoint.set_default_client_config(client_config(identity, options)?);
     Ok(endpoint)
+}
+
+/// A UDP socket bound at `address`, with [`SOCKET_BUFFER_BYTES`] asked for each way.
+pub(crate) fn bound_socket(address: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(address)?;
+    if let Ok(state) = quinn::udp::UdpSocketState::new((&socket).into()) {
+        let _ = state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER_BYTES);
+        let _ = state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER_BYTES);
+    }
+    Ok(socket)
 }

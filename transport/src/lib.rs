@@ -7,6 +7,7 @@
 //! - `identity`: [`NodeIdentity`] (key pair, self-signed certificate, node id).
 //! - `tls`: [`PeerCertVerifier`] and the rustls configurations of both sides.
 //! - `endpoint`: [`LinkOptions`], quinn configurations, [`bind_endpoint`].
+//! - `renewable`: [`RenewableEndpoint`], an endpoint renewed on its own socket.
 //! - `framed`: [`FrameReader`], [`write_message`], [`DataFrame`].
 //! - `membership`: [`GraphSecret`] and the TLS-bound membership proofs.
 
@@ -14,6 +15,7 @@ mod endpoint;
 mod framed;
 mod identity;
 mod membership;
+mod renewable;
 mod tls;
 
 pub use crate::endpoint::{
@@ -29,6 +31,7 @@ pub use crate::membership::{
     membership_proof, verify_membership_proof, GraphSecret, ProofRole, MEMBERSHIP_EXPORTER_LABEL,
     MIN_SECRET_LEN,
 };
+pub use crate::renewable::RenewableEndpoint;
 pub use crate::tls::{
     client_tls_config, crypto_provider, peer_public_key, server_tls_config, PeerCertVerifier,
 };

@@ -190,6 +190,9 @@ pub struct GraphCounters {
     /// a closed connection for three probe timeouts (so that late packets still get the
     /// close) and frees its state only then. Zero once every link has fully gone.
     pub quic_connections: usize,
+    /// How many times the graph's endpoints were renewed to give back quinn's memory (see
+    /// [`GraphOptions::renew_endpoints_after`](crate::GraphOptions::renew_endpoints_after)).
+    pub endpoint_renewals: u64,
 }
 
 /// The graph's [`GraphCounters`].

@@ -32,7 +32,7 @@ use peergraph_engine::{
 };
 use peergraph_transport::{
     bind_endpoint, membership_proof, random_nonzero_u64, verify_membership_proof, LinkOptions,
-    NodeIdentity, ProofRole,
+    NodeIdentity, ProofRole, RenewableEndpoint,
 };
 use tokio::sync::oneshot;
 
@@ -107,7 +107,9 @@ pub struct GraphActor {
     options: GraphOptions,
     closed: bool,
     synchronized: bool,
-    listener: Option<quinn::Endpoint>,
+    listener: Option<RenewableEndpoint>,
+    /// The stream of the listener's incoming connections, replaced when it is renewed.
+    accepting: Option<SpawnHandle>,
     client_v4: Option<quinn::Endpoint>,
     client_v6: Option<quinn::Endpoint>,
     table: Arc<ConnectionTable>,
@@ -118,6 +120,13 @@ pub struct GraphActor {
     per_node: HashMap<NodeId, usize>,
     /// The most connections the table has held since it was last shrunk (see [`ROOM_KEPT`]).
     table_peak: usize,
+    /// The most links (connections and handshakes) at once since the endpoints were made
+    /// or last renewed (see [`GraphOptions::renew_endpoints_after`]).
+    link_peak: usize,
+    /// Whether a renewal waits for the endpoints' last QUIC connections to go.
+    renewal_waiting: bool,
+    /// How many times the endpoints were renewed.
+    renewals: u64,
     subscribers: Arc<Subscribers>,
     status: GraphStatus,
     live_actors: Arc<AtomicUsize>,
@@ -151,6 +160,7 @@ impl GraphActor {
             closed: false,
             synchronized: setup.synchronized,
             listener: None,
+            accepting: None,
             client_v4: None,
             client_v6: None,
             table: setup.table,
@@ -158,6 +168,9 @@ impl GraphActor {
             pending_incoming: 0,
             per_node: HashMap::new(),
             table_peak: 0,
+            link_peak: 0,
+            renewal_waiting: false,
+            renewals: 0,
             subscribers: Arc::new(Subscribers::new(setup.handle)),
             status,
         }
@@ -188,7 +201,7 @@ impl GraphActor {
     fn listen_addresses(&self) -> Vec<SocketAddr> {
         self.listener
             .iter()
-            .filter_map(|endpoint| endpoint.local_addr().ok())
+            .filter_map(|listener| listener.local_addr().ok())
             .collect()
     }
 
@@ -215,6 +228,100 @@ impl GraphActor {
         }
     }
 
+    /// QUIC connections the graph's endpoints hold, closing and draining ones included.
+    fn quic_connections(&self) -> usize {
+        [
+            self.listener.as_ref().map(RenewableEndpoint::endpoint),
+            self.client_v4.as_ref(),
+            self.client_v6.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(quinn::Endpoint::open_connections)
+        .sum()
+    }
+
+    /// No connection and no handshake.
+    fn is_idle(&self) -> bool {
+        self.table.is_empty() && self.pending_outgoing.is_empty() && self.pending_incoming == 0
+    }
+
+    /// Called when a link or handshake starts: keeps [`GraphActor::link_peak`].
+    fn note_links(&mut self) {
+        let links = self.table.len() + self.pending_outgoing.len() + self.pending_incoming;
+        self.link_peak = self.link_peak.max(links);
+    }
+
+    /// Called when a link or handshake has gone: once the graph is idle after a peak of
+    /// [`GraphOptions::renew_endpoints_after`] links, waits (bounded by the idle and close
+    /// timeouts) for quinn to free the last QUIC connections, then renews the endpoints.
+    fn renew_when_idle(&mut self, ctx: &mut Context<Self>) {
+        if self.closed
+            || self.renewal_waiting
+            || self.link_peak < self.options.renew_endpoints_after
+            || !self.is_idle()
+        {
+            return;
+        }
+        self.renewal_waiting = true;
+        let endpoints: Vec<quinn::Endpoint> = [
+            self.listener
+                .as_ref()
+                .map(|listener| listener.endpoint().clone()),
+            self.client_v4.clone(),
+            self.client_v6.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let bound = self.options.idle_timeout + self.options.close_timeout;
+        ctx.spawn(
+            async move {
+                let all_idle = async {
+                    for endpoint in &endpoints {
+                        endpoint.wait_idle().await;
+                    }
+                };
+                let _ = tokio::time::timeout(bound, all_idle).await;
+            }
+            .into_actor(self)
+            .map(|(), act, ctx| {
+                act.renewal_waiting = false;
+                act.renew_endpoints(ctx);
+            }),
+        );
+    }
+
+    /// Renews the endpoints if the graph is still idle and quinn holds no connection: the
+    /// client-only ones are dropped (bound again on next use), the listening one is renewed
+    /// on its socket and its accept stream moved to the new endpoint.
+    fn renew_endpoints(&mut self, ctx: &mut Context<Self>) {
+        if self.closed || !self.is_idle() || self.quic_connections() > 0 {
+            // Tried again when the graph is next idle: the peak is kept.
+            return;
+        }
+        if let Some(listener) = &mut self.listener {
+            match listener.renew() {
+                Ok(old) => {
+                    if let Some(accepting) = self.accepting.take() {
+                        ctx.cancel_future(accepting);
+                    }
+                    drop(old);
+                    self.accepting = Some(accept_from(listener.endpoint().clone(), ctx));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot renew the listening endpoint");
+                    return;
+                }
+            }
+        }
+        self.client_v4 = None;
+        self.client_v6 = None;
+        self.link_peak = 0;
+        self.renewals += 1;
+        tracing::debug!(renewals = self.renewals, "endpoints renewed");
+    }
+
     fn unused_connection_id(&self) -> ConnectionId {
         loop {
             if let Ok(id) = ConnectionId::new(random_nonzero_u64()) {
@@ -234,7 +341,7 @@ impl GraphActor {
                 .map(|local| local.is_ipv4() == address.is_ipv4())
                 .unwrap_or(false)
             {
-                return Ok(listener.clone());
+                return Ok(listener.endpoint().clone());
             }
         }
         let link_options = self.link_options();
@@ -315,6 +422,7 @@ impl GraphActor {
             },
         );
         self.table_peak = self.table_peak.max(self.table.len());
+        self.note_links();
         self.subscribers
             .publish(connection_event(ConnectionStatus::Connected, &info, None));
         self.refresh_status();
@@ -434,7 +542,9 @@ impl GraphActor {
         }
         self.subscribers.close_all();
         let endpoints: Vec<quinn::Endpoint> = [
-            self.listener.take(),
+            self.listener
+                .take()
+                .map(|listener| listener.endpoint().clone()),
             self.client_v4.take(),
             self.client_v6.take(),
         ]
@@ -468,11 +578,13 @@ impl StreamHandler<quinn::Incoming> for GraphActor {
             return;
         }
         self.pending_incoming += 1;
+        self.note_links();
         let timeout = self.options.connect_timeout;
         ctx.spawn(handshake::accept(incoming, timeout).into_actor(self).map(
             |accepted, act, ctx| {
                 act.pending_incoming -= 1;
                 act.on_accepted(accepted, ctx);
+                act.renew_when_idle(ctx);
             },
         ));
     }
@@ -491,22 +603,17 @@ impl Handler<Listen> for GraphActor {
         if self.listener.is_some() {
             return Err(PeerError::new(ResultCode::PEER_E_ALREADY_LISTENING));
         }
-        let endpoint = bind_endpoint(message.address, &self.identity, &self.link_options(), true)
-            .map_err(|error| {
-            tracing::debug!(%error, address = %message.address, "cannot listen");
-            PeerError::new(ResultCode::PEER_E_INVALID_ADDRESS)
-        })?;
-        let local = endpoint
+        let listener =
+            RenewableEndpoint::bind(message.address, &self.identity, &self.link_options(), true)
+                .map_err(|error| {
+                    tracing::debug!(%error, address = %message.address, "cannot listen");
+                    PeerError::new(ResultCode::PEER_E_INVALID_ADDRESS)
+                })?;
+        let local = listener
             .local_addr()
             .map_err(|_| PeerError::new(ResultCode::PEER_E_INVALID_ADDRESS))?;
-        ctx.add_stream(futures_util::stream::unfold(
-            endpoint.clone(),
-            |endpoint| async move {
-                let incoming = endpoint.accept().await?;
-                Some((incoming, endpoint))
-            },
-        ));
-        self.listener = Some(endpoint);
+        self.accepting = Some(accept_from(listener.endpoint().clone(), ctx));
+        self.listener = Some(listener);
         self.refresh_status();
         Ok(local)
     }
@@ -562,11 +669,13 @@ impl Handler<OpenDirectConnection> for GraphActor {
                             &info,
                             Some(error.code()),
                         ));
+                        act.renew_when_idle(ctx);
                     }
                 }
             }),
         );
         self.pending_outgoing.insert(connection_id, spawned);
+        self.note_links();
         Ok(connection_id)
     }
 }
@@ -681,11 +790,8 @@ impl Handler<GetCounters> for GraphActor {
             connections: self.table.len(),
             pending_outgoing: self.pending_outgoing.len(),
             pending_incoming: self.pending_incoming,
-            quic_connections: [&self.listener, &self.client_v4, &self.client_v6]
-                .into_iter()
-                .flatten()
-                .map(quinn::Endpoint::open_connections)
-                .sum(),
+            quic_connections: self.quic_connections(),
+            endpoint_renewals: self.renewals,
         })
     }
 }
@@ -775,6 +881,17 @@ impl Handler<Release> for GraphActor {
     }
 }
 
+/// Hands the incoming connections of `endpoint` to the graph actor, as a stream.
+fn accept_from(endpoint: quinn::Endpoint, ctx: &mut Context<GraphActor>) -> SpawnHandle {
+    ctx.add_stream(futures_util::stream::unfold(
+        endpoint,
+        |endpoint| async move {
+            let incoming = endpoint.accept().await?;
+            Some((incoming, endpoint))
+        },
+    ))
+}
+
 /// Waits (bounded) until closed endpoints are idle, so peers hear the close code.
 async fn drain(endpoints: Vec<quinn::Endpoint>) -> Result<(), PeerError> {
     for endpoint in endpoints {
@@ -786,7 +903,7 @@ async fn drain(endpoints: Vec<quinn::Endpoint>) -> Result<(), PeerError> {
 impl Handler<ConnectionEnded> for GraphActor {
     type Result = ();
 
-    fn handle(&mut self, message: ConnectionEnded, _ctx: &mut Self::Context) {
+    fn handle(&mut self, message: ConnectionEnded, ctx: &mut Self::Context) {
         let id = message.info.connection_id;
         tracing::debug!(connection_id = %id, reason = ?message.reason, "connection actor ended");
         if let Some(count) = self.per_node.get_mut(&message.info.node_id) {
@@ -808,6 +925,7 @@ impl Handler<ConnectionEnded> for GraphActor {
             None,
         ));
         self.refresh_status();
+        self.renew_when_idle(ctx);
     }
 }
 

@@ -1,0 +1,90 @@
+//! Endpoint renewal: a graph that has held `renew_endpoints_after` links renews its
+//! endpoints once they have all gone, keeps its address, and serves links both ways after.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use peergraph::{ConnectionStatus, DataType, GraphCounters, GraphEvent, GraphOptions};
+
+/// Polls the graph's counters (quinn emits no event when it frees a link) until `done`.
+async fn counters_until(
+    node: &Node,
+    what: &str,
+    mut done: impl FnMut(&GraphCounters) -> bool,
+) -> GraphCounters {
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    loop {
+        let counters = node.graph.counters().await.expect("counters");
+        if done(&counters) {
+            return counters;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out: {what} ({counters:?})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Sends `text` on `id` from `from` and waits for it at `to`.
+async fn exchange(from: &Node, to: &mut Node, id: peergraph::ConnectionId, text: &'static str) {
+    let data_type = DataType::from_u128(7);
+    from.graph
+        .send_data(id, data_type, Bytes::from_static(text.as_bytes()))
+        .await
+        .expect("send");
+    wait_for(&mut to.events, text, |event| {
+        matches!(event, GraphEvent::IncomingData { connection_id, data, .. }
+            if *connection_id == id && data.as_ref() == text.as_bytes())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn endpoints_are_renewed_after_a_peak_and_keep_serving() {
+    let options = GraphOptions::default().with_renew_endpoints_after(3);
+    let mut alice = node_with("renew", "alice", options.clone()).await;
+    let mut bob = node_with("renew", "bob", options).await;
+
+    // A peak of three links at once, each carrying a message, then all closed.
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(connect(&mut alice, &mut bob, "bob").await);
+    }
+    for &id in &ids {
+        exchange(&alice, &mut bob, id, "before").await;
+    }
+    for &id in &ids {
+        alice
+            .graph
+            .close_direct_connection(id)
+            .await
+            .expect("close");
+        wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
+    }
+    for node in [&alice, &bob] {
+        let counters = counters_until(node, "renewal", |c| c.endpoint_renewals == 1).await;
+        assert_eq!(counters.connections, 0);
+        assert_eq!(counters.quic_connections, 0);
+    }
+
+    // Same address, and links work both ways through the renewed endpoints.
+    let own = bob.graph.node_info(0).await.expect("node info");
+    assert_eq!(own.addresses, vec![bob.address]);
+    let to_bob = connect(&mut alice, &mut bob, "bob").await;
+    exchange(&alice, &mut bob, to_bob, "after, alice to bob").await;
+    exchange(&bob, &mut alice, to_bob, "after, bob to alice").await;
+    let to_alice = connect(&mut bob, &mut alice, "alice").await;
+    exchange(&bob, &mut alice, to_alice, "after, on bob's link").await;
+    for id in [to_bob, to_alice] {
+        bob.graph.close_direct_connection(id).await.expect("close");
+        wait_connection(&mut alice.events, id, ConnectionStatus::Disconnected).await;
+    }
+
+    // Two links is below the peak of three: no second renewal.
+    for node in [&alice, &bob] {
+        let counters = counters_until(node, "links gone", |c| c.quic_connections == 0).await;
+        assert_eq!(counters.endpoint_renewals, 1);
+    }
+}
