@@ -107,7 +107,7 @@ pub struct GraphOptions {
     /// renewed: the listening one on the same socket, so its address does not change. This
     /// gives back the memory quinn keeps at the size of an endpoint's peak (about 0.5 KiB a
     /// connection, never shrunk). A connection attempt arriving at that instant is answered
-    /// a probe timeout later. `usize::MAX` never renews.
+    /// a probe timeout later. `usize::MAX` never renews; 0 is out of range (`E_INVALIDARG`).
     pub renew_endpoints_after: usize,
 }
 

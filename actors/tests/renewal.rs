@@ -5,26 +5,11 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use peergraph::{ConnectionStatus, DataType, GraphCounters, GraphEvent, GraphOptions};
+use peergraph::{ConnectionStatus, DataType, GraphEvent, GraphOptions};
 
-/// Polls the graph's counters (quinn emits no event when it frees a link) until `done`.
-async fn counters_until(
-    node: &Node,
-    what: &str,
-    mut done: impl FnMut(&GraphCounters) -> bool,
-) -> GraphCounters {
-    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
-    loop {
-        let counters = node.graph.counters().await.expect("counters");
-        if done(&counters) {
-            return counters;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out: {what} ({counters:?})"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+/// When a wait of this test gives up.
+fn deadline() -> std::time::Instant {
+    std::time::Instant::now() + EVENT_TIMEOUT
 }
 
 /// Sends `text` on `id` from `from` and waits for it at `to`.
@@ -64,7 +49,8 @@ async fn endpoints_are_renewed_after_a_peak_and_keep_serving() {
         wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
     }
     for node in [&alice, &bob] {
-        let counters = counters_until(node, "renewal", |c| c.endpoint_renewals == 1).await;
+        let counters =
+            counters_until(node, "renewal", deadline(), |c| c.endpoint_renewals == 1).await;
         assert_eq!(counters.connections, 0);
         assert_eq!(counters.quic_connections, 0);
     }
@@ -84,7 +70,8 @@ async fn endpoints_are_renewed_after_a_peak_and_keep_serving() {
 
     // Two links is below the peak of three: no second renewal.
     for node in [&alice, &bob] {
-        let counters = counters_until(node, "links gone", |c| c.quic_connections == 0).await;
+        let counters =
+            counters_until(node, "links gone", deadline(), |c| c.quic_connections == 0).await;
         assert_eq!(counters.endpoint_renewals, 1);
     }
 }

@@ -480,6 +480,14 @@ async fn invalid_graph_properties_and_options() {
         "no handshakes allowed"
     );
     assert_eq!(
+        create(
+            properties("props", "alice"),
+            defaults().with_renew_endpoints_after(0)
+        ),
+        IA,
+        "endpoints renewed after a peak of no links"
+    );
+    assert_eq!(
         code(engine.open_graph("", "alice", defaults())),
         IA,
         "open with an empty graph id"

@@ -125,19 +125,11 @@ async fn count_events(
 /// connection: quinn keeps a closed one for three probe timeouts before it lets go, so
 /// memory measured earlier still counts the last links.
 async fn links_gone(alice: &Node, bob: &Node, deadline: Instant) {
-    loop {
-        let a = alice.graph.counters().await.expect("counters");
-        let b = bob.graph.counters().await.expect("counters");
-        if a.quic_connections == 0 && b.quic_connections == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "QUIC connections still held: {} and {}",
-            a.quic_connections,
-            b.quic_connections
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    for node in [alice, bob] {
+        counters_until(node, "QUIC connections gone", deadline, |c| {
+            c.quic_connections == 0
+        })
+        .await;
     }
 }
 
@@ -145,19 +137,11 @@ async fn links_gone(alice: &Node, bob: &Node, deadline: Instant) {
 /// `renewals` times: each does so once idle after a peak of
 /// [`peergraph::DEFAULT_RENEW_ENDPOINTS_AFTER`] links.
 async fn endpoints_renewed(alice: &Node, bob: &Node, renewals: u64, deadline: Instant) {
-    loop {
-        let a = alice.graph.counters().await.expect("counters");
-        let b = bob.graph.counters().await.expect("counters");
-        if a.endpoint_renewals >= renewals && b.endpoint_renewals >= renewals {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "endpoints not renewed: {} and {} of {renewals}",
-            a.endpoint_renewals,
-            b.endpoint_renewals
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    for node in [alice, bob] {
+        counters_until(node, "endpoints renewed", deadline, |c| {
+            c.endpoint_renewals >= renewals
+        })
+        .await;
     }
 }
 

@@ -2,12 +2,13 @@
 //! binds each side to the other's key; a client without a certificate or with another ALPN
 //! never gets a link; the verifier refuses bytes that are not a certificate.
 
-use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+mod common;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Context};
+use common::{loopback, within};
 use peergraph_engine::wire::{DisconnectReason, Message, ALPN};
 use peergraph_transport::quinn;
 use peergraph_transport::{
@@ -19,23 +20,8 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-/// How long any one step may take. Loopback handshakes finish in milliseconds; ten seconds
-/// only bounds a hang, it never paces the test.
-const WAIT: Duration = Duration::from_secs(10);
-
 /// The application close code the tests end their connections with.
 const DONE: u32 = 0;
-
-fn loopback() -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
-}
-
-/// `future`'s output, or an error naming `step` if it takes longer than [`WAIT`].
-async fn within<T>(step: &str, future: impl Future<Output = T>) -> anyhow::Result<T> {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .with_context(|| format!("timed out: {step}"))
-}
 
 /// A listening endpoint on loopback and the address it bound.
 fn listening(identity: &NodeIdentity) -> anyhow::Result<(quinn::Endpoint, SocketAddr)> {

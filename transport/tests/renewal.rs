@@ -2,38 +2,23 @@
 //! takes every later connection, the old one reads nothing more, and a connection attempt
 //! racing the renewal still connects.
 
-use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::time::Duration;
+mod common;
 
-use anyhow::{anyhow, ensure, Context};
+use std::net::SocketAddr;
+
+use anyhow::{anyhow, ensure};
+use common::{loopback, within};
 use peergraph_transport::quinn;
 use peergraph_transport::{
     bind_endpoint, LinkOptions, NodeIdentity, RenewableEndpoint, SERVER_NAME,
 };
 
-/// How long any one step may take; it bounds a hang and never paces the test. A
-/// connection attempt the old endpoint had read is answered after the client's probe
-/// timeout (about a second), well inside it.
-const WAIT: Duration = Duration::from_secs(10);
-
-fn loopback() -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
-}
-
-async fn within<T>(step: &str, future: impl Future<Output = T>) -> anyhow::Result<T> {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .with_context(|| format!("timed out: {step}"))
-}
-
-/// Connects `client` to `address` while `server` accepts, and checks that a message goes
-/// through the new link.
-async fn link(
+/// Connects `client` to `address` while `server` accepts, and returns both sides.
+async fn handshake(
     client: &quinn::Endpoint,
     server: &quinn::Endpoint,
     address: SocketAddr,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(quinn::Connection, quinn::Connection)> {
     let connecting = client.connect(address, SERVER_NAME)?;
     let accepting = async {
         let incoming = server
@@ -44,7 +29,17 @@ async fn link(
     };
     let (client_side, server_side) =
         within("handshake", async { tokio::join!(connecting, accepting) }).await?;
-    let (client_side, server_side) = (client_side?, server_side?);
+    Ok((client_side?, server_side?))
+}
+
+/// Links `client` to `server` at `address`, checks that a message goes through, and
+/// closes the link.
+async fn link(
+    client: &quinn::Endpoint,
+    server: &quinn::Endpoint,
+    address: SocketAddr,
+) -> anyhow::Result<()> {
+    let (client_side, server_side) = handshake(client, server, address).await?;
     let (mut send, _recv) = client_side.open_bi().await?;
     send.write_all(b"hello").await?;
     send.finish()?;
@@ -56,13 +51,18 @@ async fn link(
     Ok(())
 }
 
-#[tokio::test]
-async fn a_renewed_endpoint_keeps_its_address_and_takes_new_links() -> anyhow::Result<()> {
+/// A renewable listening endpoint on loopback, its address, and a client endpoint.
+fn server_and_client() -> anyhow::Result<(RenewableEndpoint, SocketAddr, quinn::Endpoint)> {
     let options = LinkOptions::default();
-    let mut server =
-        RenewableEndpoint::bind(loopback(), &NodeIdentity::generate()?, &options, true)?;
+    let server = RenewableEndpoint::bind(loopback(), &NodeIdentity::generate()?, &options, true)?;
     let address = server.local_addr()?;
     let client = bind_endpoint(loopback(), &NodeIdentity::generate()?, &options, false)?;
+    Ok((server, address, client))
+}
+
+#[tokio::test]
+async fn a_renewed_endpoint_keeps_its_address_and_takes_new_links() -> anyhow::Result<()> {
+    let (mut server, address, client) = server_and_client()?;
 
     link(&client, server.endpoint(), address).await?;
     within("server idle", server.endpoint().wait_idle()).await?;
@@ -88,11 +88,7 @@ async fn a_renewed_endpoint_keeps_its_address_and_takes_new_links() -> anyhow::R
 
 #[tokio::test]
 async fn a_connection_attempt_racing_a_renewal_still_connects() -> anyhow::Result<()> {
-    let options = LinkOptions::default();
-    let mut server =
-        RenewableEndpoint::bind(loopback(), &NodeIdentity::generate()?, &options, true)?;
-    let address = server.local_addr()?;
-    let client = bind_endpoint(loopback(), &NodeIdentity::generate()?, &options, false)?;
+    let (mut server, address, client) = server_and_client()?;
 
     // The renewal lands at a different point of the handshake each round: before the
     // Initial is sent, while it is in the socket, or after the old endpoint has read it.
@@ -102,17 +98,12 @@ async fn a_connection_attempt_racing_a_renewal_still_connects() -> anyhow::Resul
             tokio::task::yield_now().await;
         }
         drop(server.renew()?);
-        let accepting = async {
-            let incoming = server
-                .endpoint()
-                .accept()
-                .await
-                .ok_or_else(|| anyhow!("server endpoint closed"))?;
-            anyhow::Ok(incoming.await?)
-        };
+        let incoming = within("attempt at the new endpoint", server.endpoint().accept())
+            .await?
+            .ok_or_else(|| anyhow!("server endpoint closed"))?;
         let (client_side, server_side) =
             within(&format!("handshake after {yields} yields"), async {
-                tokio::join!(connecting, accepting)
+                tokio::join!(connecting, incoming)
             })
             .await?;
         let (client_side, server_side) = (client_side?, server_side?);

@@ -228,8 +228,8 @@ impl GraphActor {
         }
     }
 
-    /// QUIC connections the graph's endpoints hold, closing and draining ones included.
-    fn quic_connections(&self) -> usize {
+    /// The graph's endpoints: the listening one and the client-only ones it has bound.
+    fn endpoints(&self) -> Vec<quinn::Endpoint> {
         [
             self.listener.as_ref().map(RenewableEndpoint::endpoint),
             self.client_v4.as_ref(),
@@ -237,8 +237,16 @@ impl GraphActor {
         ]
         .into_iter()
         .flatten()
-        .map(quinn::Endpoint::open_connections)
-        .sum()
+        .cloned()
+        .collect()
+    }
+
+    /// QUIC connections the graph's endpoints hold, closing and draining ones included.
+    fn quic_connections(&self) -> usize {
+        self.endpoints()
+            .iter()
+            .map(quinn::Endpoint::open_connections)
+            .sum()
     }
 
     /// No connection and no handshake.
@@ -264,16 +272,7 @@ impl GraphActor {
             return;
         }
         self.renewal_waiting = true;
-        let endpoints: Vec<quinn::Endpoint> = [
-            self.listener
-                .as_ref()
-                .map(|listener| listener.endpoint().clone()),
-            self.client_v4.clone(),
-            self.client_v6.clone(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let endpoints = self.endpoints();
         let bound = self.options.idle_timeout + self.options.close_timeout;
         ctx.spawn(
             async move {
@@ -541,16 +540,10 @@ impl GraphActor {
             }
         }
         self.subscribers.close_all();
-        let endpoints: Vec<quinn::Endpoint> = [
-            self.listener
-                .take()
-                .map(|listener| listener.endpoint().clone()),
-            self.client_v4.take(),
-            self.client_v6.take(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let endpoints = self.endpoints();
+        self.listener = None;
+        self.client_v4 = None;
+        self.client_v6 = None;
         for endpoint in &endpoints {
             endpoint.close(
                 peergraph_engine::wire::close_code::LEAVING.into(),

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use peergraph::{
     ConnectionId, ConnectionStatus, Engine, EngineConfig, EventRegistration, EventStream,
-    EventType, Graph, GraphEvent, GraphId, GraphOptions, GraphProperties, PeerId, Version,
+    EventType, Graph, GraphCounters, GraphEvent, GraphId, GraphOptions, GraphProperties, PeerId,
+    Version,
 };
 
 /// The longest any test waits for one event.
@@ -130,6 +131,27 @@ pub async fn expect_closed_with(connection: &quinn::Connection, code: u32) {
             if close.error_code == code.into()),
         "expected close code {code:#x}, closed with {closed:?}"
     );
+}
+
+/// Polls `node`'s counters until `done` holds (quinn emits no event when it frees a link),
+/// bounded by `deadline`, and returns them.
+pub async fn counters_until(
+    node: &Node,
+    what: &str,
+    deadline: std::time::Instant,
+    mut done: impl FnMut(&GraphCounters) -> bool,
+) -> GraphCounters {
+    loop {
+        let counters = node.graph.counters().await.expect("counters");
+        if done(&counters) {
+            return counters;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out: {what} ({counters:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Polls `condition` until true, bounded by `EVENT_TIMEOUT` (for counters that have no

@@ -1,0 +1,24 @@
+//! Helpers shared by the transport's integration tests.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// How long any one step may take. Loopback handshakes finish in milliseconds; ten seconds
+/// only bounds a hang, it never paces a test.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// 127.0.0.1, any port.
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+}
+
+/// `future`'s output, or an error naming `step` if it takes longer than [`WAIT`].
+pub async fn within<T>(step: &str, future: impl Future<Output = T>) -> anyhow::Result<T> {
+    tokio::time::timeout(WAIT, future)
+        .await
+        .with_context(|| format!("timed out: {step}"))
+}
