@@ -102,12 +102,14 @@ pub struct GraphOptions {
     pub max_connections_per_node: usize,
     /// The most incoming handshakes in progress at once; more are refused at the QUIC level.
     pub max_pending_handshakes: usize,
-    /// When the graph has held at least this many links (connections and handshakes)
-    /// since its endpoints were made, and then every link has gone, the endpoints are
-    /// renewed: the listening one on the same socket, so its address does not change. This
-    /// gives back the memory quinn keeps at the size of an endpoint's peak (about 0.5 KiB a
-    /// connection, never shrunk). A connection attempt arriving at that instant is answered
-    /// a probe timeout later. `usize::MAX` never renews; 0 is out of range (`E_INVALIDARG`).
+    /// When the graph has held at least this many links at once (connections and
+    /// handshakes) since its endpoints were made, and then every link has gone, the
+    /// endpoints are renewed: the listening one on the same socket, so its address does not
+    /// change; client-only ones are bound anew on first use. This gives back the memory
+    /// quinn keeps at the size of an endpoint's peak (about 0.5 KiB a connection, never
+    /// shrunk). A connection attempt arriving at that instant is answered when the client
+    /// sends it again, a probe timeout (about a second) later. `usize::MAX` never renews;
+    /// 0 is out of range (`E_INVALIDARG`).
     pub renew_endpoints_after: usize,
 }
 

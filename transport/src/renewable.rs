@@ -25,7 +25,7 @@ use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, Runtime, UdpPoller};
@@ -148,7 +148,10 @@ fn start(
 ) -> Result<(quinn::Endpoint, Arc<Turn>), EndpointError> {
     let turn = Arc::new(Turn {
         socket: socket.clone(),
-        reading: Mutex::new(true),
+        state: Mutex::new(TurnState {
+            reading: true,
+            parked: None,
+        }),
     });
     let mut endpoint = quinn::Endpoint::new_with_abstract_socket(
         quinn::EndpointConfig::default(),
@@ -166,21 +169,36 @@ struct Turn {
     socket: Arc<dyn AsyncUdpSocket>,
     /// Held while reading, so that [`Turn::end`] waits for a read in progress and no read
     /// starts after it.
-    reading: Mutex<bool>,
+    state: Mutex<TurnState>,
+}
+
+struct TurnState {
+    reading: bool,
+    /// The endpoint driver that found the turn ended, woken if it resumes.
+    parked: Option<Waker>,
 }
 
 impl Turn {
-    /// Ends the turn: no read happens after this returns. Returns whether it was reading.
-    fn end(&self) -> bool {
-        std::mem::replace(
-            &mut *self.reading.lock().unwrap_or_else(PoisonError::into_inner),
-            false,
-        )
+    fn state(&self) -> std::sync::MutexGuard<'_, TurnState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Undoes [`end`](Self::end), when no endpoint could take over.
+    /// Ends the turn: no read happens after this returns. Returns whether it was reading.
+    fn end(&self) -> bool {
+        std::mem::replace(&mut self.state().reading, false)
+    }
+
+    /// Undoes [`end`](Self::end), when no endpoint could take over, and wakes the driver if
+    /// it found the turn ended meanwhile.
     fn resume(&self) {
-        *self.reading.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        let parked = {
+            let mut state = self.state();
+            state.reading = true;
+            state.parked.take()
+        };
+        if let Some(waker) = parked {
+            waker.wake();
+        }
     }
 }
 
@@ -188,10 +206,7 @@ impl fmt::Debug for Turn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Turn")
             .field("socket", &self.socket)
-            .field(
-                "reading",
-                &*self.reading.lock().unwrap_or_else(PoisonError::into_inner),
-            )
+            .field("reading", &self.state().reading)
             .finish()
     }
 }
@@ -211,11 +226,13 @@ impl AsyncUdpSocket for Turn {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
-        let reading = self.reading.lock().unwrap_or_else(PoisonError::into_inner);
-        if *reading {
+        let mut state = self.state();
+        if state.reading {
             self.socket.poll_recv(cx, bufs, meta)
         } else {
-            // Never woken: the endpoint ends when its last handle is dropped.
+            // Woken only by `resume`: otherwise the endpoint ends when its last handle is
+            // dropped.
+            state.parked = Some(cx.waker().clone());
             Poll::Pending
         }
     }

@@ -257,7 +257,9 @@ impl GraphActor {
     /// Called when a link or handshake starts: keeps [`GraphActor::link_peak`].
     fn note_links(&mut self) {
         let links = self.table.len() + self.pending_outgoing.len() + self.pending_incoming;
-        self.link_peak = self.link_peak.max(links);
+        // quinn's own count also holds links still draining or being refused: its tables
+        // grow to whichever is more.
+        self.link_peak = self.link_peak.max(links).max(self.quic_connections());
     }
 
     /// Called when a link or handshake has gone: once the graph is idle after a peak of
@@ -306,18 +308,21 @@ impl GraphActor {
                         ctx.cancel_future(accepting);
                     }
                     drop(old);
-                    self.accepting = Some(accept_from(listener.endpoint().clone(), ctx));
+                    self.renewals += 1;
+                    self.accepting =
+                        Some(accept_from(listener.endpoint().clone(), self.renewals, ctx));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "cannot renew the listening endpoint");
                     return;
                 }
             }
+        } else {
+            self.renewals += 1;
         }
         self.client_v4 = None;
         self.client_v6 = None;
         self.link_peak = 0;
-        self.renewals += 1;
         tracing::debug!(renewals = self.renewals, "endpoints renewed");
     }
 
@@ -564,8 +569,20 @@ impl Actor for GraphActor {
     }
 }
 
-impl StreamHandler<quinn::Incoming> for GraphActor {
-    fn handle(&mut self, incoming: quinn::Incoming, ctx: &mut Self::Context) {
+impl StreamHandler<Accepted> for GraphActor {
+    fn handle(&mut self, accepted: Accepted, ctx: &mut Self::Context) {
+        let Accepted {
+            generation,
+            incoming,
+        } = accepted;
+        if generation != self.renewals {
+            // From an endpoint renewed since (actix may still deliver an item of a stream
+            // it has been told to cancel): that endpoint no longer reads, so a handshake
+            // on it would hang. Dropped without an answer, the attempt is sent again by
+            // the client and the current endpoint takes it.
+            incoming.ignore();
+            return;
+        }
         if self.closed || self.pending_incoming >= self.options.max_pending_handshakes {
             incoming.refuse();
             return;
@@ -605,7 +622,7 @@ impl Handler<Listen> for GraphActor {
         let local = listener
             .local_addr()
             .map_err(|_| PeerError::new(ResultCode::PEER_E_INVALID_ADDRESS))?;
-        self.accepting = Some(accept_from(listener.endpoint().clone(), ctx));
+        self.accepting = Some(accept_from(listener.endpoint().clone(), self.renewals, ctx));
         self.listener = Some(listener);
         self.refresh_status();
         Ok(local)
@@ -875,14 +892,32 @@ impl Handler<Release> for GraphActor {
 }
 
 /// Hands the incoming connections of `endpoint` to the graph actor, as a stream.
-fn accept_from(endpoint: quinn::Endpoint, ctx: &mut Context<GraphActor>) -> SpawnHandle {
+/// Each incoming connection is tagged with `generation`, the renewal count when the stream
+/// started, so that one from a renewed endpoint is told apart.
+fn accept_from(
+    endpoint: quinn::Endpoint,
+    generation: u64,
+    ctx: &mut Context<GraphActor>,
+) -> SpawnHandle {
     ctx.add_stream(futures_util::stream::unfold(
         endpoint,
-        |endpoint| async move {
+        move |endpoint| async move {
             let incoming = endpoint.accept().await?;
-            Some((incoming, endpoint))
+            Some((
+                Accepted {
+                    generation,
+                    incoming,
+                },
+                endpoint,
+            ))
         },
     ))
+}
+
+/// An incoming connection from the accept stream of endpoint generation `generation`.
+struct Accepted {
+    generation: u64,
+    incoming: quinn::Incoming,
 }
 
 /// Waits (bounded) until closed endpoints are idle, so peers hear the close code.
