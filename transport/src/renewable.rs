@@ -33,7 +33,14 @@ use quinn::{AsyncUdpSocket, Runtime, UdpPoller};
 use crate::endpoint::{bound_socket, client_config, server_config, EndpointError, LinkOptions};
 use crate::identity::NodeIdentity;
 
-/// A QUIC endpoint on a UDP socket that outlives it: see the [module docs](self).
+/// A QUIC endpoint on a UDP socket that outlives it, so that it can be renewed to give back
+/// the memory quinn keeps at the size of its peak ([`renew`](Self::renew)).
+///
+/// Each endpoint reads the socket in turn: renewing ends the old endpoint's turn (it never
+/// reads again) and starts a new endpoint on the same socket, so the address stays and
+/// datagrams that arrive meanwhile wait in the kernel's buffer. A connection attempt the
+/// old endpoint had read but not handed out is dropped without an answer; the client sends
+/// it again after a probe timeout and the new endpoint takes it.
 pub struct RenewableEndpoint {
     endpoint: quinn::Endpoint,
     turn: Arc<Turn>,
