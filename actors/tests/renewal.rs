@@ -75,3 +75,39 @@ async fn endpoints_are_renewed_after_a_peak_and_keep_serving() {
         assert_eq!(counters.endpoint_renewals, 1);
     }
 }
+
+#[tokio::test]
+async fn links_keep_coming_through_while_endpoints_are_renewed() {
+    // Renewed whenever the graph goes idle, so that connection attempts meet renewals at
+    // every stage: odd rounds connect while the last renewal may still be pending, even
+    // rounds once it has happened.
+    let options = GraphOptions::default().with_renew_endpoints_after(1);
+    let mut alice = node_with("renew", "alice", options.clone()).await;
+    let mut bob = node_with("renew", "bob", options).await;
+    let mut renewed = 0;
+    for round in 0..12 {
+        let id = connect(&mut alice, &mut bob, "bob").await;
+        exchange(&alice, &mut bob, id, "ping").await;
+        exchange(&bob, &mut alice, id, "pong").await;
+        alice
+            .graph
+            .close_direct_connection(id)
+            .await
+            .expect("close");
+        wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
+        if round % 2 == 1 {
+            renewed += 1;
+            for node in [&alice, &bob] {
+                counters_until(node, "renewal", deadline(), |c| {
+                    c.endpoint_renewals >= renewed
+                })
+                .await;
+            }
+        }
+    }
+    for node in [&alice, &bob] {
+        let counters = node.graph.counters().await.expect("counters");
+        assert!(counters.endpoint_renewals >= 6, "{counters:?}");
+        assert_eq!(counters.connections, 0);
+    }
+}
