@@ -26,6 +26,16 @@ async fn exchange(from: &Node, to: &mut Node, id: peergraph::ConnectionId, text:
     .await;
 }
 
+/// Closes `id` from `closer` (S_OK expected) and waits until `other` reports it gone.
+async fn close(closer: &Node, other: &mut Node, id: peergraph::ConnectionId) {
+    closer
+        .graph
+        .close_direct_connection(id)
+        .await
+        .expect("close");
+    wait_connection(&mut other.events, id, ConnectionStatus::Disconnected).await;
+}
+
 #[tokio::test]
 async fn endpoints_are_renewed_after_a_peak_and_keep_serving() {
     let options = GraphOptions::default().with_renew_endpoints_after(3);
@@ -41,12 +51,7 @@ async fn endpoints_are_renewed_after_a_peak_and_keep_serving() {
         exchange(&alice, &mut bob, id, "before").await;
     }
     for &id in &ids {
-        alice
-            .graph
-            .close_direct_connection(id)
-            .await
-            .expect("close");
-        wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
+        close(&alice, &mut bob, id).await;
     }
     for node in [&alice, &bob] {
         let counters =
@@ -64,8 +69,7 @@ async fn endpoints_are_renewed_after_a_peak_and_keep_serving() {
     let to_alice = connect(&mut bob, &mut alice, "alice").await;
     exchange(&bob, &mut alice, to_alice, "after, on bob's link").await;
     for id in [to_bob, to_alice] {
-        bob.graph.close_direct_connection(id).await.expect("close");
-        wait_connection(&mut alice.events, id, ConnectionStatus::Disconnected).await;
+        close(&bob, &mut alice, id).await;
     }
 
     // Two links is below the peak of three: no second renewal.
@@ -89,12 +93,7 @@ async fn links_keep_coming_through_while_endpoints_are_renewed() {
         let id = connect(&mut alice, &mut bob, "bob").await;
         exchange(&alice, &mut bob, id, "ping").await;
         exchange(&bob, &mut alice, id, "pong").await;
-        alice
-            .graph
-            .close_direct_connection(id)
-            .await
-            .expect("close");
-        wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
+        close(&alice, &mut bob, id).await;
         if round % 2 == 1 {
             renewed += 1;
             for node in [&alice, &bob] {
