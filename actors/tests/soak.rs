@@ -71,6 +71,14 @@ fn ran_with_allocator_conf(test: &str) -> bool {
     true
 }
 
+/// The count in the environment variable `name`, or `default`.
+fn count_from_env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 /// One of jemalloc's statistics, in KiB, as of now.
 fn allocator_stat_kib(stat: fn() -> tikv_jemalloc_ctl::Result<usize>) -> u64 {
     tikv_jemalloc_ctl::epoch::advance().expect("jemalloc statistics");
@@ -286,10 +294,7 @@ async fn soak_ten_thousand_concurrent_connections() {
     if ran_with_allocator_conf("soak_ten_thousand_concurrent_connections") {
         return;
     }
-    let connections: usize = std::env::var("PEERGRAPH_SOAK_CONNECTIONS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(10_000);
+    let connections: usize = count_from_env("PEERGRAPH_SOAK_CONNECTIONS", 10_000);
     const WARM_UP: usize = 100;
     let deadline = Instant::now() + Duration::from_secs(600);
     // A capacity test, not a latency test: give handshakes time on a loaded machine.
@@ -412,10 +417,7 @@ async fn soak_hundred_thousand_open_close_cycles() {
     if ran_with_allocator_conf("soak_hundred_thousand_open_close_cycles") {
         return;
     }
-    let cycles_wanted: usize = std::env::var("PEERGRAPH_SOAK_CYCLES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(100_000);
+    let cycles_wanted: usize = count_from_env("PEERGRAPH_SOAK_CYCLES", 100_000);
     let budget = Duration::from_secs(600);
     let mut alice = node("cycles", "alice").await;
     let mut bob = node("cycles", "bob").await;

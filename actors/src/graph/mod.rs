@@ -243,10 +243,16 @@ impl GraphActor {
 
     /// QUIC connections the graph's endpoints hold, closing and draining ones included.
     fn quic_connections(&self) -> usize {
-        self.endpoints()
-            .iter()
-            .map(quinn::Endpoint::open_connections)
-            .sum()
+        // Called on every new link (see `note_links`), so it does not collect `endpoints()`.
+        [
+            self.listener.as_ref().map(RenewableEndpoint::endpoint),
+            self.client_v4.as_ref(),
+            self.client_v6.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(quinn::Endpoint::open_connections)
+        .sum()
     }
 
     /// No connection and no handshake.
