@@ -44,7 +44,7 @@ use peergraph_transport::{DataFrame, FrameReader, ReadFrameError};
 use tokio::sync::oneshot;
 
 use crate::events::Subscribers;
-use crate::table::{Outbox, OutboxReceiver, Outgoing};
+use crate::table::{Outbox, OutboxReceiver, Outgoing, QueuedData};
 
 /// Bytes the writer gathers from the outbox into one write, so that many small frames
 /// cost one call into quinn.
@@ -474,14 +474,15 @@ async fn run_writer(
         let mut next = Some(first);
         while let Some(item) = next.take() {
             match item {
-                Outgoing::Data(frame, permit) => {
+                Outgoing::Data(queued) => {
+                    let QueuedData { frame, permit } = *queued;
                     batched += frame.wire_len();
                     batch.push_frame(frame);
                     permits.push(permit);
                 }
                 Outgoing::Control(frame) => {
                     batched += frame.len();
-                    batch.push_control(frame);
+                    batch.push_control(*frame);
                 }
                 Outgoing::Disconnect(reason) => {
                     // From here on SendData is refused; what is already queued still goes.

@@ -33,6 +33,8 @@ pub const FRAME_HEADER_LEN: usize = 5;
 pub const MAX_DATA_LEN: usize = 1024 * 1024;
 /// Bytes before the payload in a DATA body (the data type GUID).
 pub const DATA_PREFIX_LEN: usize = 16;
+/// A DATA frame's bytes before its payload: the frame header and the type GUID.
+pub const DATA_HEADER_LEN: usize = FRAME_HEADER_LEN + DATA_PREFIX_LEN;
 /// The largest body of a control frame (CONNECT, WELCOME, REFUSE, DISCONNECT): three
 /// 256-character ids in UTF-8 (at most 4 bytes a character) fit well within it.
 pub const MAX_CONTROL_BODY_LEN: usize = 4096;
@@ -504,15 +506,22 @@ impl Message {
     }
 }
 
-/// Appends a DATA frame's header and type GUID (21 bytes) for a payload of `payload_len`
-/// bytes, so that the payload itself can be sent as its own chunk without a copy.
-pub fn encode_data_header(data_type: DataType, payload_len: usize, buf: &mut BytesMut) {
+/// A DATA frame's header and type GUID ([`DATA_HEADER_LEN`] bytes) for a payload of
+/// `payload_len` bytes, so that the payload itself can be sent without a copy.
+pub fn data_header(data_type: DataType, payload_len: usize) -> [u8; DATA_HEADER_LEN] {
     let header = FrameHeader {
         frame_type: FrameType::Data,
         body_len: DATA_PREFIX_LEN + payload_len,
     };
-    buf.put_slice(&header.to_bytes());
-    buf.put_slice(&data_type.0);
+    let mut bytes = [0u8; DATA_HEADER_LEN];
+    bytes[..FRAME_HEADER_LEN].copy_from_slice(&header.to_bytes());
+    bytes[FRAME_HEADER_LEN..].copy_from_slice(&data_type.0);
+    bytes
+}
+
+/// Appends [`data_header`] to `buf`.
+pub fn encode_data_header(data_type: DataType, payload_len: usize, buf: &mut BytesMut) {
+    buf.put_slice(&data_header(data_type, payload_len));
 }
 
 #[cfg(test)]

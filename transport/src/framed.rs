@@ -3,7 +3,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use peergraph_engine::wire::{
-    encode_data_header, FrameHeader, Message, ProtocolError, FRAME_HEADER_LEN,
+    data_header, FrameHeader, Message, ProtocolError, DATA_HEADER_LEN, FRAME_HEADER_LEN,
 };
 use peergraph_engine::DataType;
 use thiserror::Error;
@@ -178,11 +178,11 @@ pub async fn write_message(
     send.write_chunk(message.to_bytes()).await
 }
 
-/// A DATA frame split into its 21-byte header and its payload, so the payload is written
-/// as its own chunk without being copied.
+/// A DATA frame as its header (kept inline: queueing a frame allocates nothing for it) and
+/// its payload, so the payload is written as its own chunk without being copied.
 #[derive(Debug, Clone)]
 pub struct DataFrame {
-    header: Bytes,
+    header: [u8; DATA_HEADER_LEN],
     payload: Bytes,
 }
 
@@ -190,17 +190,15 @@ impl DataFrame {
     /// The frame for `payload` of `data_type`. The caller has checked the payload's length
     /// against `MAX_DATA_LEN`.
     pub fn new(data_type: DataType, payload: Bytes) -> Self {
-        let mut header = BytesMut::with_capacity(21);
-        encode_data_header(data_type, payload.len(), &mut header);
         DataFrame {
-            header: header.freeze(),
+            header: data_header(data_type, payload.len()),
             payload,
         }
     }
 
     /// Bytes on the wire.
     pub fn wire_len(&self) -> usize {
-        self.header.len() + self.payload.len()
+        DATA_HEADER_LEN + self.payload.len()
     }
 
     /// Appends the whole frame to `buf`, copying the payload: for a small frame, cheaper
@@ -211,9 +209,9 @@ impl DataFrame {
         buf.extend_from_slice(&self.payload);
     }
 
-    /// Appends the frame's chunks to `chunks`.
+    /// Appends the frame's chunks to `chunks`: the header (copied out) and the payload.
     pub fn push_chunks(self, chunks: &mut Vec<Bytes>) {
-        chunks.push(self.header);
+        chunks.push(Bytes::copy_from_slice(&self.header));
         if !self.payload.is_empty() {
             chunks.push(self.payload);
         }
@@ -301,10 +299,9 @@ mod tests {
 
     #[test]
     fn an_announced_body_commits_no_memory_before_it_arrives() {
-        let mut header = BytesMut::new();
-        encode_data_header(DataType::from_u128(1), MAX_DATA_LEN, &mut header);
+        let header = data_header(DataType::from_u128(1), MAX_DATA_LEN);
         let mut assembler = Assembler {
-            chunk: header.freeze(),
+            chunk: Bytes::copy_from_slice(&header),
             ..Assembler::default()
         };
         assert_eq!(assembler.decode(), Ok(None));
