@@ -6,19 +6,35 @@
 //! 1. the certificate parses as X.509 (anything else ends the handshake),
 //! 2. the TLS 1.3 CertificateVerify signature checks against the certificate's public key
 //!    (proof of possession; TLS 1.2 is not offered),
-//! 3. ALPN is `peergraph/1` (quinn ends the handshake otherwise).
+//! 3. ALPN is `peergraph/1` (quinn ends the handshake otherwise),
+//! 4. every handshake is a full one, so 1 and 2 happen on every link, not once per pair of
+//!    nodes: session resumption is off on both sides (see below).
 //!
 //! The node id and key fingerprint derived from the verified key ([`crate::node_id_of`],
 //! [`crate::peer_key_of`]) identify the peer from then on; a graph with an allow-list or a
 //! secret authorises it (see the `membership` module). There is no "skip verification"
 //! path.
+//!
+//! # No session resumption
+//! A resumed TLS 1.3 handshake has no Certificate and no CertificateVerify: the peer's
+//! identity is carried over from an earlier session by the ticket's pre-shared key. Such a
+//! link would be reported as being with a key that did not sign its handshake, and a check
+//! added to the verifier would never run on it. And every node connects with the same
+//! server name ([`crate::SERVER_NAME`]), so a client's cache would offer the ticket one peer
+//! issued to any other peer, in the clear in its ClientHello: an identifier that links the
+//! client's links across peers. What resumption would save is small: not a round trip,
+//! since 0-RTT stays off (it is replayable, and it needs a ticket anyway), only one
+//! signature and one verification per side. So a node's server keeps no sessions and issues
+//! no tickets, and its client stores and offers none.
 
 use std::sync::Arc;
 
 use peergraph_engine::wire::ALPN;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::Resumption;
 use rustls::crypto::{verify_tls13_signature, CryptoProvider};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::NoServerSessionStorage;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
@@ -153,6 +169,9 @@ impl ClientCertVerifier for PeerCertVerifier {
 /// The rustls server configuration of a node: its certificate, mandatory client
 /// certificates verified by [`PeerCertVerifier`], TLS 1.3, ALPN `peergraph/1`.
 ///
+/// Session resumption is off: no session cache and no TLS 1.3 tickets, so every client
+/// proves its key on every link (see the module doc for why).
+///
 /// # Errors
 /// A rustls error if the identity's key is not usable.
 pub fn server_tls_config(identity: &NodeIdentity) -> Result<rustls::ServerConfig, rustls::Error> {
@@ -162,11 +181,17 @@ pub fn server_tls_config(identity: &NodeIdentity) -> Result<rustls::ServerConfig
         .with_client_cert_verifier(Arc::new(PeerCertVerifier::new(provider)))
         .with_single_cert(vec![identity.certificate()], identity.private_key())?;
     config.alpn_protocols = vec![ALPN.to_vec()];
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(config)
 }
 
 /// The rustls client configuration of a node: its certificate as the client certificate,
 /// the server's verified by [`PeerCertVerifier`], TLS 1.3, ALPN `peergraph/1`.
+///
+/// Session resumption is off: tickets are neither stored nor offered, so every server
+/// proves its key on every link, and no peer sees a ticket another peer issued (see the
+/// module doc for why).
 ///
 /// # Errors
 /// A rustls error if the identity's key is not usable.
@@ -178,6 +203,7 @@ pub fn client_tls_config(identity: &NodeIdentity) -> Result<rustls::ClientConfig
         .with_custom_certificate_verifier(Arc::new(PeerCertVerifier::new(provider)))
         .with_client_auth_cert(vec![identity.certificate()], identity.private_key())?;
     config.alpn_protocols = vec![ALPN.to_vec()];
+    config.resumption = Resumption::disabled();
     Ok(config)
 }
 

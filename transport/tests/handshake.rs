@@ -1,10 +1,12 @@
 //! The QUIC handshake between peergraph nodes over loopback: mutual TLS links two nodes and
 //! binds each side to the other's key; a client without a certificate or with another ALPN
-//! never gets a link; the verifier refuses bytes that are not a certificate.
+//! never gets a link; the verifier refuses bytes that are not a certificate; a second link
+//! between the same two nodes is a full handshake again, never a resumed session.
 
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::{anyhow, ensure, Context};
@@ -12,12 +14,14 @@ use common::{loopback, within};
 use peergraph_engine::wire::{DisconnectReason, Message, ALPN};
 use peergraph_transport::quinn;
 use peergraph_transport::{
-    bind_endpoint, client_tls_config, crypto_provider, node_id_of, peer_public_key, write_message,
-    FrameReader, LinkOptions, NodeIdentity, PeerCertVerifier, SERVER_NAME,
+    bind_endpoint, client_tls_config, crypto_provider, node_id_of, peer_public_key,
+    server_tls_config, write_message, FrameReader, LinkOptions, NodeIdentity, PeerCertVerifier,
+    SERVER_NAME,
 };
-use quinn::crypto::rustls::QuicClientConfig;
-use rustls::client::danger::ServerCertVerifier;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::server::danger::ClientCertVerifier;
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 /// The application close code the tests end their connections with.
@@ -216,5 +220,224 @@ async fn a_certificate_without_its_key_is_refused() -> anyhow::Result<()> {
     // The CertificateVerify signature does not check against the presented certificate's
     // key: the node refuses the handshake, so the victim's node id cannot be claimed.
     assert_refused(address, &server, tls).await?;
+    shut_down(&server).await
+}
+
+/// rustls' own defaults for resumption, which peergraph turns off: a server keeps this many
+/// sessions and a client this many server names' tickets...
+const RUSTLS_DEFAULT_SESSIONS: usize = 256;
+
+/// ...and a server sends this many TLS 1.3 tickets after each full handshake.
+const RUSTLS_DEFAULT_TICKETS: usize = 2;
+
+/// A client's [`PeerCertVerifier`] that counts the server handshake signatures it checks.
+///
+/// A full TLS 1.3 handshake has the server prove its key with a CertificateVerify, which the
+/// client checks here; a resumed one has neither Certificate nor CertificateVerify (the
+/// identity comes from the earlier session, through the ticket's pre-shared key), so the
+/// count does not move. Counting is the observable: quinn's `HandshakeData` does not say
+/// whether a handshake resumed.
+#[derive(Debug)]
+struct CountingVerifier {
+    inner: PeerCertVerifier,
+    signatures: AtomicUsize,
+}
+
+impl CountingVerifier {
+    fn new() -> Arc<CountingVerifier> {
+        Arc::new(CountingVerifier {
+            inner: PeerCertVerifier::new(crypto_provider()),
+            signatures: AtomicUsize::new(0),
+        })
+    }
+
+    /// How many server signatures passed so far.
+    fn signatures(&self) -> usize {
+        self.signatures.load(Ordering::SeqCst)
+    }
+}
+
+impl ServerCertVerifier for CountingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        ServerCertVerifier::verify_tls12_signature(&self.inner, message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let valid = ServerCertVerifier::verify_tls13_signature(&self.inner, message, cert, dss)?;
+        self.signatures.fetch_add(1, Ordering::SeqCst);
+        Ok(valid)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        ServerCertVerifier::supported_verify_schemes(&self.inner)
+    }
+}
+
+/// A quinn client configuration from `tls`, with the server's signatures counted by
+/// `counter`. Everything else (resumption included) is `tls`'s own.
+fn counted_client(
+    mut tls: rustls::ClientConfig,
+    counter: &Arc<CountingVerifier>,
+) -> anyhow::Result<quinn::ClientConfig> {
+    tls.dangerous().set_certificate_verifier(counter.clone());
+    Ok(quinn::ClientConfig::new(Arc::new(
+        QuicClientConfig::try_from(tls)?,
+    )))
+}
+
+/// A node's client TLS configuration with rustls' default resumption put back: the client
+/// of a build that would resume.
+fn resuming_client_tls(identity: &NodeIdentity) -> anyhow::Result<rustls::ClientConfig> {
+    let mut tls = client_tls_config(identity)?;
+    tls.resumption = rustls::client::Resumption::in_memory_sessions(RUSTLS_DEFAULT_SESSIONS);
+    Ok(tls)
+}
+
+/// A listening endpoint whose TLS is a node's server configuration with rustls' default
+/// resumption put back (a session cache, tickets after each handshake): the server of a
+/// build that would resume.
+fn resuming_server(identity: &NodeIdentity) -> anyhow::Result<(quinn::Endpoint, SocketAddr)> {
+    let mut tls = server_tls_config(identity)?;
+    tls.session_storage = rustls::server::ServerSessionMemoryCache::new(RUSTLS_DEFAULT_SESSIONS);
+    tls.send_tls13_tickets = RUSTLS_DEFAULT_TICKETS;
+    let config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
+    let endpoint = quinn::Endpoint::server(config, loopback())?;
+    let address = endpoint.local_addr()?;
+    Ok((endpoint, address))
+}
+
+/// Links `client` to the node `server` at `address` twice in a row with `config`, each time
+/// with one round trip on a stream before a close both sides have heard. The round trip
+/// means the client has read everything the server sent after its handshake, session
+/// tickets included, before the next link starts: a build that resumes would resume the
+/// second link.
+async fn link_twice(
+    client: &quinn::Endpoint,
+    config: &quinn::ClientConfig,
+    server: &quinn::Endpoint,
+    address: SocketAddr,
+) -> anyhow::Result<()> {
+    for _ in 0..2 {
+        let connecting = client.connect_with(config.clone(), address, SERVER_NAME)?;
+        let (client_connection, server_connection) = within("handshake", async {
+            tokio::join!(connecting, accept_one(server))
+        })
+        .await?;
+        let client_connection = client_connection?;
+        let server_connection = server_connection?;
+
+        let (mut send, mut recv) = within("open stream", client_connection.open_bi()).await??;
+        within("ping", send.write_all(b"ping")).await??;
+        send.finish()?;
+        let (mut server_send, mut server_recv) =
+            within("accept stream", server_connection.accept_bi()).await??;
+        assert_eq!(
+            within("read ping", server_recv.read_to_end(4)).await??,
+            b"ping"
+        );
+        within("pong", server_send.write_all(b"pong")).await??;
+        server_send.finish()?;
+        assert_eq!(within("read pong", recv.read_to_end(4)).await??, b"pong");
+
+        client_connection.close(quinn::VarInt::from_u32(DONE), b"done");
+        within("server heard the close", server_connection.closed()).await?;
+    }
+    Ok(())
+}
+
+/// The harness sees a resumption when there is one: with resumption on at both ends, the
+/// second link between the same two endpoints skips the server's signature. Without this,
+/// the tests below could pass because nothing ever resumes.
+#[tokio::test]
+async fn a_resuming_build_would_skip_the_second_signature() -> anyhow::Result<()> {
+    let client_identity = NodeIdentity::generate()?;
+    let (server, address) = resuming_server(&NodeIdentity::generate()?)?;
+    let client = bind_endpoint(loopback(), &client_identity, &LinkOptions::default(), false)?;
+    let counter = CountingVerifier::new();
+    let config = counted_client(resuming_client_tls(&client_identity)?, &counter)?;
+
+    link_twice(&client, &config, &server, address).await?;
+    assert_eq!(counter.signatures(), 1, "the second link did not resume");
+
+    shut_down(&client).await?;
+    shut_down(&server).await
+}
+
+/// Two links in a row between the same two nodes, both as peergraph configures them: the
+/// second handshake proves the server's key again.
+#[tokio::test]
+async fn a_second_link_is_a_full_handshake() -> anyhow::Result<()> {
+    let client_identity = NodeIdentity::generate()?;
+    let (server, address) = listening(&NodeIdentity::generate()?)?;
+    let client = bind_endpoint(loopback(), &client_identity, &LinkOptions::default(), false)?;
+    let counter = CountingVerifier::new();
+    let config = counted_client(client_tls_config(&client_identity)?, &counter)?;
+
+    link_twice(&client, &config, &server, address).await?;
+    assert_eq!(
+        counter.signatures(),
+        2,
+        "the second link resumed instead of verifying the key"
+    );
+
+    shut_down(&client).await?;
+    shut_down(&server).await
+}
+
+/// A node's client offers no ticket, even to a server that hands them out.
+#[tokio::test]
+async fn a_node_does_not_resume_with_a_server_that_offers_it() -> anyhow::Result<()> {
+    let client_identity = NodeIdentity::generate()?;
+    let (server, address) = resuming_server(&NodeIdentity::generate()?)?;
+    let client = bind_endpoint(loopback(), &client_identity, &LinkOptions::default(), false)?;
+    let counter = CountingVerifier::new();
+    let config = counted_client(client_tls_config(&client_identity)?, &counter)?;
+
+    link_twice(&client, &config, &server, address).await?;
+    assert_eq!(counter.signatures(), 2, "the node's client resumed");
+
+    shut_down(&client).await?;
+    shut_down(&server).await
+}
+
+/// A node's server grants no resumption, even to a client that would take it.
+#[tokio::test]
+async fn a_node_does_not_resume_with_a_client_that_asks() -> anyhow::Result<()> {
+    let client_identity = NodeIdentity::generate()?;
+    let (server, address) = listening(&NodeIdentity::generate()?)?;
+    let client = bind_endpoint(loopback(), &client_identity, &LinkOptions::default(), false)?;
+    let counter = CountingVerifier::new();
+    let config = counted_client(resuming_client_tls(&client_identity)?, &counter)?;
+
+    link_twice(&client, &config, &server, address).await?;
+    assert_eq!(
+        counter.signatures(),
+        2,
+        "the node's server resumed a session"
+    );
+
+    shut_down(&client).await?;
     shut_down(&server).await
 }
