@@ -342,7 +342,7 @@ async fn soak_ten_thousand_concurrent_connections() {
     let cold = Memory::now();
     eprintln!("before any connection:  {cold}");
     // "Where it started" is measured after a warm-up of a few connections, so that what is
-    // set up once (the runtimes' pools, TLS session caches, the allocator's first pages)
+    // set up once (the runtimes' pools, the allocator's first pages)
     // counts in the start: the start is the idle node before the load, not the empty
     // process. A warm-up as large as the load would hide what the load leaves behind.
     soak.open_send_close(WARM_UP).await;
