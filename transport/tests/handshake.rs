@@ -367,77 +367,69 @@ async fn link_twice(
     Ok(())
 }
 
+/// The server signatures a client verifies over two links in a row between the same two
+/// endpoints. Each end is configured as peergraph does, or with rustls' default resumption
+/// put back (`server_resumes`, `client_resumes`).
+async fn signatures_over_two_links(
+    server_resumes: bool,
+    client_resumes: bool,
+) -> anyhow::Result<usize> {
+    let client_identity = NodeIdentity::generate()?;
+    let server_identity = NodeIdentity::generate()?;
+    let (server, address) = if server_resumes {
+        resuming_server(&server_identity)?
+    } else {
+        listening(&server_identity)?
+    };
+    let client = bind_endpoint(loopback(), &client_identity, &LinkOptions::default(), false)?;
+    let tls = if client_resumes {
+        resuming_client_tls(&client_identity)?
+    } else {
+        client_tls_config(&client_identity)?
+    };
+    let counter = CountingVerifier::new();
+    let config = counted_client(tls, &counter)?;
+
+    link_twice(&client, &config, &server, address).await?;
+    shut_down(&client).await?;
+    shut_down(&server).await?;
+    Ok(counter.signatures())
+}
+
 /// The harness sees a resumption when there is one: with resumption on at both ends, the
 /// second link between the same two endpoints skips the server's signature. Without this,
 /// the tests below could pass because nothing ever resumes.
 #[tokio::test]
 async fn a_resuming_build_would_skip_the_second_signature() -> anyhow::Result<()> {
-    let client_identity = NodeIdentity::generate()?;
-    let (server, address) = resuming_server(&NodeIdentity::generate()?)?;
-    let client = bind_endpoint(loopback(), &client_identity, &LinkOptions::default(), false)?;
-    let counter = CountingVerifier::new();
-    let config = counted_client(resuming_client_tls(&client_identity)?, &counter)?;
-
-    link_twice(&client, &config, &server, address).await?;
-    assert_eq!(counter.signatures(), 1, "the second link did not resume");
-
-    shut_down(&client).await?;
-    shut_down(&server).await
+    let signatures = signatures_over_two_links(true, true).await?;
+    assert_eq!(signatures, 1, "the second link did not resume");
+    Ok(())
 }
 
 /// Two links in a row between the same two nodes, both as peergraph configures them: the
 /// second handshake proves the server's key again.
 #[tokio::test]
 async fn a_second_link_is_a_full_handshake() -> anyhow::Result<()> {
-    let client_identity = NodeIdentity::generate()?;
-    let (server, address) = listening(&NodeIdentity::generate()?)?;
-    let client = bind_endpoint(loopback(), &client_identity, &LinkOptions::default(), false)?;
-    let counter = CountingVerifier::new();
-    let config = counted_client(client_tls_config(&client_identity)?, &counter)?;
-
-    link_twice(&client, &config, &server, address).await?;
+    let signatures = signatures_over_two_links(false, false).await?;
     assert_eq!(
-        counter.signatures(),
-        2,
+        signatures, 2,
         "the second link resumed instead of verifying the key"
     );
-
-    shut_down(&client).await?;
-    shut_down(&server).await
+    Ok(())
 }
 
 /// A node's client offers no ticket, even to a server that hands them out.
 #[tokio::test]
 async fn a_node_does_not_resume_with_a_server_that_offers_it() -> anyhow::Result<()> {
-    let client_identity = NodeIdentity::generate()?;
-    let (server, address) = resuming_server(&NodeIdentity::generate()?)?;
-    let client = bind_endpoint(loopback(), &client_identity, &LinkOptions::default(), false)?;
-    let counter = CountingVerifier::new();
-    let config = counted_client(client_tls_config(&client_identity)?, &counter)?;
-
-    link_twice(&client, &config, &server, address).await?;
-    assert_eq!(counter.signatures(), 2, "the node's client resumed");
-
-    shut_down(&client).await?;
-    shut_down(&server).await
+    let signatures = signatures_over_two_links(true, false).await?;
+    assert_eq!(signatures, 2, "the node's client resumed");
+    Ok(())
 }
 
 /// A node's server grants no resumption, even to a client that would take it.
 #[tokio::test]
 async fn a_node_does_not_resume_with_a_client_that_asks() -> anyhow::Result<()> {
-    let client_identity = NodeIdentity::generate()?;
-    let (server, address) = listening(&NodeIdentity::generate()?)?;
-    let client = bind_endpoint(loopback(), &client_identity, &LinkOptions::default(), false)?;
-    let counter = CountingVerifier::new();
-    let config = counted_client(resuming_client_tls(&client_identity)?, &counter)?;
-
-    link_twice(&client, &config, &server, address).await?;
-    assert_eq!(
-        counter.signatures(),
-        2,
-        "the node's server resumed a session"
-    );
-
-    shut_down(&client).await?;
-    shut_down(&server).await
+    let signatures = signatures_over_two_links(false, true).await?;
+    assert_eq!(signatures, 2, "the node's server resumed a session");
+    Ok(())
 }
