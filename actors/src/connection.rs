@@ -41,7 +41,7 @@ use peergraph_engine::{
     ResultCode,
 };
 use peergraph_transport::{DataFrame, FrameReader, ReadFrameError};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use crate::events::Subscribers;
 use crate::table::{Outbox, OutboxReceiver, Outgoing, QueuedData};
@@ -453,6 +453,74 @@ impl StreamHandler<Inbound> for ConnectionActor {
     fn finished(&mut self, _ctx: &mut Self::Context) {}
 }
 
+/// What one turn of the writer gathered from the outbox.
+#[derive(Debug, PartialEq)]
+enum Gathered {
+    /// Frames to write; the link goes on.
+    Frames,
+    /// Frames to write, then DISCONNECT with this reason: the outbox is closed and every
+    /// frame a SendData was told is queued is in the batch.
+    Disconnect(DisconnectReason),
+    /// Every sender is gone and nothing is queued.
+    Ended,
+}
+
+/// Waits for the next frame in the outbox, then gathers into `batch` what else is queued,
+/// up to [`WRITE_BATCH_BYTES`], keeping each DATA frame's budget permit in `permits` until
+/// the write.
+///
+/// On `Disconnect` it closes the outbox, so that later SendData calls are refused, and
+/// then gathers everything still queued, however much: a SendData that had already taken
+/// its slot in the channel when the outbox closed still puts its frame there and is told
+/// `Ok`, so its frame must be written before DISCONNECT. `try_recv` cannot see such a
+/// frame yet (it answers `Empty`); `recv` waits for it and ends only once the channel is
+/// empty with no slot still taken.
+async fn gather(
+    outbox: &mut OutboxReceiver,
+    batch: &mut WriteBatch,
+    permits: &mut Vec<OwnedSemaphorePermit>,
+) -> Gathered {
+    let Some(first) = outbox.frames.recv().await else {
+        return Gathered::Ended;
+    };
+    let mut disconnect = None;
+    let mut batched = 0;
+    let mut next = Some(first);
+    while let Some(item) = next.take() {
+        match item {
+            Outgoing::Data(queued) => {
+                let QueuedData { frame, permit } = *queued;
+                batched += frame.wire_len();
+                batch.push_frame(frame);
+                permits.push(permit);
+            }
+            Outgoing::Control(frame) => {
+                batched += frame.len();
+                batch.push_control(*frame);
+            }
+            // A second DISCONNECT can only have taken its slot before the first closed
+            // the outbox; the first one's reason stands.
+            Outgoing::Disconnect(_) if disconnect.is_some() => {}
+            Outgoing::Disconnect(reason) => {
+                outbox.frames.close();
+                outbox.budget.close();
+                disconnect = Some(reason);
+            }
+        }
+        next = if disconnect.is_some() {
+            outbox.frames.recv().await
+        } else if batched < WRITE_BATCH_BYTES {
+            outbox.frames.try_recv().ok()
+        } else {
+            None
+        };
+    }
+    match disconnect {
+        Some(reason) => Gathered::Disconnect(reason),
+        None => Gathered::Frames,
+    }
+}
+
 /// Drains the outbox into the send stream, batching frames; on `Disconnect`, closes the
 /// outbox, writes what it still held, then DISCONNECT, and finishes the stream once told to
 /// (the peer's DISCONNECT has been read). Returns the finished stream, so that the actor can
@@ -466,38 +534,15 @@ async fn run_writer(
     let mut batch = WriteBatch::default();
     let mut permits = Vec::new();
     loop {
-        let Some(first) = outbox.frames.recv().await else {
-            return Ok(None);
+        let gathered = gather(&mut outbox, &mut batch, &mut permits).await;
+        let disconnect = match gathered {
+            Gathered::Ended => return Ok(None),
+            Gathered::Frames => false,
+            Gathered::Disconnect(reason) => {
+                batch.push_control(Message::Disconnect(reason).to_bytes());
+                true
+            }
         };
-        let mut disconnect = None;
-        let mut batched = 0;
-        let mut next = Some(first);
-        while let Some(item) = next.take() {
-            match item {
-                Outgoing::Data(queued) => {
-                    let QueuedData { frame, permit } = *queued;
-                    batched += frame.wire_len();
-                    batch.push_frame(frame);
-                    permits.push(permit);
-                }
-                Outgoing::Control(frame) => {
-                    batched += frame.len();
-                    batch.push_control(*frame);
-                }
-                Outgoing::Disconnect(reason) => {
-                    // From here on SendData is refused; what is already queued still goes.
-                    outbox.frames.close();
-                    outbox.budget.close();
-                    disconnect = Some(reason);
-                }
-            }
-            if disconnect.is_some() || batched < WRITE_BATCH_BYTES {
-                next = outbox.frames.try_recv().ok();
-            }
-        }
-        if let Some(reason) = disconnect {
-            batch.push_control(Message::Disconnect(reason).to_bytes());
-        }
         batch.seal();
         send.write_all_chunks(&mut batch.chunks).await?;
         batch.chunks.clear();
@@ -505,7 +550,7 @@ async fn run_writer(
         if outbox.frames.is_empty() {
             batch.release();
         }
-        if disconnect.is_some() {
+        if disconnect {
             if (&mut finish).await.is_err() {
                 // The actor is gone; nothing waits for this stream any more.
                 return Ok(None);
@@ -685,5 +730,45 @@ mod tests {
         want.extend_from_slice(b"control");
         want.extend(expected(&[frame(11)]));
         assert_eq!(written(&mut batch), want);
+    }
+
+    /// The race behind a lost SendData: a sender has passed every check and taken its
+    /// place in the channel when the close comes. Its call returns `Ok`, so the writer must
+    /// wait for the frame and write it before DISCONNECT (it used to end the batch at the
+    /// first empty `try_recv` and lose it).
+    #[tokio::test]
+    async fn a_send_that_took_its_place_before_the_close_is_written_before_disconnect() {
+        use futures_util::FutureExt;
+        let (outbox, mut receiver) = crate::table::outbox();
+        let late = DataFrame::new(DataType::from_u128(7), Bytes::from_static(b"late"));
+        let slot = outbox
+            .slot(DataType::from_u128(7), Bytes::from_static(b"late"))
+            .await
+            .expect("a place in the outbox");
+        outbox
+            .disconnect(DisconnectReason::AppDisconnect)
+            .await
+            .expect("disconnect queued");
+        let mut batch = WriteBatch::default();
+        let mut permits = Vec::new();
+        let mut gathering = Box::pin(gather(&mut receiver, &mut batch, &mut permits));
+        assert!(
+            (&mut gathering).now_or_never().is_none(),
+            "the writer must wait for the frame whose place is taken"
+        );
+        // The outbox is closed: a SendData from now on is refused.
+        assert_eq!(
+            outbox
+                .send_data(DataType::from_u128(7), Bytes::from_static(b"refused"))
+                .await,
+            Err(PeerError::CONNECTION_NOT_FOUND)
+        );
+        slot.queue();
+        assert_eq!(
+            gathering.await,
+            Gathered::Disconnect(DisconnectReason::AppDisconnect)
+        );
+        assert_eq!(permits.len(), 1);
+        assert_eq!(written(&mut batch), expected(&[late]));
     }
 }

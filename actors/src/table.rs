@@ -97,6 +97,21 @@ impl Outbox {
         data_type: DataType,
         payload: Bytes,
     ) -> Result<(), PeerError> {
+        self.slot(data_type, payload).await?.queue();
+        Ok(())
+    }
+
+    /// The first half of [`send_data`](Self::send_data): takes the frame's share of the
+    /// byte budget and its place in the channel, waiting while the outbox is full. A close
+    /// that comes after this point no longer refuses the frame: the writer waits for it.
+    ///
+    /// # Errors
+    /// `PEER_E_CONNECTION_NOT_FOUND` once the connection is closing or gone.
+    pub(crate) async fn slot(
+        &self,
+        data_type: DataType,
+        payload: Bytes,
+    ) -> Result<Slot<'_>, PeerError> {
         let frame = DataFrame::new(data_type, payload);
         let cost = frame.wire_len().clamp(1, OUTBOX_BYTES) as u32;
         let permit = self
@@ -105,10 +120,15 @@ impl Outbox {
             .acquire_many_owned(cost)
             .await
             .map_err(|_| PeerError::CONNECTION_NOT_FOUND)?;
-        self.frames
-            .send(Outgoing::Data(Box::new(QueuedData { frame, permit })))
+        let place = self
+            .frames
+            .reserve()
             .await
-            .map_err(|_| PeerError::CONNECTION_NOT_FOUND)
+            .map_err(|_| PeerError::CONNECTION_NOT_FOUND)?;
+        Ok(Slot {
+            place,
+            queued: Box::new(QueuedData { frame, permit }),
+        })
     }
 
     /// Queues a control frame on a new link (its outbox is empty, so this never waits).
@@ -127,6 +147,19 @@ impl Outbox {
             .send(Outgoing::Disconnect(reason))
             .await
             .map_err(|_| PeerError::CONNECTION_NOT_FOUND)
+    }
+}
+
+/// A DATA frame with its place in an outbox taken: [`queue`](Self::queue) puts it there.
+pub(crate) struct Slot<'a> {
+    place: mpsc::Permit<'a, Outgoing>,
+    queued: Box<QueuedData>,
+}
+
+impl Slot<'_> {
+    /// Puts the frame in its place; it cannot fail.
+    pub(crate) fn queue(self) {
+        self.place.send(Outgoing::Data(self.queued));
     }
 }
 
