@@ -13,10 +13,10 @@ use bytes::Bytes;
 use common::*;
 use peergraph::{
     reply, CloseDirectConnection, CloseGraph, ConnectionChange, ConnectionFlags, ConnectionId,
-    ConnectionStatus, DataType, Engine, EngineConfig, EnumConnections, EventRegistration,
-    EventStream, EventType, GetStatus, Graph, GraphEvent, GraphHandle, GraphId, GraphOptions,
-    GraphProperties, GraphStatus, NodeId, PeerError, PeerId, QueueLimits, ResultCode, SendData,
-    Version, VersionData, MAX_DATA_LEN,
+    ConnectionStatus, DataType, Engine, EngineConfig, EnumConnections, EventHandle,
+    EventRegistration, EventStream, EventType, GetStatus, Graph, GraphEvent, GraphHandle, GraphId,
+    GraphOptions, GraphProperties, GraphStatus, NodeId, PeerError, PeerId, QueueLimits, ResultCode,
+    SendData, Version, VersionData, MAX_DATA_LEN,
 };
 
 /// Awaits one call, bounded, so that a call that hangs fails the test instead of stalling it.
@@ -44,6 +44,58 @@ fn properties(graph_id: &str, peer_id: &str) -> GraphProperties {
         GraphId::new(graph_id).expect("graph id"),
         PeerId::new(peer_id).expect("peer id"),
     )
+}
+
+/// Checks that every call on `graph` that takes the graph's own state answers `expected`
+/// (the registration named is this graph's). The callers add the calls that differ.
+async fn every_graph_call_answers(graph: &Graph, registration: EventHandle, expected: ResultCode) {
+    let want: Result<(), ResultCode> = Err(expected);
+    assert_eq!(code(within!(graph.listen(loopback()))), want, "listen");
+    let somewhere: SocketAddr = "127.0.0.1:9".parse().expect("address");
+    assert_eq!(
+        code(within!(graph.open_direct_connection("bob", somewhere))),
+        want,
+        "open_direct_connection"
+    );
+    assert_eq!(
+        code(within!(graph.send_data(
+            1u64,
+            DATA,
+            Bytes::from_static(b"x")
+        ))),
+        want,
+        "send_data"
+    );
+    assert_eq!(
+        code(within!(graph.close_direct_connection(1u64))),
+        want,
+        "close_direct_connection"
+    );
+    assert_eq!(
+        code(within!(graph.enum_connections(ConnectionFlags::DIRECT))),
+        want,
+        "enum_connections"
+    );
+    assert_eq!(code(within!(graph.node_info(0))), want, "node_info");
+    assert_eq!(code(within!(graph.status())), want, "status");
+    assert_eq!(code(within!(graph.counters())), want, "counters");
+    assert_eq!(
+        code(within!(graph.register_event(all_events()))),
+        want,
+        "register_event"
+    );
+    assert_eq!(
+        code(within!(
+            graph.register_event_with(all_events(), QueueLimits::default())
+        )),
+        want,
+        "register_event_with"
+    );
+    assert_eq!(
+        code(within!(graph.unregister_event(registration))),
+        want,
+        "unregister_event"
+    );
 }
 
 /// An engine that has not been started.
@@ -136,52 +188,7 @@ async fn not_initialized_on_every_call_after_the_last_shutdown() {
 
     const NI: Result<(), ResultCode> = Err(ResultCode::PEER_E_NOT_INITIALIZED);
     let graph = &alice.graph;
-    assert_eq!(code(within!(graph.listen(loopback()))), NI, "listen");
-    let somewhere: SocketAddr = "127.0.0.1:9".parse().expect("address");
-    assert_eq!(
-        code(within!(graph.open_direct_connection("bob", somewhere))),
-        NI,
-        "open_direct_connection"
-    );
-    assert_eq!(
-        code(within!(graph.send_data(
-            1u64,
-            DATA,
-            Bytes::from_static(b"x")
-        ))),
-        NI,
-        "send_data"
-    );
-    assert_eq!(
-        code(within!(graph.close_direct_connection(1u64))),
-        NI,
-        "close_direct_connection"
-    );
-    assert_eq!(
-        code(within!(graph.enum_connections(ConnectionFlags::DIRECT))),
-        NI,
-        "enum_connections"
-    );
-    assert_eq!(code(within!(graph.node_info(0))), NI, "node_info");
-    assert_eq!(code(within!(graph.status())), NI, "status");
-    assert_eq!(code(within!(graph.counters())), NI, "counters");
-    assert_eq!(
-        code(within!(graph.register_event(all_events()))),
-        NI,
-        "register_event"
-    );
-    assert_eq!(
-        code(within!(
-            graph.register_event_with(all_events(), QueueLimits::default())
-        )),
-        NI,
-        "register_event_with"
-    );
-    assert_eq!(
-        code(within!(graph.unregister_event(registration))),
-        NI,
-        "unregister_event"
-    );
+    every_graph_call_answers(graph, registration, ResultCode::PEER_E_NOT_INITIALIZED).await;
     assert_eq!(code(within!(graph.close())), NI, "close");
     // The actix path answers the same.
     assert_eq!(
@@ -309,45 +316,7 @@ async fn invalid_graph_on_every_call_after_close() {
 
     const IG: Result<(), ResultCode> = Err(ResultCode::PEER_E_INVALID_GRAPH);
     let graph = &alice.graph;
-    assert_eq!(code(within!(graph.listen(loopback()))), IG, "listen");
-    let somewhere: SocketAddr = "127.0.0.1:9".parse().expect("address");
-    assert_eq!(
-        code(within!(graph.open_direct_connection("bob", somewhere))),
-        IG,
-        "open_direct_connection"
-    );
-    assert_eq!(
-        code(within!(graph.send_data(
-            1u64,
-            DATA,
-            Bytes::from_static(b"x")
-        ))),
-        IG,
-        "send_data"
-    );
-    assert_eq!(
-        code(within!(graph.close_direct_connection(1u64))),
-        IG,
-        "close_direct_connection"
-    );
-    assert_eq!(
-        code(within!(graph.enum_connections(ConnectionFlags::DIRECT))),
-        IG,
-        "enum_connections"
-    );
-    assert_eq!(code(within!(graph.node_info(0))), IG, "node_info");
-    assert_eq!(code(within!(graph.status())), IG, "status");
-    assert_eq!(code(within!(graph.counters())), IG, "counters");
-    assert_eq!(
-        code(within!(graph.register_event(all_events()))),
-        IG,
-        "register_event"
-    );
-    assert_eq!(
-        code(within!(graph.unregister_event(registration))),
-        IG,
-        "unregister_event"
-    );
+    every_graph_call_answers(graph, registration, ResultCode::PEER_E_INVALID_GRAPH).await;
     assert_eq!(code(within!(graph.close())), IG, "close twice");
     assert_eq!(code(alice.engine.graph(handle)), IG, "engine.graph");
 
