@@ -2,6 +2,7 @@
 //! filter, unregistering, bounded queues and EventsLost, delivery to an actix Recipient,
 //! and EnumConnections on both ends of a direct connection.
 
+#[macro_use]
 mod common;
 
 use actix::prelude::*;
@@ -10,24 +11,10 @@ use common::*;
 use peergraph::{
     reply, ConnectionFlags, ConnectionInfo, ConnectionStatus, DataType, EventRegistration,
     EventStream, EventType, GraphEvent, GraphId, GraphOptions, GraphProperties, GraphStatus,
-    NodeIdentity, PeerError, PeerEvent, PeerId, QueueLimits, RegisterEventRecipient, ResultCode,
+    NodeIdentity, PeerEvent, PeerId, QueueLimits, RegisterEventRecipient, ResultCode,
     UnregisterEvent,
 };
 use tokio::sync::mpsc;
-
-/// Awaits one call, bounded, so that a call that hangs fails the test instead of stalling it.
-macro_rules! within {
-    ($call:expr) => {
-        tokio::time::timeout(EVENT_TIMEOUT, $call)
-            .await
-            .unwrap_or_else(|_| panic!("timed out: {}", stringify!($call)))
-    };
-}
-
-/// A call's outcome reduced to its code: `Ok(())` or `Err(code)`.
-fn code<T>(result: Result<T, PeerError>) -> Result<(), ResultCode> {
-    result.map(drop).map_err(|e| e.code())
-}
 
 const TYPE_A: DataType = DataType::from_u128(0xA);
 const TYPE_B: DataType = DataType::from_u128(0xB);

@@ -4,6 +4,7 @@
 //! the lookup codes (NODE_NOT_FOUND, CONNECTION_NOT_FOUND), and the reasons a
 //! DIRECT_CONNECTION CONNECTION_FAILED event gives.
 
+#[macro_use]
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -15,23 +16,9 @@ use peergraph::{
     reply, CloseDirectConnection, CloseGraph, ConnectionChange, ConnectionFlags, ConnectionId,
     ConnectionStatus, DataType, Engine, EngineConfig, EnumConnections, EventHandle,
     EventRegistration, EventStream, EventType, GetStatus, Graph, GraphEvent, GraphHandle, GraphId,
-    GraphOptions, GraphProperties, GraphStatus, NodeId, PeerError, PeerId, QueueLimits, ResultCode,
-    SendData, Version, VersionData, MAX_DATA_LEN,
+    GraphOptions, GraphProperties, GraphStatus, NodeId, PeerId, QueueLimits, ResultCode, SendData,
+    Version, VersionData, MAX_DATA_LEN,
 };
-
-/// Awaits one call, bounded, so that a call that hangs fails the test instead of stalling it.
-macro_rules! within {
-    ($call:expr) => {
-        tokio::time::timeout(EVENT_TIMEOUT, $call)
-            .await
-            .unwrap_or_else(|_| panic!("timed out: {}", stringify!($call)))
-    };
-}
-
-/// A call's outcome reduced to its code: `Ok(())` or `Err(code)`.
-fn code<T>(result: Result<T, PeerError>) -> Result<(), ResultCode> {
-    result.map(drop).map_err(|e| e.code())
-}
 
 const DATA: DataType = DataType::from_u128(0xDA7A);
 

@@ -6,12 +6,28 @@ use std::time::Duration;
 
 use peergraph::{
     ConnectionId, ConnectionStatus, Engine, EngineConfig, EventRegistration, EventStream,
-    EventType, Graph, GraphCounters, GraphEvent, GraphId, GraphOptions, GraphProperties, PeerId,
-    Version,
+    EventType, Graph, GraphCounters, GraphEvent, GraphId, GraphOptions, GraphProperties, PeerError,
+    PeerId, ResultCode, Version,
 };
 
 /// The longest any test waits for one event.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Awaits one call, bounded by [`EVENT_TIMEOUT`], so that a call that hangs fails the test
+/// instead of stalling it. (Test files that use it declare `#[macro_use] mod common;`.)
+#[allow(unused_macros)]
+macro_rules! within {
+    ($call:expr) => {
+        tokio::time::timeout(common::EVENT_TIMEOUT, $call)
+            .await
+            .unwrap_or_else(|_| panic!("timed out: {}", stringify!($call)))
+    };
+}
+
+/// A call's outcome reduced to its code: `Ok(())` or `Err(code)`.
+pub fn code<T>(result: Result<T, PeerError>) -> Result<(), ResultCode> {
+    result.map(drop).map_err(|e| e.code())
+}
 
 /// A started engine with one worker thread.
 pub fn engine() -> Engine {
