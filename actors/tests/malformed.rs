@@ -10,7 +10,7 @@ use bytes::Bytes;
 use common::*;
 use peergraph::wire::{close_code, Connect, Message, PROTOCOL_VERSION};
 use peergraph::{ConnectionId, ConnectionStatus, DataType, GraphEvent, GraphId, PeerId};
-use peergraph_transport::{bind_endpoint, FrameReader, LinkOptions, NodeIdentity, SERVER_NAME};
+use peergraph_transport::{bind_endpoint, FrameReader, LinkOptions, NodeIdentity};
 
 struct Rogue {
     _endpoint: quinn::Endpoint,
@@ -26,15 +26,9 @@ async fn rogue(target: &Node) -> Rogue {
         false,
     )
     .expect("endpoint");
-    let connection = tokio::time::timeout(EVENT_TIMEOUT, async {
-        endpoint
-            .connect(target.address, SERVER_NAME)
-            .expect("connect")
-            .await
-    })
-    .await
-    .expect("in time")
-    .expect("TLS handshake with a valid certificate succeeds");
+    let connection = quic_connect(&endpoint, target.address)
+        .await
+        .expect("TLS handshake with a valid certificate succeeds");
     Rogue {
         _endpoint: endpoint,
         connection,

@@ -9,9 +9,7 @@ use peergraph::{
     ConnectionId, ConnectionStatus, DataType, GraphEvent, GraphId, GraphOptions, GraphSecret,
     NodeIdentity, PeerId, ResultCode,
 };
-use peergraph_transport::{
-    bind_endpoint, membership_proof, FrameReader, LinkOptions, ProofRole, SERVER_NAME,
-};
+use peergraph_transport::{bind_endpoint, membership_proof, FrameReader, LinkOptions, ProofRole};
 
 fn secret(text: &str) -> GraphSecret {
     GraphSecret::new(text.as_bytes().to_vec()).expect("long enough")
@@ -119,19 +117,11 @@ async fn a_proof_from_one_link_is_refused_on_another() {
         proof,
     };
     // A valid proof, computed on a first link (as an eavesdropper might learn it)...
-    let first = endpoint
-        .connect(bob.address, SERVER_NAME)
-        .expect("connect")
-        .await
-        .expect("TLS");
+    let first = quic_connect(&endpoint, bob.address).await.expect("TLS");
     let proof = membership_proof(&first, &shared, ProofRole::Connect, id).expect("proof");
     first.close(0u32.into(), b"");
     // ...is worthless on a second link: it is bound to the first link's TLS session.
-    let second = endpoint
-        .connect(bob.address, SERVER_NAME)
-        .expect("connect")
-        .await
-        .expect("TLS");
+    let second = quic_connect(&endpoint, bob.address).await.expect("TLS");
     let (mut send, recv) = second.open_bi().await.expect("stream");
     send.write_all(&Message::Connect(handshake(proof)).to_bytes())
         .await
@@ -245,28 +235,15 @@ async fn half_open_handshakes_are_bounded() {
     .expect("endpoint");
     let mut silent = Vec::new();
     for _ in 0..2 {
-        let connection = tokio::time::timeout(EVENT_TIMEOUT, async {
-            rogue
-                .connect(bob.address, SERVER_NAME)
-                .expect("connect")
-                .await
-        })
-        .await
-        .expect("in time")
-        .expect("TLS completes");
+        let connection = quic_connect(&rogue, bob.address)
+            .await
+            .expect("TLS completes");
         silent.push(connection);
     }
     let counters = bob.graph.counters().await.expect("counters");
     assert_eq!(counters.pending_incoming, 2);
     // A third link is refused at once, and so is a real node's connection.
-    let third = tokio::time::timeout(EVENT_TIMEOUT, async {
-        rogue
-            .connect(bob.address, SERVER_NAME)
-            .expect("connect")
-            .await
-    })
-    .await
-    .expect("in time");
+    let third = quic_connect(&rogue, bob.address).await;
     assert!(third.is_err(), "a third half-open link was accepted");
     let mut carol = node("halfopen", "carol").await;
     assert_eq!(

@@ -29,6 +29,20 @@ pub fn code<T>(result: Result<T, PeerError>) -> Result<(), ResultCode> {
     result.map(drop).map_err(|e| e.code())
 }
 
+/// A raw QUIC connection from `endpoint` to `address`: the TLS handshake and nothing more,
+/// bounded by [`EVENT_TIMEOUT`].
+pub async fn quic_connect(
+    endpoint: &quinn::Endpoint,
+    address: SocketAddr,
+) -> Result<quinn::Connection, quinn::ConnectionError> {
+    let connecting = endpoint
+        .connect(address, peergraph_transport::SERVER_NAME)
+        .expect("connect");
+    tokio::time::timeout(EVENT_TIMEOUT, connecting)
+        .await
+        .expect("the handshake ends in time")
+}
+
 /// A started engine with one worker thread.
 pub fn engine() -> Engine {
     let engine = Engine::with_config(EngineConfig { workers: Some(1) }).expect("engine");
