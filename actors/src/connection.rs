@@ -16,7 +16,9 @@
 //! clean-up, and its loss costs nothing.
 //! 1. `Close` marks the link closing and queues DISCONNECT(APP_DISCONNECT) behind every frame
 //!    SendData already accepted; the writer closes the outbox, so later SendData calls get
-//!    `PEER_E_CONNECTION_NOT_FOUND`, writes the rest, then DISCONNECT.
+//!    `PEER_E_CONNECTION_NOT_FOUND`, writes the rest (every frame whose SendData returned
+//!    `Ok`, including one that had taken its place in the outbox just before it closed),
+//!    then DISCONNECT.
 //! 2. The peer reads everything up to the DISCONNECT, and answers with its own queued frames,
 //!    DISCONNECT and FIN. Its FIN is the proof that it has read all of our data.
 //! 3. We finish our stream once we have read the peer's DISCONNECT; reading the peer's FIN
