@@ -632,11 +632,12 @@ impl Handler<Leave> for ConnectionActor {
         self.connection
             .close(close_code::LEAVING.into(), b"leaving");
         self.guard.reason = EndReason::GraphClosed;
+        // Stops the actor, or leaves that to a pending close's future, which must first
+        // pass this answer (or the one it already has) on.
         self.end(
             Err(PeerError::new(ResultCode::PEER_E_GRAPH_SHUTTING_DOWN)),
             ctx,
         );
-        ctx.stop();
     }
 }
 
@@ -960,6 +961,37 @@ mod close_tests {
             .expect("the close task");
         assert_eq!(reply.map_err(|e| e.to_string()), Ok(Ok(())));
         within("the actor ends", link.ended).await.expect("ended");
+        system.stop();
+    }
+
+    /// The graph closes (Leave) while a close waits for the peer: Leave answers the close
+    /// (PEER_E_GRAPH_SHUTTING_DOWN) and the close's future passes that on. Leave used to
+    /// stop the actor itself right after answering, which dropped the close's future with
+    /// the answer: the caller got a mailbox error (PEER_E_CONNECTION_NOT_FOUND from the
+    /// graph), and so would a close already answered S_OK whose future had not run yet.
+    #[tokio::test]
+    async fn a_close_cut_short_by_leave_is_answered() {
+        let (system, arbiter) = system();
+        let mut link = live_link(&arbiter).await;
+        let close = tokio::spawn(link.actor.send(Close));
+        // The close waits for the peer, which never answers.
+        let first = within("our DISCONNECT", link.peer_reader.read()).await;
+        assert!(
+            matches!(first, Ok(Some(Message::Disconnect(_)))),
+            "{first:?}"
+        );
+        within("Leave", link.actor.send(Leave))
+            .await
+            .expect("Leave handled");
+        let reply = within("the close's reply", close)
+            .await
+            .expect("the close task");
+        assert_eq!(
+            reply.map_err(|e| e.to_string()),
+            Ok(Err(PeerError::new(ResultCode::PEER_E_GRAPH_SHUTTING_DOWN)))
+        );
+        within("the actor ends", link.ended).await.expect("ended");
+        within("the peer hears the close", link.peer.closed()).await;
         system.stop();
     }
 }
