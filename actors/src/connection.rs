@@ -230,6 +230,9 @@ pub struct ConnectionActor {
     /// Our FIN is sent: the writer hands the stream back, to wait for its acknowledgement.
     finished_send: Option<quinn::SendStream>,
     close_reply: Option<oneshot::Sender<Result<(), PeerError>>>,
+    /// A `Close` is under way. Its future passes the answer on and then stops the actor;
+    /// nothing else may stop it first, or the answer would be dropped with that future.
+    close_pending: bool,
     guard: EndGuard,
 }
 
@@ -254,6 +257,7 @@ impl ConnectionActor {
             peer_finished: false,
             finished_send: None,
             close_reply: None,
+            close_pending: false,
             guard: EndGuard {
                 info: setup.info,
                 connection,
@@ -267,12 +271,15 @@ impl ConnectionActor {
     }
 
     /// Ends the actor: answers a pending close with `outcome` (its future then stops the
-    /// actor), or stops at once when no close is pending.
+    /// actor), or stops at once when no close is pending. Once a close has its answer, a
+    /// later end (the reader and the link often end in the same turn) leaves the stop to
+    /// the close's future: stopping here would drop that future, and the answer with it.
     fn end(&mut self, outcome: Result<(), PeerError>, ctx: &mut Context<Self>) {
         match self.close_reply.take() {
             Some(reply) => {
                 let _ = reply.send(outcome);
             }
+            None if self.close_pending => {}
             None => ctx.stop(),
         }
     }
@@ -582,6 +589,7 @@ impl Handler<Close> for ConnectionActor {
         self.guard.reason = EndReason::LocalClose;
         let (reply, outcome) = oneshot::channel();
         self.close_reply = Some(reply);
+        self.close_pending = true;
         let outbox = self.outbox.clone();
         let close_timeout = self.close_timeout;
         Box::pin(
@@ -624,11 +632,12 @@ impl Handler<Leave> for ConnectionActor {
         self.connection
             .close(close_code::LEAVING.into(), b"leaving");
         self.guard.reason = EndReason::GraphClosed;
+        // Stops the actor, or leaves that to a pending close's future, which must first
+        // pass this answer (or the one it already has) on.
         self.end(
             Err(PeerError::new(ResultCode::PEER_E_GRAPH_SHUTTING_DOWN)),
             ctx,
         );
-        ctx.stop();
     }
 }
 
@@ -772,5 +781,217 @@ mod tests {
         );
         assert_eq!(permits.len(), 1);
         assert_eq!(written(&mut batch), expected(&[late]));
+    }
+}
+
+/// The close path on a live QUIC link: a connection actor on an arbiter of its own, whose
+/// thread a test can hold still, and a hand-driven peer on raw quinn.
+#[cfg(test)]
+mod close_tests {
+    use super::*;
+    use actix_rt::ArbiterHandle;
+    use peergraph_engine::{ConnectionFlags, DataType, GraphHandle, NodeId, PeerId, PeerKey};
+    use peergraph_transport::{bind_endpoint, LinkOptions, NodeIdentity, SERVER_NAME};
+    use std::future::Future;
+
+    /// The bound on every wait of these tests.
+    const BOUND: Duration = Duration::from_secs(10);
+
+    async fn within<F: Future>(what: &str, future: F) -> F::Output {
+        tokio::time::timeout(BOUND, future)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: not within {BOUND:?}"))
+    }
+
+    /// Stands for the graph: takes ConnectionEnded and does nothing with it.
+    struct NoGraph;
+
+    impl Actor for NoGraph {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<ConnectionEnded> for NoGraph {
+        type Result = ();
+
+        fn handle(&mut self, _: ConnectionEnded, _: &mut Self::Context) {}
+    }
+
+    /// An actix system on a thread of its own, and its arbiter.
+    fn system() -> (actix_rt::System, ArbiterHandle) {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runner = actix_rt::System::new();
+            let _ = ready_tx.send((actix_rt::System::current(), actix_rt::Arbiter::current()));
+            let _ = runner.run();
+        });
+        ready_rx.recv().expect("the actix system starts")
+    }
+
+    /// Holds the arbiter's thread still until the returned sender is used or dropped: what
+    /// happens to the link meanwhile is all there when the actor next runs.
+    async fn hold(arbiter: &ArbiterHandle) -> std::sync::mpsc::Sender<()> {
+        let (held_tx, held_rx) = oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        assert!(arbiter.spawn(async move {
+            let _ = held_tx.send(());
+            let _ = release_rx.recv_timeout(BOUND);
+        }));
+        within("the arbiter is held", held_rx)
+            .await
+            .expect("holder runs");
+        release_tx
+    }
+
+    struct Live {
+        actor: Addr<ConnectionActor>,
+        /// The actor's own link, to watch it.
+        local: quinn::Connection,
+        peer: quinn::Connection,
+        peer_send: quinn::SendStream,
+        peer_reader: FrameReader,
+        ended: oneshot::Receiver<()>,
+        _endpoints: [quinn::Endpoint; 2],
+    }
+
+    /// A connection actor on `arbiter` over a fresh link with a raw peer.
+    async fn live_link(arbiter: &ArbiterHandle) -> Live {
+        let options = LinkOptions::default();
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+        let identity = || NodeIdentity::generate().expect("identity");
+        let local_ep = bind_endpoint(any, &identity(), &options, true).expect("endpoint");
+        let peer_ep = bind_endpoint(any, &identity(), &options, false).expect("endpoint");
+        let address = local_ep.local_addr().expect("address");
+        let connecting = peer_ep.connect(address, SERVER_NAME).expect("connect");
+        let (peer, local) = within("the QUIC handshake", async {
+            tokio::join!(connecting, async {
+                local_ep.accept().await.expect("incoming").await
+            })
+        })
+        .await;
+        let (peer, local) = (peer.expect("peer side"), local.expect("local side"));
+        let (mut peer_send, peer_recv) = within("open", peer.open_bi()).await.expect("open");
+        // The stream shows up on the other side with its first bytes.
+        let hello = Message::Data {
+            data_type: DataType::from_u128(1),
+            payload: Bytes::from_static(b"hello"),
+        };
+        within("write", peer_send.write_all(&hello.to_bytes()))
+            .await
+            .expect("write");
+        let (send, recv) = within("accept", local.accept_bi()).await.expect("accept");
+        let (outbox, outbox_receiver) = crate::table::outbox();
+        let (ended_tx, ended) = oneshot::channel();
+        let graph = NoGraph::start_in_arbiter(arbiter, |_| NoGraph).recipient();
+        let info = ConnectionInfo {
+            flags: ConnectionFlags::DIRECT,
+            connection_id: ConnectionId::new(7).expect("id"),
+            node_id: NodeId(0),
+            peer_key: PeerKey([0; 32]),
+            peer_id: PeerId::new("peer").expect("peer id"),
+            address,
+        };
+        let setup = ConnectionSetup {
+            info,
+            link: LinkParts {
+                connection: local.clone(),
+                send,
+                reader: FrameReader::new(recv),
+            },
+            outbox,
+            outbox_receiver,
+            graph,
+            subscribers: Arc::new(Subscribers::new(GraphHandle::new(1).expect("handle"))),
+            close_timeout: BOUND,
+            live_actors: Arc::new(AtomicUsize::new(0)),
+            ended: ended_tx,
+        };
+        let actor =
+            ConnectionActor::start_in_arbiter(arbiter, move |_| ConnectionActor::new(setup));
+        Live {
+            actor,
+            local,
+            peer,
+            peer_send,
+            peer_reader: FrameReader::new(peer_recv),
+            ended,
+            _endpoints: [local_ep, peer_ep],
+        }
+    }
+
+    /// The close succeeds, and the peer's QUIC close (APP_DISCONNECT, which it sends only
+    /// once it has read our FIN) reaches us before the actor runs again: the actor then
+    /// finds the peer's FIN and the closed link in one turn. The first ends the close and
+    /// answers it; the second used to stop the actor before the Close's future had passed
+    /// that answer on, so the reply was dropped and the caller got a mailbox error
+    /// (PEER_E_CONNECTION_NOT_FOUND from the graph) for a close that had succeeded.
+    #[tokio::test]
+    async fn a_close_that_succeeds_as_the_peer_closes_quic_is_answered() {
+        let (system, arbiter) = system();
+        let mut link = live_link(&arbiter).await;
+        let close = tokio::spawn(link.actor.send(Close));
+        let first = within("our DISCONNECT", link.peer_reader.read()).await;
+        assert!(
+            matches!(first, Ok(Some(Message::Disconnect(_)))),
+            "{first:?}"
+        );
+        let disconnect = Message::Disconnect(DisconnectReason::AppDisconnect).to_bytes();
+        within(
+            "the peer's DISCONNECT",
+            link.peer_send.write_all(&disconnect),
+        )
+        .await
+        .expect("write");
+        // Our FIN: the actor has read the peer's DISCONNECT and its writer is done.
+        let fin = within("our FIN", link.peer_reader.read()).await;
+        assert!(matches!(fin, Ok(None)), "{fin:?}");
+        let release = hold(&arbiter).await;
+        link.peer_send.finish().expect("finish");
+        within(
+            "our quinn acknowledges the peer's FIN",
+            link.peer_send.stopped(),
+        )
+        .await
+        .expect("stopped");
+        link.peer
+            .close(close_code::APP_DISCONNECT.into(), b"disconnect");
+        within("our quinn sees the close", link.local.closed()).await;
+        let _ = release.send(());
+        let reply = within("the close's reply", close)
+            .await
+            .expect("the close task");
+        assert_eq!(reply.map_err(|e| e.to_string()), Ok(Ok(())));
+        within("the actor ends", link.ended).await.expect("ended");
+        system.stop();
+    }
+
+    /// The graph closes (Leave) while a close waits for the peer: Leave answers the close
+    /// (PEER_E_GRAPH_SHUTTING_DOWN) and the close's future passes that on. Leave used to
+    /// stop the actor itself right after answering, which dropped the close's future with
+    /// the answer: the caller got a mailbox error (PEER_E_CONNECTION_NOT_FOUND from the
+    /// graph), and so would a close already answered S_OK whose future had not run yet.
+    #[tokio::test]
+    async fn a_close_cut_short_by_leave_is_answered() {
+        let (system, arbiter) = system();
+        let mut link = live_link(&arbiter).await;
+        let close = tokio::spawn(link.actor.send(Close));
+        // The close waits for the peer, which never answers.
+        let first = within("our DISCONNECT", link.peer_reader.read()).await;
+        assert!(
+            matches!(first, Ok(Some(Message::Disconnect(_)))),
+            "{first:?}"
+        );
+        within("Leave", link.actor.send(Leave))
+            .await
+            .expect("Leave handled");
+        let reply = within("the close's reply", close)
+            .await
+            .expect("the close task");
+        assert_eq!(
+            reply.map_err(|e| e.to_string()),
+            Ok(Err(PeerError::new(ResultCode::PEER_E_GRAPH_SHUTTING_DOWN)))
+        );
+        within("the actor ends", link.ended).await.expect("ended");
+        within("the peer hears the close", link.peer.closed()).await;
+        system.stop();
     }
 }
