@@ -151,6 +151,9 @@ pub enum EndReason {
 pub(crate) struct ConnectionEnded {
     pub(crate) info: ConnectionInfo,
     pub(crate) reason: EndReason,
+    /// The QUIC link's `stable_id`: the table entry of this id is removed only if it is
+    /// this link's (a peer could reuse the id of a link still closing here).
+    pub(crate) link: usize,
 }
 
 /// Reports the end of a connection when the actor is dropped, whatever the cause: a
@@ -183,6 +186,7 @@ impl Drop for EndGuard {
         self.graph.do_send(ConnectionEnded {
             info: self.info.clone(),
             reason: self.reason.clone(),
+            link: self.connection.stable_id(),
         });
         if let Some(ended) = self.ended.take() {
             let _ = ended.send(());
@@ -634,10 +638,9 @@ impl Handler<Leave> for ConnectionActor {
         self.guard.reason = EndReason::GraphClosed;
         // Stops the actor, or leaves that to a pending close's future, which must first
         // pass this answer (or the one it already has) on.
-        self.end(
-            Err(PeerError::new(ResultCode::PEER_E_GRAPH_SHUTTING_DOWN)),
-            ctx,
-        );
+        // A close under way is answered as a call on the closed graph would be: the
+        // connection is gone, without the peer's confirmation.
+        self.end(Err(PeerError::new(ResultCode::PEER_E_INVALID_GRAPH)), ctx);
     }
 }
 
@@ -965,7 +968,7 @@ mod close_tests {
     }
 
     /// The graph closes (Leave) while a close waits for the peer: Leave answers the close
-    /// (PEER_E_GRAPH_SHUTTING_DOWN) and the close's future passes that on. Leave used to
+    /// (PEER_E_INVALID_GRAPH) and the close's future passes that on. Leave used to
     /// stop the actor itself right after answering, which dropped the close's future with
     /// the answer: the caller got a mailbox error (PEER_E_CONNECTION_NOT_FOUND from the
     /// graph), and so would a close already answered S_OK whose future had not run yet.
@@ -988,7 +991,7 @@ mod close_tests {
             .expect("the close task");
         assert_eq!(
             reply.map_err(|e| e.to_string()),
-            Ok(Err(PeerError::new(ResultCode::PEER_E_GRAPH_SHUTTING_DOWN)))
+            Ok(Err(PeerError::new(ResultCode::PEER_E_INVALID_GRAPH)))
         );
         within("the actor ends", link.ended).await.expect("ended");
         within("the peer hears the close", link.peer.closed()).await;

@@ -1,6 +1,7 @@
 //! Malformed traffic from a raw quinn client that completes the TLS handshake with a valid
 //! certificate. Each case closes that link with PROTOCOL_ERROR; the graph keeps serving a
 //! well-behaved peer at the same time.
+//! Also: a peer that reuses the id of a link still closing cannot take its new link down.
 
 mod common;
 
@@ -9,7 +10,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use peergraph::wire::{close_code, Connect, Message, PROTOCOL_VERSION};
-use peergraph::{ConnectionId, ConnectionStatus, DataType, GraphEvent, GraphId, PeerId};
+use peergraph::{
+    ConnectionFlags, ConnectionId, ConnectionStatus, DataType, GraphEvent, GraphId, GraphOptions,
+    PeerId, ResultCode,
+};
 use peergraph_transport::{bind_endpoint, FrameReader, LinkOptions, NodeIdentity};
 
 struct Rogue {
@@ -243,4 +247,67 @@ async fn a_peer_that_never_finishes_after_disconnect_is_cut_off() {
     expect_closed_with(&rogue.connection, close_code::CLOSE_TIMEOUT).await;
     let id = ConnectionId::new(6).expect("nonzero");
     wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
+}
+
+/// A peer opens a second link under the id of one this node is still closing (the id left
+/// the table when the close began). When the first link ends, by its close timeout, the
+/// second link keeps its place in the table and keeps working.
+#[tokio::test]
+async fn an_id_reused_while_its_link_closes_does_not_take_the_new_link_down() {
+    const ID: u64 = 0x5eed;
+    let options = GraphOptions::default().with_close_timeout(Duration::from_millis(500));
+    let mut bob = node_with("reuse", "bob", options).await;
+    let first = rogue(&bob).await;
+    let (_first_send, mut first_reader) = established(&first, "reuse", &mut bob, ID).await;
+    // bob closes; the rogue reads the DISCONNECT and never answers.
+    let closing = tokio::spawn({
+        let graph = bob.graph.clone();
+        async move { graph.close_direct_connection(ID).await }
+    });
+    let disconnect = tokio::time::timeout(EVENT_TIMEOUT, first_reader.read())
+        .await
+        .expect("in time");
+    assert!(
+        matches!(disconnect, Ok(Some(Message::Disconnect(_)))),
+        "{disconnect:?}"
+    );
+    let second = rogue(&bob).await;
+    let (_second_send, mut second_reader) = established(&second, "reuse", &mut bob, ID).await;
+    assert_eq!(
+        closing
+            .await
+            .expect("close task")
+            .map_err(|error| error.code()),
+        Err(ResultCode::PEER_E_TIMEOUT)
+    );
+    let id = ConnectionId::new(ID).expect("nonzero");
+    wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
+    let listed = bob
+        .graph
+        .enum_connections(ConnectionFlags::DIRECT)
+        .await
+        .expect("enum");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|info| info.connection_id)
+            .collect::<Vec<_>>(),
+        vec![id],
+        "the second link left the table with the first"
+    );
+    bob.graph
+        .send_data(
+            id,
+            DataType::from_u128(3),
+            Bytes::from_static(b"still here"),
+        )
+        .await
+        .expect("send on the second link");
+    let data = tokio::time::timeout(EVENT_TIMEOUT, second_reader.read())
+        .await
+        .expect("in time");
+    assert!(
+        matches!(&data, Ok(Some(Message::Data { payload, .. })) if payload[..] == b"still here"[..]),
+        "{data:?}"
+    );
 }

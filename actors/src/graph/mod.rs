@@ -950,7 +950,13 @@ impl Handler<ConnectionEnded> for GraphActor {
         if self.closed {
             return;
         }
-        if self.table.remove(&id).is_some() {
+        // A close took the entry out already; and an entry under this id that is another
+        // link's (its peer reused the id of this one while it was closing) stays.
+        if self
+            .table
+            .remove_if(&id, |_, entry| entry.connection.stable_id() == message.link)
+            .is_some()
+        {
             self.table_shrunk();
         }
         self.subscribers.publish(connection_event(
