@@ -790,7 +790,7 @@ mod tests {
 /// The close path on a live QUIC link: a connection actor on an arbiter of its own, whose
 /// thread a test can hold still, and a hand-driven peer on raw quinn.
 #[cfg(test)]
-mod close_tests {
+pub(crate) mod close_tests {
     use super::*;
     use actix_rt::ArbiterHandle;
     use peergraph_engine::{ConnectionFlags, DataType, GraphHandle, NodeId, PeerId, PeerKey};
@@ -798,9 +798,9 @@ mod close_tests {
     use std::future::Future;
 
     /// The bound on every wait of these tests.
-    const BOUND: Duration = Duration::from_secs(10);
+    pub(crate) const BOUND: Duration = Duration::from_secs(10);
 
-    async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    pub(crate) async fn within<F: Future>(what: &str, future: F) -> F::Output {
         tokio::time::timeout(BOUND, future)
             .await
             .unwrap_or_else(|_| panic!("{what}: not within {BOUND:?}"))
@@ -820,7 +820,7 @@ mod close_tests {
     }
 
     /// An actix system on a thread of its own, and its arbiter.
-    fn system() -> (actix_rt::System, ArbiterHandle) {
+    pub(crate) fn system() -> (actix_rt::System, ArbiterHandle) {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let runner = actix_rt::System::new();
@@ -832,7 +832,7 @@ mod close_tests {
 
     /// Holds the arbiter's thread still until the returned sender is used or dropped: what
     /// happens to the link meanwhile is all there when the actor next runs.
-    async fn hold(arbiter: &ArbiterHandle) -> std::sync::mpsc::Sender<()> {
+    pub(crate) async fn hold(arbiter: &ArbiterHandle) -> std::sync::mpsc::Sender<()> {
         let (held_tx, held_rx) = oneshot::channel();
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
         assert!(arbiter.spawn(async move {

@@ -241,6 +241,22 @@ impl EngineShared {
     }
 }
 
+#[cfg(test)]
+impl EngineShared {
+    /// Engine state for a graph actor started by a unit test: started, with no graphs.
+    pub(crate) fn started() -> Arc<Self> {
+        let shared = EngineShared {
+            startups: Mutex::new(1),
+            initialized: Default::default(),
+            graphs: DashMap::new(),
+            graph_ids: DashMap::new(),
+            live_connection_actors: Arc::new(AtomicUsize::new(0)),
+        };
+        shared.initialized.store(true, Ordering::Release);
+        Arc::new(shared)
+    }
+}
+
 /// How many worker threads an engine outside actix starts by default: one per core.
 fn default_workers() -> usize {
     std::thread::available_parallelism()

@@ -661,38 +661,60 @@ impl Handler<OpenDirectConnection> for GraphActor {
         };
         let membership = self.options.membership.clone();
         let timeout = self.options.connect_timeout;
-        let spawned = ctx.spawn(
-            async move {
-                handshake::connect(endpoint, address, request, membership, timeout).await
-            }
-            .into_actor(self)
-            .map(move |result, act, ctx| {
-                act.pending_outgoing.remove(&connection_id);
-                shrink_if_sparse(&mut act.pending_outgoing);
-                match result {
-                    Ok(link) => act.adopt(link, connection_id, peer_id, None, ctx),
-                    Err(error) => {
-                        let info = ConnectionInfo {
-                            flags: ConnectionFlags::DIRECT,
-                            connection_id,
-                            node_id: NodeId(0),
-                            peer_key: PeerKey([0; 32]),
-                            peer_id,
-                            address,
-                        };
-                        act.subscribers.publish(connection_event(
-                            ConnectionStatus::ConnectionFailed,
-                            &info,
-                            Some(error.code()),
-                        ));
-                        act.renew_when_idle(ctx);
-                    }
+        let handshake = handshake::connect(endpoint, address, request, membership, timeout);
+        self.start_outgoing(connection_id, peer_id, address, handshake, ctx);
+        Ok(connection_id)
+    }
+}
+
+impl GraphActor {
+    /// Runs an outgoing attempt's `handshake` in the actor's context, as a pending outgoing
+    /// link under `connection_id`; its outcome publishes CONNECTED or CONNECTION_FAILED.
+    fn start_outgoing(
+        &mut self,
+        connection_id: ConnectionId,
+        peer_id: PeerId,
+        address: SocketAddr,
+        handshake: impl std::future::Future<Output = Result<Link, PeerError>> + 'static,
+        ctx: &mut Context<Self>,
+    ) {
+        let spawned = ctx.spawn(handshake.into_actor(self).map(move |result, act, ctx| {
+            act.pending_outgoing.remove(&connection_id);
+            shrink_if_sparse(&mut act.pending_outgoing);
+            if act.closed {
+                // The graph closed as the handshake ended: `release` cancelled this future,
+                // but actix still polls a cancelled future that is ready in the same turn.
+                // Nothing is adopted on a closed graph.
+                if let Ok(link) = result {
+                    link.parts.connection.close(
+                        peergraph_engine::wire::close_code::LEAVING.into(),
+                        b"leaving",
+                    );
                 }
-            }),
-        );
+                return;
+            }
+            match result {
+                Ok(link) => act.adopt(link, connection_id, peer_id, None, ctx),
+                Err(error) => {
+                    let info = ConnectionInfo {
+                        flags: ConnectionFlags::DIRECT,
+                        connection_id,
+                        node_id: NodeId(0),
+                        peer_key: PeerKey([0; 32]),
+                        peer_id,
+                        address,
+                    };
+                    act.subscribers.publish(connection_event(
+                        ConnectionStatus::ConnectionFailed,
+                        &info,
+                        Some(error.code()),
+                    ));
+                    act.renew_when_idle(ctx);
+                }
+            }
+        }));
         self.pending_outgoing.insert(connection_id, spawned);
         self.note_links();
-        Ok(connection_id)
     }
 }
 
@@ -987,4 +1009,149 @@ pub(crate) fn outbox_for_send(
     // whatever the id.
     check_payload(data)?;
     outbox_of(table, connection_id)
+}
+
+#[cfg(test)]
+mod open_tests {
+    use super::*;
+    use crate::connection::close_tests::{hold, system, within};
+    use crate::connection::LinkParts;
+    use peergraph_engine::{EventRegistration, GraphId};
+    use peergraph_transport::{FrameReader, SERVER_NAME};
+    use std::sync::atomic::Ordering;
+
+    /// Starts an outgoing attempt whose handshake ends with what comes on `outcome`, as
+    /// `OpenDirectConnection` does with a real handshake.
+    struct OpenWith {
+        outcome: oneshot::Receiver<Result<Link, PeerError>>,
+    }
+
+    impl Message for OpenWith {
+        type Result = ConnectionId;
+    }
+
+    impl Handler<OpenWith> for GraphActor {
+        type Result = MessageResult<OpenWith>;
+
+        fn handle(&mut self, message: OpenWith, ctx: &mut Self::Context) -> Self::Result {
+            let connection_id = self.unused_connection_id();
+            let peer_id = PeerId::new("bob").expect("peer id");
+            let address = SocketAddr::from(([127, 0, 0, 1], 9));
+            let handshake = async move {
+                message
+                    .outcome
+                    .await
+                    .unwrap_or(Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)))
+            };
+            self.start_outgoing(connection_id, peer_id, address, handshake, ctx);
+            MessageResult(connection_id)
+        }
+    }
+
+    /// A QUIC link to a raw peer, as an outgoing handshake hands it over, and the peer's
+    /// side of it.
+    async fn raw_link() -> (Link, quinn::Connection, [quinn::Endpoint; 2]) {
+        let options = LinkOptions::default();
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        let identity = || NodeIdentity::generate().expect("identity");
+        let peer_ep = bind_endpoint(any, &identity(), &options, true).expect("endpoint");
+        let local_ep = bind_endpoint(any, &identity(), &options, false).expect("endpoint");
+        let address = peer_ep.local_addr().expect("address");
+        let connecting = local_ep.connect(address, SERVER_NAME).expect("connect");
+        let (local, peer) = within("the QUIC handshake", async {
+            tokio::join!(connecting, async {
+                peer_ep.accept().await.expect("incoming").await
+            })
+        })
+        .await;
+        let (local, peer) = (local.expect("local side"), peer.expect("peer side"));
+        let (send, recv) = within("open", local.open_bi()).await.expect("open");
+        let link = Link {
+            parts: LinkParts {
+                connection: local,
+                send,
+                reader: FrameReader::new(recv),
+            },
+            peer_key: PeerKey([7; 32]),
+            address,
+        };
+        (link, peer, [local_ep, peer_ep])
+    }
+
+    /// An outgoing handshake completes, and CloseGraph arrives before the graph actor runs
+    /// again. The graph closes first and cancels the handshake's future, but actix cancels
+    /// lazily: a spawned future that is ready is still polled in that same turn, so its
+    /// outcome came through on a closed graph. It adopted the link: a connection actor
+    /// started and an entry went into the closed graph's table that nothing ever removes
+    /// (ConnectionEnded ignores a closed graph), and the link stayed up. Now the link is
+    /// closed with LEAVING, as an incoming one that completes after the close is.
+    #[tokio::test]
+    async fn an_outgoing_handshake_done_as_the_graph_closes_is_not_adopted() {
+        let (system, arbiter) = system();
+        let shared = EngineShared::started();
+        let live = shared.live_connection_actors.clone();
+        let table = Arc::new(ConnectionTable::new());
+        let setup = GraphSetup {
+            handle: GraphHandle::new(1).expect("handle"),
+            shared,
+            properties: GraphProperties::new(
+                GraphId::new("g").expect("graph id"),
+                PeerId::new("alice").expect("peer id"),
+            ),
+            identity: NodeIdentity::generate().expect("identity"),
+            options: GraphOptions::default(),
+            synchronized: true,
+            table: table.clone(),
+        };
+        let graph = GraphActor::start_in_arbiter(&arbiter, move |_| GraphActor::new(setup));
+        let mut events = within(
+            "register",
+            graph.send(RegisterEvent {
+                registrations: vec![EventRegistration::new(EventType::DirectConnection)],
+                limits: crate::QueueLimits::default(),
+            }),
+        )
+        .await
+        .expect("graph runs")
+        .expect("registered");
+        let (link, peer, _endpoints) = raw_link().await;
+        let (outcome_tx, outcome) = oneshot::channel();
+        within("open", graph.send(OpenWith { outcome }))
+            .await
+            .expect("graph runs");
+        let counters = within("counters", graph.send(GetCounters))
+            .await
+            .expect("graph runs")
+            .expect("counters");
+        assert_eq!(counters.pending_outgoing, 1);
+
+        // While the graph's thread is held: the handshake ends, and CloseGraph is queued.
+        let release = hold(&arbiter).await;
+        assert!(outcome_tx.send(Ok(link)).is_ok());
+        let closed = graph.send(CloseGraph);
+        let _ = release.send(());
+        within("CloseGraph", closed)
+            .await
+            .expect("graph runs")
+            .expect("closed");
+
+        assert_eq!(within("the stream ends", events.recv()).await, None);
+        assert_eq!(table.len(), 0, "a closed graph's table stays empty");
+        assert_eq!(
+            live.load(Ordering::Relaxed),
+            0,
+            "no connection actor started"
+        );
+        let reason = within("the peer hears the close", peer.closed()).await;
+        assert!(
+            matches!(
+                &reason,
+                quinn::ConnectionError::ApplicationClosed(close)
+                    if close.error_code
+                        == quinn::VarInt::from(peergraph_engine::wire::close_code::LEAVING)
+            ),
+            "{reason:?}"
+        );
+        system.stop();
+    }
 }
