@@ -856,22 +856,39 @@ pub(crate) mod close_tests {
         _endpoints: [quinn::Endpoint; 2],
     }
 
-    /// A connection actor on `arbiter` over a fresh link with a raw peer.
-    async fn live_link(arbiter: &ArbiterHandle) -> Live {
+    /// A QUIC link over loopback between two fresh endpoints, each with a node identity of
+    /// its own: the connecting side's connection, the accepting side's, the accepting
+    /// side's address, and both endpoints (to keep them alive).
+    pub(crate) async fn quic_pair() -> (
+        quinn::Connection,
+        quinn::Connection,
+        std::net::SocketAddr,
+        [quinn::Endpoint; 2],
+    ) {
         let options = LinkOptions::default();
         let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
         let identity = || NodeIdentity::generate().expect("identity");
-        let local_ep = bind_endpoint(any, &identity(), &options, true).expect("endpoint");
-        let peer_ep = bind_endpoint(any, &identity(), &options, false).expect("endpoint");
-        let address = local_ep.local_addr().expect("address");
-        let connecting = peer_ep.connect(address, SERVER_NAME).expect("connect");
-        let (peer, local) = within("the QUIC handshake", async {
-            tokio::join!(connecting, async {
-                local_ep.accept().await.expect("incoming").await
+        let accepting = bind_endpoint(any, &identity(), &options, true).expect("endpoint");
+        let connecting = bind_endpoint(any, &identity(), &options, false).expect("endpoint");
+        let address = accepting.local_addr().expect("address");
+        let attempt = connecting.connect(address, SERVER_NAME).expect("connect");
+        let (client, server) = within("the QUIC handshake", async {
+            tokio::join!(attempt, async {
+                accepting.accept().await.expect("incoming").await
             })
         })
         .await;
-        let (peer, local) = (peer.expect("peer side"), local.expect("local side"));
+        (
+            client.expect("connecting side"),
+            server.expect("accepting side"),
+            address,
+            [accepting, connecting],
+        )
+    }
+
+    /// A connection actor on `arbiter` over a fresh link with a raw peer.
+    async fn live_link(arbiter: &ArbiterHandle) -> Live {
+        let (peer, local, address, endpoints) = quic_pair().await;
         let (mut peer_send, peer_recv) = within("open", peer.open_bi()).await.expect("open");
         // The stream shows up on the other side with its first bytes.
         let hello = Message::Data {
@@ -917,8 +934,22 @@ pub(crate) mod close_tests {
             peer_send,
             peer_reader: FrameReader::new(peer_recv),
             ended,
-            _endpoints: [local_ep, peer_ep],
+            _endpoints: endpoints,
         }
+    }
+
+    /// Sends `Close` to the link's actor and waits until the peer has read our DISCONNECT;
+    /// returns the task that awaits the close's reply.
+    async fn close_under_way(
+        link: &mut Live,
+    ) -> tokio::task::JoinHandle<Result<Result<(), PeerError>, MailboxError>> {
+        let close = tokio::spawn(link.actor.send(Close));
+        let first = within("our DISCONNECT", link.peer_reader.read()).await;
+        assert!(
+            matches!(first, Ok(Some(Message::Disconnect(_)))),
+            "{first:?}"
+        );
+        close
     }
 
     /// The close succeeds, and the peer's QUIC close (APP_DISCONNECT, which it sends only
@@ -931,12 +962,7 @@ pub(crate) mod close_tests {
     async fn a_close_that_succeeds_as_the_peer_closes_quic_is_answered() {
         let (system, arbiter) = system();
         let mut link = live_link(&arbiter).await;
-        let close = tokio::spawn(link.actor.send(Close));
-        let first = within("our DISCONNECT", link.peer_reader.read()).await;
-        assert!(
-            matches!(first, Ok(Some(Message::Disconnect(_)))),
-            "{first:?}"
-        );
+        let close = close_under_way(&mut link).await;
         let disconnect = Message::Disconnect(DisconnectReason::AppDisconnect).to_bytes();
         within(
             "the peer's DISCONNECT",
@@ -976,13 +1002,8 @@ pub(crate) mod close_tests {
     async fn a_close_cut_short_by_leave_is_answered() {
         let (system, arbiter) = system();
         let mut link = live_link(&arbiter).await;
-        let close = tokio::spawn(link.actor.send(Close));
         // The close waits for the peer, which never answers.
-        let first = within("our DISCONNECT", link.peer_reader.read()).await;
-        assert!(
-            matches!(first, Ok(Some(Message::Disconnect(_)))),
-            "{first:?}"
-        );
+        let close = close_under_way(&mut link).await;
         within("Leave", link.actor.send(Leave))
             .await
             .expect("Leave handled");

@@ -1014,10 +1014,10 @@ pub(crate) fn outbox_for_send(
 #[cfg(test)]
 mod open_tests {
     use super::*;
-    use crate::connection::close_tests::{hold, system, within};
+    use crate::connection::close_tests::{hold, quic_pair, system, within};
     use crate::connection::LinkParts;
     use peergraph_engine::{EventRegistration, GraphId};
-    use peergraph_transport::{FrameReader, SERVER_NAME};
+    use peergraph_transport::FrameReader;
     use std::sync::atomic::Ordering;
 
     /// Starts an outgoing attempt whose handshake ends with what comes on `outcome`, as
@@ -1051,20 +1051,7 @@ mod open_tests {
     /// A QUIC link to a raw peer, as an outgoing handshake hands it over, and the peer's
     /// side of it.
     async fn raw_link() -> (Link, quinn::Connection, [quinn::Endpoint; 2]) {
-        let options = LinkOptions::default();
-        let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
-        let identity = || NodeIdentity::generate().expect("identity");
-        let peer_ep = bind_endpoint(any, &identity(), &options, true).expect("endpoint");
-        let local_ep = bind_endpoint(any, &identity(), &options, false).expect("endpoint");
-        let address = peer_ep.local_addr().expect("address");
-        let connecting = local_ep.connect(address, SERVER_NAME).expect("connect");
-        let (local, peer) = within("the QUIC handshake", async {
-            tokio::join!(connecting, async {
-                peer_ep.accept().await.expect("incoming").await
-            })
-        })
-        .await;
-        let (local, peer) = (local.expect("local side"), peer.expect("peer side"));
+        let (local, peer, address, endpoints) = quic_pair().await;
         let (send, recv) = within("open", local.open_bi()).await.expect("open");
         let link = Link {
             parts: LinkParts {
@@ -1075,7 +1062,7 @@ mod open_tests {
             peer_key: PeerKey([7; 32]),
             address,
         };
-        (link, peer, [local_ep, peer_ep])
+        (link, peer, endpoints)
     }
 
     /// An outgoing handshake completes, and CloseGraph arrives before the graph actor runs
