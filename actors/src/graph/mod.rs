@@ -292,11 +292,23 @@ impl GraphActor {
                 let _ = tokio::time::timeout(bound, all_idle).await;
             }
             .into_actor(self)
-            .map(|(), act, ctx| {
-                act.renewal_waiting = false;
-                act.renew_endpoints(ctx);
-            }),
+            .map(|(), act, ctx| act.renewal_wait_ended(ctx)),
         );
+    }
+
+    /// The end of a renewal's wait: renews the endpoints, or waits again if the graph is
+    /// idle but quinn still holds a connection. A link that started and ended during the
+    /// wait could not arm a wait of its own (there is one at a time), and quinn may still
+    /// hold it, perhaps on a client endpoint bound meanwhile that the wait did not cover.
+    /// The new wait covers the endpoints as they are now; each wait ends once they hold no
+    /// connection, or after its bound, so this does not spin.
+    fn renewal_wait_ended(&mut self, ctx: &mut Context<Self>) {
+        self.renewal_waiting = false;
+        if self.is_idle() && self.quic_connections() > 0 {
+            self.renew_when_idle(ctx);
+        } else {
+            self.renew_endpoints(ctx);
+        }
     }
 
     /// Renews the endpoints if the graph is still idle and quinn holds no connection: the
@@ -1065,16 +1077,12 @@ mod open_tests {
         (link, peer, endpoints)
     }
 
-    /// An outgoing handshake completes, and CloseGraph arrives before the graph actor runs
-    /// again. The graph closes first and cancels the handshake's future, but actix cancels
-    /// lazily: a spawned future that is ready is still polled in that same turn, so its
-    /// outcome came through on a closed graph. It adopted the link: a connection actor
-    /// started and an entry went into the closed graph's table that nothing ever removes
-    /// (ConnectionEnded ignores a closed graph), and the link stayed up. Now the link is
-    /// closed with LEAVING, as an incoming one that completes after the close is.
-    #[tokio::test]
-    async fn an_outgoing_handshake_done_as_the_graph_closes_is_not_adopted() {
-        let (system, arbiter) = system();
+    /// A graph actor on `arbiter`, on an engine that is started; its table and its count
+    /// of live connection actors.
+    fn start_graph(
+        arbiter: &actix_rt::ArbiterHandle,
+        options: GraphOptions,
+    ) -> (Addr<GraphActor>, Arc<ConnectionTable>, Arc<AtomicUsize>) {
         let shared = EngineShared::started();
         let live = shared.live_connection_actors.clone();
         let table = Arc::new(ConnectionTable::new());
@@ -1086,11 +1094,86 @@ mod open_tests {
                 PeerId::new("alice").expect("peer id"),
             ),
             identity: NodeIdentity::generate().expect("identity"),
-            options: GraphOptions::default(),
+            options,
             synchronized: true,
             table: table.clone(),
         };
-        let graph = GraphActor::start_in_arbiter(&arbiter, move |_| GraphActor::new(setup));
+        let graph = GraphActor::start_in_arbiter(arbiter, move |_| GraphActor::new(setup));
+        (graph, table, live)
+    }
+
+    /// Ends a renewal's wait with the graph idle after a peak, and `client` (holding a
+    /// QUIC connection the wait did not cover) as its IPv4 client endpoint: the state a
+    /// link that started and ended during the wait, on an endpoint bound meanwhile, leaves.
+    struct EndRenewalWait {
+        client: quinn::Endpoint,
+    }
+
+    impl Message for EndRenewalWait {
+        type Result = ();
+    }
+
+    impl Handler<EndRenewalWait> for GraphActor {
+        type Result = ();
+
+        fn handle(&mut self, message: EndRenewalWait, ctx: &mut Self::Context) {
+            self.link_peak = self.options.renew_endpoints_after;
+            self.client_v4 = Some(message.client);
+            self.renewal_waiting = true;
+            self.renewal_wait_ended(ctx);
+        }
+    }
+
+    /// A renewal's wait ends while quinn still holds a connection it did not cover. The
+    /// renewal used to give up until some later link came and went; now it waits again and
+    /// renews once that connection is gone.
+    #[tokio::test]
+    async fn a_renewal_whose_wait_missed_a_connection_waits_again() {
+        let (system, arbiter) = system();
+        let options = GraphOptions::default().with_renew_endpoints_after(1);
+        let (graph, _table, _live) = start_graph(&arbiter, options);
+        let (client, _server, _address, [_accepting, connecting]) = quic_pair().await;
+        within(
+            "the wait ends",
+            graph.send(EndRenewalWait { client: connecting }),
+        )
+        .await
+        .expect("graph runs");
+        let counters = || async {
+            within("counters", graph.send(GetCounters))
+                .await
+                .expect("graph runs")
+                .expect("counters")
+        };
+        let before = counters().await;
+        assert_eq!(before.quic_connections, 1);
+        assert_eq!(
+            before.endpoint_renewals, 0,
+            "renewed under a live connection"
+        );
+        client.close(0u32.into(), b"done");
+        drop(client);
+        within("the renewal", async {
+            while counters().await.endpoint_renewals == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert_eq!(counters().await.quic_connections, 0);
+        system.stop();
+    }
+
+    /// An outgoing handshake completes, and CloseGraph arrives before the graph actor runs
+    /// again. The graph closes first and cancels the handshake's future, but actix cancels
+    /// lazily: a spawned future that is ready is still polled in that same turn, so its
+    /// outcome came through on a closed graph. It adopted the link: a connection actor
+    /// started and an entry went into the closed graph's table that nothing ever removes
+    /// (ConnectionEnded ignores a closed graph), and the link stayed up. Now the link is
+    /// closed with LEAVING, as an incoming one that completes after the close is.
+    #[tokio::test]
+    async fn an_outgoing_handshake_done_as_the_graph_closes_is_not_adopted() {
+        let (system, arbiter) = system();
+        let (graph, table, live) = start_graph(&arbiter, GraphOptions::default());
         let mut events = within(
             "register",
             graph.send(RegisterEvent {
