@@ -186,9 +186,7 @@ async fn established(
         .await
         .expect("CONNECT");
     let mut reader = FrameReader::new(recv);
-    let welcome = tokio::time::timeout(EVENT_TIMEOUT, reader.read())
-        .await
-        .expect("in time");
+    let welcome = next_frame(&mut reader).await;
     assert!(
         matches!(welcome, Ok(Some(Message::Welcome(_)))),
         "{welcome:?}"
@@ -233,16 +231,12 @@ async fn a_peer_that_never_finishes_after_disconnect_is_cut_off() {
     )
     .await
     .expect("DISCONNECT");
-    let answer = tokio::time::timeout(EVENT_TIMEOUT, reader.read())
-        .await
-        .expect("in time");
+    let answer = next_frame(&mut reader).await;
     assert!(
         matches!(answer, Ok(Some(Message::Disconnect(_)))),
         "{answer:?}"
     );
-    let end = tokio::time::timeout(EVENT_TIMEOUT, reader.read())
-        .await
-        .expect("in time");
+    let end = next_frame(&mut reader).await;
     assert!(matches!(end, Ok(None)), "FIN after DISCONNECT: {end:?}");
     expect_closed_with(&rogue.connection, close_code::CLOSE_TIMEOUT).await;
     let id = ConnectionId::new(6).expect("nonzero");
@@ -264,9 +258,7 @@ async fn an_id_reused_while_its_link_closes_does_not_take_the_new_link_down() {
         let graph = bob.graph.clone();
         async move { graph.close_direct_connection(ID).await }
     });
-    let disconnect = tokio::time::timeout(EVENT_TIMEOUT, first_reader.read())
-        .await
-        .expect("in time");
+    let disconnect = next_frame(&mut first_reader).await;
     assert!(
         matches!(disconnect, Ok(Some(Message::Disconnect(_)))),
         "{disconnect:?}"
@@ -303,9 +295,7 @@ async fn an_id_reused_while_its_link_closes_does_not_take_the_new_link_down() {
         )
         .await
         .expect("send on the second link");
-    let data = tokio::time::timeout(EVENT_TIMEOUT, second_reader.read())
-        .await
-        .expect("in time");
+    let data = next_frame(&mut second_reader).await;
     assert!(
         matches!(&data, Ok(Some(Message::Data { payload, .. })) if payload[..] == b"still here"[..]),
         "{data:?}"

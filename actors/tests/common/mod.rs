@@ -43,6 +43,16 @@ pub async fn quic_connect(
         .expect("the handshake ends in time")
 }
 
+/// The next frame a raw peer reads from its control stream, bounded by [`EVENT_TIMEOUT`]:
+/// `Ok(None)` at the end of the stream.
+pub async fn next_frame(
+    reader: &mut peergraph_transport::FrameReader,
+) -> Result<Option<peergraph::wire::Message>, peergraph_transport::ReadFrameError> {
+    tokio::time::timeout(EVENT_TIMEOUT, reader.read())
+        .await
+        .expect("a frame in time")
+}
+
 /// A started engine with one worker thread.
 pub fn engine() -> Engine {
     let engine = Engine::with_config(EngineConfig { workers: Some(1) }).expect("engine");
