@@ -8,7 +8,8 @@
 //! allocator's pages in use (the live heap plus the free room on pages that still hold a
 //! live block) and the allocator's own metadata, the last three from jemalloc's statistics.
 //! `PEERGRAPH_SOAK_CONNECTIONS` changes its count (10,000 by default); with
-//! `PEERGRAPH_SOAK_EXIT=start` or `=after` it ends the process right after that
+//! `PEERGRAPH_SOAK_EXIT=start`, `=up` (all connections open, for counts of at least
+//! `DEFAULT_RENEW_ENDPOINTS_AFTER`) or `=after` it ends the process right after that
 //! measurement, without freeing anything, for a memory profiler to report what was live.
 
 mod common;
@@ -49,6 +50,15 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 ///   jemalloc keeps a descriptor for every slab it ever had at once and never frees it, so
 ///   after 750 MB of small blocks its metadata stayed at 12 MB; with slabs 16 times larger
 ///   it stays at 7 MB.
+///
+/// Tried and not kept (10,000 links; metadata growth, then resident memory at the start
+/// and after): slabs up to 1 MiB (`slab_sizes:1-16384:256`, with `retain` either way),
+/// +2.4 MB, 12.4 to 15.1 MB, because larger slabs raise the start and a few live blocks
+/// pin whole slabs; jemalloc built with 64 KiB pages (`JEMALLOC_SYS_WITH_LG_PAGE=16`),
+/// +0.8 to +3.5 MB but 11.6 to 16.3 MB at best, for the same reason; `retain:true`,
+/// `hpa:true`, `oversize_threshold:0` and `lg_extent_max_active_fit:0` each left the
+/// metadata growth at +3.5 MB. The metadata grows with the number of slabs at the peak,
+/// what stays pinned grows with their size, and no setting makes both small.
 const ALLOCATOR_CONF: (&str, &str) = (
     "_RJEM_MALLOC_CONF",
     "narenas:1,tcache:false,dirty_decay_ms:0,muzzy_decay_ms:0,retain:false,slab_sizes:1-16384:16",
@@ -247,6 +257,12 @@ impl Soak {
             count_events(&mut self.bob_events, batch, deadline, connected).await;
         }
         let up = Memory::now();
+        if count >= peergraph::DEFAULT_RENEW_ENDPOINTS_AFTER
+            && std::env::var("PEERGRAPH_SOAK_EXIT").as_deref() == Ok("up")
+        {
+            eprintln!("with all {count} up: {up}");
+            std::process::exit(0);
+        }
         for id in &ids {
             self.alice
                 .graph
