@@ -27,6 +27,10 @@
 //!    acknowledge its FIN, bounded by the close timeout, and then closes QUIC with
 //!    APP_DISCONNECT; the actor itself ends at once, so the DISCONNECTED event and the reply
 //!    do not wait for that.
+//!
+//! The reply goes to the caller when the actor is dropped (the `EndGuard` sends it, after
+//! ConnectionEnded), so whatever ends the actor, and in whichever order the link's last
+//! events come, the close is answered exactly once, and only once the actor is gone.
 //! 5. If the close does not complete within the close timeout, the link is closed with
 //!    CLOSE_TIMEOUT and the reply is `PEER_E_TIMEOUT`; a link lost in the middle answers
 //!    `PEER_E_CONNECTION_FAILED`.
@@ -163,7 +167,9 @@ struct EndGuard {
     info: ConnectionInfo,
     connection: quinn::Connection,
     graph: Recipient<ConnectionEnded>,
-    ended: Option<oneshot::Sender<()>>,
+    /// The reply of a `Close` under way, and its outcome once known. It is sent last in
+    /// the drop, so that whoever waits for it finds the actor gone and counted out.
+    close: Option<(CloseReply, Option<Result<(), PeerError>>)>,
     live_actors: Arc<AtomicUsize>,
     reason: EndReason,
     /// The close completed and a task of its own closes the link once the peer has
@@ -188,11 +194,17 @@ impl Drop for EndGuard {
             reason: self.reason.clone(),
             link: self.connection.stable_id(),
         });
-        if let Some(ended) = self.ended.take() {
-            let _ = ended.send(());
+        if let Some((reply, outcome)) = self.close.take() {
+            // No outcome: the actor ended in a way no step of the close foresaw (it
+            // panicked, or its arbiter stopped): the peer's confirmation never came.
+            let _ = reply
+                .send(outcome.unwrap_or(Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED))));
         }
     }
 }
+
+/// Where the answer of a [`Close`] goes.
+pub(crate) type CloseReply = oneshot::Sender<Result<(), PeerError>>;
 
 /// What a connection actor needs to run: the link after a successful handshake.
 pub(crate) struct LinkParts {
@@ -211,7 +223,6 @@ pub(crate) struct ConnectionSetup {
     pub(crate) subscribers: Arc<Subscribers>,
     pub(crate) close_timeout: Duration,
     pub(crate) live_actors: Arc<AtomicUsize>,
-    pub(crate) ended: oneshot::Sender<()>,
 }
 
 /// The actor of one QUIC link. Started by its graph; applications reach it only through
@@ -225,18 +236,15 @@ pub struct ConnectionActor {
     outbox: Outbox,
     /// Our DISCONNECT is queued (we close, or we answer the peer's).
     closing: bool,
-    /// Tells the writer to finish the stream after our DISCONNECT.
-    finish_stream: Option<oneshot::Sender<()>>,
     /// We have read the peer's DISCONNECT.
     peer_disconnected: bool,
     /// We have read the peer's FIN (after its DISCONNECT).
     peer_finished: bool,
-    /// Our FIN is sent: the writer hands the stream back, to wait for its acknowledgement.
+    /// The writer has written our DISCONNECT and handed the stream back: the actor
+    /// finishes it once it has read the peer's DISCONNECT.
+    after_disconnect: Option<quinn::SendStream>,
+    /// Our FIN is sent; kept to wait for the peer's acknowledgement of it.
     finished_send: Option<quinn::SendStream>,
-    close_reply: Option<oneshot::Sender<Result<(), PeerError>>>,
-    /// A `Close` is under way. Its future passes the answer on and then stops the actor;
-    /// nothing else may stop it first, or the answer would be dropped with that future.
-    close_pending: bool,
     guard: EndGuard,
 }
 
@@ -256,17 +264,15 @@ impl ConnectionActor {
             close_timeout: setup.close_timeout,
             outbox: setup.outbox,
             closing: false,
-            finish_stream: None,
             peer_disconnected: false,
             peer_finished: false,
+            after_disconnect: None,
             finished_send: None,
-            close_reply: None,
-            close_pending: false,
             guard: EndGuard {
                 info: setup.info,
                 connection,
                 graph: setup.graph,
-                ended: Some(setup.ended),
+                close: None,
                 live_actors: setup.live_actors,
                 reason: EndReason::Aborted,
                 handed_off: false,
@@ -274,18 +280,73 @@ impl ConnectionActor {
         }
     }
 
-    /// Ends the actor: answers a pending close with `outcome` (its future then stops the
-    /// actor), or stops at once when no close is pending. Once a close has its answer, a
-    /// later end (the reader and the link often end in the same turn) leaves the stop to
-    /// the close's future: stopping here would drop that future, and the answer with it.
+    /// Ends the actor with `outcome` as the answer of a close under way. The first end
+    /// decides it: the reader and the link often end in the same turn, and the later one
+    /// (the link closed after the close succeeded) must not change it. The answer is sent
+    /// when the actor is dropped (see [`EndGuard`]).
     fn end(&mut self, outcome: Result<(), PeerError>, ctx: &mut Context<Self>) {
-        match self.close_reply.take() {
-            Some(reply) => {
-                let _ = reply.send(outcome);
-            }
-            None if self.close_pending => {}
-            None => ctx.stop(),
+        if let Some((_, decided @ None)) = &mut self.guard.close {
+            *decided = Some(outcome);
         }
+        ctx.stop();
+    }
+
+    /// Bounds a close, ours or the peer's, by the close timeout: past it the link is cut
+    /// with CLOSE_TIMEOUT, and a close of ours answers `PEER_E_TIMEOUT`.
+    fn bound_close(&self, ctx: &mut Context<Self>) {
+        ctx.run_later(self.close_timeout, |act, ctx| {
+            act.connection
+                .close(close_code::CLOSE_TIMEOUT.into(), b"close timed out");
+            act.guard.reason = EndReason::Lost("close timed out".into());
+            act.end(Err(PeerError::new(ResultCode::PEER_E_TIMEOUT)), ctx);
+        });
+    }
+
+    /// Queues our DISCONNECT behind every frame SendData accepted (the writer closes the
+    /// outbox when it takes it). The outbox may be full: then this waits for room.
+    fn queue_disconnect(&mut self, ctx: &mut Context<Self>) {
+        const REASON: DisconnectReason = DisconnectReason::AppDisconnect;
+        // At once if there is room: the writer then runs in this same turn of the actor.
+        match self.outbox.try_disconnect(REASON) {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(_) => {
+                return self.end(
+                    Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)),
+                    ctx,
+                )
+            }
+        }
+        let outbox = self.outbox.clone();
+        ctx.spawn(
+            async move { outbox.disconnect(REASON).await }
+                .into_actor(self)
+                .map(|queued, act, ctx| {
+                    // Only a writer that has ended drops the outbox's receiver.
+                    if queued.is_err() {
+                        act.end(
+                            Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)),
+                            ctx,
+                        );
+                    }
+                }),
+        );
+    }
+
+    /// Sends our FIN once our DISCONNECT is written and the peer's is read: the FIN tells
+    /// the peer that we have read all it sent.
+    fn try_finish(&mut self, ctx: &mut Context<Self>) {
+        if !self.peer_disconnected {
+            return;
+        }
+        let Some(mut send) = self.after_disconnect.take() else {
+            return;
+        };
+        // Finishing fails only if the stream was reset or stopped, which the reader or
+        // the connection reports.
+        let _ = send.finish();
+        self.finished_send = Some(send);
+        self.try_complete_close(ctx);
     }
 
     fn protocol_error(&mut self, what: String, ctx: &mut Context<Self>) {
@@ -345,24 +406,10 @@ impl ConnectionActor {
             // bounded by the close timeout like a close of our own.
             self.closing = true;
             self.guard.reason = EndReason::RemoteClose;
-            let outbox = self.outbox.clone();
-            ctx.spawn(
-                async move {
-                    let _ = outbox.disconnect(DisconnectReason::AppDisconnect).await;
-                }
-                .into_actor(self),
-            );
-            ctx.run_later(self.close_timeout, |act, ctx| {
-                act.connection
-                    .close(close_code::CLOSE_TIMEOUT.into(), b"close timed out");
-                act.guard.reason = EndReason::Lost("close timed out".into());
-                ctx.stop();
-            });
+            self.queue_disconnect(ctx);
+            self.bound_close(ctx);
         }
-        // Our FIN follows our DISCONNECT: it tells the peer we have read all it sent.
-        if let Some(finish) = self.finish_stream.take() {
-            let _ = finish.send(());
-        }
+        self.try_finish(ctx);
     }
 
     /// Ends the close once both streams are done: our FIN is sent and the peer's is read.
@@ -394,23 +441,21 @@ impl Actor for ConnectionActor {
         let Some((send, reader, outbox)) = self.start.take() else {
             return;
         };
-        let (finish_tx, finish_rx) = oneshot::channel();
-        self.finish_stream = Some(finish_tx);
         ctx.add_stream(inbound(reader));
         ctx.spawn(
-            run_writer(send, outbox, finish_rx).into_actor(self).map(
-                |result, act, ctx| match result {
+            run_writer(send, outbox)
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
                     Ok(Some(send)) => {
-                        act.finished_send = Some(send);
-                        act.try_complete_close(ctx);
+                        act.after_disconnect = Some(send);
+                        act.try_finish(ctx);
                     }
                     Ok(None) => {}
                     Err(quinn::WriteError::ConnectionLost(error)) => {
                         act.connection_lost(error, ctx)
                     }
                     Err(other) => act.protocol_error(format!("write failed: {other}"), ctx),
-                },
-            ),
+                }),
         );
         let connection = self.connection.clone();
         ctx.spawn(
@@ -535,13 +580,12 @@ async fn gather(
 }
 
 /// Drains the outbox into the send stream, batching frames; on `Disconnect`, closes the
-/// outbox, writes what it still held, then DISCONNECT, and finishes the stream once told to
-/// (the peer's DISCONNECT has been read). Returns the finished stream, so that the actor can
-/// wait for the peer to acknowledge the FIN.
+/// outbox, writes what it still held, then DISCONNECT, and returns the stream: the actor
+/// finishes it once it has read the peer's DISCONNECT, and then waits for the peer to
+/// acknowledge the FIN.
 async fn run_writer(
     mut send: quinn::SendStream,
     mut outbox: OutboxReceiver,
-    mut finish: oneshot::Receiver<()>,
 ) -> Result<Option<quinn::SendStream>, quinn::WriteError> {
     // Both grow on first use and keep their size: an idle link allocates neither.
     let mut batch = WriteBatch::default();
@@ -564,62 +608,35 @@ async fn run_writer(
             batch.release();
         }
         if disconnect {
-            if (&mut finish).await.is_err() {
-                // The actor is gone; nothing waits for this stream any more.
-                return Ok(None);
-            }
-            // Finishing fails only if the stream was reset or stopped, which the reader or
-            // the connection reports.
-            let _ = send.finish();
             return Ok(Some(send));
         }
     }
 }
 
-/// Closes the link (the close path in the module doc). Replies S_OK, `PEER_E_TIMEOUT` or
-/// `PEER_E_CONNECTION_FAILED`; a second `Close` gets `PEER_E_CONNECTION_NOT_FOUND`.
+/// Closes the link (the close path in the module doc). `reply` gets S_OK,
+/// `PEER_E_TIMEOUT`, `PEER_E_CONNECTION_FAILED` or, when the graph closes meanwhile,
+/// `PEER_E_INVALID_GRAPH`, once the actor is gone; a link already closing (the peer closed
+/// it first) answers `PEER_E_CONNECTION_NOT_FOUND` at once. A `Close` that finds the actor
+/// gone is dropped with its `reply`, which the caller reads as NOT_FOUND too.
 #[derive(Message, Debug)]
-#[rtype(result = "Result<(), PeerError>")]
-pub(crate) struct Close;
+#[rtype(result = "()")]
+pub(crate) struct Close {
+    pub(crate) reply: CloseReply,
+}
 
 impl Handler<Close> for ConnectionActor {
-    type Result = ResponseActFuture<Self, Result<(), PeerError>>;
+    type Result = ();
 
-    fn handle(&mut self, _: Close, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, Close { reply }: Close, ctx: &mut Self::Context) {
         if self.closing {
-            return Box::pin(fut::ready(Err(PeerError::CONNECTION_NOT_FOUND)));
+            let _ = reply.send(Err(PeerError::CONNECTION_NOT_FOUND));
+            return;
         }
         self.closing = true;
         self.guard.reason = EndReason::LocalClose;
-        let (reply, outcome) = oneshot::channel();
-        self.close_reply = Some(reply);
-        self.close_pending = true;
-        let outbox = self.outbox.clone();
-        let close_timeout = self.close_timeout;
-        Box::pin(
-            async move {
-                tokio::time::timeout(close_timeout, async move {
-                    outbox
-                        .disconnect(DisconnectReason::AppDisconnect)
-                        .await
-                        .map_err(|_| PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED))?;
-                    outcome
-                        .await
-                        .unwrap_or(Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)))
-                })
-                .await
-            }
-            .into_actor(self)
-            .map(|result, act, ctx| {
-                let outcome = result.unwrap_or_else(|_elapsed| {
-                    act.connection
-                        .close(close_code::CLOSE_TIMEOUT.into(), b"close timed out");
-                    Err(PeerError::new(ResultCode::PEER_E_TIMEOUT))
-                });
-                ctx.stop();
-                outcome
-            }),
-        )
+        self.guard.close = Some((reply, None));
+        self.queue_disconnect(ctx);
+        self.bound_close(ctx);
     }
 }
 
@@ -806,8 +823,8 @@ pub(crate) mod close_tests {
             .unwrap_or_else(|_| panic!("{what}: not within {BOUND:?}"))
     }
 
-    /// Stands for the graph: takes ConnectionEnded and does nothing with it.
-    struct NoGraph;
+    /// Stands for the graph: tells when ConnectionEnded comes, and does nothing else.
+    struct NoGraph(Option<oneshot::Sender<()>>);
 
     impl Actor for NoGraph {
         type Context = Context<Self>;
@@ -816,7 +833,11 @@ pub(crate) mod close_tests {
     impl Handler<ConnectionEnded> for NoGraph {
         type Result = ();
 
-        fn handle(&mut self, _: ConnectionEnded, _: &mut Self::Context) {}
+        fn handle(&mut self, _: ConnectionEnded, _: &mut Self::Context) {
+            if let Some(ended) = self.0.take() {
+                let _ = ended.send(());
+            }
+        }
     }
 
     /// An actix system on a thread of its own, and its arbiter.
@@ -901,7 +922,7 @@ pub(crate) mod close_tests {
         let (send, recv) = within("accept", local.accept_bi()).await.expect("accept");
         let (outbox, outbox_receiver) = crate::table::outbox();
         let (ended_tx, ended) = oneshot::channel();
-        let graph = NoGraph::start_in_arbiter(arbiter, |_| NoGraph).recipient();
+        let graph = NoGraph::start_in_arbiter(arbiter, |_| NoGraph(Some(ended_tx))).recipient();
         let info = ConnectionInfo {
             flags: ConnectionFlags::DIRECT,
             connection_id: ConnectionId::new(7).expect("id"),
@@ -923,7 +944,6 @@ pub(crate) mod close_tests {
             subscribers: Arc::new(Subscribers::new(GraphHandle::new(1).expect("handle"))),
             close_timeout: BOUND,
             live_actors: Arc::new(AtomicUsize::new(0)),
-            ended: ended_tx,
         };
         let actor =
             ConnectionActor::start_in_arbiter(arbiter, move |_| ConnectionActor::new(setup));
@@ -940,10 +960,9 @@ pub(crate) mod close_tests {
 
     /// Sends `Close` to the link's actor and waits until the peer has read our DISCONNECT;
     /// returns the task that awaits the close's reply.
-    async fn close_under_way(
-        link: &mut Live,
-    ) -> tokio::task::JoinHandle<Result<Result<(), PeerError>, MailboxError>> {
-        let close = tokio::spawn(link.actor.send(Close));
+    async fn close_under_way(link: &mut Live) -> oneshot::Receiver<Result<(), PeerError>> {
+        let (reply, close) = oneshot::channel();
+        link.actor.do_send(Close { reply });
         let first = within("our DISCONNECT", link.peer_reader.read()).await;
         assert!(
             matches!(first, Ok(Some(Message::Disconnect(_)))),
@@ -955,9 +974,10 @@ pub(crate) mod close_tests {
     /// The close succeeds, and the peer's QUIC close (APP_DISCONNECT, which it sends only
     /// once it has read our FIN) reaches us before the actor runs again: the actor then
     /// finds the peer's FIN and the closed link in one turn. The first ends the close and
-    /// answers it; the second used to stop the actor before the Close's future had passed
-    /// that answer on, so the reply was dropped and the caller got a mailbox error
-    /// (PEER_E_CONNECTION_NOT_FOUND from the graph) for a close that had succeeded.
+    /// decides its answer, S_OK; the second must neither change it nor lose it. (When the
+    /// answer still went through a future of the Close handler, the second stopped the
+    /// actor with that future, and the caller got PEER_E_CONNECTION_NOT_FOUND for a close
+    /// that had succeeded.)
     #[tokio::test]
     async fn a_close_that_succeeds_as_the_peer_closes_quic_is_answered() {
         let (system, arbiter) = system();
@@ -985,19 +1005,35 @@ pub(crate) mod close_tests {
             .close(close_code::APP_DISCONNECT.into(), b"disconnect");
         within("our quinn sees the close", link.local.closed()).await;
         let _ = release.send(());
-        let reply = within("the close's reply", close)
-            .await
-            .expect("the close task");
+        let reply = within("the close's reply", close).await;
         assert_eq!(reply.map_err(|e| e.to_string()), Ok(Ok(())));
         within("the actor ends", link.ended).await.expect("ended");
         system.stop();
     }
 
-    /// The graph closes (Leave) while a close waits for the peer: Leave answers the close
-    /// (PEER_E_INVALID_GRAPH) and the close's future passes that on. Leave used to
-    /// stop the actor itself right after answering, which dropped the close's future with
-    /// the answer: the caller got a mailbox error (PEER_E_CONNECTION_NOT_FOUND from the
-    /// graph), and so would a close already answered S_OK whose future had not run yet.
+    /// The actor panics while a close waits for the peer: the close is still answered,
+    /// PEER_E_CONNECTION_FAILED (the peer never confirmed), once the actor is gone.
+    #[cfg(feature = "fault-injection")]
+    #[tokio::test]
+    async fn a_close_cut_short_by_a_panic_is_answered() {
+        let (system, arbiter) = system();
+        let mut link = live_link(&arbiter).await;
+        let close = close_under_way(&mut link).await;
+        link.actor.do_send(InjectPanic);
+        let reply = within("the close's reply", close).await;
+        assert_eq!(
+            reply.map_err(|e| e.to_string()),
+            Ok(Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)))
+        );
+        within("the actor ends", link.ended).await.expect("ended");
+        within("the peer hears the close", link.peer.closed()).await;
+        system.stop();
+    }
+
+    /// The graph closes (Leave) while a close waits for the peer: the close is answered
+    /// PEER_E_INVALID_GRAPH. (When the answer still went through a future of the Close
+    /// handler, Leave stopped the actor with that future, and the caller got
+    /// PEER_E_CONNECTION_NOT_FOUND.)
     #[tokio::test]
     async fn a_close_cut_short_by_leave_is_answered() {
         let (system, arbiter) = system();
@@ -1007,9 +1043,7 @@ pub(crate) mod close_tests {
         within("Leave", link.actor.send(Leave))
             .await
             .expect("Leave handled");
-        let reply = within("the close's reply", close)
-            .await
-            .expect("the close task");
+        let reply = within("the close's reply", close).await;
         assert_eq!(
             reply.map_err(|e| e.to_string()),
             Ok(Err(PeerError::new(ResultCode::PEER_E_INVALID_GRAPH)))

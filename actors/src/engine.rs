@@ -26,10 +26,9 @@ use peergraph_transport::{
 
 use crate::events::{EventHandle, EventStream, QueueLimits};
 use crate::graph::{
-    outbox_for_send, CloseDirectConnection, CloseGraph, ConnectionStats, EnumConnections,
-    GetConnectionStats, GetCounters, GetNodeInfo, GetStatus, GraphActor, GraphCounters, GraphSetup,
-    Listen, OpenDirectConnection, RegisterEvent, Release, UnregisterEvent,
-    DEFAULT_MAX_PENDING_HANDSHAKES,
+    outbox_for_send, CloseGraph, ConnectionStats, EnumConnections, GetConnectionStats, GetCounters,
+    GetNodeInfo, GetStatus, GraphActor, GraphCounters, GraphSetup, Listen, OpenDirectConnection,
+    RegisterEvent, Release, StartClose, UnregisterEvent, DEFAULT_MAX_PENDING_HANDSHAKES,
 };
 use crate::table::ConnectionTable;
 
@@ -862,8 +861,8 @@ impl Graph {
     /// `E_INVALIDARG` (id 0), `PEER_E_CONNECTION_NOT_FOUND` (no such direct connection,
     /// another close of it came first, or the peer is already closing it: what this node
     /// had accepted is still delivered), `PEER_E_TIMEOUT` (the peer did not confirm within
-    /// the close timeout; the connection is gone), `PEER_E_CONNECTION_FAILED` (the link
-    /// failed during the close), `PEER_E_INVALID_GRAPH` (the graph is closed, or closed
+    /// the close timeout; the connection is gone), `PEER_E_CONNECTION_FAILED` (the link,
+    /// or its connection actor, failed during the close), `PEER_E_INVALID_GRAPH` (the graph is closed, or closed
     /// while this close was under way: the connection is gone), `PEER_E_NOT_INITIALIZED`
     /// (after the last Shutdown).
     ///
@@ -914,10 +913,13 @@ impl Graph {
         &self,
         connection_id: impl Into<u64>,
     ) -> Result<(), PeerError> {
-        self.call(CloseDirectConnection {
+        // The answer comes straight from the connection actor (see `StartClose`).
+        self.call(StartClose {
             connection_id: connection_id.into(),
         })
-        .await?
+        .await??
+        .outcome()
+        .await
     }
 
     /// The connections of the kinds in `flags` (see [`EnumConnections`]).

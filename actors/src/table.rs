@@ -13,7 +13,7 @@ use dashmap::DashMap;
 use peergraph_engine::wire::{DisconnectReason, MAX_DATA_LEN};
 use peergraph_engine::{ConnectionId, ConnectionInfo, DataType, PeerError};
 use peergraph_transport::DataFrame;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::connection::ConnectionActor;
 
@@ -138,7 +138,7 @@ impl Outbox {
             .map_err(|_| PeerError::CONNECTION_NOT_FOUND)
     }
 
-    /// Asks the writer to flush and DISCONNECT.
+    /// Asks the writer to flush and DISCONNECT, waiting while the outbox is full.
     ///
     /// # Errors
     /// `PEER_E_CONNECTION_NOT_FOUND` if the writer is already gone.
@@ -147,6 +147,19 @@ impl Outbox {
             .send(Outgoing::Disconnect(reason))
             .await
             .map_err(|_| PeerError::CONNECTION_NOT_FOUND)
+    }
+
+    /// [`disconnect`](Self::disconnect) if the outbox has room now: `Ok(false)` when it
+    /// is full.
+    ///
+    /// # Errors
+    /// `PEER_E_CONNECTION_NOT_FOUND` if the writer is already gone.
+    pub(crate) fn try_disconnect(&self, reason: DisconnectReason) -> Result<bool, PeerError> {
+        match self.frames.try_send(Outgoing::Disconnect(reason)) {
+            Ok(()) => Ok(true),
+            Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(PeerError::CONNECTION_NOT_FOUND),
+        }
     }
 }
 
@@ -171,8 +184,6 @@ pub(crate) struct ConnectionEntry {
     /// The link itself, for [`GetConnectionStats`](crate::GetConnectionStats). A clone:
     /// the connection actor owns the link and decides when it closes.
     pub(crate) connection: quinn::Connection,
-    /// Fires when the connection actor has been dropped (taken by the one close that wins).
-    pub(crate) ended: Option<oneshot::Receiver<()>>,
 }
 
 /// A graph's connections by id.

@@ -38,7 +38,7 @@ use tokio::sync::oneshot;
 
 pub use self::messages::*;
 use crate::connection::{
-    connection_event, ConnectionActor, ConnectionEnded, ConnectionSetup, Leave,
+    connection_event, Close, ConnectionActor, ConnectionEnded, ConnectionSetup, Leave,
 };
 use crate::engine::EngineShared;
 use crate::events::Subscribers;
@@ -418,7 +418,6 @@ impl GraphActor {
             // The outbox is new and empty, so the WELCOME is queued first, before any data.
             let _ = outbox.control(WireMessage::Welcome(welcome).to_bytes());
         }
-        let (ended_tx, ended_rx) = oneshot::channel();
         let connection = link.parts.connection.clone();
         let setup = ConnectionSetup {
             info: info.clone(),
@@ -429,7 +428,6 @@ impl GraphActor {
             subscribers: self.subscribers.clone(),
             close_timeout: self.options.close_timeout,
             live_actors: self.live_actors.clone(),
-            ended: ended_tx,
         };
         let actor = ConnectionActor::new(setup).start();
         *self.per_node.entry(info.node_id).or_default() += 1;
@@ -440,7 +438,6 @@ impl GraphActor {
                 outbox,
                 actor,
                 connection,
-                ended: Some(ended_rx),
             },
         );
         self.table_peak = self.table_peak.max(self.table.len());
@@ -741,41 +738,63 @@ impl Handler<SendData> for GraphActor {
     }
 }
 
+impl GraphActor {
+    /// Starts the close of direct connection `raw_id` (DESIGN.md, the close path): answers
+    /// at once where the documented codes say so, otherwise takes the entry out of the
+    /// table (a second close of the id now finds nothing) and hands the close to the
+    /// connection actor, which answers on the returned channel once it is gone.
+    fn start_close(&mut self, raw_id: u64) -> Result<CloseAnswer, PeerError> {
+        self.ready()?;
+        let id = ConnectionId::new(raw_id)?;
+        let (_, entry) = self
+            .table
+            .remove(&id)
+            .ok_or(PeerError::CONNECTION_NOT_FOUND)?;
+        // The status (HAS_CONNECTIONS) is refreshed when the connection actor has ended,
+        // right after its DISCONNECTED event, in the same order the remote side sees.
+        self.table_shrunk();
+        let (reply, answer) = oneshot::channel();
+        // One Close per entry taken out: bounded by the table, like ConnectionEnded.
+        entry.actor.do_send(Close { reply });
+        Ok(CloseAnswer(answer))
+    }
+}
+
+/// Where the answer of a close started by [`GraphActor::start_close`] comes.
+pub(crate) struct CloseAnswer(oneshot::Receiver<Result<(), PeerError>>);
+
+impl CloseAnswer {
+    /// The close's answer. A close whose reply was dropped unanswered found the actor gone
+    /// (the peer closed or the link failed between the lookup and the Close): the
+    /// connection was gone already.
+    pub(crate) async fn outcome(self) -> Result<(), PeerError> {
+        self.0.await.unwrap_or(Err(PeerError::CONNECTION_NOT_FOUND))
+    }
+}
+
+/// The facade's way to close: the same as [`CloseDirectConnection`], but the reply is the
+/// channel the connection actor answers on, so that the answer goes straight to the
+/// caller instead of through a task of the graph's.
+#[derive(Message)]
+#[rtype(result = "Result<CloseAnswer, PeerError>")]
+pub(crate) struct StartClose {
+    pub(crate) connection_id: u64,
+}
+
+impl Handler<StartClose> for GraphActor {
+    type Result = Result<CloseAnswer, PeerError>;
+
+    fn handle(&mut self, message: StartClose, _ctx: &mut Self::Context) -> Self::Result {
+        self.start_close(message.connection_id)
+    }
+}
+
 impl Handler<CloseDirectConnection> for GraphActor {
     type Result = ResponseFuture<Result<(), PeerError>>;
 
     fn handle(&mut self, message: CloseDirectConnection, _ctx: &mut Self::Context) -> Self::Result {
-        let taken = self.ready().and_then(|()| {
-            let id = ConnectionId::new(message.connection_id)?;
-            // Taking the entry out decides the race: a second close finds nothing.
-            let entry = self
-                .table
-                .remove(&id)
-                .map(|(_, entry)| entry)
-                .ok_or(PeerError::CONNECTION_NOT_FOUND)?;
-            self.table_shrunk();
-            Ok(entry)
-        });
-        // The status (HAS_CONNECTIONS) is refreshed when the connection actor has ended,
-        // right after its DISCONNECTED event, in the same order the remote side sees.
-        let close_timeout = self.options.close_timeout;
-        Box::pin(async move {
-            let mut entry = taken?;
-            let ended = entry.ended.take();
-            // A mailbox error means the actor ended on its own (the peer closed or the
-            // link failed) between the lookup and now: the connection is already gone.
-            let outcome = entry
-                .actor
-                .send(crate::connection::Close)
-                .await
-                .unwrap_or(Err(PeerError::CONNECTION_NOT_FOUND));
-            // The actor stops right after replying; wait until it is gone so that the
-            // caller sees a table and an actor count without it.
-            if let Some(ended) = ended {
-                let _ = tokio::time::timeout(close_timeout, ended).await;
-            }
-            outcome
-        })
+        let started = self.start_close(message.connection_id);
+        Box::pin(async move { started?.outcome().await })
     }
 }
 
