@@ -33,8 +33,8 @@ use peergraph::{ConnectionId, ConnectionStatus, DataType, EventStream, GraphEven
 ///   `malloc_trim(0)` it came back only to 17 MB: a few long-lived blocks made during the
 ///   burst pin pages all over the 700 MB it had grown to.
 /// - mimalloc 3 (no huge pages, purge at once, lazy commit) came back to 31 MB.
-/// - This configuration of jemalloc comes back to 12.7 MB, and tells where the rest is:
-///   its own metadata (see [`Memory::allocator_metadata_kib`]).
+/// - This configuration of jemalloc comes back to 11.5 to 11.7 MB, and tells where the
+///   rest is: its own metadata (see [`Memory::allocator_metadata_kib`]).
 ///
 /// The library itself uses whatever allocator its application picks.
 #[global_allocator]
