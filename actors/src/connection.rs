@@ -366,13 +366,20 @@ impl ConnectionActor {
             if close.error_code == close_code::APP_DISCONNECT.into());
         let outcome = match &error {
             _ if orderly => Ok(()),
-            E::LocallyClosed => Ok(()),
+            // The actor closes its link itself only once it has decided the answer (Leave,
+            // the close timeout, a protocol error), so a local close it did not decide is
+            // the graph's: closing the graph, or the last shutdown, closes its endpoints
+            // (LEAVING), and a connection whose close is under way has left the table, so
+            // no Leave reaches it. The connection is gone without the peer's confirmation.
+            E::LocallyClosed => Err(PeerError::INVALID_GRAPH),
             E::TimedOut => Err(PeerError::new(ResultCode::PEER_E_TIMEOUT)),
             _ => Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)),
         };
         if self.guard.reason == EndReason::Aborted {
             self.guard.reason = if orderly || matches!(error, E::ApplicationClosed(_)) {
                 EndReason::RemoteClose
+            } else if matches!(error, E::LocallyClosed) {
+                EndReason::GraphClosed
             } else {
                 EndReason::Lost(error.to_string())
             };

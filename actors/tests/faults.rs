@@ -1,6 +1,7 @@
 //! Links that end badly: a peer that stops answering a close, a peer that breaks the
 //! protocol, a peer that vanishes. Each ends only its own link, reported once.
 
+#[macro_use]
 mod common;
 
 use std::net::SocketAddr;
@@ -25,7 +26,7 @@ struct RawPeer {
 struct RawLink {
     connection: quinn::Connection,
     send: quinn::SendStream,
-    _reader: FrameReader,
+    reader: FrameReader,
 }
 
 impl RawPeer {
@@ -60,7 +61,7 @@ impl RawPeer {
             Some(RawLink {
                 connection,
                 send,
-                _reader: reader,
+                reader,
             })
         };
         tokio::time::timeout(EVENT_TIMEOUT, link)
@@ -101,6 +102,61 @@ async fn close_times_out_when_the_peer_never_confirms() {
             .map_err(|e| e.code()),
         Err(ResultCode::PEER_E_CONNECTION_NOT_FOUND)
     );
+}
+
+/// How a graph goes away while one of its closes waits for the peer.
+#[derive(Clone, Copy, Debug)]
+enum GraphGoes {
+    Closed,
+    ShutDown,
+}
+
+/// A close waits for a peer that never confirms, and the graph closes (or the engine shuts
+/// down) meanwhile: the connection is gone without the peer's confirmation, so the close
+/// answers `PEER_E_INVALID_GRAPH`, as documented, and not S_OK. (The closing connection has
+/// left the table, so the graph's Leave never reached it: its link ended with the graph's
+/// endpoint, which the connection actor took for a close of its own, S_OK.)
+async fn close_cut_short_by_the_graph(goes: GraphGoes) {
+    let mut alice = node("cut", "alice").await;
+    let raw = RawPeer::new();
+    let id = alice
+        .graph
+        .open_direct_connection("mute", raw.address)
+        .await
+        .expect("open");
+    let mut link = raw.accept_and_welcome("cut", "mute").await;
+    wait_connection(&mut alice.events, id, ConnectionStatus::Connected).await;
+    let closing = tokio::spawn({
+        let graph = alice.graph.clone();
+        async move { graph.close_direct_connection(id).await }
+    });
+    let disconnect = next_frame(&mut link.reader).await;
+    assert!(
+        matches!(disconnect, Ok(Some(Message::Disconnect(_)))),
+        "{disconnect:?}"
+    );
+    match goes {
+        GraphGoes::Closed => within!(alice.graph.close()).expect("close the graph"),
+        GraphGoes::ShutDown => within!(alice.engine.shutdown()).expect("shutdown"),
+    }
+    let answer = within!(closing).expect("the close task");
+    assert_eq!(
+        answer.map_err(|e| e.code()),
+        Err(ResultCode::PEER_E_INVALID_GRAPH),
+        "{goes:?}"
+    );
+    expect_closed_with(&link.connection, close_code::LEAVING).await;
+    assert_eq!(alice.engine.connection_actor_count(), 0);
+}
+
+#[tokio::test]
+async fn a_close_cut_short_by_closing_the_graph_answers_invalid_graph() {
+    close_cut_short_by_the_graph(GraphGoes::Closed).await;
+}
+
+#[tokio::test]
+async fn a_close_cut_short_by_the_last_shutdown_answers_invalid_graph() {
+    close_cut_short_by_the_graph(GraphGoes::ShutDown).await;
 }
 
 #[tokio::test]
