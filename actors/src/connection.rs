@@ -623,8 +623,9 @@ async fn run_writer(
 /// Closes the link (the close path in the module doc). `reply` gets S_OK,
 /// `PEER_E_TIMEOUT`, `PEER_E_CONNECTION_FAILED` or, when the graph closes meanwhile,
 /// `PEER_E_INVALID_GRAPH`, once the actor is gone; a link already closing (the peer closed
-/// it first) answers `PEER_E_CONNECTION_NOT_FOUND` at once. A `Close` that finds the actor
-/// gone is dropped with its `reply`, which the caller reads as NOT_FOUND too.
+/// it first) answers `PEER_E_CONNECTION_NOT_FOUND`, also once the actor is gone. A `Close`
+/// that finds the actor gone is dropped with its `reply`, which the caller reads as
+/// NOT_FOUND too.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub(crate) struct Close {
@@ -636,7 +637,18 @@ impl Handler<Close> for ConnectionActor {
 
     fn handle(&mut self, Close { reply }: Close, ctx: &mut Self::Context) {
         if self.closing {
-            let _ = reply.send(Err(PeerError::CONNECTION_NOT_FOUND));
+            // The peer closed first: the answer is NOT_FOUND, but like every close's it
+            // comes once the actor is gone (counted out, its DISCONNECTED on its way), so
+            // the caller does not see the connection it was told is not there.
+            match &self.guard.close {
+                None => {
+                    self.guard.close = Some((reply, Some(Err(PeerError::CONNECTION_NOT_FOUND))));
+                }
+                // Only one Close reaches an actor (the graph takes the entry out first).
+                Some(_) => {
+                    let _ = reply.send(Err(PeerError::CONNECTION_NOT_FOUND));
+                }
+            }
             return;
         }
         self.closing = true;

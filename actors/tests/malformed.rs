@@ -3,6 +3,7 @@
 //! well-behaved peer at the same time.
 //! Also: a peer that reuses the id of a link still closing cannot take its new link down.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -241,6 +242,38 @@ async fn a_peer_that_never_finishes_after_disconnect_is_cut_off() {
     expect_closed_with(&rogue.connection, close_code::CLOSE_TIMEOUT).await;
     let id = ConnectionId::new(6).expect("nonzero");
     wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
+}
+
+/// The peer is closing a link (its DISCONNECT is read and answered) but never finishes its
+/// stream, and this node's application closes the link meanwhile: the close answers
+/// `PEER_E_CONNECTION_NOT_FOUND`, and like every close only once the connection actor is
+/// gone, counted out and its DISCONNECTED on its way. (It used to answer at once, with the
+/// actor still counted for up to the close timeout.)
+#[tokio::test]
+async fn closing_a_link_the_peer_is_closing_answers_once_the_actor_is_gone() {
+    let options = GraphOptions::default().with_close_timeout(Duration::from_millis(500));
+    let mut bob = node_with("peer-closing", "bob", options).await;
+    let rogue = rogue(&bob).await;
+    let (mut send, mut reader) = established(&rogue, "peer-closing", &mut bob, 7).await;
+    send.write_all(
+        &Message::Disconnect(peergraph::wire::DisconnectReason::AppDisconnect).to_bytes(),
+    )
+    .await
+    .expect("DISCONNECT");
+    // bob's answer: its actor has read our DISCONNECT and is closing the link.
+    let answer = next_frame(&mut reader).await;
+    assert!(
+        matches!(answer, Ok(Some(Message::Disconnect(_)))),
+        "{answer:?}"
+    );
+    let id = ConnectionId::new(7).expect("nonzero");
+    assert_eq!(
+        code(within!(bob.graph.close_direct_connection(id))),
+        Err(ResultCode::PEER_E_CONNECTION_NOT_FOUND)
+    );
+    assert_eq!(bob.engine.connection_actor_count(), 0);
+    wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
+    expect_closed_with(&rogue.connection, close_code::CLOSE_TIMEOUT).await;
 }
 
 /// A peer opens a second link under the id of one this node is still closing (the id left
