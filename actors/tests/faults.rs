@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::*;
 use peergraph::wire::{close_code, Message, Welcome};
 use peergraph::{
-    ConnectionStatus, DataType, GraphEvent, GraphId, GraphOptions, PeerId, ResultCode,
+    ConnectionId, ConnectionStatus, DataType, GraphEvent, GraphId, GraphOptions, PeerId, ResultCode,
 };
 use peergraph_transport::{bind_endpoint, FrameReader, LinkOptions, NodeIdentity};
 
@@ -71,18 +71,29 @@ impl RawPeer {
     }
 }
 
+/// Opens a direct connection from `node` to a new [`RawPeer`] that calls itself `peer_id`
+/// in graph `graph_id`, and waits until `node` reports it CONNECTED.
+async fn connect_raw(
+    node: &mut Node,
+    graph_id: &str,
+    peer_id: &str,
+) -> (RawPeer, ConnectionId, RawLink) {
+    let raw = RawPeer::new();
+    let id = node
+        .graph
+        .open_direct_connection(peer_id, raw.address)
+        .await
+        .expect("open");
+    let link = raw.accept_and_welcome(graph_id, peer_id).await;
+    wait_connection(&mut node.events, id, ConnectionStatus::Connected).await;
+    (raw, id, link)
+}
+
 #[tokio::test]
 async fn close_times_out_when_the_peer_never_confirms() {
     let options = GraphOptions::default().with_close_timeout(Duration::from_millis(300));
     let mut alice = node_with("quiet", "alice", options).await;
-    let raw = RawPeer::new();
-    let id = alice
-        .graph
-        .open_direct_connection("mute", raw.address)
-        .await
-        .expect("open");
-    let link = raw.accept_and_welcome("quiet", "mute").await;
-    wait_connection(&mut alice.events, id, ConnectionStatus::Connected).await;
+    let (_raw, id, link) = connect_raw(&mut alice, "quiet", "mute").await;
     assert_eq!(
         alice
             .graph
@@ -118,14 +129,7 @@ enum GraphGoes {
 /// endpoint, which the connection actor took for a close of its own, S_OK.)
 async fn close_cut_short_by_the_graph(goes: GraphGoes) {
     let mut alice = node("cut", "alice").await;
-    let raw = RawPeer::new();
-    let id = alice
-        .graph
-        .open_direct_connection("mute", raw.address)
-        .await
-        .expect("open");
-    let mut link = raw.accept_and_welcome("cut", "mute").await;
-    wait_connection(&mut alice.events, id, ConnectionStatus::Connected).await;
+    let (_raw, id, mut link) = connect_raw(&mut alice, "cut", "mute").await;
     let closing = tokio::spawn({
         let graph = alice.graph.clone();
         async move { graph.close_direct_connection(id).await }
@@ -164,14 +168,7 @@ async fn a_protocol_error_ends_only_that_link() {
     let mut alice = node("strict", "alice").await;
     let mut bob = node("strict", "bob").await;
     let healthy = connect(&mut alice, &mut bob, "bob").await;
-    let raw = RawPeer::new();
-    let bad = alice
-        .graph
-        .open_direct_connection("mallory", raw.address)
-        .await
-        .expect("open");
-    let mut link = raw.accept_and_welcome("strict", "mallory").await;
-    wait_connection(&mut alice.events, bad, ConnectionStatus::Connected).await;
+    let (_raw, bad, mut link) = connect_raw(&mut alice, "strict", "mallory").await;
     // An unknown frame type.
     link.send
         .write_all(&[0x7f, 0, 0, 0, 0])
@@ -217,14 +214,7 @@ async fn a_vanished_peer_is_reported_after_the_idle_timeout() {
 #[tokio::test]
 async fn a_peer_that_does_not_read_makes_the_sender_wait() {
     let mut alice = node("slow", "alice").await;
-    let raw = RawPeer::new();
-    let id = alice
-        .graph
-        .open_direct_connection("sloth", raw.address)
-        .await
-        .expect("open");
-    let _link = raw.accept_and_welcome("slow", "sloth").await;
-    wait_connection(&mut alice.events, id, ConnectionStatus::Connected).await;
+    let (_raw, id, _link) = connect_raw(&mut alice, "slow", "sloth").await;
     // The peer never reads: QUIC flow control stops the writer, the outbox fills, and then
     // SendData waits instead of queueing more.
     let chunk = Bytes::from(vec![7u8; 1024 * 1024]);

@@ -197,6 +197,20 @@ async fn established(
     (send, reader)
 }
 
+/// Sends DISCONNECT on a rogue link and reads the node's answer to it, its own DISCONNECT.
+async fn disconnect_and_hear_back(send: &mut quinn::SendStream, reader: &mut FrameReader) {
+    send.write_all(
+        &Message::Disconnect(peergraph::wire::DisconnectReason::AppDisconnect).to_bytes(),
+    )
+    .await
+    .expect("DISCONNECT");
+    let answer = next_frame(reader).await;
+    assert!(
+        matches!(answer, Ok(Some(Message::Disconnect(_)))),
+        "{answer:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_frame_after_disconnect_is_a_protocol_error() {
     let mut alice = node("after", "alice").await;
@@ -227,16 +241,7 @@ async fn a_peer_that_never_finishes_after_disconnect_is_cut_off() {
     let mut bob = node_with("unfinished", "bob", options).await;
     let rogue = rogue(&bob).await;
     let (mut send, mut reader) = established(&rogue, "unfinished", &mut bob, 6).await;
-    send.write_all(
-        &Message::Disconnect(peergraph::wire::DisconnectReason::AppDisconnect).to_bytes(),
-    )
-    .await
-    .expect("DISCONNECT");
-    let answer = next_frame(&mut reader).await;
-    assert!(
-        matches!(answer, Ok(Some(Message::Disconnect(_)))),
-        "{answer:?}"
-    );
+    disconnect_and_hear_back(&mut send, &mut reader).await;
     let end = next_frame(&mut reader).await;
     assert!(matches!(end, Ok(None)), "FIN after DISCONNECT: {end:?}");
     expect_closed_with(&rogue.connection, close_code::CLOSE_TIMEOUT).await;
@@ -255,17 +260,8 @@ async fn closing_a_link_the_peer_is_closing_answers_once_the_actor_is_gone() {
     let mut bob = node_with("peer-closing", "bob", options).await;
     let rogue = rogue(&bob).await;
     let (mut send, mut reader) = established(&rogue, "peer-closing", &mut bob, 7).await;
-    send.write_all(
-        &Message::Disconnect(peergraph::wire::DisconnectReason::AppDisconnect).to_bytes(),
-    )
-    .await
-    .expect("DISCONNECT");
-    // bob's answer: its actor has read our DISCONNECT and is closing the link.
-    let answer = next_frame(&mut reader).await;
-    assert!(
-        matches!(answer, Ok(Some(Message::Disconnect(_)))),
-        "{answer:?}"
-    );
+    // bob's answer comes: its actor has read our DISCONNECT and is closing the link.
+    disconnect_and_hear_back(&mut send, &mut reader).await;
     let id = ConnectionId::new(7).expect("nonzero");
     assert_eq!(
         code(within!(bob.graph.close_direct_connection(id))),
