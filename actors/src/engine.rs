@@ -861,10 +861,11 @@ impl Graph {
     /// `E_INVALIDARG` (id 0), `PEER_E_CONNECTION_NOT_FOUND` (no such direct connection,
     /// another close of it came first, or the peer is already closing it: what this node
     /// had accepted is still delivered), `PEER_E_TIMEOUT` (the peer did not confirm within
-    /// the close timeout; the connection is gone), `PEER_E_CONNECTION_FAILED` (the link,
-    /// or its connection actor, failed during the close), `PEER_E_INVALID_GRAPH` (the graph is closed, or closed
-    /// while this close was under way: the connection is gone), `PEER_E_NOT_INITIALIZED`
-    /// (after the last Shutdown).
+    /// the close timeout, or went silent for the link's idle timeout first; the connection
+    /// is gone), `PEER_E_CONNECTION_FAILED` (the link, or its connection actor, failed
+    /// during the close), `PEER_E_INVALID_GRAPH` (the graph is closed, or closed while this
+    /// close was under way: the connection is gone), `PEER_E_NOT_INITIALIZED` (after the
+    /// last Shutdown).
     ///
     /// # Examples
     ///

@@ -83,8 +83,8 @@ pub struct SendData {
 /// # Errors
 /// `E_INVALIDARG` (id 0), `PEER_E_CONNECTION_NOT_FOUND` (no direct connection with that
 /// id, or the peer is already closing it), `PEER_E_TIMEOUT` (the peer did not confirm
-/// within the close timeout: the connection is gone, but the peer may not have all the
-/// data), `PEER_E_CONNECTION_FAILED` (the link, or its connection actor, failed during
+/// within the close timeout, or went silent for the link's idle timeout first: the
+/// connection is gone, but the peer may not have all the data), `PEER_E_CONNECTION_FAILED` (the link, or its connection actor, failed during
 /// the close), `PEER_E_INVALID_GRAPH` (the graph is closed, or closed while
 /// this close was under way: the connection is gone), `PEER_E_NOT_INITIALIZED` (after the
 /// last Shutdown).
