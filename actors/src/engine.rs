@@ -305,8 +305,9 @@ impl Drop for EngineInner {
 /// dropped.
 ///
 /// Two ways in, one set of actors: actix applications send the messages of
-/// [`GraphActor`] (such as [`CloseDirectConnection`]) to [`Graph::addr`]; other
-/// applications call the async methods of [`Graph`], which send the same messages.
+/// [`GraphActor`] (such as [`CloseDirectConnection`](crate::CloseDirectConnection)) to
+/// [`Graph::addr`]; other applications call the async methods of [`Graph`], which send
+/// the same messages.
 ///
 /// Outside an actix `System` the engine starts worker threads of its own (one per core by
 /// default, see [`EngineConfig`]); inside one it runs its actors on the current arbiter.
@@ -854,8 +855,9 @@ impl Graph {
     }
 
     /// `PeerGraphCloseDirectConnection`: closes a direct connection (see
-    /// [`CloseDirectConnection`]). Returns once the peer has read everything sent before
-    /// the close; both nodes then report DIRECT_CONNECTION DISCONNECTED with the id.
+    /// [`CloseDirectConnection`](crate::CloseDirectConnection)). Returns once the peer has
+    /// read everything sent before the close; both nodes then report DIRECT_CONNECTION
+    /// DISCONNECTED with the id.
     ///
     /// # Errors
     /// `E_INVALIDARG` (id 0), `PEER_E_CONNECTION_NOT_FOUND` (no such direct connection,
