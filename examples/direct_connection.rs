@@ -34,7 +34,7 @@ use bytes::Bytes;
 use peergraph::{
     code_of, ConnectionFlags, ConnectionId, ConnectionStatus, DataType, Engine, EngineConfig,
     EventRegistration, EventStream, EventType, Graph, GraphEvent, GraphId, GraphOptions,
-    GraphProperties, GraphStatus, NodeId, NodeInfo, PeerId, PeerResult, ResultCode, Version,
+    GraphProperties, GraphStatus, NodeInfo, PeerId, PeerResult, ResultCode, Version,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -198,11 +198,11 @@ async fn main() -> Result<()> {
         bob.graph.close_direct_connection(id).await,
         ResultCode::PEER_E_CONNECTION_NOT_FOUND,
     )?;
-    note("Id 0 means \"no connection\": never a valid argument.");
+    note("Id 0 means \"no connection\": no ConnectionId holds it, so no call can take it.");
     fails(
         bob.name,
-        "CloseDirectConnection(0)",
-        bob.graph.close_direct_connection(0u64).await,
+        "ConnectionId::new(0)",
+        ConnectionId::new(0),
         ResultCode::E_INVALIDARG,
     )?;
     note("bob closes his graph; his Graph value still holds the old handle.");
@@ -304,7 +304,11 @@ impl Node {
 
     /// Prints this node's information and returns it: `PeerGraphGetNodeInfo`.
     async fn node_info(&self) -> Result<NodeInfo> {
-        let info = ok(self.name, "GetNodeInfo(0)", self.graph.node_info(0).await)?;
+        let info = ok(
+            self.name,
+            "GetNodeInfo(0)",
+            self.graph.node_info(None).await,
+        )?;
         let addresses: Vec<String> = info.addresses.iter().map(ToString::to_string).collect();
         detail(&format!(
             "peer {}  node {}  addresses [{}]",
@@ -436,8 +440,8 @@ fn print_event(who: &str, event: &GraphEvent) {
         }
         GraphEvent::DirectConnection(change) => {
             let mut data = format!("id {}  peer {}", change.connection_id, change.peer_id);
-            if change.node_id != NodeId(0) {
-                data.push_str(&format!("  node {}", change.node_id));
+            if let Some(node_id) = change.node_id {
+                data.push_str(&format!("  node {node_id}"));
             }
             if let Some(reason) = change.failure_reason {
                 data.push_str(&format!("  reason {reason}"));

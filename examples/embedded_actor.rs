@@ -96,9 +96,7 @@ impl Handler<PeerEvent> for EchoService {
                     "service",
                     &format!("<- \"bye\" on {connection_id}: closing"),
                 );
-                let close = self.graph.send(CloseDirectConnection {
-                    connection_id: connection_id.get(),
-                });
+                let close = self.graph.send(CloseDirectConnection { connection_id });
                 // Wait for the reply before the next event: nothing else on this
                 // connection is handled until it is closed.
                 ctx.wait(close.into_actor(self).map(|sent, actor, _| {
@@ -127,7 +125,7 @@ impl Handler<PeerEvent> for EchoService {
                 let mut echo = b"echo: ".to_vec();
                 echo.extend_from_slice(&data);
                 let send = self.graph.send(SendData {
-                    connection_id: connection_id.get(),
+                    connection_id,
                     data_type,
                     data: Bytes::from(echo),
                 });

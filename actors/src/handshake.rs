@@ -6,28 +6,22 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use peergraph_engine::wire::{close_code, Connect, Message, RefuseReason, Welcome};
-use peergraph_engine::{NodeId, PeerError, PeerKey, ResultCode};
+use peergraph_engine::graph_core::{judge_answer, refusal_code, Answer, HandshakeFailure};
+use peergraph_engine::wire::{close_code, Connect, Message, RefuseReason};
+use peergraph_engine::{PeerError, PeerKey, ResultCode};
 use peergraph_transport::{
     membership_proof, peer_key_of, peer_public_key, verify_membership_proof, write_message,
     FrameReader, ProofRole, SERVER_NAME,
 };
 
-use crate::engine::Membership;
-
 use crate::connection::LinkParts;
+use crate::options::Membership;
 
 /// A link whose TLS handshake is done and whose peer key is known.
 pub(crate) struct Link {
     pub(crate) parts: LinkParts,
     pub(crate) peer_key: PeerKey,
     pub(crate) address: SocketAddr,
-}
-
-impl Link {
-    pub(crate) fn node_id(&self) -> NodeId {
-        self.peer_key.node_id()
-    }
 }
 
 /// How long a refusing node waits for the refused peer to close after reading REFUSE,
@@ -44,25 +38,25 @@ fn is_crypto(code: quinn::TransportErrorCode) -> bool {
     (0x100..0x200).contains(&u64::from(code))
 }
 
-/// Maps a TLS or QUIC failure during the handshake to the reason a CONNECTION_FAILED event
-/// reports: a crypto (TLS) error means the node could not be authenticated; anything else
-/// means it could not be reached.
+/// Reads a TLS or QUIC failure during the handshake as the graph core's
+/// [`HandshakeFailure`], whose code the CONNECTION_FAILED event reports.
 fn handshake_failure(error: &quinn::ConnectionError) -> PeerError {
-    match error {
+    let failure = match error {
         quinn::ConnectionError::TransportError(transport) if is_crypto(transport.code) => {
-            failed(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED)
+            HandshakeFailure::Crypto
         }
         quinn::ConnectionError::ConnectionClosed(close) if is_crypto(close.error_code) => {
-            failed(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED)
+            HandshakeFailure::Crypto
         }
-        // The node refused the link at the QUIC level: it has too many handshakes going.
         quinn::ConnectionError::ConnectionClosed(close)
             if close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
         {
-            failed(ResultCode::PEER_E_CONNECTION_REFUSED)
+            HandshakeFailure::Refused
         }
-        _ => failed(ResultCode::PEER_E_CONNECTION_FAILED),
-    }
+        quinn::ConnectionError::TimedOut => HandshakeFailure::TimedOut,
+        _ => HandshakeFailure::Failed,
+    };
+    failed(failure.code())
 }
 
 /// Opens a link to `address` and performs the connecting side's handshake within
@@ -95,8 +89,11 @@ pub(crate) async fn connect(
     };
     let result = tokio::time::timeout_at(deadline, async {
         // The node we reached must be on the allow-list, as the peer we asked for.
-        if let Some(reason) = membership.check_key(&peer_key, &request.target_peer_id) {
-            return Err(refusal(reason));
+        if let Err(reason) = membership
+            .admission()
+            .check_key(&peer_key, &request.target_peer_id)
+        {
+            return Err(failed(refusal_code(reason)));
         }
         if let Some(secret) = &membership.secret {
             request.proof = membership_proof(
@@ -115,29 +112,25 @@ pub(crate) async fn connect(
             .await
             .map_err(|_| failed(ResultCode::PEER_E_CONNECTION_FAILED))?;
         let mut reader = FrameReader::new(recv);
-        match reader.read().await {
-            Ok(Some(Message::Welcome(welcome))) if welcome_matches(&welcome, &request) => {
-                let proven = membership.secret.as_ref().is_none_or(|secret| {
-                    verify_membership_proof(
-                        &connection,
-                        secret,
-                        ProofRole::Welcome,
-                        request.connection_id,
-                        &welcome.proof,
-                    )
-                });
-                if !proven {
-                    return Err(failed(ResultCode::PEER_E_NOT_AUTHORIZED));
-                }
-                Ok((send, reader))
-            }
-            Ok(Some(Message::Welcome(_))) => {
-                Err(failed(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED))
-            }
-            Ok(Some(Message::Refuse(reason))) => Err(refusal(reason)),
-            Ok(_) => Err(failed(ResultCode::PEER_E_CONNECTION_FAILED)),
-            Err(_) => Err(failed(ResultCode::PEER_E_CONNECTION_FAILED)),
-        }
+        let first = reader.read().await;
+        let answer = match &first {
+            Ok(Some(Message::Welcome(welcome))) => Answer::Welcome(welcome),
+            Ok(Some(Message::Refuse(reason))) => Answer::Refuse(*reason),
+            _ => Answer::Other,
+        };
+        let verify = |welcome: &peergraph_engine::wire::Welcome| {
+            membership.secret.as_ref().is_some_and(|secret| {
+                verify_membership_proof(
+                    &connection,
+                    secret,
+                    ProofRole::Welcome,
+                    request.connection_id,
+                    &welcome.proof,
+                )
+            })
+        };
+        judge_answer(&request, answer, membership.secret.is_some(), verify).map_err(failed)?;
+        Ok((send, reader))
     })
     .await;
     match result {
@@ -158,29 +151,6 @@ pub(crate) async fn connect(
             connection.close(close_code::HANDSHAKE_TIMEOUT.into(), b"handshake timeout");
             Err(failed(ResultCode::PEER_E_CONNECTION_FAILED))
         }
-    }
-}
-
-fn welcome_matches(welcome: &Welcome, request: &Connect) -> bool {
-    welcome.connection_id == request.connection_id
-        && welcome.graph_id == request.graph_id
-        && welcome.peer_id == request.target_peer_id
-}
-
-/// The CONNECTION_FAILED reason for a REFUSE: the reference's reasons mean the node would
-/// not take the connection; the protocol's own mean it is not the node that was asked for.
-fn refusal(reason: RefuseReason) -> PeerError {
-    match reason {
-        RefuseReason::Busy
-        | RefuseReason::AlreadyConnected
-        | RefuseReason::DuplicateConnection
-        | RefuseReason::DirectConnectionDisallowed
-        | RefuseReason::LimitReached => failed(ResultCode::PEER_E_CONNECTION_REFUSED),
-        RefuseReason::WrongGraph
-        | RefuseReason::WrongPeer
-        | RefuseReason::UnsupportedVersion
-        | RefuseReason::KeyMismatch => failed(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED),
-        RefuseReason::NotAuthorized => failed(ResultCode::PEER_E_NOT_AUTHORIZED),
     }
 }
 

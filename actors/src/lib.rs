@@ -24,40 +24,55 @@
 //! ```
 //!
 //! # Layout
-//! - `engine`: [`Engine`] (startup/shutdown, handle table, worker arbiters) and [`Graph`].
-//! - `graph`: [`GraphActor`] and its messages.
-//! - `connection`: [`ConnectionActor`], its writer, and the close path.
+//! The rules (admission, the connection table's invariants, status, each link's close)
+//! live in the engine crate's `graph_core`, with no I/O; the actors here drive it.
+//! - `options`: [`GraphOptions`], [`Membership`], and the defaults.
+//! - `lifecycle`: the startup count and what the engine shares with its graphs.
+//! - `registry`: the handle table of open graphs.
+//! - `engine`: [`Engine`] (startup/shutdown, graph creation, worker arbiters).
+//! - `facade`: [`Graph`], the async calls, and [`reply`].
+//! - `graph`: [`GraphActor`], driver of a graph core; its handlers, endpoints and renewal,
+//!   and its messages.
+//! - `connection`: [`ConnectionActor`], driver of a link's close machine, and its writer.
+//! - `outbox`: the bounded outbox SendData writes into.
+//! - `table`: the index of a graph's link handles that other threads read.
 //! - `handshake`: CONNECT / WELCOME / REFUSE on a new link.
 //! - `events`: registrations, [`EventStream`], [`PeerEvent`].
-//! - `table`: the connection table and the bounded outbox SendData writes into.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod connection;
 mod engine;
 mod events;
+mod facade;
 mod graph;
 mod handshake;
+mod lifecycle;
+mod options;
+mod outbox;
+mod registry;
 mod table;
 
+pub use crate::connection::ConnectionActor;
 #[cfg(feature = "fault-injection")]
 pub use crate::connection::InjectPanic;
-pub use crate::connection::{ConnectionActor, EndReason};
-pub use crate::engine::{
-    reply, Engine, EngineConfig, Graph, GraphOptions, Membership, DEFAULT_CLOSE_TIMEOUT,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_NODE,
-    DEFAULT_RENEW_ENDPOINTS_AFTER,
-};
+pub use crate::engine::{Engine, EngineConfig};
 pub use crate::events::{
     EventHandle, EventStream, PeerEvent, QueueLimits, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_EVENTS,
 };
+pub use crate::facade::{reply, Graph};
 pub use crate::graph::{
     CloseDirectConnection, CloseGraph, ConnectionStats, EnumConnections, GetConnectionStats,
     GetCounters, GetNodeInfo, GetStatus, GraphActor, GraphCounters, Listen, OpenDirectConnection,
     RegisterEvent, RegisterEventRecipient, SendData, UnregisterEvent,
-    DEFAULT_MAX_PENDING_HANDSHAKES,
 };
-pub use crate::table::{OUTBOX_BYTES, OUTBOX_FRAMES};
+pub use crate::options::{
+    GraphOptions, Membership, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_NODE, DEFAULT_MAX_PENDING_HANDSHAKES,
+    DEFAULT_RENEW_ENDPOINTS_AFTER,
+};
+pub use crate::outbox::{OUTBOX_BYTES, OUTBOX_FRAMES};
+pub use peergraph_engine::graph_core::{AllowList, Cause, EndReason, Violation};
 
 pub use peergraph_engine::wire::{ALPN, MAX_DATA_LEN};
 pub use peergraph_engine::{

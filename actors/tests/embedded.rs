@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use peergraph::{
-    reply, CloseDirectConnection, ConnectionStatus, DataType, Engine, EventRegistration, EventType,
-    GraphEvent, GraphId, GraphOptions, GraphProperties, Listen, OpenDirectConnection, PeerId,
-    RegisterEvent, ResultCode, SendData, Version,
+    reply, CloseDirectConnection, ConnectionId, ConnectionStatus, DataType, Engine,
+    EventRegistration, EventType, GraphEvent, GraphId, GraphOptions, GraphProperties, Listen,
+    OpenDirectConnection, PeerId, RegisterEvent, ResultCode, SendData, Version,
 };
 
 async fn next_matching(
@@ -66,7 +66,7 @@ async fn messages_to_the_graph_actor_inside_a_system() {
     let id = reply(
         alice
             .send(OpenDirectConnection {
-                peer_id: "bob".into(),
+                peer_id: PeerId::new("bob").expect("peer id"),
                 address: listen_at[1],
             })
             .await,
@@ -82,7 +82,7 @@ async fn messages_to_the_graph_actor_inside_a_system() {
     reply(
         alice
             .send(SendData {
-                connection_id: id.get(),
+                connection_id: id,
                 data_type: DataType::from_u128(5),
                 data: Bytes::from_static(b"from inside actix"),
             })
@@ -97,12 +97,7 @@ async fn messages_to_the_graph_actor_inside_a_system() {
         matches!(event, GraphEvent::IncomingData { data, .. } if &data[..] == b"from inside actix")
     );
     assert_eq!(
-        reply(
-            bob.send(CloseDirectConnection {
-                connection_id: id.get()
-            })
-            .await
-        ),
+        reply(bob.send(CloseDirectConnection { connection_id: id }).await),
         Ok(())
     );
     next_matching(&mut streams[0], |e| {
@@ -111,7 +106,7 @@ async fn messages_to_the_graph_actor_inside_a_system() {
     })
     .await;
     assert_eq!(
-        reply(bob.send(CloseDirectConnection { connection_id: 0 }).await).map_err(|e| e.code()),
+        ConnectionId::new(0).map_err(|e| e.code()),
         Err(ResultCode::E_INVALIDARG)
     );
 }

@@ -346,22 +346,24 @@ async fn enum_connections_lists_the_direct_connection_on_both_sides() {
             Ok(Vec::new())
         );
     }
-    let alice_node = within!(alice.graph.node_info(0))
+    let alice_node = within!(alice.graph.node_info(None))
         .expect("node info")
         .node_id;
-    let bob_node = within!(bob.graph.node_info(0)).expect("node info").node_id;
+    let bob_node = within!(bob.graph.node_info(None))
+        .expect("node info")
+        .node_id;
     assert_eq!(alice_node, alice_key.peer_key().node_id());
     assert_eq!(bob_node, bob_key.peer_key().node_id());
 
     let id = within!(alice.graph.open_direct_connection("bob", bob.address)).expect("open");
-    // The CONNECTED events name the remote node, as its own node_info(0) does.
+    // The CONNECTED events name the remote node, as its own node_info(None) does.
     for (events, remote_node, remote_peer) in [
         (&mut alice.events, bob_node, "bob"),
         (&mut bob.events, alice_node, "alice"),
     ] {
         match wait_connection(events, id, ConnectionStatus::Connected).await {
             GraphEvent::DirectConnection(change) => {
-                assert_eq!(change.node_id, remote_node);
+                assert_eq!(change.node_id, Some(remote_node));
                 assert_eq!(change.peer_id.as_str(), remote_peer);
                 assert_eq!(change.failure_reason, None);
             }

@@ -285,7 +285,11 @@ async fn an_id_reused_while_its_link_closes_does_not_take_the_new_link_down() {
     // bob closes; the rogue reads the DISCONNECT and never answers.
     let closing = tokio::spawn({
         let graph = bob.graph.clone();
-        async move { graph.close_direct_connection(ID).await }
+        async move {
+            graph
+                .close_direct_connection(ConnectionId::new(ID).expect("nonzero"))
+                .await
+        }
     });
     let disconnect = next_frame(&mut first_reader).await;
     assert!(

@@ -46,7 +46,7 @@ async fn every_graph_call_answers(graph: &Graph, registration: EventHandle, expe
     );
     assert_eq!(
         code(within!(graph.send_data(
-            1u64,
+            ConnectionId::new(1).expect("id"),
             DATA,
             Bytes::from_static(b"x")
         ))),
@@ -54,7 +54,9 @@ async fn every_graph_call_answers(graph: &Graph, registration: EventHandle, expe
         "send_data"
     );
     assert_eq!(
-        code(within!(graph.close_direct_connection(1u64))),
+        code(within!(
+            graph.close_direct_connection(ConnectionId::new(1).expect("id"))
+        )),
         want,
         "close_direct_connection"
     );
@@ -63,7 +65,7 @@ async fn every_graph_call_answers(graph: &Graph, registration: EventHandle, expe
         want,
         "enum_connections"
     );
-    assert_eq!(code(within!(graph.node_info(0))), want, "node_info");
+    assert_eq!(code(within!(graph.node_info(None))), want, "node_info");
     assert_eq!(code(within!(graph.status())), want, "status");
     assert_eq!(code(within!(graph.counters())), want, "counters");
     assert_eq!(
@@ -120,7 +122,7 @@ async fn expect_failure(from: &mut Node, peer_id: &str, address: SocketAddr, rea
         ConnectionChange {
             status: ConnectionStatus::ConnectionFailed,
             connection_id: id,
-            node_id: NodeId(0),
+            node_id: None,
             peer_id: PeerId::new(peer_id).expect("peer id"),
             failure_reason: Some(reason),
         }
@@ -311,15 +313,15 @@ async fn invalid_graph_on_every_call_after_close() {
     // INVALID_GRAPH itself.
     let addr = graph.addr();
     assert_eq!(
-        code(reply(within!(
-            addr.send(CloseDirectConnection { connection_id: 1 })
-        ))),
+        code(reply(within!(addr.send(CloseDirectConnection {
+            connection_id: ConnectionId::new(1).expect("id")
+        })))),
         IG,
         "CloseDirectConnection message"
     );
     assert_eq!(
         code(reply(within!(addr.send(SendData {
-            connection_id: 1,
+            connection_id: ConnectionId::new(1).expect("id"),
             data_type: DATA,
             data: Bytes::from_static(b"x"),
         })))),
@@ -502,19 +504,11 @@ async fn invalid_connection_arguments() {
     let mut bob = node("args", "bob").await;
     let id = connect(&mut alice, &mut bob, "bob").await;
 
+    // Id 0 is no connection: no ConnectionId holds it, so no call can be given it.
     assert_eq!(
-        code(within!(alice.graph.close_direct_connection(0u64))),
+        ConnectionId::new(0).map(|_| ()).map_err(|e| e.code()),
         IA,
-        "close id 0"
-    );
-    assert_eq!(
-        code(within!(alice.graph.send_data(
-            0u64,
-            DATA,
-            Bytes::from_static(b"x")
-        ))),
-        IA,
-        "send id 0"
+        "id 0"
     );
     let oversize = Bytes::from(vec![7u8; MAX_DATA_LEN + 1]);
     assert_eq!(
@@ -524,7 +518,7 @@ async fn invalid_connection_arguments() {
     );
     assert_eq!(
         code(reply(within!(alice.graph.addr().send(SendData {
-            connection_id: id.get(),
+            connection_id: id,
             data_type: DATA,
             data: oversize,
         })))),
@@ -679,7 +673,7 @@ async fn opened_graph_data_is_created_and_not_ready_to_listen() {
         Ok(GraphStatus::default()),
         "neither synchronized nor listening"
     );
-    let own = within!(graph.node_info(0)).expect("node info");
+    let own = within!(graph.node_info(None)).expect("node info");
     assert_eq!(own.peer_id.as_str(), "alice");
     assert!(
         own.addresses.is_empty(),
@@ -705,7 +699,7 @@ async fn already_listening() {
         code(within!(alice.graph.listen(loopback()))),
         Err(ResultCode::PEER_E_ALREADY_LISTENING)
     );
-    let own = within!(alice.graph.node_info(0)).expect("node info");
+    let own = within!(alice.graph.node_info(None)).expect("node info");
     assert_eq!(
         own.addresses,
         vec![alice.address],
@@ -776,31 +770,33 @@ async fn node_not_found_and_node_info() {
     let mut alice = node("nodes", "alice").await;
     let mut bob = node("nodes", "bob").await;
     assert_eq!(
-        code(within!(alice.graph.node_info(12345))),
+        code(within!(alice.graph.node_info(Some(NodeId(12345))))),
         Err(ResultCode::PEER_E_NODE_NOT_FOUND)
     );
-    let own = within!(alice.graph.node_info(0)).expect("own node");
+    let own = within!(alice.graph.node_info(None)).expect("own node");
     assert_eq!(own.peer_id.as_str(), "alice");
     assert_eq!(own.addresses, vec![alice.address]);
     assert_ne!(own.node_id, NodeId(0));
     assert_eq!(
-        within!(alice.graph.node_info(own.node_id.get())),
+        within!(alice.graph.node_info(Some(own.node_id))),
         Ok(own.clone()),
         "own node id means this node too"
     );
-    let bob_node = within!(bob.graph.node_info(0)).expect("bob's node").node_id;
+    let bob_node = within!(bob.graph.node_info(None))
+        .expect("bob's node")
+        .node_id;
     assert_eq!(
-        code(within!(alice.graph.node_info(bob_node.get()))),
+        code(within!(alice.graph.node_info(Some(bob_node)))),
         Err(ResultCode::PEER_E_NODE_NOT_FOUND),
         "bob is not known before a connection"
     );
 
     let id = connect(&mut alice, &mut bob, "bob").await;
-    let remote = within!(alice.graph.node_info(bob_node.get())).expect("bob from alice");
+    let remote = within!(alice.graph.node_info(Some(bob_node))).expect("bob from alice");
     assert_eq!(remote.node_id, bob_node);
     assert_eq!(remote.peer_id.as_str(), "bob");
     assert_eq!(remote.addresses, vec![bob.address]);
-    let remote = within!(bob.graph.node_info(own.node_id.get())).expect("alice from bob");
+    let remote = within!(bob.graph.node_info(Some(own.node_id))).expect("alice from bob");
     assert_eq!(remote.node_id, own.node_id);
     assert_eq!(remote.peer_id.as_str(), "alice");
     assert_eq!(remote.addresses, vec![alice.address]);
@@ -809,12 +805,12 @@ async fn node_not_found_and_node_info() {
     wait_connection(&mut alice.events, id, ConnectionStatus::Disconnected).await;
     wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
     assert_eq!(
-        code(within!(alice.graph.node_info(bob_node.get()))),
+        code(within!(alice.graph.node_info(Some(bob_node)))),
         Err(ResultCode::PEER_E_NODE_NOT_FOUND),
         "forgotten once the connection is gone"
     );
     assert_eq!(
-        code(within!(bob.graph.node_info(own.node_id.get()))),
+        code(within!(bob.graph.node_info(Some(own.node_id)))),
         Err(ResultCode::PEER_E_NODE_NOT_FOUND)
     );
 }
@@ -826,19 +822,21 @@ async fn connection_not_found() {
     let alice = node("unknown", "alice").await;
     assert_eq!(
         code(within!(alice.graph.send_data(
-            12345u64,
+            ConnectionId::new(12345).expect("id"),
             DATA,
             Bytes::from_static(b"x")
         ))),
         Err(ResultCode::PEER_E_CONNECTION_NOT_FOUND)
     );
     assert_eq!(
-        code(within!(alice.graph.close_direct_connection(12345u64))),
+        code(within!(alice.graph.close_direct_connection(
+            ConnectionId::new(12345).expect("id")
+        ))),
         Err(ResultCode::PEER_E_CONNECTION_NOT_FOUND)
     );
     assert_eq!(
         code(reply(within!(alice.graph.addr().send(SendData {
-            connection_id: 12345,
+            connection_id: ConnectionId::new(12345).expect("id"),
             data_type: DATA,
             data: Bytes::from_static(b"x"),
         })))),

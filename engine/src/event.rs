@@ -70,8 +70,9 @@ pub struct ConnectionChange {
     pub status: ConnectionStatus,
     /// The connection's id (the same on both ends of a direct connection).
     pub connection_id: ConnectionId,
-    /// The remote node's id, once its key is known (zero before that).
-    pub node_id: NodeId,
+    /// The remote node's id, once its key is known: `None` for an attempt that failed
+    /// before the node was reached.
+    pub node_id: Option<NodeId>,
     /// The remote peer's id.
     pub peer_id: PeerId,
     /// For CONNECTION_FAILED: why (PEER_E_CONNECTION_REFUSED, PEER_E_CONNECTION_FAILED,

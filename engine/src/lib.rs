@@ -12,9 +12,13 @@
 //!   [`NodeInfo`].
 //! - `event`: [`GraphEvent`] and the registrations that select events.
 //! - [`wire`]: frames, their codec, reasons, close codes and size limits.
+//! - [`graph_core`]: the rules of a graph and its links, as state machines driven with
+//!   inputs and time: admission, the connection table, status and events
+//!   ([`GraphCore`]), and each link's close ([`LinkMachine`]).
 
 mod event;
 mod graph;
+pub mod graph_core;
 mod ids;
 mod result;
 pub mod wire;
@@ -27,6 +31,7 @@ pub use crate::graph::{
     Scope, Version, VersionData, DEFAULT_PRESENCE_LIFETIME_SECS, MAX_COMMENT_CHARS,
     MAX_RECORD_SIZE, MIN_RECORD_SIZE,
 };
+pub use crate::graph_core::{GraphCore, LinkMachine};
 pub use crate::ids::{
     check_text, ConnectionId, DataType, GraphHandle, GraphId, NodeId, PeerId, PeerKey, MAX_ID_CHARS,
 };

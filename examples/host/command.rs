@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use peergraph::ConnectionId;
+
 /// What the host understands, with a one-line summary each (the `help` command prints it).
 pub(crate) const USAGE: &[(&str, &str)] = &[
     (
@@ -41,17 +43,23 @@ pub(crate) enum Command {
         address: SocketAddr,
     },
     /// `send CONNECTION_ID TEXT`: TEXT is the rest of the line, inner spaces included.
-    Send { connection_id: u64, text: String },
+    Send {
+        connection_id: ConnectionId,
+        text: String,
+    },
     /// `sendfile CONNECTION_ID PATH`: PATH is the rest of the line.
-    SendFile { connection_id: u64, path: PathBuf },
+    SendFile {
+        connection_id: ConnectionId,
+        path: PathBuf,
+    },
     /// `close CONNECTION_ID`.
-    Close { connection_id: u64 },
+    Close { connection_id: ConnectionId },
     /// `enum`.
     Enum,
     /// `info`.
     Info,
     /// `stats`, or `stats CONNECTION_ID` for one connection.
-    Stats { connection_id: Option<u64> },
+    Stats { connection_id: Option<ConnectionId> },
     /// `help`.
     Help,
     /// `quit`.
@@ -172,14 +180,13 @@ pub(crate) fn parse(line: &str) -> Result<Option<Command>, BadCommand> {
 }
 
 /// Parses a connection id: decimal (the form the host prints) or hexadecimal with `0x`.
-/// 0 is accepted here and left to the library, which answers it with `E_INVALIDARG` as the
-/// API does.
-pub(crate) fn connection_id(text: &str) -> Result<u64, String> {
+/// 0 is no connection id (the API answers it with `E_INVALIDARG`; so does the host).
+pub(crate) fn connection_id(text: &str) -> Result<ConnectionId, String> {
     let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => text.parse(),
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
     };
-    parsed.map_err(|_| {
+    parsed.and_then(|raw| ConnectionId::new(raw).ok()).ok_or_else(|| {
         format!("`{text}` is not a connection id: use the decimal number the host printed, or 0x followed by hex digits")
     })
 }
@@ -194,6 +201,10 @@ fn split_word(text: &str) -> (&str, &str) {
 
 #[cfg(test)]
 mod tests {
+    fn id(raw: u64) -> ConnectionId {
+        ConnectionId::new(raw).expect("id")
+    }
+
     use super::*;
 
     #[test]
@@ -208,26 +219,22 @@ mod tests {
         assert_eq!(
             parse("  send 7   hello,  world  "),
             Ok(Some(Command::Send {
-                connection_id: 7,
+                connection_id: id(7),
                 text: "hello,  world".into()
             }))
         );
         assert_eq!(
             parse("sendfile 0x1F /tmp/a file.bin"),
             Ok(Some(Command::SendFile {
-                connection_id: 31,
+                connection_id: id(31),
                 path: "/tmp/a file.bin".into()
             }))
         );
         assert_eq!(
             parse("close 18446744073709551615"),
             Ok(Some(Command::Close {
-                connection_id: u64::MAX
+                connection_id: ConnectionId::new(u64::MAX).expect("id")
             }))
-        );
-        assert_eq!(
-            parse("close 0X0"),
-            Ok(Some(Command::Close { connection_id: 0 }))
         );
         assert_eq!(
             parse("stats"),
@@ -238,7 +245,7 @@ mod tests {
         assert_eq!(
             parse("stats 9"),
             Ok(Some(Command::Stats {
-                connection_id: Some(9)
+                connection_id: Some(id(9))
             }))
         );
         assert_eq!(parse("enum"), Ok(Some(Command::Enum)));
@@ -255,6 +262,8 @@ mod tests {
         assert!(message("close abc").contains("`abc` is not a connection id"));
         assert!(message("close 0xZZ").contains("not a connection id"));
         assert!(message("close -1").contains("not a connection id"));
+        assert!(message("close 0X0").contains("not a connection id"));
+        assert!(message("stats 0").contains("not a connection id"));
         assert!(message("close 99999999999999999999").contains("not a connection id"));
         assert!(message("close").contains("usage: close CONNECTION_ID"));
         assert!(message("close 1 2").contains("unexpected `2`"));

@@ -31,16 +31,16 @@ pub(crate) async fn print(mut events: EventStream, out: Arc<Output>) {
                     .str("status", status)
                     .u64("connection_id", id)
                     .str("peer_id", change.peer_id.as_str());
-                if change.node_id.get() != 0 {
-                    line = line.str("node_id", &change.node_id.to_string());
+                if let Some(node_id) = change.node_id {
+                    line = line.str("node_id", &node_id.to_string());
                 }
                 if let Some(reason) = change.failure_reason {
                     line = with_code(line, reason).str("message", reason.description());
                 }
                 out.emit(line, || {
                     let mut text = format!("connection {id}  peer {}", change.peer_id);
-                    if change.node_id.get() != 0 {
-                        text.push_str(&format!("  node {}", change.node_id));
+                    if let Some(node_id) = change.node_id {
+                        text.push_str(&format!("  node {node_id}"));
                     }
                     if let Some(reason) = change.failure_reason {
                         text.push_str(&format!("  {reason}: {}", reason.description()));

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use peergraph::{
-    ConnectionFlags, ConnectionInfo, ConnectionStats, Graph, PeerError, ResultCode, MAX_DATA_LEN,
+    ConnectionFlags, ConnectionId, ConnectionInfo, ConnectionStats, Graph, PeerError, ResultCode,
+    MAX_DATA_LEN,
 };
 use tokio::io::AsyncReadExt as _;
 
@@ -129,10 +130,10 @@ impl Host {
         }
     }
 
-    async fn send(&self, connection_id: u64, text: String) {
+    async fn send(&self, connection_id: ConnectionId, text: String) {
         let bytes = text.len() as u64;
         let line = reply("send")
-            .u64("connection_id", connection_id)
+            .u64("connection_id", connection_id.get())
             .u64("bytes", bytes);
         match self
             .graph
@@ -146,9 +147,9 @@ impl Host {
         }
     }
 
-    async fn send_file(&self, connection_id: u64, path: &Path) {
+    async fn send_file(&self, connection_id: ConnectionId, path: &Path) {
         let line = reply("sendfile")
-            .u64("connection_id", connection_id)
+            .u64("connection_id", connection_id.get())
             .str("path", &path.display().to_string());
         // Check the connection first, so that a wrong id is reported before any reading,
         // and an empty file is not "sent" on a connection that does not exist.
@@ -189,7 +190,7 @@ impl Host {
     /// bytes and chunks sent, or the bytes sent before the failure.
     async fn stream_file(
         &self,
-        connection_id: u64,
+        connection_id: ConnectionId,
         path: &Path,
     ) -> Result<(u64, u64), (u64, Failure)> {
         let mut file = tokio::fs::File::open(path).await.map_err(|error| {
@@ -241,8 +242,8 @@ impl Host {
         }
     }
 
-    async fn close(&self, connection_id: u64) {
-        let line = reply("close").u64("connection_id", connection_id);
+    async fn close(&self, connection_id: ConnectionId) {
+        let line = reply("close").u64("connection_id", connection_id.get());
         match self.graph.close_direct_connection(connection_id).await {
             Ok(()) => self.succeed("close", line, || {
                 format!("connection {connection_id} closed; the peer had all the data")
@@ -286,7 +287,7 @@ impl Host {
     }
 
     async fn info(&self) {
-        let info = match self.graph.node_info(0).await {
+        let info = match self.graph.node_info(None).await {
             Ok(info) => info,
             Err(error) => return self.fail("info", reply("info"), error.into()),
         };
@@ -334,14 +335,11 @@ impl Host {
         });
     }
 
-    async fn stats(&self, only: Option<u64>) {
-        let ids: Vec<u64> = match only {
+    async fn stats(&self, only: Option<ConnectionId>) {
+        let ids: Vec<ConnectionId> = match only {
             Some(id) => vec![id],
             None => match self.graph.enum_connections(ConnectionFlags::DIRECT).await {
-                Ok(connections) => connections
-                    .iter()
-                    .map(|info| info.connection_id.get())
-                    .collect(),
+                Ok(connections) => connections.iter().map(|info| info.connection_id).collect(),
                 Err(error) => return self.fail("stats", reply("stats"), error.into()),
             },
         };
@@ -352,7 +350,7 @@ impl Host {
                 // Listed a moment ago, gone now: it closed in between.
                 Err(error) if only.is_none() && error == PeerError::CONNECTION_NOT_FOUND => {}
                 Err(error) => {
-                    let line = reply("stats").u64("connection_id", id);
+                    let line = reply("stats").u64("connection_id", id.get());
                     return self.fail("stats", line, error.into());
                 }
             }

@@ -287,7 +287,7 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
     };
 
     let me = graph
-        .node_info(0)
+        .node_info(None)
         .await
         .context("PeerGraphGetNodeInfo failed")?;
     let node_id = me.node_id.to_string();

@@ -13,7 +13,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use peergraph_engine::{
     ConnectionFlags, ConnectionId, ConnectionInfo, DataType, EventRegistration, GraphStatus,
-    NodeInfo, PeerError,
+    NodeId, NodeInfo, PeerError, PeerId,
 };
 
 use crate::events::{EventHandle, EventStream, PeerEvent, QueueLimits};
@@ -41,14 +41,15 @@ pub struct Listen {
 /// proved, on either side)).
 ///
 /// # Errors
-/// `E_INVALIDARG` (peer id empty or over 256 characters), `PEER_E_CONNECT_SELF` (this
+/// `PEER_E_CONNECT_SELF` (this
 /// node's own peer id or listen address), `PEER_E_INVALID_ADDRESS` (port 0, an unspecified
 /// or multicast address), `E_FAIL` (no local socket could be bound).
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<ConnectionId, PeerError>")]
 pub struct OpenDirectConnection {
-    /// The remote node's peer id.
-    pub peer_id: String,
+    /// The remote node's peer id ([`PeerId::new`] answers `E_INVALIDARG` for one that is
+    /// empty or over 256 characters).
+    pub peer_id: PeerId,
     /// The remote node's address.
     pub address: SocketAddr,
 }
@@ -58,13 +59,13 @@ pub struct OpenDirectConnection {
 /// (backpressure). Data accepted before a close is delivered before the DISCONNECT.
 ///
 /// # Errors
-/// `E_INVALIDARG` (id 0, or `data` over [`MAX_DATA_LEN`](crate::MAX_DATA_LEN) bytes),
+/// `E_INVALIDARG` (`data` over [`MAX_DATA_LEN`](crate::MAX_DATA_LEN) bytes),
 /// `PEER_E_CONNECTION_NOT_FOUND` (no such connection, or it is closing).
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<(), PeerError>")]
 pub struct SendData {
     /// The connection's id.
-    pub connection_id: u64,
+    pub connection_id: ConnectionId,
     /// The data's type.
     pub data_type: DataType,
     /// The bytes.
@@ -81,7 +82,7 @@ pub struct SendData {
 /// gets S_OK (or a timeout) and the others `PEER_E_CONNECTION_NOT_FOUND`.
 ///
 /// # Errors
-/// `E_INVALIDARG` (id 0), `PEER_E_CONNECTION_NOT_FOUND` (no direct connection with that
+/// `PEER_E_CONNECTION_NOT_FOUND` (no direct connection with that
 /// id, or the peer is already closing it), `PEER_E_TIMEOUT` (the peer did not confirm
 /// within the close timeout, or went silent for the link's idle timeout first: the
 /// connection is gone, but the peer may not have all the data), `PEER_E_CONNECTION_FAILED` (the link, or its connection actor, failed during
@@ -92,7 +93,7 @@ pub struct SendData {
 #[rtype(result = "Result<(), PeerError>")]
 pub struct CloseDirectConnection {
     /// The connection's id.
-    pub connection_id: u64,
+    pub connection_id: ConnectionId,
 }
 
 /// `PeerGraphEnumConnections`: the graph's connections of the kinds in `flags`.
@@ -106,16 +107,16 @@ pub struct EnumConnections {
     pub flags: ConnectionFlags,
 }
 
-/// `PeerGraphGetNodeInfo`: a node's information; 0 (or this node's id) for this node,
-/// or the id of a node this node has a connection with.
+/// `PeerGraphGetNodeInfo`: a node's information; `None` (the API's 0) or this node's id
+/// for this node, or the id of a node this node has a connection with.
 ///
 /// # Errors
 /// `PEER_E_NODE_NOT_FOUND`.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "Result<NodeInfo, PeerError>")]
 pub struct GetNodeInfo {
-    /// The node id, or 0 for this node.
-    pub node_id: u64,
+    /// The node id; `None` for this node.
+    pub node_id: Option<NodeId>,
 }
 
 /// `PeerGraphGetStatus`: the graph's status flags.
@@ -241,11 +242,11 @@ impl ConnectionStats {
 /// between the two: its id then answers `PEER_E_CONNECTION_NOT_FOUND`).
 ///
 /// # Errors
-/// `E_INVALIDARG` (id 0), `PEER_E_CONNECTION_NOT_FOUND` (no connection with that id, or
+/// `PEER_E_CONNECTION_NOT_FOUND` (no connection with that id, or
 /// it is closing).
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "Result<ConnectionStats, PeerError>")]
 pub struct GetConnectionStats {
     /// The connection's id.
-    pub connection_id: u64,
+    pub connection_id: ConnectionId,
 }

@@ -1,0 +1,254 @@
+//! The close path on a live QUIC link: a connection actor on an arbiter of its own, whose
+//! thread a test can hold still, and a hand-driven peer on raw quinn.
+use super::*;
+use actix_rt::ArbiterHandle;
+use bytes::Bytes;
+use peergraph_engine::{ConnectionFlags, DataType, GraphHandle, PeerId, PeerKey, ResultCode};
+use peergraph_transport::{bind_endpoint, LinkOptions, NodeIdentity, SERVER_NAME};
+use std::future::Future;
+
+/// The bound on every wait of these tests.
+pub(crate) const BOUND: Duration = Duration::from_secs(10);
+
+pub(crate) async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(BOUND, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within {BOUND:?}"))
+}
+
+/// Stands for the graph: tells when ConnectionEnded comes, and does nothing else.
+struct NoGraph(Option<oneshot::Sender<()>>);
+
+impl Actor for NoGraph {
+    type Context = Context<Self>;
+}
+
+impl Handler<ConnectionEnded> for NoGraph {
+    type Result = ();
+
+    fn handle(&mut self, _: ConnectionEnded, _: &mut Self::Context) {
+        if let Some(ended) = self.0.take() {
+            let _ = ended.send(());
+        }
+    }
+}
+
+/// An actix system on a thread of its own, and its arbiter.
+pub(crate) fn system() -> (actix_rt::System, ArbiterHandle) {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runner = actix_rt::System::new();
+        let _ = ready_tx.send((actix_rt::System::current(), actix_rt::Arbiter::current()));
+        let _ = runner.run();
+    });
+    ready_rx.recv().expect("the actix system starts")
+}
+
+/// Holds the arbiter's thread still until the returned sender is used or dropped: what
+/// happens to the link meanwhile is all there when the actor next runs.
+pub(crate) async fn hold(arbiter: &ArbiterHandle) -> std::sync::mpsc::Sender<()> {
+    let (held_tx, held_rx) = oneshot::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    assert!(arbiter.spawn(async move {
+        let _ = held_tx.send(());
+        let _ = release_rx.recv_timeout(BOUND);
+    }));
+    within("the arbiter is held", held_rx)
+        .await
+        .expect("holder runs");
+    release_tx
+}
+
+struct Live {
+    actor: Addr<ConnectionActor>,
+    /// The actor's own link, to watch it.
+    local: quinn::Connection,
+    peer: quinn::Connection,
+    peer_send: quinn::SendStream,
+    peer_reader: FrameReader,
+    ended: oneshot::Receiver<()>,
+    _endpoints: [quinn::Endpoint; 2],
+}
+
+/// A QUIC link over loopback between two fresh endpoints, each with a node identity of
+/// its own: the connecting side's connection, the accepting side's, the accepting
+/// side's address, and both endpoints (to keep them alive).
+pub(crate) async fn quic_pair() -> (
+    quinn::Connection,
+    quinn::Connection,
+    std::net::SocketAddr,
+    [quinn::Endpoint; 2],
+) {
+    let options = LinkOptions::default();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+    let identity = || NodeIdentity::generate().expect("identity");
+    let accepting = bind_endpoint(any, &identity(), &options, true).expect("endpoint");
+    let connecting = bind_endpoint(any, &identity(), &options, false).expect("endpoint");
+    let address = accepting.local_addr().expect("address");
+    let attempt = connecting.connect(address, SERVER_NAME).expect("connect");
+    let (client, server) = within("the QUIC handshake", async {
+        tokio::join!(attempt, async {
+            accepting.accept().await.expect("incoming").await
+        })
+    })
+    .await;
+    (
+        client.expect("connecting side"),
+        server.expect("accepting side"),
+        address,
+        [accepting, connecting],
+    )
+}
+
+/// A connection actor on `arbiter` over a fresh link with a raw peer.
+async fn live_link(arbiter: &ArbiterHandle) -> Live {
+    let (peer, local, address, endpoints) = quic_pair().await;
+    let (mut peer_send, peer_recv) = within("open", peer.open_bi()).await.expect("open");
+    // The stream shows up on the other side with its first bytes.
+    let hello = Message::Data {
+        data_type: DataType::from_u128(1),
+        payload: Bytes::from_static(b"hello"),
+    };
+    within("write", peer_send.write_all(&hello.to_bytes()))
+        .await
+        .expect("write");
+    let (send, recv) = within("accept", local.accept_bi()).await.expect("accept");
+    let (outbox, outbox_receiver) = crate::outbox::outbox();
+    let (ended_tx, ended) = oneshot::channel();
+    let graph = NoGraph::start_in_arbiter(arbiter, |_| NoGraph(Some(ended_tx))).recipient();
+    let info = ConnectionInfo {
+        flags: ConnectionFlags::DIRECT,
+        connection_id: ConnectionId::new(7).expect("id"),
+        node_id: PeerKey([0; 32]).node_id(),
+        peer_key: PeerKey([0; 32]),
+        peer_id: PeerId::new("peer").expect("peer id"),
+        address,
+    };
+    let setup = ConnectionSetup {
+        info,
+        link: LinkParts {
+            connection: local.clone(),
+            send,
+            reader: FrameReader::new(recv),
+        },
+        outbox,
+        outbox_receiver,
+        graph,
+        subscribers: Arc::new(Subscribers::new(GraphHandle::new(1).expect("handle"))),
+        close_timeout: BOUND,
+        live_actors: Arc::new(AtomicUsize::new(0)),
+    };
+    let actor = ConnectionActor::start_in_arbiter(arbiter, move |_| ConnectionActor::new(setup));
+    Live {
+        actor,
+        local,
+        peer,
+        peer_send,
+        peer_reader: FrameReader::new(peer_recv),
+        ended,
+        _endpoints: endpoints,
+    }
+}
+
+/// Sends `Close` to the link's actor and waits until the peer has read our DISCONNECT;
+/// returns the task that awaits the close's reply.
+async fn close_under_way(link: &mut Live) -> oneshot::Receiver<Result<(), PeerError>> {
+    let (reply, close) = oneshot::channel();
+    link.actor.do_send(Close { reply });
+    let first = within("our DISCONNECT", link.peer_reader.read()).await;
+    assert!(
+        matches!(first, Ok(Some(Message::Disconnect(_)))),
+        "{first:?}"
+    );
+    close
+}
+
+/// The close succeeds, and the peer's QUIC close (APP_DISCONNECT, which it sends only
+/// once it has read our FIN) reaches us before the actor runs again: the actor then
+/// finds the peer's FIN and the closed link in one turn. The first ends the close and
+/// decides its answer, S_OK; the second must neither change it nor lose it. (When the
+/// answer still went through a future of the Close handler, the second stopped the
+/// actor with that future, and the caller got PEER_E_CONNECTION_NOT_FOUND for a close
+/// that had succeeded.)
+#[tokio::test]
+async fn a_close_that_succeeds_as_the_peer_closes_quic_is_answered() {
+    let (system, arbiter) = system();
+    let mut link = live_link(&arbiter).await;
+    let close = close_under_way(&mut link).await;
+    let disconnect = Message::Disconnect(DisconnectReason::AppDisconnect).to_bytes();
+    within(
+        "the peer's DISCONNECT",
+        link.peer_send.write_all(&disconnect),
+    )
+    .await
+    .expect("write");
+    // Our FIN: the actor has read the peer's DISCONNECT and its writer is done.
+    let fin = within("our FIN", link.peer_reader.read()).await;
+    assert!(matches!(fin, Ok(None)), "{fin:?}");
+    let release = hold(&arbiter).await;
+    link.peer_send.finish().expect("finish");
+    within(
+        "our quinn acknowledges the peer's FIN",
+        link.peer_send.stopped(),
+    )
+    .await
+    .expect("stopped");
+    link.peer
+        .close(close_code::APP_DISCONNECT.into(), b"disconnect");
+    within("our quinn sees the close", link.local.closed()).await;
+    let _ = release.send(());
+    let reply = within("the close's reply", close).await;
+    assert_eq!(reply.map_err(|e| e.to_string()), Ok(Ok(())));
+    within("the actor ends", link.ended).await.expect("ended");
+    system.stop();
+}
+
+/// The actor panics while a close waits for the peer: the close is still answered,
+/// PEER_E_CONNECTION_FAILED (the peer never confirmed), once the actor is gone.
+#[cfg(feature = "fault-injection")]
+#[tokio::test]
+async fn a_close_cut_short_by_a_panic_is_answered() {
+    let (system, arbiter) = system();
+    let mut link = live_link(&arbiter).await;
+    let close = close_under_way(&mut link).await;
+    link.actor.do_send(InjectPanic);
+    let reply = within("the close's reply", close).await;
+    assert_eq!(
+        reply.map_err(|e| e.to_string()),
+        Ok(Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)))
+    );
+    within("the actor ends", link.ended).await.expect("ended");
+    // The link was cut, not finished: a FIN would tell the peer we had read all it sent.
+    let after = within("the peer's next read", link.peer_reader.read()).await;
+    assert!(
+        matches!(
+            after,
+            Err(ReadFrameError::Stream(quinn::ReadError::ConnectionLost(_)))
+        ),
+        "{after:?}"
+    );
+    system.stop();
+}
+
+/// The graph closes (Leave) while a close waits for the peer: the close is answered
+/// PEER_E_INVALID_GRAPH. (When the answer still went through a future of the Close
+/// handler, Leave stopped the actor with that future, and the caller got
+/// PEER_E_CONNECTION_NOT_FOUND.)
+#[tokio::test]
+async fn a_close_cut_short_by_leave_is_answered() {
+    let (system, arbiter) = system();
+    let mut link = live_link(&arbiter).await;
+    // The close waits for the peer, which never answers.
+    let close = close_under_way(&mut link).await;
+    within("Leave", link.actor.send(Leave))
+        .await
+        .expect("Leave handled");
+    let reply = within("the close's reply", close).await;
+    assert_eq!(
+        reply.map_err(|e| e.to_string()),
+        Ok(Err(PeerError::new(ResultCode::PEER_E_INVALID_GRAPH)))
+    );
+    within("the actor ends", link.ended).await.expect("ended");
+    within("the peer hears the close", link.peer.closed()).await;
+    system.stop();
+}

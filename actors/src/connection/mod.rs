@@ -1,0 +1,437 @@
+//! The connection actor: one per QUIC link, the driver of that link's
+//! [`LinkMachine`]. It owns the `quinn::Connection`, reads frames from the control stream
+//! and publishes INCOMING_DATA, runs the writer that drains the outbox, and carries out
+//! what the machine decides: queue DISCONNECT, send FIN, close the link with a code,
+//! linger after a completed close, stop. The close sequence itself is docs/PROTOCOL.md
+//! §3.4; its rules, and the answer each end gives a close, are the machine's.
+//!
+//! ```text
+//!  Outbox (SendData) ──▶ writer ──▶ SendStream ══QUIC══▶ peer
+//!  peer ══QUIC══▶ RecvStream ──▶ reader (StreamHandler) ──▶ LinkMachine ──▶ Subscribers
+//!  graph ──Close/Leave──▶ ConnectionActor ──▶ LinkMachine ──actions──▶ ConnectionActor
+//!  close timer (now) ──▶ LinkMachine
+//!  drop of the actor (any reason, panics included) ──▶ EndGuard ──ConnectionEnded──▶ graph
+//! ```
+//!
+//! The answer of a close goes to the caller when the actor is dropped (the `EndGuard`
+//! sends it, after ConnectionEnded), so whatever ends the actor, and in whichever order
+//! the link's last events come, the close is answered exactly once, and only once the
+//! actor is gone.
+
+mod writer;
+
+#[cfg(test)]
+pub(crate) mod close_tests;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use peergraph_engine::graph_core::{
+    Cause, CloseStart, EndReason, LinkAction, LinkLoss, LinkMachine, Violation,
+};
+use peergraph_engine::wire::{close_code, DisconnectReason, Message};
+use peergraph_engine::{ConnectionId, ConnectionInfo, GraphEvent, PeerError};
+use peergraph_transport::{FrameReader, ReadFrameError};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use self::writer::run_writer;
+use crate::events::Subscribers;
+use crate::outbox::{Outbox, OutboxReceiver};
+
+/// Sent to the graph exactly once per connection actor, when it is dropped.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub(crate) struct ConnectionEnded {
+    pub(crate) info: ConnectionInfo,
+    pub(crate) reason: EndReason,
+    /// The QUIC link's `stable_id`: the table entry of this id is removed only if it is
+    /// this link's (a peer could reuse the id of a link still closing here).
+    pub(crate) link: u64,
+}
+
+/// The tag of a QUIC link in the graph core's table: its `stable_id`.
+pub(crate) fn link_tag(connection: &quinn::Connection) -> u64 {
+    connection.stable_id() as u64
+}
+
+/// Where the answer of a [`Close`] goes.
+pub(crate) type CloseReply = oneshot::Sender<Result<(), PeerError>>;
+
+/// Reports the end of a connection when the actor is dropped, whatever the cause: a
+/// normal stop, a panic unwinding through a handler, or the arbiter shutting down. This is
+/// the supervision actix does not give us (it does not catch panics). It holds the link's
+/// machine, which knows the answer of a close under way and why the link ended.
+struct EndGuard {
+    info: ConnectionInfo,
+    connection: quinn::Connection,
+    graph: Recipient<ConnectionEnded>,
+    machine: LinkMachine,
+    /// The reply of a `Close` under way. It is sent last in the drop, so that whoever
+    /// waits for it finds the actor gone and counted out.
+    reply: Option<CloseReply>,
+    live_actors: Arc<AtomicUsize>,
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        let finished = self.machine.finish();
+        if finished.close_link && self.connection.close_reason().is_none() {
+            self.connection.close(
+                close_code::INTERNAL_ERROR.into(),
+                b"connection handler ended",
+            );
+        }
+        self.live_actors.fetch_sub(1, Ordering::Relaxed);
+        tracing::debug!(connection_id = %self.info.connection_id, reason = %finished.reason, "connection ended");
+        // One message per connection: bounded by the number of connections, so do_send
+        // cannot be driven by a peer to grow the graph's mailbox.
+        self.graph.do_send(ConnectionEnded {
+            info: self.info.clone(),
+            reason: finished.reason,
+            link: link_tag(&self.connection),
+        });
+        if let Some(reply) = self.reply.take() {
+            let answer = finished.answer.unwrap_or(Err(PeerError::new(
+                peergraph_engine::ResultCode::PEER_E_CONNECTION_FAILED,
+            )));
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// What a connection actor needs to run: the link after a successful handshake.
+pub(crate) struct LinkParts {
+    pub(crate) connection: quinn::Connection,
+    pub(crate) send: quinn::SendStream,
+    pub(crate) reader: FrameReader,
+}
+
+/// Everything a connection actor is started with.
+pub(crate) struct ConnectionSetup {
+    pub(crate) info: ConnectionInfo,
+    pub(crate) link: LinkParts,
+    pub(crate) outbox: Outbox,
+    pub(crate) outbox_receiver: OutboxReceiver,
+    pub(crate) graph: Recipient<ConnectionEnded>,
+    pub(crate) subscribers: Arc<Subscribers>,
+    pub(crate) close_timeout: Duration,
+    pub(crate) live_actors: Arc<AtomicUsize>,
+}
+
+/// The actor of one QUIC link. Started by its graph; applications reach it only through
+/// the graph's messages.
+pub struct ConnectionActor {
+    /// First, so that it drops first: on an end nothing planned (a panic, the arbiter
+    /// stopping), it closes the link before the streams below drop. quinn finishes a send
+    /// stream that is dropped, and a FIN sent before we have read the peer's DISCONNECT
+    /// would tell the peer we had read everything.
+    guard: EndGuard,
+    id: ConnectionId,
+    connection: quinn::Connection,
+    start: Option<(quinn::SendStream, FrameReader, OutboxReceiver)>,
+    subscribers: Arc<Subscribers>,
+    outbox: Outbox,
+    /// The writer has written our DISCONNECT and handed the stream back: the actor
+    /// finishes it when the machine says so.
+    after_disconnect: Option<quinn::SendStream>,
+    /// Our FIN is sent; kept to wait for the peer's acknowledgement of it.
+    finished_send: Option<quinn::SendStream>,
+    /// The deadline the close timer is armed for.
+    timer: Option<std::time::Instant>,
+}
+
+impl ConnectionActor {
+    pub(crate) fn new(setup: ConnectionSetup) -> Self {
+        setup.live_actors.fetch_add(1, Ordering::Relaxed);
+        let LinkParts {
+            connection,
+            send,
+            reader,
+        } = setup.link;
+        ConnectionActor {
+            id: setup.info.connection_id,
+            connection: connection.clone(),
+            start: Some((send, reader, setup.outbox_receiver)),
+            subscribers: setup.subscribers,
+            outbox: setup.outbox,
+            after_disconnect: None,
+            finished_send: None,
+            timer: None,
+            guard: EndGuard {
+                info: setup.info,
+                connection,
+                graph: setup.graph,
+                machine: LinkMachine::new(setup.close_timeout),
+                reply: None,
+                live_actors: setup.live_actors,
+            },
+        }
+    }
+
+    fn machine(&mut self) -> &mut LinkMachine {
+        &mut self.guard.machine
+    }
+
+    /// The time the machine is given: tokio's clock, which tests may pause.
+    fn now() -> std::time::Instant {
+        Instant::now().into_std()
+    }
+
+    /// Carries out what the machine decided, then arms its timer.
+    fn drive(&mut self, ctx: &mut Context<Self>) {
+        while let Some(action) = self.machine().poll_action() {
+            match action {
+                LinkAction::QueueDisconnect => self.queue_disconnect(ctx),
+                LinkAction::Finish => {
+                    if let Some(mut send) = self.after_disconnect.take() {
+                        // Finishing fails only if the stream was reset or stopped, which
+                        // the reader or the connection reports.
+                        let _ = send.finish();
+                        self.finished_send = Some(send);
+                    }
+                }
+                LinkAction::CloseLink(code) => {
+                    self.connection.close(code.into(), close_reason(code));
+                }
+                LinkAction::Linger => self.linger(),
+                LinkAction::Stop => ctx.stop(),
+            }
+        }
+        self.arm_timer(ctx);
+    }
+
+    /// Arms the close timer for the machine's deadline, if it has one not yet armed.
+    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
+        let deadline = self.guard.machine.poll_timeout();
+        if deadline.is_none() || deadline == self.timer {
+            return;
+        }
+        self.timer = deadline;
+        let wait = deadline
+            .map(|deadline| deadline.saturating_duration_since(Self::now()))
+            .unwrap_or_default();
+        ctx.run_later(wait, |act, ctx| {
+            act.timer = None;
+            let now = Self::now();
+            act.machine().on_timeout(now);
+            act.drive(ctx);
+        });
+    }
+
+    /// Queues our DISCONNECT behind every frame SendData accepted (the writer closes the
+    /// outbox when it takes it). The outbox may be full: then this waits for room.
+    fn queue_disconnect(&mut self, ctx: &mut Context<Self>) {
+        const REASON: DisconnectReason = DisconnectReason::AppDisconnect;
+        // At once if there is room: the writer then runs in this same turn of the actor.
+        match self.outbox.try_disconnect(REASON) {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(_) => return self.machine().disconnect_failed(),
+        }
+        let outbox = self.outbox.clone();
+        ctx.spawn(
+            async move { outbox.disconnect(REASON).await }
+                .into_actor(self)
+                .map(|queued, act, ctx| {
+                    // Only a writer that has ended drops the outbox's receiver.
+                    if queued.is_err() {
+                        act.machine().disconnect_failed();
+                        act.drive(ctx);
+                    }
+                }),
+        );
+    }
+
+    /// The close succeeded: the QUIC close waits (in a task of its own, bounded) until the
+    /// peer has acknowledged our FIN, so that the peer can finish its close the same way
+    /// even if our QUIC close is lost.
+    fn linger(&mut self) {
+        let connection = self.connection.clone();
+        let linger = self.guard.machine.close_timeout();
+        let send = self.finished_send.take();
+        actix::spawn(async move {
+            if let Some(send) = send {
+                let _ = tokio::time::timeout(linger, send.stopped()).await;
+            }
+            connection.close(close_code::APP_DISCONNECT.into(), b"disconnect");
+        });
+    }
+
+    fn connection_lost(&mut self, error: quinn::ConnectionError, ctx: &mut Context<Self>) {
+        use quinn::ConnectionError as E;
+        let loss = match &error {
+            E::ApplicationClosed(close)
+                if close.error_code == close_code::APP_DISCONNECT.into() =>
+            {
+                LinkLoss::PeerDisconnected
+            }
+            E::ApplicationClosed(_) => LinkLoss::PeerClosed,
+            E::LocallyClosed => LinkLoss::LocallyClosed,
+            E::TimedOut => LinkLoss::TimedOut,
+            _ => LinkLoss::Failed,
+        };
+        self.machine().on_link_lost(loss, Cause::new(error));
+        self.drive(ctx);
+    }
+
+    fn on_frame(&mut self, message: Message, ctx: &mut Context<Self>) {
+        let now = Self::now();
+        if self.machine().on_frame(now, message.frame_type()) {
+            if let Message::Data { data_type, payload } = message {
+                self.subscribers.publish(GraphEvent::IncomingData {
+                    connection_id: self.id,
+                    data_type,
+                    data: payload,
+                });
+            }
+        }
+        self.drive(ctx);
+    }
+}
+
+/// The reason phrase sent with each close code.
+fn close_reason(code: u32) -> &'static [u8] {
+    match code {
+        close_code::LEAVING => b"leaving",
+        close_code::PROTOCOL_ERROR => b"protocol error",
+        close_code::CLOSE_TIMEOUT => b"close timed out",
+        close_code::APP_DISCONNECT => b"disconnect",
+        _ => b"closed",
+    }
+}
+
+impl Actor for ConnectionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let Some((send, reader, outbox)) = self.start.take() else {
+            return;
+        };
+        ctx.add_stream(inbound(reader));
+        ctx.spawn(
+            run_writer(send, outbox)
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
+                    Ok(Some(send)) => {
+                        act.after_disconnect = Some(send);
+                        act.machine().disconnect_written();
+                        act.drive(ctx);
+                    }
+                    Ok(None) => {}
+                    Err(quinn::WriteError::ConnectionLost(error)) => {
+                        act.connection_lost(error, ctx)
+                    }
+                    Err(other) => {
+                        act.machine()
+                            .on_stream_failed(Violation::Write(Cause::new(other)));
+                        act.drive(ctx);
+                    }
+                }),
+        );
+        let connection = self.connection.clone();
+        ctx.spawn(
+            async move { connection.closed().await }
+                .into_actor(self)
+                .map(|error, act, ctx| act.connection_lost(error, ctx)),
+        );
+    }
+}
+
+/// One step of the control stream's reader.
+enum Inbound {
+    Frame(Message),
+    Finished,
+    Failed(ReadFrameError),
+}
+
+fn inbound(reader: FrameReader) -> impl futures_util::Stream<Item = Inbound> {
+    futures_util::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        match reader.read().await {
+            Ok(Some(message)) => Some((Inbound::Frame(message), Some(reader))),
+            Ok(None) => Some((Inbound::Finished, None)),
+            Err(error) => Some((Inbound::Failed(error), None)),
+        }
+    })
+}
+
+impl StreamHandler<Inbound> for ConnectionActor {
+    fn handle(&mut self, item: Inbound, ctx: &mut Self::Context) {
+        match item {
+            Inbound::Frame(message) => return self.on_frame(message, ctx),
+            Inbound::Finished => self.machine().on_peer_finished(),
+            Inbound::Failed(ReadFrameError::Protocol(error)) => self.machine().on_malformed(error),
+            Inbound::Failed(ReadFrameError::Stream(quinn::ReadError::ConnectionLost(error))) => {
+                return self.connection_lost(error, ctx)
+            }
+            Inbound::Failed(ReadFrameError::Stream(error)) => self
+                .machine()
+                .on_stream_failed(Violation::Read(Cause::new(error))),
+        }
+        self.drive(ctx);
+    }
+
+    /// The reader ending is handled by its last item; it must not stop the actor by itself.
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
+}
+
+/// Closes the link (docs/PROTOCOL.md §3.4). `reply` gets S_OK, `PEER_E_TIMEOUT`,
+/// `PEER_E_CONNECTION_FAILED` or, when the graph closes meanwhile, `PEER_E_INVALID_GRAPH`,
+/// once the actor is gone; a link already closing (the peer closed it first) answers
+/// `PEER_E_CONNECTION_NOT_FOUND`, also once the actor is gone. A `Close` that finds the
+/// actor gone is dropped with its `reply`, which the caller reads as NOT_FOUND too.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub(crate) struct Close {
+    pub(crate) reply: CloseReply,
+}
+
+impl Handler<Close> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, Close { reply }: Close, ctx: &mut Self::Context) {
+        let now = Self::now();
+        match self.machine().close(now) {
+            CloseStart::Started | CloseStart::AlreadyClosing => self.guard.reply = Some(reply),
+            CloseStart::AnswerNow(error) => {
+                let _ = reply.send(Err(error));
+            }
+        }
+        self.drive(ctx);
+    }
+}
+
+/// Ends the link at once because the node leaves the graph (graph closed, engine shut
+/// down): QUIC close with code LEAVING, no waiting.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub(crate) struct Leave;
+
+impl Handler<Leave> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Leave, ctx: &mut Self::Context) {
+        self.machine().leave();
+        self.drive(ctx);
+    }
+}
+
+/// Fault injection for tests: makes the connection actor panic inside a handler, to show
+/// that the graph reports the connection as ended and keeps serving the others.
+#[cfg(feature = "fault-injection")]
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct InjectPanic;
+
+#[cfg(feature = "fault-injection")]
+impl Handler<InjectPanic> for ConnectionActor {
+    type Result = ();
+
+    #[allow(clippy::panic)]
+    fn handle(&mut self, _: InjectPanic, _ctx: &mut Self::Context) {
+        panic!("fault injection: connection actor {} panics", self.id);
+    }
+}

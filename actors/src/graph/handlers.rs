@@ -1,0 +1,264 @@
+//! The handlers of the API's messages: each checks what only the driver knows (the
+//! engine is started, an endpoint binds), asks the graph core for the rest, and carries
+//! out its decision.
+
+use std::net::SocketAddr;
+
+use actix::prelude::*;
+use peergraph_engine::{
+    ConnectionId, ConnectionInfo, EventFilter, GraphStatus, NodeInfo, PeerError, ResultCode,
+};
+use peergraph_transport::{random_nonzero_u64, RenewableEndpoint};
+use tokio::sync::oneshot;
+
+use super::renewal::{accept_from, drain};
+use super::{
+    outbox_for_send, CloseDirectConnection, CloseGraph, ConnectionStats, EnumConnections,
+    GetConnectionStats, GetCounters, GetNodeInfo, GetStatus, GraphActor, GraphCounters, Listen,
+    OpenDirectConnection, RegisterEvent, RegisterEventRecipient, SendData, UnregisterEvent,
+};
+use crate::connection::Close;
+use crate::handshake;
+
+impl Handler<Listen> for GraphActor {
+    type Result = Result<SocketAddr, PeerError>;
+
+    fn handle(&mut self, message: Listen, ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        self.core.check_listen()?;
+        let listener =
+            RenewableEndpoint::bind(message.address, &self.identity, &self.link_options(), true)
+                .map_err(|error| {
+                    tracing::debug!(%error, address = %message.address, "cannot listen");
+                    PeerError::new(ResultCode::PEER_E_INVALID_ADDRESS)
+                })?;
+        let local = listener
+            .local_addr()
+            .map_err(|_| PeerError::new(ResultCode::PEER_E_INVALID_ADDRESS))?;
+        self.accepting = Some(accept_from(listener.endpoint().clone(), self.renewals, ctx));
+        self.listener = Some(listener);
+        self.core.listening_started();
+        self.publish_events();
+        Ok(local)
+    }
+}
+
+impl Handler<OpenDirectConnection> for GraphActor {
+    type Result = Result<ConnectionId, PeerError>;
+
+    fn handle(&mut self, message: OpenDirectConnection, ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        let OpenDirectConnection { peer_id, address } = message;
+        self.core
+            .check_open(&peer_id, &address, &self.listen_addresses())?;
+        let endpoint = self.endpoint_for(&address)?;
+        let request = self
+            .core
+            .start_outgoing(peer_id, address, random_nonzero_u64);
+        let connection_id = request.connection_id;
+        let membership = self.options.membership.clone();
+        let timeout = self.options.connect_timeout;
+        let handshake = handshake::connect(endpoint, address, request, membership, timeout);
+        self.start_outgoing(connection_id, handshake, ctx);
+        Ok(connection_id)
+    }
+}
+
+impl Handler<SendData> for GraphActor {
+    type Result = ResponseFuture<Result<(), PeerError>>;
+
+    fn handle(&mut self, message: SendData, _ctx: &mut Self::Context) -> Self::Result {
+        let outbox = self
+            .ready()
+            .and_then(|()| outbox_for_send(&self.table, message.connection_id, &message.data));
+        Box::pin(async move { outbox?.send_data(message.data_type, message.data).await })
+    }
+}
+
+impl GraphActor {
+    /// Starts the close of direct connection `id` (docs/PROTOCOL.md §3.4): answers at once
+    /// where the documented codes say so, otherwise the core takes the entry out of the
+    /// table (a second close of the id now finds nothing) and the close goes to the
+    /// connection actor, which answers on the returned channel once it is gone.
+    fn start_close(&mut self, id: ConnectionId) -> Result<CloseAnswer, PeerError> {
+        self.ready()?;
+        let closing = self.core.start_close(id)?;
+        let (_, entry) = self
+            .table
+            .remove(&id)
+            .ok_or(PeerError::CONNECTION_NOT_FOUND)?;
+        if closing.shrink {
+            self.table.shrink_to_fit();
+        }
+        let (reply, answer) = oneshot::channel();
+        // One Close per entry taken out: bounded by the table, like ConnectionEnded.
+        entry.actor.do_send(Close { reply });
+        Ok(CloseAnswer(answer))
+    }
+}
+
+/// Where the answer of a close started by [`GraphActor::start_close`] comes.
+pub(crate) struct CloseAnswer(oneshot::Receiver<Result<(), PeerError>>);
+
+impl CloseAnswer {
+    /// The close's answer. A close whose reply was dropped unanswered found the actor gone
+    /// (the peer closed or the link failed between the lookup and the Close): the
+    /// connection was gone already.
+    pub(crate) async fn outcome(self) -> Result<(), PeerError> {
+        self.0.await.unwrap_or(Err(PeerError::CONNECTION_NOT_FOUND))
+    }
+}
+
+/// The facade's way to close: the same as [`CloseDirectConnection`], but the reply is the
+/// channel the connection actor answers on, so that the answer goes straight to the
+/// caller instead of through a task of the graph's.
+#[derive(Message)]
+#[rtype(result = "Result<CloseAnswer, PeerError>")]
+pub(crate) struct StartClose {
+    pub(crate) connection_id: ConnectionId,
+}
+
+impl Handler<StartClose> for GraphActor {
+    type Result = Result<CloseAnswer, PeerError>;
+
+    fn handle(&mut self, message: StartClose, _ctx: &mut Self::Context) -> Self::Result {
+        self.start_close(message.connection_id)
+    }
+}
+
+impl Handler<CloseDirectConnection> for GraphActor {
+    type Result = ResponseFuture<Result<(), PeerError>>;
+
+    fn handle(&mut self, message: CloseDirectConnection, _ctx: &mut Self::Context) -> Self::Result {
+        let started = self.start_close(message.connection_id);
+        Box::pin(async move { started?.outcome().await })
+    }
+}
+
+impl Handler<EnumConnections> for GraphActor {
+    type Result = Result<Vec<ConnectionInfo>, PeerError>;
+
+    fn handle(&mut self, message: EnumConnections, _ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        self.core.enum_connections(message.flags)
+    }
+}
+
+impl Handler<GetNodeInfo> for GraphActor {
+    type Result = Result<NodeInfo, PeerError>;
+
+    fn handle(&mut self, message: GetNodeInfo, _ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        self.core
+            .node_info(message.node_id, self.listen_addresses())
+    }
+}
+
+impl Handler<GetStatus> for GraphActor {
+    type Result = Result<GraphStatus, PeerError>;
+
+    fn handle(&mut self, _: GetStatus, _ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        Ok(self.core.status())
+    }
+}
+
+impl Handler<GetCounters> for GraphActor {
+    type Result = Result<GraphCounters, PeerError>;
+
+    fn handle(&mut self, _: GetCounters, _ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        Ok(GraphCounters {
+            connections: self.core.connection_count(),
+            pending_outgoing: self.core.outgoing_count(),
+            pending_incoming: self.core.incoming_count(),
+            quic_connections: self.quic_connections(),
+            endpoint_renewals: self.renewals,
+        })
+    }
+}
+
+impl Handler<GetConnectionStats> for GraphActor {
+    type Result = Result<ConnectionStats, PeerError>;
+
+    fn handle(&mut self, message: GetConnectionStats, _ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        let id = message.connection_id;
+        // Clone the link out of the table before asking quinn, so no table lock is held
+        // while quinn takes its own connection lock.
+        let connection = self
+            .table
+            .get(&id)
+            .map(|entry| entry.connection.clone())
+            .ok_or(PeerError::CONNECTION_NOT_FOUND)?;
+        Ok(ConnectionStats::from_quinn(id, &connection.stats()))
+    }
+}
+
+impl Handler<RegisterEvent> for GraphActor {
+    type Result = Result<crate::EventStream, PeerError>;
+
+    fn handle(&mut self, message: RegisterEvent, _ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        if message.limits.events == 0 || message.limits.bytes == 0 {
+            return Err(PeerError::INVALID_ARG);
+        }
+        let filter = EventFilter::new(message.registrations)?;
+        Ok(self.subscribers.add_stream(filter, message.limits))
+    }
+}
+
+impl Handler<RegisterEventRecipient> for GraphActor {
+    type Result = Result<crate::EventHandle, PeerError>;
+
+    fn handle(
+        &mut self,
+        message: RegisterEventRecipient,
+        _ctx: &mut Self::Context,
+    ) -> Self::Result {
+        self.ready()?;
+        let filter = EventFilter::new(message.registrations)?;
+        Ok(self.subscribers.add_recipient(filter, message.recipient))
+    }
+}
+
+impl Handler<UnregisterEvent> for GraphActor {
+    type Result = Result<(), PeerError>;
+
+    fn handle(&mut self, message: UnregisterEvent, _ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        if self.subscribers.remove(message.handle) {
+            Ok(())
+        } else {
+            Err(PeerError::INVALID_ARG)
+        }
+    }
+}
+
+impl Handler<CloseGraph> for GraphActor {
+    type Result = ResponseFuture<Result<(), PeerError>>;
+
+    fn handle(&mut self, _: CloseGraph, ctx: &mut Self::Context) -> Self::Result {
+        if let Err(error) = self.ready() {
+            return Box::pin(async move { Err(error) });
+        }
+        let endpoints = self.release(ctx);
+        Box::pin(drain(endpoints))
+    }
+}
+
+/// Closes the graph whatever the engine's state (used by the last shutdown).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub(crate) struct Release;
+
+impl Handler<Release> for GraphActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Release, ctx: &mut Self::Context) -> Self::Result {
+        let endpoints = self.release(ctx);
+        Box::pin(async move {
+            let _ = drain(endpoints).await;
+        })
+    }
+}

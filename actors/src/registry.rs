@@ -1,0 +1,77 @@
+//! The engine's handle table: which graphs are open, by handle and by graph id, so that
+//! any thread turns a [`GraphHandle`] into a graph actor's address.
+
+use std::sync::Arc;
+
+use actix::Addr;
+use dashmap::DashMap;
+use peergraph_engine::{GraphHandle, GraphId, PeerError, ResultCode};
+
+use crate::graph::GraphActor;
+use crate::table::ConnectionTable;
+
+/// What the engine keeps of an open graph: its actor and its connection table.
+#[derive(Clone)]
+pub(crate) struct GraphEntry {
+    pub(crate) addr: Addr<GraphActor>,
+    pub(crate) table: Arc<ConnectionTable>,
+}
+
+/// The open graphs of one engine.
+#[derive(Default)]
+pub(crate) struct Registry {
+    graphs: DashMap<GraphHandle, GraphEntry>,
+    graph_ids: DashMap<GraphId, GraphHandle>,
+}
+
+impl Registry {
+    /// Reserves `graph_id` for the graph `handle` is about to name.
+    ///
+    /// # Errors
+    /// `PEER_E_DUPLICATE_GRAPH` when a graph with that id is open.
+    pub(crate) fn reserve(&self, graph_id: &GraphId, handle: GraphHandle) -> Result<(), PeerError> {
+        match self.graph_ids.entry(graph_id.clone()) {
+            dashmap::Entry::Occupied(_) => Err(PeerError::new(ResultCode::PEER_E_DUPLICATE_GRAPH)),
+            dashmap::Entry::Vacant(vacant) => {
+                vacant.insert(handle);
+                Ok(())
+            }
+        }
+    }
+
+    /// Enters the started graph `handle`.
+    pub(crate) fn insert(&self, handle: GraphHandle, entry: GraphEntry) {
+        self.graphs.insert(handle, entry);
+    }
+
+    /// The open graph `handle`.
+    pub(crate) fn get(&self, handle: GraphHandle) -> Option<GraphEntry> {
+        self.graphs.get(&handle).map(|entry| entry.clone())
+    }
+
+    /// Whether graph `handle` is open.
+    pub(crate) fn contains(&self, handle: GraphHandle) -> bool {
+        self.graphs.contains_key(&handle)
+    }
+
+    /// How many graphs are open.
+    pub(crate) fn len(&self) -> usize {
+        self.graphs.len()
+    }
+
+    /// Removes a closed graph and frees its graph id (or an id reserved for a graph that
+    /// did not start).
+    pub(crate) fn forget(&self, handle: GraphHandle, graph_id: &GraphId) {
+        self.graphs.remove(&handle);
+        self.graph_ids
+            .remove_if(graph_id, |_, owner| *owner == handle);
+    }
+
+    /// Empties the table (the last shutdown), returning the graphs that were open.
+    pub(crate) fn drain(&self) -> Vec<Addr<GraphActor>> {
+        let graphs = self.graphs.iter().map(|entry| entry.addr.clone()).collect();
+        self.graphs.clear();
+        self.graph_ids.clear();
+        graphs
+    }
+}

@@ -1,0 +1,230 @@
+//! Admission of a link: every rule that accepts or refuses an incoming CONNECT, and the
+//! code an outgoing attempt ends with (docs/PROTOCOL.md §3.1-§3.3, §3.6).
+//!
+//! The checks that need the link itself (the membership proof is bound to the TLS session)
+//! come in as their outcome: the driver verifies a proof when the rules ask for it, so
+//! the order of the checks, and so what a refused node learns, is decided here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::wire::{Connect, RefuseReason, Welcome, PROTOCOL_VERSION};
+use crate::{GraphId, PeerId, PeerKey, ResultCode};
+
+/// The keys a graph admits, and the peer id each may use. Without a list every key is
+/// admitted (the TLS handshake still verifies that the node holds it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllowList(Arc<HashMap<PeerKey, PeerId>>);
+
+impl AllowList {
+    /// A list holding `entries`.
+    pub fn new(entries: HashMap<PeerKey, PeerId>) -> Self {
+        AllowList(Arc::new(entries))
+    }
+
+    /// The same list with `key` allowed as `peer_id` (replacing what `key` had).
+    #[must_use]
+    pub fn with(&self, key: PeerKey, peer_id: PeerId) -> Self {
+        let mut entries = (*self.0).clone();
+        entries.insert(key, peer_id);
+        AllowList::new(entries)
+    }
+
+    /// The peer id `key` may use, if it is listed.
+    pub fn peer_id_of(&self, key: &PeerKey) -> Option<&PeerId> {
+        self.0.get(key)
+    }
+
+    /// Whether a node with `key` claiming `peer_id` may be linked with: `NotAuthorized`
+    /// for a key off the list, `KeyMismatch` for a listed key used with another peer id.
+    ///
+    /// # Errors
+    /// The reason to refuse, as above.
+    pub fn check(&self, key: &PeerKey, peer_id: &PeerId) -> Result<(), RefuseReason> {
+        match self.0.get(key) {
+            None => Err(RefuseReason::NotAuthorized),
+            Some(listed) if listed != peer_id => Err(RefuseReason::KeyMismatch),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+/// Who may be linked with: a shared secret proved on every link, an allow-list of keys,
+/// both or neither.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// Every link must carry a valid membership proof (the graph has a secret).
+    pub proof_required: bool,
+    /// The admitted keys; `None` admits every key.
+    pub allowed: Option<AllowList>,
+}
+
+impl Admission {
+    /// Whether the node reached with `key` may be linked with as `peer_id` (the allow-list
+    /// rule alone; used for both directions).
+    ///
+    /// # Errors
+    /// `NotAuthorized` or `KeyMismatch`, as [`AllowList::check`].
+    pub fn check_key(&self, key: &PeerKey, peer_id: &PeerId) -> Result<(), RefuseReason> {
+        self.allowed
+            .as_ref()
+            .map_or(Ok(()), |list| list.check(key, peer_id))
+    }
+}
+
+/// What a node knows about an incoming CONNECT when it judges it: the frame, the key the
+/// TLS handshake verified, and the node's own state.
+#[derive(Debug)]
+pub struct IncomingConnect<'a> {
+    /// The CONNECT frame.
+    pub connect: &'a Connect,
+    /// The connecting node's verified key.
+    pub peer_key: PeerKey,
+    /// Whether this node takes direct connections (an application registered for
+    /// DIRECT_CONNECTION events).
+    pub accepts_direct: bool,
+}
+
+/// The graph-side facts a CONNECT is judged against.
+#[derive(Debug)]
+pub(crate) struct Judge<'a> {
+    pub(crate) graph_id: &'a GraphId,
+    pub(crate) peer_id: &'a PeerId,
+    pub(crate) admission: &'a Admission,
+    /// Connections and outgoing attempts at or above the graph's limit.
+    pub(crate) graph_full: bool,
+    /// Live links with the connecting node at or above the per-node limit.
+    pub(crate) node_full: bool,
+    /// The connection id is taken by a connection or an outgoing attempt.
+    pub(crate) id_taken: bool,
+}
+
+impl Judge<'_> {
+    /// Decides a CONNECT, in the order docs/PROTOCOL.md §3.3 gives: identity and
+    /// membership before anything about this node's state is revealed. `verify_proof` is
+    /// asked only when the graph requires a proof and every earlier check passed.
+    pub(crate) fn decide(
+        &self,
+        incoming: &IncomingConnect<'_>,
+        verify_proof: impl FnOnce(&Connect) -> bool,
+    ) -> Result<(), RefuseReason> {
+        let connect = incoming.connect;
+        if connect.version != PROTOCOL_VERSION {
+            return Err(RefuseReason::UnsupportedVersion);
+        }
+        if &connect.graph_id != self.graph_id {
+            return Err(RefuseReason::WrongGraph);
+        }
+        if &connect.target_peer_id != self.peer_id {
+            return Err(RefuseReason::WrongPeer);
+        }
+        self.admission
+            .check_key(&incoming.peer_key, &connect.source_peer_id)?;
+        if self.admission.proof_required && !verify_proof(connect) {
+            return Err(RefuseReason::NotAuthorized);
+        }
+        if !connect.direct {
+            // Neighbor connections come with records and flooding; until then a node has
+            // no room for neighbors.
+            return Err(RefuseReason::Busy);
+        }
+        if !incoming.accepts_direct {
+            return Err(RefuseReason::DirectConnectionDisallowed);
+        }
+        if self.graph_full || self.node_full {
+            return Err(RefuseReason::LimitReached);
+        }
+        if self.id_taken {
+            return Err(RefuseReason::DuplicateConnection);
+        }
+        Ok(())
+    }
+}
+
+/// The CONNECTION_FAILED reason for a REFUSE: the reference's reasons mean the node would
+/// not take the connection; the protocol's own mean it is not the node that was asked for.
+pub fn refusal_code(reason: RefuseReason) -> ResultCode {
+    match reason {
+        RefuseReason::Busy
+        | RefuseReason::AlreadyConnected
+        | RefuseReason::DuplicateConnection
+        | RefuseReason::DirectConnectionDisallowed
+        | RefuseReason::LimitReached => ResultCode::PEER_E_CONNECTION_REFUSED,
+        RefuseReason::WrongGraph
+        | RefuseReason::WrongPeer
+        | RefuseReason::UnsupportedVersion
+        | RefuseReason::KeyMismatch => ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED,
+        RefuseReason::NotAuthorized => ResultCode::PEER_E_NOT_AUTHORIZED,
+    }
+}
+
+/// How an outgoing handshake failed below CONNECT/WELCOME, as the driver saw it on its
+/// QUIC stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// TLS failed: a certificate or key did not verify (QUIC crypto errors 0x100-0x1ff,
+    /// sent or received).
+    Crypto,
+    /// The node refused the link at the QUIC level (CONNECTION_REFUSED: it has too many
+    /// handshakes going).
+    Refused,
+    /// No answer within the connect timeout.
+    TimedOut,
+    /// Anything else: unreachable, reset, the stream failed, an unexpected frame.
+    Failed,
+}
+
+impl HandshakeFailure {
+    /// The CONNECTION_FAILED reason the application sees.
+    pub fn code(self) -> ResultCode {
+        match self {
+            HandshakeFailure::Crypto => ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED,
+            HandshakeFailure::Refused => ResultCode::PEER_E_CONNECTION_REFUSED,
+            HandshakeFailure::TimedOut | HandshakeFailure::Failed => {
+                ResultCode::PEER_E_CONNECTION_FAILED
+            }
+        }
+    }
+}
+
+/// The connecting side's reading of the first frame it gets back.
+#[derive(Debug)]
+pub enum Answer<'a> {
+    /// WELCOME.
+    Welcome(&'a Welcome),
+    /// REFUSE with its reason.
+    Refuse(RefuseReason),
+    /// Any other frame, or the stream ended.
+    Other,
+}
+
+/// Judges the answer to our CONNECT `request`: a WELCOME must echo the connection id, the
+/// graph and the peer asked for, and carry a valid proof when the graph requires one
+/// (`verify_proof`, asked only then).
+///
+/// # Errors
+/// The CONNECTION_FAILED reason: `PEER_E_CONNECTION_NOT_AUTHENTICATED` for a WELCOME
+/// from another node or graph, `PEER_E_NOT_AUTHORIZED` for a bad proof, the refusal's
+/// code for REFUSE ([`refusal_code`]), `PEER_E_CONNECTION_FAILED` for anything else.
+pub fn judge_answer(
+    request: &Connect,
+    answer: Answer<'_>,
+    proof_required: bool,
+    verify_proof: impl FnOnce(&Welcome) -> bool,
+) -> Result<(), ResultCode> {
+    match answer {
+        Answer::Welcome(welcome)
+            if welcome.connection_id == request.connection_id
+                && welcome.graph_id == request.graph_id
+                && welcome.peer_id == request.target_peer_id =>
+        {
+            if proof_required && !verify_proof(welcome) {
+                return Err(ResultCode::PEER_E_NOT_AUTHORIZED);
+            }
+            Ok(())
+        }
+        Answer::Welcome(_) => Err(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED),
+        Answer::Refuse(reason) => Err(refusal_code(reason)),
+        Answer::Other => Err(ResultCode::PEER_E_CONNECTION_FAILED),
+    }
+}

@@ -1,0 +1,134 @@
+//! The connection table of one graph and its invariants: connections by id, the live links
+//! per remote node (for the per-node limit), the outgoing attempts and incoming handshakes
+//! under way, and the peak that decides when the table gives its room back.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::SocketAddr;
+
+use crate::{ConnectionId, ConnectionInfo, NodeId, PeerId};
+
+/// Hash tables never give back room by themselves: after 10,000 connections had come and
+/// gone, a graph's tables still held about 3 MB. So a table that has emptied to a quarter
+/// of its peak (or of its capacity) is shrunk to fit, as long as that peak is above this
+/// many entries. A shrink costs time in proportion to the peak and needs three quarters of
+/// it removed first, so removals stay O(1) amortised.
+pub const ROOM_KEPT: usize = 64;
+
+/// One connection in the table: what `EnumConnections` reports, and the driver's tag of
+/// the link it runs on (a peer may reuse the id of a link that is still closing here, so
+/// an end is matched by tag as well as by id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkEntry {
+    /// The connection as the application sees it.
+    pub info: ConnectionInfo,
+    /// The driver's id of the link (for QUIC, the connection's stable id).
+    pub tag: u64,
+}
+
+/// Tracks the most entries a table has held since it was last shrunk, and says when to
+/// shrink it (see [`ROOM_KEPT`]). The driver applies the same answer to its own index of
+/// the table, so both give their room back together.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Peak {
+    peak: usize,
+}
+
+impl Peak {
+    /// Notes that the table now holds `len` entries.
+    pub fn grew(&mut self, len: usize) {
+        self.peak = self.peak.max(len);
+    }
+
+    /// Called after entries were removed, leaving `len`: true when the table should be
+    /// shrunk to fit now (it is down to a quarter of a peak above [`ROOM_KEPT`]).
+    pub fn shrunk(&mut self, len: usize) -> bool {
+        if self.peak > ROOM_KEPT && len <= self.peak / 4 {
+            self.peak = len;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Gives a map's room back once it holds at most a quarter of its capacity (see
+/// [`ROOM_KEPT`]). `capacity` and `len` are O(1), so this is cheap on every removal.
+pub(crate) fn shrink_if_sparse<K: Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > ROOM_KEPT && map.len() <= map.capacity() / 4 {
+        map.shrink_to_fit();
+    }
+}
+
+/// An outgoing attempt under way: whom it asked for, where.
+#[derive(Debug)]
+pub(crate) struct Attempt {
+    pub(crate) peer_id: PeerId,
+    pub(crate) address: SocketAddr,
+}
+
+/// The connection table and its counts.
+#[derive(Debug, Default)]
+pub(crate) struct Links {
+    /// Open connections by id. A connection whose close has started has left it.
+    pub(crate) connections: HashMap<ConnectionId, LinkEntry>,
+    /// Outgoing attempts under way, by the id they asked for.
+    pub(crate) outgoing: HashMap<ConnectionId, Attempt>,
+    /// Incoming handshakes under way.
+    pub(crate) incoming: usize,
+    /// Links that have not ended, per remote node, closing ones included (kept here so
+    /// that judging a CONNECT does not scan the table).
+    pub(crate) per_node: HashMap<NodeId, usize>,
+    pub(crate) peak: Peak,
+}
+
+impl Links {
+    /// Whether `id` is taken by a connection or an outgoing attempt.
+    pub(crate) fn is_taken(&self, id: &ConnectionId) -> bool {
+        self.connections.contains_key(id) || self.outgoing.contains_key(id)
+    }
+
+    /// Live links with `node`.
+    pub(crate) fn with_node(&self, node: &NodeId) -> usize {
+        self.per_node.get(node).copied().unwrap_or(0)
+    }
+
+    /// Enters a connection whose handshake succeeded.
+    pub(crate) fn insert(&mut self, entry: LinkEntry) {
+        *self.per_node.entry(entry.info.node_id).or_default() += 1;
+        self.connections.insert(entry.info.connection_id, entry);
+        self.peak.grew(self.connections.len());
+    }
+
+    /// Takes connection `id` out of the table (its close started, or it ended); the
+    /// second value says whether the table was shrunk, so the driver shrinks its index.
+    pub(crate) fn take(&mut self, id: &ConnectionId) -> Option<(LinkEntry, bool)> {
+        let entry = self.connections.remove(id)?;
+        let shrink = self.peak.shrunk(self.connections.len());
+        if shrink {
+            self.connections.shrink_to_fit();
+        }
+        Some((entry, shrink))
+    }
+
+    /// Counts out one ended link with `node`.
+    pub(crate) fn node_link_ended(&mut self, node: &NodeId) {
+        if let Some(count) = self.per_node.get_mut(node) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_node.remove(node);
+                shrink_if_sparse(&mut self.per_node);
+            }
+        }
+    }
+
+    /// No connection and no handshake.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.connections.is_empty() && self.outgoing.is_empty() && self.incoming == 0
+    }
+
+    /// Connections and handshakes (for the endpoint's peak).
+    pub(crate) fn count(&self) -> usize {
+        self.connections.len() + self.outgoing.len() + self.incoming
+    }
+}

@@ -1,0 +1,1057 @@
+//! Every rule of the graph core, without QUIC: admission (each REFUSE reason and the code
+//! each gives the connecting node), the limits, the table's invariants, and the close of a
+//! link in each case the actors' tests cover over real QUIC.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::wire::{close_code, FrameType, ProtocolError};
+use crate::{ConnectionStatus, EventType};
+
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn peer(name: &str) -> PeerId {
+    PeerId::new(name).expect("peer id")
+}
+
+fn key(byte: u8) -> PeerKey {
+    PeerKey([byte; 32])
+}
+
+fn address(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn limits() -> Limits {
+    Limits {
+        max_connections: 16,
+        max_connections_per_node: 16,
+        max_pending_handshakes: 4,
+    }
+}
+
+fn core_with(admission: Admission, limits: Limits) -> GraphCore {
+    GraphCore::new(CoreConfig {
+        graph_id: GraphId::new("chat").expect("graph id"),
+        peer_id: peer("bob"),
+        node_id: key(0xb0).node_id(),
+        admission,
+        limits,
+        synchronized: true,
+    })
+}
+
+fn core() -> GraphCore {
+    core_with(Admission::default(), limits())
+}
+
+/// A CONNECT from alice to bob in graph `chat`, as a conforming node sends it.
+fn connect(id: u64) -> Connect {
+    Connect {
+        version: PROTOCOL_VERSION,
+        direct: true,
+        connection_id: ConnectionId::new(id).expect("id"),
+        graph_id: GraphId::new("chat").expect("graph id"),
+        source_peer_id: peer("alice"),
+        target_peer_id: peer("bob"),
+        proof: bytes::Bytes::new(),
+    }
+}
+
+/// Offers `connect` from the node with `peer_key`, tagged `id`, with a proof that checks
+/// as `proof_ok`; returns the decision.
+fn offer(
+    core: &mut GraphCore,
+    connect: &Connect,
+    peer_key: PeerKey,
+    proof_ok: bool,
+) -> IncomingDecision {
+    let incoming = IncomingConnect {
+        connect,
+        peer_key,
+        accepts_direct: true,
+    };
+    core.on_connect(incoming, connect.connection_id.get(), address(4000), |_| {
+        proof_ok
+    })
+}
+
+fn refused(decision: IncomingDecision) -> RefuseReason {
+    match decision {
+        IncomingDecision::Refuse(reason) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn events(core: &mut GraphCore) -> Vec<GraphEvent> {
+    std::iter::from_fn(|| core.poll_event()).collect()
+}
+
+fn statuses(events: &[GraphEvent]) -> Vec<ConnectionStatus> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            GraphEvent::DirectConnection(change) => Some(change.status),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_conforming_connect_is_welcomed_and_raises_connected_then_the_status() {
+    let mut core = core();
+    let request = connect(7);
+    let decision = offer(&mut core, &request, key(1), true);
+    let IncomingDecision::Welcome { info, welcome } = decision else {
+        panic!("refused: {decision:?}");
+    };
+    assert_eq!(info.connection_id, request.connection_id);
+    assert_eq!(info.node_id, key(1).node_id());
+    assert_eq!(info.peer_id, peer("alice"));
+    assert_eq!(welcome.connection_id, request.connection_id);
+    assert_eq!(welcome.peer_id, peer("bob"));
+    assert_eq!(welcome.graph_id, request.graph_id);
+    let raised = events(&mut core);
+    assert_eq!(statuses(&raised), [ConnectionStatus::Connected]);
+    assert!(matches!(
+        raised.last(),
+        Some(GraphEvent::StatusChanged { status }) if status.contains(GraphStatus::HAS_CONNECTIONS)
+    ));
+    assert_eq!(core.connection_count(), 1);
+}
+
+#[test]
+fn each_identity_check_refuses_with_its_reason_before_anything_else() {
+    let mut core = core();
+    let mut wrong_version = connect(1);
+    wrong_version.version = PROTOCOL_VERSION + 1;
+    assert_eq!(
+        refused(offer(&mut core, &wrong_version, key(1), true)),
+        RefuseReason::UnsupportedVersion
+    );
+    let mut wrong_graph = connect(1);
+    wrong_graph.graph_id = GraphId::new("other").expect("graph id");
+    assert_eq!(
+        refused(offer(&mut core, &wrong_graph, key(1), true)),
+        RefuseReason::WrongGraph
+    );
+    let mut wrong_peer = connect(1);
+    wrong_peer.target_peer_id = peer("carol");
+    assert_eq!(
+        refused(offer(&mut core, &wrong_peer, key(1), true)),
+        RefuseReason::WrongPeer
+    );
+    let mut neighbor = connect(1);
+    neighbor.direct = false;
+    assert_eq!(
+        refused(offer(&mut core, &neighbor, key(1), true)),
+        RefuseReason::Busy
+    );
+    // A version mismatch is reported even when the graph is also wrong: the order holds.
+    wrong_version.graph_id = GraphId::new("other").expect("graph id");
+    assert_eq!(
+        refused(offer(&mut core, &wrong_version, key(1), true)),
+        RefuseReason::UnsupportedVersion
+    );
+    assert!(events(&mut core).is_empty(), "a refusal raises nothing");
+    assert_eq!(core.connection_count(), 0);
+}
+
+#[test]
+fn a_node_that_takes_no_direct_connections_refuses_them() {
+    let mut core = core();
+    let request = connect(1);
+    let incoming = IncomingConnect {
+        connect: &request,
+        peer_key: key(1),
+        accepts_direct: false,
+    };
+    let decision = core.on_connect(incoming, 1, address(1), |_| true);
+    assert_eq!(refused(decision), RefuseReason::DirectConnectionDisallowed);
+}
+
+#[test]
+fn the_allow_list_refuses_unlisted_keys_and_listed_keys_under_another_peer_id() {
+    let list = AllowList::default().with(key(1), peer("alice"));
+    let admission = Admission {
+        proof_required: false,
+        allowed: Some(list),
+    };
+    let mut core = core_with(admission, limits());
+    assert_eq!(
+        refused(offer(&mut core, &connect(1), key(2), true)),
+        RefuseReason::NotAuthorized
+    );
+    let mut as_carol = connect(1);
+    as_carol.source_peer_id = peer("carol");
+    assert_eq!(
+        refused(offer(&mut core, &as_carol, key(1), true)),
+        RefuseReason::KeyMismatch
+    );
+    assert!(matches!(
+        offer(&mut core, &connect(1), key(1), true),
+        IncomingDecision::Welcome { .. }
+    ));
+}
+
+#[test]
+fn a_required_proof_is_checked_after_identity_and_refuses_when_wrong() {
+    let admission = Admission {
+        proof_required: true,
+        allowed: None,
+    };
+    let mut core = core_with(admission, limits());
+    assert_eq!(
+        refused(offer(&mut core, &connect(1), key(1), false)),
+        RefuseReason::NotAuthorized
+    );
+    // The proof is not even asked for when an identity check fails first.
+    let mut wrong_graph = connect(1);
+    wrong_graph.graph_id = GraphId::new("other").expect("graph id");
+    let incoming = IncomingConnect {
+        connect: &wrong_graph,
+        peer_key: key(1),
+        accepts_direct: true,
+    };
+    let decision = core.on_connect(incoming, 1, address(1), |_| panic!("proof asked"));
+    assert_eq!(refused(decision), RefuseReason::WrongGraph);
+    assert!(matches!(
+        offer(&mut core, &connect(1), key(1), true),
+        IncomingDecision::Welcome { .. }
+    ));
+    // Without a secret the proof is never asked for.
+    let mut open = core_with(Admission::default(), limits());
+    let request = connect(2);
+    let incoming = IncomingConnect {
+        connect: &request,
+        peer_key: key(1),
+        accepts_direct: true,
+    };
+    let decision = open.on_connect(incoming, 2, address(1), |_| panic!("proof asked"));
+    assert!(matches!(decision, IncomingDecision::Welcome { .. }));
+}
+
+#[test]
+fn a_connection_id_in_use_is_refused_as_a_duplicate() {
+    let mut core = core();
+    assert!(matches!(
+        offer(&mut core, &connect(5), key(1), true),
+        IncomingDecision::Welcome { .. }
+    ));
+    assert_eq!(
+        refused(offer(&mut core, &connect(5), key(2), true)),
+        RefuseReason::DuplicateConnection
+    );
+    // An id taken by an outgoing attempt counts too.
+    let request = core.start_outgoing(peer("carol"), address(9), || 6);
+    assert_eq!(request.connection_id.get(), 6);
+    assert_eq!(
+        refused(offer(&mut core, &connect(6), key(2), true)),
+        RefuseReason::DuplicateConnection
+    );
+}
+
+#[test]
+fn the_graph_limit_counts_connections_and_outgoing_attempts() {
+    let mut core = core_with(
+        Admission::default(),
+        Limits {
+            max_connections: 2,
+            ..limits()
+        },
+    );
+    assert!(matches!(
+        offer(&mut core, &connect(1), key(1), true),
+        IncomingDecision::Welcome { .. }
+    ));
+    core.start_outgoing(peer("carol"), address(9), || 100);
+    assert_eq!(
+        refused(offer(&mut core, &connect(2), key(2), true)),
+        RefuseReason::LimitReached
+    );
+    // The attempt fails: there is room again.
+    assert_eq!(
+        core.outgoing_ended(
+            ConnectionId::new(100).expect("id"),
+            Err(ResultCode::PEER_E_CONNECTION_FAILED)
+        ),
+        OutgoingDecision::Failed
+    );
+    assert!(matches!(
+        offer(&mut core, &connect(2), key(2), true),
+        IncomingDecision::Welcome { .. }
+    ));
+}
+
+#[test]
+fn the_node_limit_counts_links_until_they_end_even_while_closing() {
+    let mut core = core_with(
+        Admission::default(),
+        Limits {
+            max_connections_per_node: 1,
+            ..limits()
+        },
+    );
+    let IncomingDecision::Welcome { info, .. } = offer(&mut core, &connect(1), key(1), true) else {
+        panic!("refused");
+    };
+    assert_eq!(
+        refused(offer(&mut core, &connect(2), key(1), true)),
+        RefuseReason::LimitReached
+    );
+    // Another node is not limited by it.
+    assert!(matches!(
+        offer(&mut core, &connect(3), key(2), true),
+        IncomingDecision::Welcome { .. }
+    ));
+    // A close has started: the link has left the table but still counts for its node.
+    core.start_close(info.connection_id).expect("in the table");
+    assert_eq!(
+        refused(offer(&mut core, &connect(4), key(1), true)),
+        RefuseReason::LimitReached
+    );
+    core.link_ended(&info, 1);
+    assert!(matches!(
+        offer(&mut core, &connect(4), key(1), true),
+        IncomingDecision::Welcome { .. }
+    ));
+}
+
+#[test]
+fn pending_handshakes_are_bounded_and_none_start_on_a_closed_graph() {
+    let mut core = core();
+    for _ in 0..limits().max_pending_handshakes {
+        assert!(core.incoming_started());
+    }
+    assert!(!core.incoming_started(), "one past the bound");
+    core.incoming_ended();
+    assert!(core.incoming_started());
+    core.release();
+    core.incoming_ended();
+    assert!(!core.incoming_started(), "the graph is closed");
+}
+
+#[test]
+fn each_refusal_gives_the_connecting_node_its_documented_code() {
+    use ResultCode as C;
+    let cases = [
+        (RefuseReason::Busy, C::PEER_E_CONNECTION_REFUSED),
+        (RefuseReason::AlreadyConnected, C::PEER_E_CONNECTION_REFUSED),
+        (
+            RefuseReason::DuplicateConnection,
+            C::PEER_E_CONNECTION_REFUSED,
+        ),
+        (
+            RefuseReason::DirectConnectionDisallowed,
+            C::PEER_E_CONNECTION_REFUSED,
+        ),
+        (RefuseReason::LimitReached, C::PEER_E_CONNECTION_REFUSED),
+        (
+            RefuseReason::WrongGraph,
+            C::PEER_E_CONNECTION_NOT_AUTHENTICATED,
+        ),
+        (
+            RefuseReason::WrongPeer,
+            C::PEER_E_CONNECTION_NOT_AUTHENTICATED,
+        ),
+        (
+            RefuseReason::UnsupportedVersion,
+            C::PEER_E_CONNECTION_NOT_AUTHENTICATED,
+        ),
+        (
+            RefuseReason::KeyMismatch,
+            C::PEER_E_CONNECTION_NOT_AUTHENTICATED,
+        ),
+        (RefuseReason::NotAuthorized, C::PEER_E_NOT_AUTHORIZED),
+    ];
+    let request = connect(1);
+    for (reason, code) in cases {
+        assert_eq!(refusal_code(reason), code, "{reason:?}");
+        assert_eq!(
+            judge_answer(&request, Answer::Refuse(reason), false, |_| true),
+            Err(code)
+        );
+    }
+}
+
+#[test]
+fn the_connecting_side_checks_the_welcome_it_gets() {
+    let request = connect(1);
+    let welcome = Welcome {
+        connection_id: request.connection_id,
+        graph_id: request.graph_id.clone(),
+        peer_id: request.target_peer_id.clone(),
+        proof: bytes::Bytes::new(),
+    };
+    assert_eq!(
+        judge_answer(&request, Answer::Welcome(&welcome), false, |_| false),
+        Ok(())
+    );
+    assert_eq!(
+        judge_answer(&request, Answer::Welcome(&welcome), true, |_| false),
+        Err(ResultCode::PEER_E_NOT_AUTHORIZED)
+    );
+    for wrong in [
+        Welcome {
+            connection_id: ConnectionId::new(2).expect("id"),
+            ..welcome.clone()
+        },
+        Welcome {
+            graph_id: GraphId::new("other").expect("graph id"),
+            ..welcome.clone()
+        },
+        Welcome {
+            peer_id: peer("carol"),
+            ..welcome.clone()
+        },
+    ] {
+        assert_eq!(
+            judge_answer(&request, Answer::Welcome(&wrong), false, |_| true),
+            Err(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED)
+        );
+    }
+    assert_eq!(
+        judge_answer(&request, Answer::Other, false, |_| true),
+        Err(ResultCode::PEER_E_CONNECTION_FAILED)
+    );
+    assert_eq!(
+        HandshakeFailure::Crypto.code(),
+        ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED
+    );
+    assert_eq!(
+        HandshakeFailure::Refused.code(),
+        ResultCode::PEER_E_CONNECTION_REFUSED
+    );
+    assert_eq!(
+        HandshakeFailure::TimedOut.code(),
+        ResultCode::PEER_E_CONNECTION_FAILED
+    );
+}
+
+#[test]
+fn the_reached_node_must_be_listed_as_the_peer_asked_for() {
+    let admission = Admission {
+        proof_required: false,
+        allowed: Some(AllowList::default().with(key(1), peer("bob"))),
+    };
+    assert_eq!(admission.check_key(&key(1), &peer("bob")), Ok(()));
+    assert_eq!(
+        admission.check_key(&key(2), &peer("bob")),
+        Err(RefuseReason::NotAuthorized)
+    );
+    assert_eq!(
+        admission.check_key(&key(1), &peer("carol")),
+        Err(RefuseReason::KeyMismatch)
+    );
+    assert_eq!(Admission::default().check_key(&key(9), &peer("x")), Ok(()));
+}
+
+#[test]
+fn opening_checks_self_and_address() {
+    let core = core();
+    let listening = [SocketAddr::from(([0, 0, 0, 0], 4000))];
+    let code = |result: Result<(), PeerError>| result.map_err(PeerError::code);
+    assert_eq!(
+        code(core.check_open(&peer("bob"), &address(5000), &listening)),
+        Err(ResultCode::PEER_E_CONNECT_SELF)
+    );
+    assert_eq!(
+        code(core.check_open(&peer("alice"), &address(4000), &listening)),
+        Err(ResultCode::PEER_E_CONNECT_SELF),
+        "a loopback address of a wildcard listener is this node"
+    );
+    for bad in [
+        address(0),
+        SocketAddr::from(([0, 0, 0, 0], 5000)),
+        SocketAddr::from(([224, 0, 0, 1], 5000)),
+    ] {
+        assert_eq!(
+            code(core.check_open(&peer("alice"), &bad, &listening)),
+            Err(ResultCode::PEER_E_INVALID_ADDRESS),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        code(core.check_open(&peer("alice"), &address(5000), &listening)),
+        Ok(())
+    );
+}
+
+#[test]
+fn an_outgoing_attempt_is_adopted_or_raises_connection_failed_with_no_node_id() {
+    let mut core = core();
+    let mut ids = [0, 3, 9].into_iter();
+    let request = core.start_outgoing(peer("carol"), address(9), || ids.next().unwrap_or(1));
+    assert_eq!(
+        request.connection_id.get(),
+        3,
+        "0 is not an id: drawn again"
+    );
+    assert_eq!(request.source_peer_id, peer("bob"));
+    assert_eq!(request.target_peer_id, peer("carol"));
+    assert_eq!(core.outgoing_count(), 1);
+    let failed = core.outgoing_ended(request.connection_id, Err(ResultCode::PEER_E_TIMEOUT));
+    assert_eq!(failed, OutgoingDecision::Failed);
+    let raised = events(&mut core);
+    assert!(matches!(
+        raised.as_slice(),
+        [GraphEvent::DirectConnection(change)]
+            if change.status == ConnectionStatus::ConnectionFailed
+                && change.node_id.is_none()
+                && change.failure_reason == Some(ResultCode::PEER_E_TIMEOUT)
+    ));
+    let request = core.start_outgoing(peer("carol"), address(9), || 11);
+    let adopted = core.outgoing_ended(request.connection_id, Ok((key(3), 77)));
+    let OutgoingDecision::Adopt(info) = adopted else {
+        panic!("not adopted: {adopted:?}");
+    };
+    assert_eq!(info.node_id, key(3).node_id());
+    assert_eq!(
+        core.connection(&info.connection_id).map(|e| e.tag),
+        Some(77)
+    );
+    assert_eq!(statuses(&events(&mut core)), [ConnectionStatus::Connected]);
+}
+
+#[test]
+fn nothing_is_adopted_on_a_closed_graph() {
+    let mut core = core();
+    let request = core.start_outgoing(peer("carol"), address(9), || 5);
+    assert_eq!(core.release().outgoing, vec![request.connection_id]);
+    assert_eq!(
+        core.outgoing_ended(request.connection_id, Ok((key(3), 1))),
+        OutgoingDecision::Leave
+    );
+    assert_eq!(
+        offer(&mut core, &connect(8), key(1), true),
+        IncomingDecision::Leave
+    );
+    assert!(events(&mut core).is_empty());
+    assert_eq!(core.connection_count(), 0);
+}
+
+#[test]
+fn a_close_takes_the_entry_out_once_and_the_end_raises_disconnected() {
+    let mut core = core();
+    let IncomingDecision::Welcome { info, .. } = offer(&mut core, &connect(1), key(1), true) else {
+        panic!("refused");
+    };
+    events(&mut core);
+    let closing = core.start_close(info.connection_id).expect("open");
+    assert_eq!(closing.entry.info, info);
+    assert_eq!(
+        core.start_close(info.connection_id)
+            .map_err(PeerError::code),
+        Err(ResultCode::PEER_E_CONNECTION_NOT_FOUND),
+        "a second close finds nothing"
+    );
+    // HAS_CONNECTIONS is cleared only when the link has ended, after DISCONNECTED.
+    assert!(core.status().contains(GraphStatus::HAS_CONNECTIONS));
+    core.link_ended(&info, 1);
+    let raised = events(&mut core);
+    assert_eq!(statuses(&raised), [ConnectionStatus::Disconnected]);
+    assert!(matches!(
+        raised.last(),
+        Some(GraphEvent::StatusChanged { status }) if !status.contains(GraphStatus::HAS_CONNECTIONS)
+    ));
+}
+
+#[test]
+fn an_end_removes_only_its_own_link_under_a_reused_id() {
+    let mut core = core();
+    let IncomingDecision::Welcome { info, .. } = offer(&mut core, &connect(1), key(1), true) else {
+        panic!("refused");
+    };
+    core.start_close(info.connection_id).expect("open");
+    // The peer reuses the id for a new link (tag 2) while the first still closes.
+    let incoming = IncomingConnect {
+        connect: &connect(1),
+        peer_key: key(1),
+        accepts_direct: true,
+    };
+    assert!(matches!(
+        core.on_connect(incoming, 2, address(1), |_| true),
+        IncomingDecision::Welcome { .. }
+    ));
+    assert_eq!(
+        core.link_ended(&info, 1),
+        LinkEnded::default(),
+        "not its entry"
+    );
+    assert_eq!(core.connection(&info.connection_id).map(|e| e.tag), Some(2));
+    let ended = core.link_ended(&info, 2);
+    assert!(
+        ended.removed,
+        "an end without a close takes its own entry out"
+    );
+    assert_eq!(core.connection_count(), 0);
+}
+
+#[test]
+fn release_hands_back_every_link_and_later_calls_answer_invalid_graph() {
+    let mut core = core();
+    core.listening_started();
+    for id in [3, 1, 2] {
+        offer(&mut core, &connect(id), key(id as u8), true);
+    }
+    let released = core.release();
+    let ids: Vec<u64> = released
+        .connections
+        .iter()
+        .map(|entry| entry.info.connection_id.get())
+        .collect();
+    assert_eq!(ids, [1, 2, 3]);
+    assert_eq!(core.release(), Released::default(), "idempotent");
+    assert_eq!(core.check_ready(true), Err(PeerError::INVALID_GRAPH));
+    assert_eq!(core.check_ready(false), Err(PeerError::NOT_INITIALIZED));
+    // Links that end after the close raise nothing.
+    let info = released.connections[0].info.clone();
+    core.link_ended(&info, 1);
+    assert!(events(&mut core).is_empty());
+}
+
+#[test]
+fn listening_needs_synchronized_data_and_happens_once() {
+    let mut core = core();
+    assert_eq!(core.check_listen(), Ok(()));
+    core.listening_started();
+    assert_eq!(
+        core.check_listen().map_err(PeerError::code),
+        Err(ResultCode::PEER_E_ALREADY_LISTENING)
+    );
+    assert!(matches!(
+        events(&mut core).as_slice(),
+        [GraphEvent::StatusChanged { status }] if status.contains(GraphStatus::LISTENING)
+    ));
+    let fresh = GraphCore::new(CoreConfig {
+        graph_id: GraphId::new("g").expect("graph id"),
+        peer_id: peer("p"),
+        node_id: key(1).node_id(),
+        admission: Admission::default(),
+        limits: limits(),
+        synchronized: false,
+    });
+    assert_eq!(
+        fresh.check_listen().map_err(PeerError::code),
+        Err(ResultCode::PEER_E_GRAPH_NOT_READY)
+    );
+}
+
+#[test]
+fn enum_and_node_info_read_the_table() {
+    let mut core = core();
+    offer(&mut core, &connect(2), key(2), true);
+    offer(&mut core, &connect(1), key(1), true);
+    let all = core
+        .enum_connections(ConnectionFlags::DIRECT)
+        .expect("valid");
+    let ids: Vec<u64> = all.iter().map(|info| info.connection_id.get()).collect();
+    assert_eq!(ids, [1, 2]);
+    assert!(core
+        .enum_connections(ConnectionFlags::NEIGHBOR)
+        .expect("valid")
+        .is_empty());
+    let own = core.node_info(None, vec![address(4000)]).expect("own");
+    assert_eq!(own.peer_id, peer("bob"));
+    assert_eq!(own.addresses, [address(4000)]);
+    let remote = core
+        .node_info(Some(key(2).node_id()), Vec::new())
+        .expect("connected node");
+    assert_eq!(remote.peer_id, peer("alice"));
+    assert_eq!(
+        core.node_info(Some(key(9).node_id()), Vec::new())
+            .map_err(PeerError::code),
+        Err(ResultCode::PEER_E_NODE_NOT_FOUND)
+    );
+}
+
+#[test]
+fn the_table_gives_its_room_back_at_a_quarter_of_its_peak() {
+    let mut peak = Peak::default();
+    peak.grew(ROOM_KEPT);
+    assert!(!peak.shrunk(0), "a peak of ROOM_KEPT is kept");
+    peak.grew(400);
+    assert!(!peak.shrunk(101));
+    assert!(peak.shrunk(100));
+    assert!(
+        !peak.shrunk(90),
+        "the peak is now 100, at or below ROOM_KEPT * 4 / 4"
+    );
+}
+
+#[test]
+fn a_connection_event_carries_the_link() {
+    let info = ConnectionInfo {
+        flags: ConnectionFlags::DIRECT,
+        connection_id: ConnectionId::new(4).expect("id"),
+        node_id: key(4).node_id(),
+        peer_key: key(4),
+        peer_id: peer("dave"),
+        address: address(1),
+    };
+    let event = connection_event(ConnectionStatus::Disconnected, &info, None);
+    assert_eq!(event.event_type(), Some(EventType::DirectConnection));
+    assert!(matches!(
+        event,
+        GraphEvent::DirectConnection(change)
+            if change.node_id == Some(info.node_id) && change.peer_id == info.peer_id
+    ));
+}
+
+// ---- the close of one link (docs/PROTOCOL.md §3.4) ----
+
+/// Drives a link machine and records its actions.
+struct Link {
+    machine: LinkMachine,
+    start: Instant,
+}
+
+impl Link {
+    fn new() -> Self {
+        Link {
+            machine: LinkMachine::new(CLOSE_TIMEOUT),
+            start: Instant::now(),
+        }
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.start + Duration::from_millis(ms)
+    }
+
+    fn actions(&mut self) -> Vec<LinkAction> {
+        std::iter::from_fn(|| self.machine.poll_action()).collect()
+    }
+
+    fn lost(&mut self, loss: LinkLoss) {
+        self.machine
+            .on_link_lost(loss, Cause::new(std::io::Error::other("link gone")));
+    }
+
+    fn finished(&mut self) -> Finished {
+        self.machine.finish()
+    }
+}
+
+fn answer_of(finished: &Finished) -> Option<Result<(), ResultCode>> {
+    finished
+        .answer
+        .map(|answer| answer.map_err(PeerError::code))
+}
+
+#[test]
+fn a_normal_close_sends_disconnect_then_fin_and_answers_s_ok() {
+    let mut link = Link::new();
+    assert!(
+        link.machine.on_frame(link.at(0), FrameType::Data),
+        "data flows"
+    );
+    assert_eq!(link.machine.close(link.at(10)), CloseStart::Started);
+    assert_eq!(link.actions(), [LinkAction::QueueDisconnect]);
+    assert_eq!(
+        link.machine.poll_timeout(),
+        Some(link.at(10) + CLOSE_TIMEOUT)
+    );
+    link.machine.disconnect_written();
+    assert!(
+        link.actions().is_empty(),
+        "no FIN before the peer's DISCONNECT"
+    );
+    // The peer's frames sent before its DISCONNECT are still delivered.
+    assert!(link.machine.on_frame(link.at(20), FrameType::Data));
+    assert!(!link.machine.on_frame(link.at(30), FrameType::Disconnect));
+    assert_eq!(link.actions(), [LinkAction::Finish]);
+    link.machine.on_peer_finished();
+    assert_eq!(link.actions(), [LinkAction::Linger, LinkAction::Stop]);
+    assert!(link.machine.is_ended());
+    assert_eq!(link.machine.poll_timeout(), None);
+    let finished = link.finished();
+    assert_eq!(answer_of(&finished), Some(Ok(())));
+    assert!(!finished.close_link, "the lingering close keeps the link");
+    assert!(matches!(finished.reason, EndReason::LocalClose));
+}
+
+#[test]
+fn the_peer_fin_may_come_before_our_disconnect_is_written() {
+    let mut link = Link::new();
+    link.machine.close(link.at(0));
+    link.actions();
+    link.machine.on_frame(link.at(1), FrameType::Disconnect);
+    link.machine.on_peer_finished();
+    assert!(
+        link.actions().is_empty(),
+        "our FIN waits for our DISCONNECT"
+    );
+    link.machine.disconnect_written();
+    assert_eq!(
+        link.actions(),
+        [LinkAction::Finish, LinkAction::Linger, LinkAction::Stop]
+    );
+    assert_eq!(answer_of(&link.finished()), Some(Ok(())));
+}
+
+#[test]
+fn both_sides_closing_at_once_follow_the_same_steps() {
+    let mut link = Link::new();
+    assert_eq!(link.machine.close(link.at(0)), CloseStart::Started);
+    // The peer's DISCONNECT crosses ours: no second DISCONNECT is queued.
+    link.machine.on_frame(link.at(1), FrameType::Disconnect);
+    assert_eq!(link.actions(), [LinkAction::QueueDisconnect]);
+    link.machine.disconnect_written();
+    link.machine.on_peer_finished();
+    assert_eq!(
+        link.actions(),
+        [LinkAction::Finish, LinkAction::Linger, LinkAction::Stop]
+    );
+    let finished = link.finished();
+    assert_eq!(answer_of(&finished), Some(Ok(())));
+    assert!(matches!(finished.reason, EndReason::LocalClose));
+}
+
+#[test]
+fn the_peer_closing_first_is_answered_and_a_close_then_gets_not_found_at_the_end() {
+    let mut link = Link::new();
+    link.machine.on_frame(link.at(0), FrameType::Disconnect);
+    assert_eq!(link.actions(), [LinkAction::QueueDisconnect]);
+    assert!(link.machine.is_closing());
+    assert_eq!(
+        link.machine.poll_timeout(),
+        Some(link.at(0) + CLOSE_TIMEOUT)
+    );
+    assert_eq!(link.machine.close(link.at(1)), CloseStart::AlreadyClosing);
+    assert_eq!(
+        link.machine.close(link.at(2)),
+        CloseStart::AnswerNow(PeerError::CONNECTION_NOT_FOUND),
+        "a second Close is answered at once"
+    );
+    link.machine.disconnect_written();
+    link.machine.on_peer_finished();
+    assert_eq!(
+        link.actions(),
+        [LinkAction::Finish, LinkAction::Linger, LinkAction::Stop]
+    );
+    let finished = link.finished();
+    assert_eq!(
+        answer_of(&finished),
+        Some(Err(ResultCode::PEER_E_CONNECTION_NOT_FOUND))
+    );
+    assert!(matches!(finished.reason, EndReason::RemoteClose));
+}
+
+#[test]
+fn a_close_the_peer_never_confirms_times_out_and_cuts_the_link() {
+    let mut link = Link::new();
+    link.machine.close(link.at(0));
+    link.machine.disconnect_written();
+    link.actions();
+    link.machine.on_timeout(link.at(4_999));
+    assert!(link.actions().is_empty(), "an early timer does nothing");
+    link.machine.on_timeout(link.at(5_000));
+    assert_eq!(
+        link.actions(),
+        [
+            LinkAction::CloseLink(close_code::CLOSE_TIMEOUT),
+            LinkAction::Stop
+        ]
+    );
+    let finished = link.finished();
+    assert_eq!(answer_of(&finished), Some(Err(ResultCode::PEER_E_TIMEOUT)));
+    assert!(matches!(finished.reason, EndReason::CloseTimedOut));
+}
+
+#[test]
+fn a_peer_close_that_we_cannot_finish_times_out_too() {
+    let mut link = Link::new();
+    link.machine.on_frame(link.at(0), FrameType::Disconnect);
+    link.actions();
+    link.machine.on_timeout(link.at(5_000));
+    assert_eq!(
+        link.actions(),
+        [
+            LinkAction::CloseLink(close_code::CLOSE_TIMEOUT),
+            LinkAction::Stop
+        ]
+    );
+    assert_eq!(
+        answer_of(&link.finished()),
+        None,
+        "no close of ours to answer"
+    );
+}
+
+#[test]
+fn a_link_that_fails_during_a_close_answers_connection_failed() {
+    let mut link = Link::new();
+    link.machine.close(link.at(0));
+    link.lost(LinkLoss::Failed);
+    assert_eq!(
+        link.actions(),
+        [LinkAction::QueueDisconnect, LinkAction::Stop]
+    );
+    let finished = link.finished();
+    assert_eq!(
+        answer_of(&finished),
+        Some(Err(ResultCode::PEER_E_CONNECTION_FAILED))
+    );
+    assert!(finished.close_link);
+    // The reason set by the close stands; the cause of a loss with no reason is kept.
+    assert!(matches!(finished.reason, EndReason::LocalClose));
+    let mut idle = Link::new();
+    idle.lost(LinkLoss::TimedOut);
+    let finished = idle.finished();
+    assert!(matches!(&finished.reason, EndReason::Lost(cause) if cause.to_string() == "link gone"));
+}
+
+#[test]
+fn the_idle_timeout_during_a_close_answers_timeout() {
+    let mut link = Link::new();
+    link.machine.close(link.at(0));
+    link.lost(LinkLoss::TimedOut);
+    assert_eq!(
+        answer_of(&link.finished()),
+        Some(Err(ResultCode::PEER_E_TIMEOUT))
+    );
+}
+
+#[test]
+fn the_peer_closing_quic_after_its_fin_completes_the_close() {
+    // The peer sends APP_DISCONNECT only once it has read our FIN.
+    let mut link = Link::new();
+    link.machine.close(link.at(0));
+    link.lost(LinkLoss::PeerDisconnected);
+    assert_eq!(answer_of(&link.finished()), Some(Ok(())));
+    let mut remote = Link::new();
+    remote.lost(LinkLoss::PeerClosed);
+    assert!(matches!(remote.finished().reason, EndReason::RemoteClose));
+}
+
+#[test]
+fn the_first_end_decides_the_answer() {
+    // The close succeeds, and the peer's QUIC close is seen in the same turn.
+    let mut link = Link::new();
+    link.machine.close(link.at(0));
+    link.machine.disconnect_written();
+    link.machine.on_frame(link.at(1), FrameType::Disconnect);
+    link.machine.on_peer_finished();
+    link.lost(LinkLoss::Failed);
+    link.machine.on_timeout(link.at(10_000));
+    assert_eq!(
+        link.actions(),
+        [
+            LinkAction::QueueDisconnect,
+            LinkAction::Finish,
+            LinkAction::Linger,
+            LinkAction::Stop
+        ]
+    );
+    assert_eq!(answer_of(&link.finished()), Some(Ok(())));
+}
+
+#[test]
+fn closing_the_graph_during_a_close_answers_invalid_graph() {
+    // Leave reaches a link whose close is under way.
+    let mut link = Link::new();
+    link.machine.close(link.at(0));
+    link.actions();
+    link.machine.leave();
+    assert_eq!(
+        link.actions(),
+        [LinkAction::CloseLink(close_code::LEAVING), LinkAction::Stop]
+    );
+    let finished = link.finished();
+    assert_eq!(
+        answer_of(&finished),
+        Some(Err(ResultCode::PEER_E_INVALID_GRAPH))
+    );
+    assert!(matches!(finished.reason, EndReason::GraphClosed));
+    // The graph's endpoint is closed under a link whose close has left the table (the
+    // last shutdown, or CloseGraph): the same answer.
+    let mut link = Link::new();
+    link.machine.close(link.at(0));
+    link.lost(LinkLoss::LocallyClosed);
+    assert_eq!(
+        answer_of(&link.finished()),
+        Some(Err(ResultCode::PEER_E_INVALID_GRAPH))
+    );
+}
+
+#[test]
+fn a_driver_that_ends_unplanned_answers_connection_failed_and_cuts_the_link() {
+    // A panic: the driver is dropped with the close still waiting.
+    let mut link = Link::new();
+    link.machine.close(link.at(0));
+    link.machine.disconnect_written();
+    let finished = link.finished();
+    assert_eq!(
+        answer_of(&finished),
+        Some(Err(ResultCode::PEER_E_CONNECTION_FAILED))
+    );
+    assert!(
+        finished.close_link,
+        "cut, not finished: a FIN would confirm"
+    );
+    assert!(matches!(finished.reason, EndReason::LocalClose));
+    let mut quiet = Link::new();
+    let finished = quiet.finished();
+    assert_eq!(answer_of(&finished), None);
+    assert!(matches!(finished.reason, EndReason::Aborted));
+}
+
+#[test]
+fn a_disconnect_that_cannot_be_queued_answers_connection_failed() {
+    let mut link = Link::new();
+    link.machine.close(link.at(0));
+    link.machine.disconnect_failed();
+    assert_eq!(
+        answer_of(&link.finished()),
+        Some(Err(ResultCode::PEER_E_CONNECTION_FAILED))
+    );
+}
+
+#[test]
+fn protocol_violations_close_the_link_with_protocol_error() {
+    type Provoke = fn(&mut Link);
+    let cases: [(&str, Provoke); 5] = [
+        ("data after DISCONNECT", |link| {
+            link.machine.on_frame(link.at(0), FrameType::Disconnect);
+            link.machine.on_frame(link.at(1), FrameType::Data);
+        }),
+        ("CONNECT on an open link", |link| {
+            link.machine.on_frame(link.at(0), FrameType::Connect);
+        }),
+        ("FIN without DISCONNECT", |link| {
+            link.machine.on_peer_finished()
+        }),
+        ("malformed bytes", |link| {
+            link.machine
+                .on_malformed(ProtocolError::UnknownFrameType(9))
+        }),
+        ("a stopped stream", |link| {
+            link.machine
+                .on_stream_failed(Violation::Write(Cause::new(std::io::Error::other(
+                    "stopped",
+                ))))
+        }),
+    ];
+    for (what, provoke) in cases {
+        let mut link = Link::new();
+        link.machine.close(link.at(0));
+        provoke(&mut link);
+        let actions = link.actions();
+        assert!(
+            actions.contains(&LinkAction::CloseLink(close_code::PROTOCOL_ERROR)),
+            "{what}: {actions:?}"
+        );
+        assert_eq!(actions.last(), Some(&LinkAction::Stop), "{what}");
+        let finished = link.finished();
+        assert_eq!(
+            answer_of(&finished),
+            Some(Err(ResultCode::PEER_E_CONNECTION_FAILED)),
+            "{what}"
+        );
+        assert!(
+            matches!(finished.reason, EndReason::ProtocolError(_)),
+            "{what}"
+        );
+    }
+}
