@@ -13,9 +13,10 @@ use tokio::sync::oneshot;
 
 use super::renewal::{accept_from, drain};
 use super::{
-    outbox_for_send, CloseDirectConnection, CloseGraph, ConnectionStats, EnumConnections,
-    GetConnectionStats, GetCounters, GetNodeInfo, GetStatus, GraphActor, GraphCounters, Listen,
-    OpenDirectConnection, RegisterEvent, RegisterEventRecipient, SendData, UnregisterEvent,
+    outbox_for_send, CloseAnswer, CloseDirectConnection, CloseGraph, ConnectionStats,
+    EnumConnections, GetConnectionStats, GetCounters, GetNodeInfo, GetStatus, GraphActor,
+    GraphCounters, Listen, OpenDirectConnection, RegisterEvent, RegisterEventRecipient, Release,
+    SendData, StartClose, UnregisterEvent,
 };
 use crate::connection::Close;
 use crate::handshake;
@@ -95,27 +96,6 @@ impl GraphActor {
         entry.actor.do_send(Close { reply });
         Ok(CloseAnswer(answer))
     }
-}
-
-/// Where the answer of a close started by [`GraphActor::start_close`] comes.
-pub(crate) struct CloseAnswer(oneshot::Receiver<Result<(), PeerError>>);
-
-impl CloseAnswer {
-    /// The close's answer. A close whose reply was dropped unanswered found the actor gone
-    /// (the peer closed or the link failed between the lookup and the Close): the
-    /// connection was gone already.
-    pub(crate) async fn outcome(self) -> Result<(), PeerError> {
-        self.0.await.unwrap_or(Err(PeerError::CONNECTION_NOT_FOUND))
-    }
-}
-
-/// The facade's way to close: the same as [`CloseDirectConnection`], but the reply is the
-/// channel the connection actor answers on, so that the answer goes straight to the
-/// caller instead of through a task of the graph's.
-#[derive(Message)]
-#[rtype(result = "Result<CloseAnswer, PeerError>")]
-pub(crate) struct StartClose {
-    pub(crate) connection_id: ConnectionId,
 }
 
 impl Handler<StartClose> for GraphActor {
@@ -246,11 +226,6 @@ impl Handler<CloseGraph> for GraphActor {
         Box::pin(drain(endpoints))
     }
 }
-
-/// Closes the graph whatever the engine's state (used by the last shutdown).
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub(crate) struct Release;
 
 impl Handler<Release> for GraphActor {
     type Result = ResponseFuture<()>;

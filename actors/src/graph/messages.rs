@@ -16,6 +16,8 @@ use peergraph_engine::{
     NodeId, NodeInfo, PeerError, PeerId,
 };
 
+use tokio::sync::oneshot;
+
 use crate::events::{EventHandle, EventStream, PeerEvent, QueueLimits};
 
 /// `PeerGraphListen`: accept links at `address` (port 0 picks a free port). Replies with
@@ -250,3 +252,29 @@ pub struct GetConnectionStats {
     /// The connection's id.
     pub connection_id: ConnectionId,
 }
+
+/// Where the answer of a close started by `GraphActor::start_close` comes.
+pub(crate) struct CloseAnswer(pub(super) oneshot::Receiver<Result<(), PeerError>>);
+
+impl CloseAnswer {
+    /// The close's answer. A close whose reply was dropped unanswered found the actor gone
+    /// (the peer closed or the link failed between the lookup and the Close): the
+    /// connection was gone already.
+    pub(crate) async fn outcome(self) -> Result<(), PeerError> {
+        self.0.await.unwrap_or(Err(PeerError::CONNECTION_NOT_FOUND))
+    }
+}
+
+/// The facade's way to close: the same as [`CloseDirectConnection`], but the reply is the
+/// channel the connection actor answers on, so that the answer goes straight to the
+/// caller instead of through a task of the graph's.
+#[derive(Message)]
+#[rtype(result = "Result<CloseAnswer, PeerError>")]
+pub(crate) struct StartClose {
+    pub(crate) connection_id: ConnectionId,
+}
+
+/// Closes the graph whatever the engine's state (used by the last shutdown).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub(crate) struct Release;

@@ -48,7 +48,6 @@ use peergraph_transport::{
 };
 use std::collections::HashMap;
 
-pub(crate) use self::handlers::{Release, StartClose};
 pub use self::messages::*;
 use crate::connection::{link_tag, ConnectionActor, ConnectionEnded, ConnectionSetup};
 use crate::events::Subscribers;

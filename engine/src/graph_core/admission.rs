@@ -8,8 +8,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::ids::{GraphId, PeerId, PeerKey};
+use crate::result::ResultCode;
 use crate::wire::{Connect, RefuseReason, Welcome, PROTOCOL_VERSION};
-use crate::{GraphId, PeerId, PeerKey, ResultCode};
 
 /// The keys a graph admits, and the peer id each may use. Without a list every key is
 /// admitted (the TLS handshake still verifies that the node holds it).

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use crate::result::{PeerError, ResultCode};
 use crate::wire::{close_code, FrameType, ProtocolError};
-use crate::{PeerError, ResultCode};
 
 /// The error behind an end, as the driver's stack reported it (a QUIC connection or
 /// stream error, say). Cheap to clone.

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::SocketAddr;
 
-use crate::{ConnectionId, ConnectionInfo, NodeId, PeerId};
+use crate::graph::ConnectionInfo;
+use crate::ids::{ConnectionId, NodeId, PeerId};
 
 /// Hash tables never give back room by themselves: after 10,000 connections had come and
 /// gone, a graph's tables still held about 3 MB. So a table that has emptied to a quarter

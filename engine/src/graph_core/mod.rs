@@ -49,11 +49,11 @@ pub use self::links::{LinkEntry, Peak, ROOM_KEPT};
 
 use self::admission::Judge;
 use self::links::{shrink_if_sparse, Links};
+use crate::event::{ConnectionChange, ConnectionStatus, GraphEvent};
+use crate::graph::{ConnectionFlags, ConnectionInfo, GraphStatus, NodeInfo};
+use crate::ids::{ConnectionId, GraphId, NodeId, PeerId, PeerKey};
+use crate::result::{PeerError, ResultCode};
 use crate::wire::{Connect, RefuseReason, Welcome, PROTOCOL_VERSION};
-use crate::{
-    ConnectionChange, ConnectionFlags, ConnectionId, ConnectionInfo, ConnectionStatus, GraphEvent,
-    GraphId, GraphStatus, NodeId, NodeInfo, PeerError, PeerId, PeerKey, ResultCode,
-};
 
 /// The bounds on one graph's links.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::event::EventType;
 use crate::wire::{close_code, FrameType, ProtocolError};
-use crate::{ConnectionStatus, EventType};
 
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
