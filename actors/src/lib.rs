@@ -2,7 +2,7 @@
 //! data, events, with the Windows Peer Graphing API's documented result codes) on QUIC,
 //! built as actix actors.
 //!
-//! A graph is an actor ([`GraphActor`]) that supervises one [`ConnectionActor`] per QUIC
+//! A graph is an actor ([`GraphActor`]) that supervises one connection actor per QUIC
 //! link. Every API call is a message (see the `graph` messages: [`Listen`],
 //! [`OpenDirectConnection`], [`SendData`], [`CloseDirectConnection`], ...) whose reply is
 //! the documented result code. Applications outside actix use the async facade:
@@ -33,7 +33,7 @@
 //! - `facade`: [`Graph`], the async calls, and [`reply`].
 //! - `graph`: [`GraphActor`], driver of a graph core; its handlers, endpoints and renewal,
 //!   and its messages.
-//! - `connection`: [`ConnectionActor`], driver of a link's close machine, and its writer.
+//! - `connection`: the connection actor, driver of a link's close machine, and its writer.
 //! - `outbox`: the bounded outbox SendData writes into.
 //! - `table`: the index of a graph's link handles that other threads read.
 //! - `handshake`: CONNECT / WELCOME / REFUSE on a new link.
@@ -53,9 +53,11 @@ mod outbox;
 mod registry;
 mod table;
 
-pub use crate::connection::ConnectionActor;
+/// The connection actor and its panic hook, for tests that reach a link's actor
+/// (`Graph::connection_actor`); applications reach links through the graph's messages,
+/// so neither is exported otherwise.
 #[cfg(feature = "fault-injection")]
-pub use crate::connection::InjectPanic;
+pub use crate::connection::{ConnectionActor, InjectPanic};
 pub use crate::engine::{Engine, EngineConfig};
 pub use crate::events::{
     EventHandle, EventStream, PeerEvent, QueueLimits, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_EVENTS,
@@ -72,7 +74,7 @@ pub use crate::options::{
     DEFAULT_RENEW_ENDPOINTS_AFTER,
 };
 pub use crate::outbox::{OUTBOX_BYTES, OUTBOX_FRAMES};
-pub use peergraph_engine::graph_core::{AllowList, Cause, EndReason, Violation};
+pub use peergraph_engine::graph_core::AllowList;
 
 pub use peergraph_engine::wire::{ALPN, MAX_DATA_LEN};
 pub use peergraph_engine::{
@@ -84,8 +86,3 @@ pub use peergraph_engine::{
 pub use peergraph_transport::{
     Congestion, GraphSecret, IdentityError, NodeIdentity, DEFAULT_IDLE_TIMEOUT, MIN_SECRET_LEN,
 };
-
-/// The wire protocol's numbers and codec (re-exported from the engine crate).
-pub mod wire {
-    pub use peergraph_engine::wire::*;
-}

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use peergraph::wire::{close_code, Message, Welcome};
 use peergraph::{
     ConnectionId, ConnectionStatus, DataType, GraphEvent, GraphId, GraphOptions, PeerId, ResultCode,
 };
+use peergraph_engine::wire::{close_code, Message, Welcome};
 use peergraph_transport::{bind_endpoint, FrameReader, LinkOptions, NodeIdentity};
 
 /// A hand-driven peer on raw quinn: accepts one link, answers CONNECT with WELCOME, and

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use peergraph::wire::{close_code, Connect, Message, PROTOCOL_VERSION};
 use peergraph::{
     ConnectionFlags, ConnectionId, ConnectionStatus, DataType, GraphEvent, GraphId, GraphOptions,
     PeerId, ResultCode,
 };
+use peergraph_engine::wire::{close_code, Connect, Message, PROTOCOL_VERSION};
 use peergraph_transport::{bind_endpoint, FrameReader, LinkOptions, NodeIdentity};
 
 struct Rogue {
@@ -200,7 +200,7 @@ async fn established(
 /// Sends DISCONNECT on a rogue link and reads the node's answer to it, its own DISCONNECT.
 async fn disconnect_and_hear_back(send: &mut quinn::SendStream, reader: &mut FrameReader) {
     send.write_all(
-        &Message::Disconnect(peergraph::wire::DisconnectReason::AppDisconnect).to_bytes(),
+        &Message::Disconnect(peergraph_engine::wire::DisconnectReason::AppDisconnect).to_bytes(),
     )
     .await
     .expect("DISCONNECT");
@@ -218,7 +218,7 @@ async fn a_frame_after_disconnect_is_a_protocol_error() {
     let good = connect(&mut alice, &mut bob, "bob").await;
     let rogue = rogue(&bob).await;
     let (mut send, _reader) = established(&rogue, "after", &mut bob, 5).await;
-    let mut bytes = Message::Disconnect(peergraph::wire::DisconnectReason::AppDisconnect)
+    let mut bytes = Message::Disconnect(peergraph_engine::wire::DisconnectReason::AppDisconnect)
         .to_bytes()
         .to_vec();
     bytes.extend_from_slice(

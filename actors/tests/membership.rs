@@ -4,11 +4,11 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use peergraph::wire::{Connect, Message, RefuseReason, PROTOCOL_VERSION};
 use peergraph::{
     ConnectionId, ConnectionStatus, DataType, GraphEvent, GraphId, GraphOptions, GraphSecret,
     NodeIdentity, PeerId, ResultCode,
 };
+use peergraph_engine::wire::{Connect, Message, RefuseReason, PROTOCOL_VERSION};
 use peergraph_transport::{bind_endpoint, membership_proof, FrameReader, LinkOptions, ProofRole};
 
 fn secret(text: &str) -> GraphSecret {

@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the pieces of the SendData path: the frame codec (DATA and
-//! CONNECT, through `peergraph::wire`) and the connection-table lookup that finds a
+//! CONNECT, through `peergraph_engine::wire`) and the connection-table lookup that finds a
 //! connection's outbox (a `DashMap<ConnectionId, _>` get and a clone of a small value).
 //!
 //! `cargo bench -p peergraph-benches`; add a filter to run one group, e.g.
@@ -11,8 +11,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use dashmap::DashMap;
-use peergraph::wire::{encode_data_header, Connect, Message, PROTOCOL_VERSION};
 use peergraph::{ConnectionId, DataType, GraphId, PeerId};
+use peergraph_engine::wire::{encode_data_header, Connect, Message, PROTOCOL_VERSION};
 use peergraph_transport::DataFrame;
 use tokio::sync::{mpsc, Semaphore};
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use bytes::{Bytes, BytesMut};
-use peergraph::wire::{encode_data_header, FRAME_HEADER_LEN};
 use peergraph::DataType;
+use peergraph_engine::wire::{encode_data_header, FRAME_HEADER_LEN};
 use peergraph_transport::{bind_endpoint, LinkOptions, NodeIdentity, SERVER_NAME};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use tokio::sync::{mpsc, Semaphore};

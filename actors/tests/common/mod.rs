@@ -47,7 +47,7 @@ pub async fn quic_connect(
 /// `Ok(None)` at the end of the stream.
 pub async fn next_frame(
     reader: &mut peergraph_transport::FrameReader,
-) -> Result<Option<peergraph::wire::Message>, peergraph_transport::ReadFrameError> {
+) -> Result<Option<peergraph_engine::wire::Message>, peergraph_transport::ReadFrameError> {
     tokio::time::timeout(EVENT_TIMEOUT, reader.read())
         .await
         .expect("a frame in time")
@@ -161,7 +161,7 @@ pub async fn connect_via(
 }
 
 /// Waits (bounded) until `connection` is closed by the other side and checks that it was
-/// closed with the application close `code` (one of `peergraph::wire::close_code`).
+/// closed with the application close `code` (one of `peergraph_engine::wire::close_code`).
 pub async fn expect_closed_with(connection: &quinn::Connection, code: u32) {
     let closed = tokio::time::timeout(EVENT_TIMEOUT, connection.closed())
         .await
