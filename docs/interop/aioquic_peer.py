@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""A second peergraph implementation of the connecting node, written from
+"""A second peergraph implementation of a node, written from
 docs/PROTOCOL.md alone, on aioquic (a Python QUIC stack), run against a peer_host.
 
-It checks that the document is enough to interoperate: mutual TLS with a self-signed
-certificate (section 1.1), the node id (1.2), CONNECT / WELCOME (2, 3.1), DATA (2.6), the
-close of section 3.4 in both directions, membership proofs from the TLS exporter (3.6),
-and a refusal (3.3).
+It checks that the document is enough to interoperate, in both roles (this script as the
+connecting node, QUIC client, and as the accepting node, QUIC server): mutual TLS with a
+self-signed certificate (section 1.1), the node id (1.2), CONNECT / WELCOME (2, 3.1),
+DATA (2.6), the close of section 3.4 started by either side, membership proofs from the
+TLS exporter (3.6), and a refusal (3.3).
 
 How to run, from the repository root:
 
@@ -22,8 +23,9 @@ aioquic 1.7 has no TLS exporter API (RFC 8446 section 7.5), so the script comput
 exporter itself from the exporter_master_secret, which it takes from aioquic's key
 schedule at the moment the client derives its application traffic secrets
 (`exporter_master_secret = Derive-Secret(master_secret, "exp master", ClientHello ..
-server Finished)`). With a stack that has the API, use the API. The script also reads
-three things aioquic keeps private: the peer's certificate, the negotiated hash, and the
+server Finished)`). With a stack that has the API, use the API. aioquic's server asks for
+a client certificate only behind a switch it keeps for its tests, which the script turns
+on. The script also reads three things aioquic keeps private: the peer's certificate, the negotiated hash, and the
 peer's CONNECTION_CLOSE as soon as it is processed (aioquic's own event for it comes only
 after the draining period).
 """
@@ -47,7 +49,7 @@ import tempfile
 import uuid
 
 from aioquic import tls
-from aioquic.asyncio import connect
+from aioquic.asyncio import connect, serve
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import StreamDataReceived
@@ -134,6 +136,11 @@ def connect_frame(connection_id: int, graph: str, source: str, target: str, proo
     return frame(CONNECT, body)
 
 
+def welcome_frame(connection_id: int, graph: str, peer: str, proof: bytes) -> bytes:
+    body = struct.pack(">Q", connection_id) + string(graph) + string(peer) + proof_field(proof)
+    return frame(WELCOME, body)
+
+
 def data_frame(data_type: uuid.UUID, payload: bytes) -> bytes:
     return frame(DATA, data_type.bytes + payload)
 
@@ -212,6 +219,19 @@ def _keep_exporter_master_secret(self, direction, epoch, label):
 
 
 tls.Context._setup_traffic_protection = _keep_exporter_master_secret
+
+# Section 1: client certificates are mandatory. aioquic's server asks for one only with a
+# switch it keeps for its own tests; turn it on for every server-side TLS context.
+_context_init = tls.Context.__init__
+
+
+def _request_client_certificate(self, *args, **kwargs):
+    _context_init(self, *args, **kwargs)
+    if not self._is_client:
+        self._request_client_certificate = True
+
+
+tls.Context.__init__ = _request_client_certificate
 
 
 # --- The link ---------------------------------------------------------------------------
@@ -351,8 +371,8 @@ def check(what: str, ok: bool, detail: str = "") -> None:
         raise AssertionError(what)
 
 
-def configuration(cert: str, key: str) -> QuicConfiguration:
-    config = QuicConfiguration(is_client=True, alpn_protocols=[ALPN], server_name=SERVER_NAME)
+def configuration(cert: str, key: str, is_client: bool = True) -> QuicConfiguration:
+    config = QuicConfiguration(is_client=is_client, alpn_protocols=[ALPN], server_name=SERVER_NAME)
     # Identity is the key (section 1.1): no chain or name is checked. aioquic still checks
     # the CertificateVerify signature against the certificate's key.
     config.verify_mode = ssl.CERT_NONE
@@ -383,7 +403,7 @@ async def answer_and_finish(link: Link, closing: bool) -> str:
     if closing:
         link.send(disconnect_frame())
     reply = await link.next_frame()
-    check("the peer answers with DISCONNECT(APP_DISCONNECT)",
+    check("DISCONNECT(APP_DISCONNECT) from the peer",
           reply is not None and reply[0] == DISCONNECT and reply[1].raw == bytes([APP_DISCONNECT_REASON]))
     if not closing:
         link.send(disconnect_frame())
@@ -397,6 +417,66 @@ async def answer_and_finish(link: Link, closing: bool) -> str:
         outcome = "no close from the peer within the close timeout"
     link.close_quic(APP_DISCONNECT, "disconnect")
     return outcome
+
+
+async def accepting_role(peer_host: str, cert: str, key: str, own_node_id: int, secret: bytes | None) -> None:
+    """This script as the accepting node (section 3.1, QUIC server); peer_host connects to
+    it, sends DATA and closes."""
+    extra = []
+    if secret:
+        path = os.path.join(os.path.dirname(cert), "secret")
+        with open(path, "wb") as f:
+            f.write(secret)
+        extra = ["--secret-file", path]
+    host, _, _, host_node_id = await start_host(peer_host, extra)
+    links: asyncio.Queue = asyncio.Queue()
+
+    def new_link(*args, **kwargs):
+        link = Link(*args, **kwargs)
+        links.put_nowait(link)
+        return link
+
+    server = await serve("127.0.0.1", 0, configuration=configuration(cert, key, is_client=False),
+                         create_protocol=new_link)
+    port = server._transport.get_extra_info("sockname")[1]
+    mode = "with a secret" if secret else "no secret"
+    try:
+        host.command(f"open carol 127.0.0.1:{port}")
+        link: Link = await asyncio.wait_for(links.get(), WAIT)
+        reply = await link.next_frame()
+        check(f"accepting ({mode}): the first frame is CONNECT", reply is not None and reply[0] == CONNECT)
+        body = reply[1]
+        version, flags = body.take(1)[0], body.take(1)[0]
+        connection_id, graph, source, target = body.u64(), body.string(), body.string(), body.string()
+        their_proof = body.proof()
+        body.end()
+        check(f"accepting ({mode}): CONNECT is version 1, direct, graph chat, bob to carol",
+              (version, flags, graph, source, target) == (1, 1, "chat", "bob", "carol"))
+        certificate = link.peer_certificate()
+        check(f"accepting ({mode}): peer_host presented a certificate, with its node id",
+              certificate is not None and node_id(certificate) == host_node_id)
+        if secret:
+            check(f"accepting ({mode}): CONNECT's proof verifies as role 1",
+                  hmac.compare_digest(their_proof, proof(link, secret, 1, connection_id)),
+                  f"suite hash {link.hash_name()}")
+        own_proof = proof(link, secret, 2, connection_id) if secret else b""
+        link.send(welcome_frame(connection_id, "chat", "carol", own_proof))
+        event = await host.expect("connected", lambda l: l.get("event") == "direct_connection")
+        check(f"accepting ({mode}): peer_host reports connected",
+              event["status"] == "connected" and event["connection_id"] == connection_id
+              and int(event["node_id"], 16) == own_node_id, str(event))
+        host.command(f"send {connection_id} hello")
+        reply = await link.next_frame()
+        check(f"accepting ({mode}): DATA hello arrives",
+              reply is not None and reply[0] == DATA and reply[1].raw[16:] == b"hello")
+        host.command(f"close {connection_id}")
+        outcome = await answer_and_finish(link, closing=False)
+        event = await host.expect("close reply", lambda l: l.get("reply") == "close")
+        check(f"accepting ({mode}): peer_host's CloseDirectConnection returns S_OK",
+              event["name"] == "S_OK", outcome)
+    finally:
+        server.close()
+        host.stop()
 
 
 async def run(peer_host: str) -> None:
@@ -471,6 +551,10 @@ async def run(peer_host: str) -> None:
             await close_link(link)
         finally:
             host.stop()
+
+        # 4. The accepting role: peer_host connects to this script.
+        await accepting_role(peer_host, cert, key, own_node_id, None)
+        await accepting_role(peer_host, cert, key, own_node_id, secrets.token_bytes(24))
 
 
 def main() -> int:
