@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use peergraph::wire::{close_code, Connect, DisconnectReason, Message, PROTOCOL_VERSION};
+use peergraph_engine::wire::{close_code, Connect, DisconnectReason, Message, PROTOCOL_VERSION};
 use peergraph::{ConnectionId, ConnectionStatus, DataType, GraphEvent, GraphId, PeerId};
 use peergraph_transport::{bind_endpoint, FrameReader, LinkOptions, NodeIdentity};
 
