@@ -69,7 +69,7 @@ pub use crate::graph::{
     RegisterEvent, RegisterEventRecipient, SendData, UnregisterEvent,
 };
 pub use crate::options::{
-    GraphOptions, Membership, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    GraphOptions, Membership, DEFAULT_CLOSE_BOUND, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_NODE, DEFAULT_MAX_PENDING_HANDSHAKES,
     DEFAULT_RENEW_ENDPOINTS_AFTER,
 };

@@ -12,9 +12,15 @@ use peergraph_transport::{
 /// The default bound on making a connection (QUIC + TLS + CONNECT/WELCOME): past it the
 /// attempt ends with CONNECTION_FAILED (PEER_E_CONNECTION_FAILED).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The default bound on CloseDirectConnection waiting for the peer: past it the link is
-/// cut and the reply is PEER_E_TIMEOUT.
+/// The default time CloseDirectConnection waits for a peer that makes no progress (takes
+/// and acknowledges none of the data still on its way, sends nothing): past it the link
+/// is cut and the reply is PEER_E_TIMEOUT. A peer that keeps making progress is waited
+/// for up to [`DEFAULT_CLOSE_BOUND`].
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default overall bound on a close, however much progress the peer makes: 60 s, a
+/// minute for the data a close still flushes (at most the 2 MiB outbox plus quinn's send
+/// buffer) on a slow link.
+pub const DEFAULT_CLOSE_BOUND: Duration = Duration::from_secs(60);
 
 /// The default most connections one graph holds.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
@@ -63,8 +69,11 @@ pub struct GraphOptions {
     pub idle_timeout: Duration,
     /// How long making a connection may take.
     pub connect_timeout: Duration,
-    /// How long a close waits for the peer.
+    /// How long a close waits for a peer that makes no progress (see
+    /// [`DEFAULT_CLOSE_TIMEOUT`]).
     pub close_timeout: Duration,
+    /// How long a close waits at most, progress or not; at least `close_timeout`.
+    pub close_bound: Duration,
     /// The congestion controller of the graph's links.
     pub congestion: Congestion,
     /// Who may connect.
@@ -96,6 +105,7 @@ impl Default for GraphOptions {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            close_bound: DEFAULT_CLOSE_BOUND,
             congestion: Congestion::default(),
             membership: Membership::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -125,9 +135,17 @@ impl GraphOptions {
         self
     }
 
-    /// Sets the close timeout.
+    /// Sets the close timeout (time without progress). The overall bound is raised to it
+    /// if it was lower.
     pub fn with_close_timeout(mut self, close_timeout: Duration) -> Self {
         self.close_timeout = close_timeout;
+        self.close_bound = self.close_bound.max(close_timeout);
+        self
+    }
+
+    /// Sets the overall bound on a close (at least the close timeout, or `E_INVALIDARG`).
+    pub fn with_close_bound(mut self, close_bound: Duration) -> Self {
+        self.close_bound = close_bound;
         self
     }
 
@@ -171,6 +189,7 @@ impl GraphOptions {
             || self.idle_timeout > MAX_IDLE_TIMEOUT
             || !positive(self.connect_timeout)
             || !positive(self.close_timeout)
+            || self.close_bound < self.close_timeout
             || self.max_connections == 0
             || self.max_connections_per_node == 0
             || self.max_pending_handshakes == 0

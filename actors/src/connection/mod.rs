@@ -118,6 +118,7 @@ pub(crate) struct ConnectionSetup {
     pub(crate) graph: Recipient<ConnectionEnded>,
     pub(crate) subscribers: Arc<Subscribers>,
     pub(crate) close_timeout: Duration,
+    pub(crate) close_bound: Duration,
     pub(crate) live_actors: Arc<AtomicUsize>,
 }
 
@@ -141,6 +142,50 @@ pub struct ConnectionActor {
     finished_send: Option<quinn::SendStream>,
     /// The deadline the close timer is armed for.
     timer: Option<std::time::Instant>,
+    /// What the link's counters said at the last progress probe of a close; `None` until
+    /// a close starts the probe.
+    progress: Option<ProgressMark>,
+}
+
+/// How often a close reads the link's counters for progress: an eighth of the close
+/// timeout, so a live peer is seen well before it, and between 10 and 250 ms.
+fn probe_interval(close_timeout: Duration) -> Duration {
+    (close_timeout / 8).clamp(Duration::from_millis(10), Duration::from_millis(250))
+}
+
+/// The counters of a QUIC link that show the peer making progress with a close.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ProgressMark {
+    /// ACK frames from the peer.
+    acks: u64,
+    /// STREAM frames we sent (new data and retransmissions).
+    stream_sent: u64,
+    /// MAX_DATA and MAX_STREAM_DATA frames from the peer: its application took data and
+    /// its window opened.
+    window: u64,
+    /// STREAM frames from the peer.
+    stream_received: u64,
+}
+
+impl ProgressMark {
+    fn of(stats: &quinn::ConnectionStats) -> Self {
+        ProgressMark {
+            acks: stats.frame_rx.acks,
+            stream_sent: stats.frame_tx.stream,
+            window: stats.frame_rx.max_data + stats.frame_rx.max_stream_data,
+            stream_received: stats.frame_rx.stream,
+        }
+    }
+
+    /// Whether `now` shows progress since `self`: the peer opened its window or sent
+    /// stream data, or acknowledged packets while our data was still moving. ACKs alone
+    /// are not progress: a peer whose application stopped reading still acknowledges
+    /// keep-alives and blocked notices.
+    fn progressed_to(&self, now: &ProgressMark) -> bool {
+        now.window > self.window
+            || now.stream_received > self.stream_received
+            || (now.acks > self.acks && now.stream_sent > self.stream_sent)
+    }
 }
 
 impl ConnectionActor {
@@ -160,11 +205,12 @@ impl ConnectionActor {
             after_disconnect: None,
             finished_send: None,
             timer: None,
+            progress: None,
             guard: EndGuard {
                 info: setup.info,
                 connection,
                 graph: setup.graph,
-                machine: LinkMachine::new(setup.close_timeout),
+                machine: LinkMachine::new(setup.close_timeout, setup.close_bound),
                 reply: None,
                 live_actors: setup.live_actors,
             },
@@ -203,21 +249,42 @@ impl ConnectionActor {
         self.arm_timer(ctx);
     }
 
-    /// Arms the close timer for the machine's deadline, if it has one not yet armed.
+    /// Arms the close timer for the machine's deadline, unless one is armed for that time
+    /// or earlier (a timer that fires before a deadline that has moved later does nothing
+    /// but arm the next one), and starts the progress probe with the close.
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
-        let deadline = self.guard.machine.poll_timeout();
-        if deadline.is_none() || deadline == self.timer {
+        let Some(deadline) = self.guard.machine.poll_timeout() else {
+            return;
+        };
+        if self.progress.is_none() {
+            self.start_probe(ctx);
+        }
+        if self.timer.is_some_and(|armed| armed <= deadline) {
             return;
         }
-        self.timer = deadline;
-        let wait = deadline
-            .map(|deadline| deadline.saturating_duration_since(Self::now()))
-            .unwrap_or_default();
+        self.timer = Some(deadline);
+        let wait = deadline.saturating_duration_since(Self::now());
         ctx.run_later(wait, |act, ctx| {
             act.timer = None;
             let now = Self::now();
             act.machine().on_timeout(now);
             act.drive(ctx);
+        });
+    }
+
+    /// Reads the link's counters while a close is under way and tells the machine when
+    /// the peer made progress (see [`ProgressMark`]); ends with the actor.
+    fn start_probe(&mut self, ctx: &mut Context<Self>) {
+        self.progress = Some(ProgressMark::of(&self.connection.stats()));
+        let interval = probe_interval(self.guard.machine.close_timeout());
+        ctx.run_interval(interval, |act, ctx| {
+            let now = ProgressMark::of(&act.connection.stats());
+            let before = act.progress.replace(now).unwrap_or(now);
+            if before.progressed_to(&now) {
+                let at = Self::now();
+                act.machine().on_progress(at);
+            }
+            act.arm_timer(ctx);
         });
     }
 

@@ -215,6 +215,7 @@ impl GraphActor {
             graph: ctx.address().recipient(),
             subscribers: self.subscribers.clone(),
             close_timeout: self.options.close_timeout,
+            close_bound: self.options.close_bound,
             live_actors: self.live_actors.clone(),
         };
         let actor = ConnectionActor::new(setup).start();

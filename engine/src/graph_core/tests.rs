@@ -10,6 +10,7 @@ use crate::event::EventType;
 use crate::wire::{close_code, FrameType, ProtocolError};
 
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+const CLOSE_BOUND: Duration = Duration::from_secs(60);
 
 fn peer(name: &str) -> PeerId {
     PeerId::new(name).expect("peer id")
@@ -710,7 +711,7 @@ struct Link {
 impl Link {
     fn new() -> Self {
         Link {
-            machine: LinkMachine::new(CLOSE_TIMEOUT),
+            machine: LinkMachine::new(CLOSE_TIMEOUT, CLOSE_BOUND),
             start: Instant::now(),
         }
     }
@@ -857,6 +858,58 @@ fn a_close_the_peer_never_confirms_times_out_and_cuts_the_link() {
     let finished = link.finished();
     assert_eq!(answer_of(&finished), Some(Err(ResultCode::PEER_E_TIMEOUT)));
     assert!(matches!(finished.reason, EndReason::CloseTimedOut));
+}
+
+#[test]
+fn a_close_waits_while_the_peer_makes_progress_and_times_out_after_silence() {
+    let mut link = Link::new();
+    link.machine.close(link.at(0));
+    link.machine.disconnect_written();
+    link.actions();
+    // Progress every 4 s keeps the close going well past one close timeout.
+    for second in (4..=20).step_by(4) {
+        link.machine.on_progress(link.at(second * 1_000));
+        link.machine.on_timeout(link.at(second * 1_000 + 999));
+        assert!(link.actions().is_empty(), "progress at {second} s");
+    }
+    assert_eq!(link.machine.poll_timeout(), Some(link.at(25_000)));
+    // Then the peer goes silent: five seconds later the close times out.
+    link.machine.on_timeout(link.at(24_999));
+    assert!(link.actions().is_empty());
+    link.machine.on_timeout(link.at(25_000));
+    assert_eq!(
+        link.actions(),
+        [LinkAction::CloseLink(close_code::CLOSE_TIMEOUT), LinkAction::Stop]
+    );
+    assert_eq!(answer_of(&link.finished()), Some(Err(ResultCode::PEER_E_TIMEOUT)));
+}
+
+#[test]
+fn a_close_that_keeps_progressing_ends_at_its_overall_bound() {
+    let mut link = Link::new();
+    link.machine.close(link.at(0));
+    link.actions();
+    let mut ms = 0;
+    while ms < 59_000 {
+        ms += 1_000;
+        link.machine.on_progress(link.at(ms));
+    }
+    assert_eq!(link.machine.poll_timeout(), Some(link.at(60_000)));
+    link.machine.on_timeout(link.at(60_000));
+    assert_eq!(
+        link.actions(),
+        [LinkAction::CloseLink(close_code::CLOSE_TIMEOUT), LinkAction::Stop]
+    );
+    assert_eq!(answer_of(&link.finished()), Some(Err(ResultCode::PEER_E_TIMEOUT)));
+}
+
+#[test]
+fn progress_outside_a_close_moves_nothing() {
+    let mut link = Link::new();
+    link.machine.on_progress(link.at(10));
+    assert_eq!(link.machine.poll_timeout(), None);
+    link.machine.close(link.at(100));
+    assert_eq!(link.machine.poll_timeout(), Some(link.at(100) + CLOSE_TIMEOUT));
 }
 
 #[test]
