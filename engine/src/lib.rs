@@ -11,7 +11,8 @@
 //! - `graph`: version data, [`GraphProperties`], [`GraphStatus`], [`ConnectionInfo`],
 //!   [`NodeInfo`].
 //! - `event`: [`GraphEvent`] and the registrations that select events.
-//! - [`wire`]: frames, their codec, reasons, close codes and size limits.
+//! - [`wire`]: frames, their encoder and their one decoder ([`wire::FrameDecoder`]),
+//!   reasons, close codes and size limits.
 //! - [`graph_core`]: the rules of a graph and its links, as state machines driven with
 //!   inputs and time: admission, the connection table, status and events
 //!   ([`GraphCore`]), and each link's close ([`LinkMachine`]).

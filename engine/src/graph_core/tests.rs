@@ -879,9 +879,15 @@ fn a_close_waits_while_the_peer_makes_progress_and_times_out_after_silence() {
     link.machine.on_timeout(link.at(25_000));
     assert_eq!(
         link.actions(),
-        [LinkAction::CloseLink(close_code::CLOSE_TIMEOUT), LinkAction::Stop]
+        [
+            LinkAction::CloseLink(close_code::CLOSE_TIMEOUT),
+            LinkAction::Stop
+        ]
     );
-    assert_eq!(answer_of(&link.finished()), Some(Err(ResultCode::PEER_E_TIMEOUT)));
+    assert_eq!(
+        answer_of(&link.finished()),
+        Some(Err(ResultCode::PEER_E_TIMEOUT))
+    );
 }
 
 #[test]
@@ -898,9 +904,15 @@ fn a_close_that_keeps_progressing_ends_at_its_overall_bound() {
     link.machine.on_timeout(link.at(60_000));
     assert_eq!(
         link.actions(),
-        [LinkAction::CloseLink(close_code::CLOSE_TIMEOUT), LinkAction::Stop]
+        [
+            LinkAction::CloseLink(close_code::CLOSE_TIMEOUT),
+            LinkAction::Stop
+        ]
     );
-    assert_eq!(answer_of(&link.finished()), Some(Err(ResultCode::PEER_E_TIMEOUT)));
+    assert_eq!(
+        answer_of(&link.finished()),
+        Some(Err(ResultCode::PEER_E_TIMEOUT))
+    );
 }
 
 #[test]
@@ -909,7 +921,10 @@ fn progress_outside_a_close_moves_nothing() {
     link.machine.on_progress(link.at(10));
     assert_eq!(link.machine.poll_timeout(), None);
     link.machine.close(link.at(100));
-    assert_eq!(link.machine.poll_timeout(), Some(link.at(100) + CLOSE_TIMEOUT));
+    assert_eq!(
+        link.machine.poll_timeout(),
+        Some(link.at(100) + CLOSE_TIMEOUT)
+    );
 }
 
 #[test]
