@@ -11,11 +11,14 @@
 //! - `graph`: version data, [`GraphProperties`], [`GraphStatus`], [`ConnectionInfo`],
 //!   [`NodeInfo`].
 //! - `event`: [`GraphEvent`] and the registrations that select events.
+//! - `record`: records and the graph database: [`Record`] and its rules, [`Attributes`],
+//!   [`GraphTime`], the search language, and the store interface.
 //! - [`wire`]: frames, their codec, reasons, close codes and size limits.
 
 mod event;
 mod graph;
 mod ids;
+mod record;
 mod result;
 pub mod wire;
 
@@ -29,5 +32,13 @@ pub use crate::graph::{
 };
 pub use crate::ids::{
     check_text, ConnectionId, DataType, GraphHandle, GraphId, NodeId, PeerId, PeerKey, MAX_ID_CHARS,
+};
+pub use crate::record::{
+    conflict_order, is_reserved_attribute, AttributeType, AttributeValue, Attributes, Clause,
+    ClauseValue, Compare, Criterion, GraphTime, NewRecord, Pattern, PatternToken, Record,
+    RecordFlags, RecordId, RecordParts, RecordType, RecordUpdate, Search, ATTRIBUTES_DEPTH,
+    AUTOREFRESH_MIN_LIFETIME, MAX_ATTRIBUTES, MAX_ATTRIBUTES_BYTES, MAX_ATTRIBUTE_NAME_CHARS,
+    MAX_SEARCH_BYTES, MAX_SEARCH_DEPTH, MAX_SEARCH_ELEMENTS, RECORD_FORMAT_VERSION,
+    RESERVED_ATTRIBUTE_NAMES,
 };
 pub use crate::result::{code_of, PeerError, PeerResult, ResultCode};
