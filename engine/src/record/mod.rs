@@ -8,6 +8,7 @@
 //!   conflict order; `codec`: its versioned binary form.
 //! - `search`: [`Search`], the `SearchRecords` language, and its evaluator; `pattern`:
 //!   string wildcards.
+//! - `store`: the [`RecordStore`] interface and [`MemoryStore`].
 //! - `xml`: the bounded element tree the attribute and search parsers share.
 
 mod attributes;
@@ -16,6 +17,7 @@ mod id;
 mod model;
 mod pattern;
 mod search;
+mod store;
 mod time;
 mod xml;
 
@@ -33,5 +35,8 @@ pub use self::pattern::{Pattern, PatternToken};
 pub use self::search::{
     Clause, ClauseValue, Compare, Criterion, Search, MAX_SEARCH_BYTES, MAX_SEARCH_DEPTH,
     MAX_SEARCH_ELEMENTS,
+};
+pub use self::store::{
+    GraphMetadata, MemoryStore, RecordFilter, RecordStore, WriteCompletion, WriteOp,
 };
 pub use self::time::GraphTime;
