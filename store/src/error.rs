@@ -99,13 +99,18 @@ fn code_of(error: &redb::Error) -> ResultCode {
     }
 }
 
-/// The code an I/O error stands for: a full disk, a refused file, or a plain failure.
+/// The code an I/O error stands for: a full disk, a refused file, a file that is not what
+/// it should be (redb reports a bad magic number as invalid data, a short file as an
+/// unexpected end), or a plain failure.
 fn io_code(error: &io::Error) -> ResultCode {
     /// ENOSPC on Linux and macOS, for errors that arrive without the portable kind.
     const ENOSPC: i32 = 28;
     match error.kind() {
         io::ErrorKind::StorageFull => ResultCode::PEER_E_DISK_FULL,
         io::ErrorKind::PermissionDenied => ResultCode::PEER_E_DATABASE_ACCESSDENIED,
+        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
+            ResultCode::PEER_E_INVALID_DATABASE
+        }
         _ if error.raw_os_error() == Some(ENOSPC) => ResultCode::PEER_E_DISK_FULL,
         _ => ResultCode::E_FAIL,
     }
@@ -128,6 +133,11 @@ mod tests {
         assert_eq!(
             StoreError::opening(redb::Error::Io(other)).code(),
             ResultCode::PEER_E_DBINITIALIZATION_FAILED
+        );
+        let short = redb::Error::Io(io::Error::from(io::ErrorKind::UnexpectedEof));
+        assert_eq!(
+            StoreError::opening(short).code(),
+            ResultCode::PEER_E_INVALID_DATABASE
         );
         let corrupted = StoreError::storage(redb::Error::Corrupted("x".into()));
         assert_eq!(corrupted.code(), ResultCode::PEER_E_INVALID_DATABASE);

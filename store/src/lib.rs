@@ -18,6 +18,12 @@
 //! because majors 3 and up need a newer Rust than the workspace's `rust-version`. The
 //! layout of the file is in `schema`; a change of it bumps [`STORE_FORMAT_VERSION`].
 //!
+//! A damaged file is reported at open as `PEER_E_INVALID_DATABASE`: the store checks
+//! every page checksum, its format version and the identity the file belongs to. redb
+//! asserts on some damage (a truncated file) instead of returning an error; the store
+//! catches that panic at its boundary and reports the same code, so the build must keep
+//! the default `panic = "unwind"` (the default hook still prints the assertion).
+//!
 //! # Layout
 //! - `database`: [`RedbStore`] (open, create, delete, reads), [`DatabaseId`], [`Opened`].
 //! - `writer`: the group-commit thread and its bounds.
