@@ -183,8 +183,10 @@ impl Attributes {
     ///
     /// # Errors
     /// `PEER_E_INVALID_ATTRIBUTES` when `name` is empty, reserved, already present or
-    /// longer than [`MAX_ATTRIBUTE_NAME_CHARS`], when there would be more than
-    /// [`MAX_ATTRIBUTES`], or when the XML would pass [`MAX_ATTRIBUTES_BYTES`].
+    /// longer than [`MAX_ATTRIBUTE_NAME_CHARS`], when the name or a string value holds a
+    /// character XML cannot carry, when a date is after [`GraphTime::MAX_DATE`], when
+    /// there would be more than [`MAX_ATTRIBUTES`], or when the XML would pass
+    /// [`MAX_ATTRIBUTES_BYTES`].
     pub fn with(
         mut self,
         name: impl Into<String>,
@@ -200,7 +202,8 @@ impl Attributes {
     fn insert(&mut self, name: String, value: AttributeValue) -> Result<(), PeerError> {
         let text_ok = match &value {
             AttributeValue::String(text) => is_xml_text(text),
-            _ => true,
+            AttributeValue::Date(time) => *time <= GraphTime::MAX_DATE,
+            AttributeValue::Int(_) => true,
         };
         if !text_ok
             || !is_xml_text(&name)
@@ -419,6 +422,14 @@ mod tests {
             .clone()
             .with("nul", AttributeValue::String("\0".into()))
             .is_err());
+        assert!(attributes
+            .clone()
+            .with("late", AttributeValue::Date(GraphTime::MAX))
+            .is_err());
+        assert!(attributes
+            .clone()
+            .with("last", AttributeValue::Date(GraphTime::MAX_DATE))
+            .is_ok());
         let spaced = Attributes::new()
             .with("line\tend", AttributeValue::String("a\r\nb\tc\n".into()))
             .expect("valid");

@@ -38,6 +38,10 @@ impl GraphTime {
     pub const ZERO: GraphTime = GraphTime(0);
     /// The latest representable time.
     pub const MAX: GraphTime = GraphTime(u64::MAX);
+    /// The latest time the `date` text form can write: 9999-12-31T23:59:59.9999999Z
+    /// (10000-01-01 is 3,067,671 days after 1601-01-01). Attribute values stop here so
+    /// that every one prints as text [`GraphTime::parse_date`] reads back.
+    pub const MAX_DATE: GraphTime = GraphTime(3_067_671 * 86_400 * TICKS_PER_SECOND - 1);
 
     /// The time `ticks` 100 ns units after 1601-01-01 UTC.
     pub const fn from_ticks(ticks: u64) -> Self {
@@ -312,6 +316,20 @@ mod tests {
         ] {
             assert_eq!(GraphTime::parse_date(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_last_date_prints_and_parses() {
+        assert_eq!(
+            GraphTime::MAX_DATE.to_string(),
+            "9999-12-31T23:59:59.9999999Z"
+        );
+        assert_eq!(
+            GraphTime::parse_date("9999-12-31T23:59:59.9999999Z"),
+            Some(GraphTime::MAX_DATE)
+        );
+        let after = GraphTime::from_ticks(GraphTime::MAX_DATE.ticks() + 1);
+        assert_eq!(GraphTime::parse_date(&after.to_string()), None);
     }
 
     #[test]
