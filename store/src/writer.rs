@@ -5,7 +5,8 @@
 //! or [`MAX_GROUP_BYTES`] bytes, writes them all in one redb transaction with immediate
 //! durability, and only then runs every completion. One fsync pays for the whole group.
 //! When a group's transaction fails, each batch is retried alone, so one bad batch fails
-//! only its own caller.
+//! only its own caller. Completions run on the writer thread: they should hand the result
+//! on (a channel, a message to an actor) and return, not block or do long work.
 //!
 //! ```text
 //! caller --write(batch, done)--> [bounded queue] --> writer thread
@@ -14,6 +15,7 @@
 //! caller <------------------- done(Ok | code) -------+
 //! ```
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,17 +79,23 @@ pub(crate) fn run(database: Arc<Database>, queue: Receiver<Job>) {
 fn commit_group(database: &Database, group: Vec<Job>) {
     let result = commit(database, group.iter().map(|job| job.batch.as_slice()));
     match result {
-        Ok(()) => group.into_iter().for_each(|job| (job.done)(Ok(()))),
+        Ok(()) => group.into_iter().for_each(|job| complete(job.done, Ok(()))),
         Err(_) if group.len() > 1 => {
             for job in group {
                 let result = commit(database, std::iter::once(job.batch.as_slice()));
-                (job.done)(result.map_err(PeerError::from));
+                complete(job.done, result.map_err(PeerError::from));
             }
         }
         Err(error) => group.into_iter().for_each(|job| {
-            (job.done)(Err(error.peer_error()));
+            complete(job.done, Err(error.peer_error()));
         }),
     }
+}
+
+/// Runs a caller's completion. A completion that panics must not stop the writer that
+/// every other caller of this store depends on, so its panic ends here.
+fn complete(done: WriteCompletion, result: Result<(), PeerError>) {
+    let _ = catch_unwind(AssertUnwindSafe(move || done(result)));
 }
 
 /// Writes `batches` in one durable transaction.

@@ -251,3 +251,17 @@ fn each_database_has_its_own_file() {
         Err(peergraph_engine::PeerError::INVALID_ARG)
     );
 }
+
+#[test]
+fn a_panicking_completion_does_not_stop_the_writer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _) = RedbStore::open(dir.path(), &database_id("main")).expect("created");
+    store.write(
+        vec![WriteOp::Put(record(1, 10, "alice", 1))],
+        Box::new(|_| panic!("a careless completion")),
+    );
+    store
+        .write_and_wait(vec![WriteOp::Put(record(2, 10, "alice", 1))])
+        .expect("the writer still runs");
+    assert_eq!(ids(&store, RecordFilter::all()), vec![1, 2]);
+}

@@ -168,7 +168,7 @@ impl Attributes {
             max_elements: MAX_ATTRIBUTES + 1,
         };
         let root = xml::parse(text, limits).map_err(|_| invalid())?;
-        if root.name != "attributes" || !root.attributes.is_empty() || !root.text_is_blank() {
+        if root.name != "attributes" || !root.only_namespace_attributes() || !root.text_is_blank() {
             return Err(invalid());
         }
         let mut attributes = Attributes::new();
@@ -340,6 +340,13 @@ mod tests {
         assert_eq!(Attributes::parse("<attributes/>"), Ok(Attributes::new()));
         assert_eq!(
             Attributes::parse("<attributes> </attributes>"),
+            Ok(Attributes::new())
+        );
+        assert_eq!(
+            Attributes::parse(
+                "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
+                 <attributes xmlns:dt=\"urn:schemas-microsoft-com:datatypes\"/>"
+            ),
             Ok(Attributes::new())
         );
         assert_eq!(Attributes::new().to_xml(), "");

@@ -26,7 +26,8 @@
 //!   no wildcards (refused), since "less than a pattern" has no single meaning.
 //! - A reserved attribute named with the wrong type is refused: it could never match.
 //! - Elements take only the attributes above; anything else is refused, so a misspelt
-//!   `compare` is an error rather than a silent `equal`.
+//!   `compare` is an error rather than a silent `equal`. The root may declare XML
+//!   namespaces (`xmlns`, `xmlns:dt`, as Windows samples do), which are ignored.
 
 use std::cmp::Ordering;
 
@@ -187,10 +188,14 @@ impl Search {
             max_elements: MAX_SEARCH_ELEMENTS,
         };
         let root = xml::parse(text, limits).map_err(|_| invalid())?;
-        if root.name != "peersearch" || root.children.len() != 1 {
+        if root.name != "peersearch"
+            || root.children.len() != 1
+            || !root.only_namespace_attributes()
+            || !root.text_is_blank()
+        {
             return Err(invalid());
         }
-        let only = group_child(&root)?;
+        let only = &root.children[0];
         Ok(Search {
             root: criterion(only)?,
         })
@@ -208,8 +213,8 @@ impl Search {
     }
 }
 
-/// Checks a group (`peersearch`, `and`, `or`): no attributes, blank text, children. Returns
-/// the first child.
+/// Checks a group (`and`, `or`): no attributes, blank text, children. Returns the first
+/// child.
 fn group_child(element: &Element) -> Result<&Element, PeerError> {
     if !element.attributes.is_empty() || !element.text_is_blank() {
         return Err(invalid());
@@ -454,7 +459,8 @@ mod tests {
         let parsed = search(&format!("<and>{}</and>", clause("level", "int", "", "1")));
         assert!(matches!(parsed.root(), Criterion::And(children) if children.len() == 1));
         let with_space = Search::parse(&format!(
-            "<?xml version=\"1.0\"?>\n<peersearch>\n  <and>\n    {}\n  </and>\n</peersearch>\n",
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
+             <peersearch xmlns:dt=\"urn:schemas-microsoft-com:datatypes\">\n  <and>\n    {}\n  </and>\n</peersearch>\n",
             clause("nick", "string", "", "bob")
         ))
         .expect("whitespace between elements is fine");

@@ -42,6 +42,15 @@ impl Element {
             .map(|(_, value)| value.as_str())
     }
 
+    /// True when every attribute is a namespace declaration (`xmlns`, `xmlns:*`), which
+    /// the formats allow on their root and ignore (samples written for the Windows API
+    /// declare the `dt` data-types namespace there).
+    pub(crate) fn only_namespace_attributes(&self) -> bool {
+        self.attributes
+            .iter()
+            .all(|(key, _)| key == "xmlns" || key.starts_with("xmlns:"))
+    }
+
     /// True when the element's own text is only whitespace (the XML kind).
     pub(crate) fn text_is_blank(&self) -> bool {
         self.text
