@@ -46,9 +46,9 @@ impl Opened {
 /// Which database: the graph, the local peer, and the application's database name.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct DatabaseId {
-    graph_id: GraphId,
-    peer_id: PeerId,
-    name: String,
+    pub(crate) graph_id: GraphId,
+    pub(crate) peer_id: PeerId,
+    pub(crate) name: String,
 }
 
 impl DatabaseId {
@@ -66,6 +66,21 @@ impl DatabaseId {
             peer_id,
             name: name.to_owned(),
         })
+    }
+
+    /// The graph.
+    pub fn graph_id(&self) -> &GraphId {
+        &self.graph_id
+    }
+
+    /// The local peer.
+    pub fn peer_id(&self) -> &PeerId {
+        &self.peer_id
+    }
+
+    /// The application's name for the database.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The file this database lives in under `directory`: the SHA-256 of the three names
@@ -98,6 +113,7 @@ pub struct RedbStore {
     queue: Option<SyncSender<Job>>,
     writer: Option<JoinHandle<()>>,
     path: PathBuf,
+    id: DatabaseId,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -128,10 +144,16 @@ impl RedbStore {
         let path = id.file_path(directory);
         if path.exists() {
             let database = guarded(|| open_existing(&path, id))?;
-            Ok((RedbStore::start(database, path), Opened::Existed))
+            Ok((
+                RedbStore::start(database, path, id.clone()),
+                Opened::Existed,
+            ))
         } else {
             let database = guarded(|| create_new(directory, &path, id))?;
-            Ok((RedbStore::start(database, path), Opened::Created))
+            Ok((
+                RedbStore::start(database, path, id.clone()),
+                Opened::Created,
+            ))
         }
     }
 
@@ -145,7 +167,7 @@ impl RedbStore {
             return Err(StoreError::new(ResultCode::PEER_E_DATABASE_ALREADY_PRESENT));
         }
         let database = guarded(|| create_new(directory, &path, id))?;
-        Ok(RedbStore::start(database, path))
+        Ok(RedbStore::start(database, path, id.clone()))
     }
 
     /// Removes the database `id` under `directory` (`Delete`).
@@ -174,7 +196,41 @@ impl RedbStore {
         &self.path
     }
 
-    fn start(database: Database, path: PathBuf) -> RedbStore {
+    /// The database this store holds.
+    pub fn id(&self) -> &DatabaseId {
+        &self.id
+    }
+
+    /// Writes the whole database (records, tombstones and metadata, from one consistent
+    /// snapshot) to `path` in peergraph's export format (`ExportDatabase`); see the
+    /// `export` module for the layout. The file is written under a temporary name and
+    /// renamed into place once synced. Returns how many records it holds.
+    ///
+    /// # Errors
+    /// - `PEER_E_DISK_FULL`, `E_ACCESSDENIED`: the file could not be written.
+    /// - `PEER_E_INVALID_DATABASE`: a stored record or the metadata is damaged.
+    /// - `E_FAIL`: any other I/O or storage failure.
+    pub fn export(&self, path: &Path) -> Result<u64, StoreError> {
+        guarded(|| crate::export::export(&self.database, &self.id, path))
+    }
+
+    /// Merges an export file into this database (`ImportDatabase`): each record is kept
+    /// when it is new here or wins the conflict order over the stored copy; the metadata
+    /// becomes synchronized when either side was, and takes the file's properties when
+    /// this database has none (ours). All or nothing: a file that fails any check changes
+    /// nothing. Returns how many records were taken. The graph must not be listening or
+    /// connected (the caller's rule, `PEER_E_GRAPH_IN_USE`).
+    ///
+    /// # Errors
+    /// - `PEER_E_INVALID_DATABASE`: the file is not an export, of another format version,
+    ///   of another graph id or peer id, damaged or cut short (its SHA-256 does not match).
+    /// - `PEER_E_NOT_FOUND`: there is no such file; `E_ACCESSDENIED`: it may not be read.
+    /// - `PEER_E_DISK_FULL`, `E_FAIL`: the database could not be written.
+    pub fn import(&self, path: &Path) -> Result<u64, StoreError> {
+        guarded(|| crate::export::import(&self.database, &self.id, path))
+    }
+
+    fn start(database: Database, path: PathBuf, id: DatabaseId) -> RedbStore {
         let database = Arc::new(database);
         let (queue, receiver) = mpsc::sync_channel(WRITE_QUEUE_BOUND);
         let for_writer = Arc::clone(&database);
@@ -188,6 +244,7 @@ impl RedbStore {
             queue: writer.as_ref().map(|_| queue),
             writer,
             path,
+            id,
         }
     }
 
@@ -299,7 +356,7 @@ impl RecordStore for RedbStore {
     }
 }
 
-fn damaged() -> StoreError {
+pub(crate) fn damaged() -> StoreError {
     StoreError::new(ResultCode::PEER_E_INVALID_DATABASE)
 }
 
@@ -308,7 +365,7 @@ fn decode(bytes: &[u8]) -> Result<Record, StoreError> {
 }
 
 /// A table that may not exist yet in a fresh file: `None` then.
-fn open_table<T>(table: Result<T, redb::TableError>) -> Result<Option<T>, StoreError> {
+pub(crate) fn open_table<T>(table: Result<T, redb::TableError>) -> Result<Option<T>, StoreError> {
     match table {
         Ok(table) => Ok(Some(table)),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
@@ -328,7 +385,7 @@ fn collect(
 
 /// Runs `work`, turning a panic inside redb (a damaged file can drive a library into
 /// one) into `PEER_E_INVALID_DATABASE`, so that a bad file never takes the process down.
-fn guarded<T>(work: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+pub(crate) fn guarded<T>(work: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
     catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|_| Err(damaged()))
 }
 

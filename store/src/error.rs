@@ -76,6 +76,19 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// An I/O failure on a file the caller named (an export): a full disk, a refused
+    /// file, a missing file, or a plain failure.
+    pub(crate) fn file(error: io::Error) -> Self {
+        let code = match io_code(&error) {
+            ResultCode::PEER_E_DATABASE_ACCESSDENIED => ResultCode::E_ACCESSDENIED,
+            _ if error.kind() == io::ErrorKind::NotFound => ResultCode::PEER_E_NOT_FOUND,
+            code => code,
+        };
+        StoreError::with_source(code, error)
+    }
+}
+
 impl From<StoreError> for PeerError {
     fn from(error: StoreError) -> PeerError {
         error.peer_error()

@@ -26,12 +26,14 @@
 //!
 //! # Layout
 //! - `database`: [`RedbStore`] (open, create, delete, reads), [`DatabaseId`], [`Opened`].
+//! - `export`: the export file format, `ExportDatabase` and `ImportDatabase`.
 //! - `writer`: the group-commit thread and its bounds.
 //! - `schema`: tables, format version, metadata encoding.
 //! - `error`: [`StoreError`], a result code with its cause.
 
 mod database;
 mod error;
+mod export;
 mod schema;
 mod writer;
 
@@ -39,6 +41,7 @@ pub use peergraph_engine::RecordStore;
 
 pub use crate::database::{DatabaseId, Opened, RedbStore};
 pub use crate::error::StoreError;
+pub use crate::export::EXPORT_FORMAT_VERSION;
 pub use crate::schema::STORE_FORMAT_VERSION;
 pub use crate::writer::{
     GROUP_COMMIT_WINDOW, MAX_GROUP_BATCHES, MAX_GROUP_BYTES, WRITE_QUEUE_BOUND,

@@ -108,7 +108,7 @@ fn commit<'a>(
     transaction.commit().map_err(StoreError::storage)
 }
 
-fn apply<'a>(
+pub(crate) fn apply<'a>(
     transaction: &WriteTransaction,
     batches: impl Iterator<Item = &'a [WriteOp]>,
 ) -> Result<(), StoreError> {
