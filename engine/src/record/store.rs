@@ -15,6 +15,7 @@ use crate::graph::GraphProperties;
 use crate::ids::PeerId;
 use crate::record::id::{RecordId, RecordType};
 use crate::record::model::Record;
+use crate::record::search::Search;
 use crate::record::time::GraphTime;
 use crate::result::{PeerError, ResultCode};
 
@@ -146,6 +147,45 @@ pub trait RecordStore: Send + Sync {
         receiver
             .recv()
             .unwrap_or(Err(PeerError::new(ResultCode::E_FAIL)))
+    }
+
+    /// What `EnumRecords` and `SearchRecords` return: the records `filter` admits that are
+    /// neither deleted nor expired at `now` and, when `search` is given, match it; in id
+    /// order.
+    ///
+    /// # Errors
+    /// As [`RecordStore::visit`].
+    fn live_records(
+        &self,
+        filter: &RecordFilter,
+        search: Option<&Search>,
+        now: GraphTime,
+    ) -> Result<Vec<Record>, PeerError> {
+        let mut records = Vec::new();
+        self.visit(filter, &mut |record| {
+            let live = !record.is_deleted() && !record.is_expired(now);
+            if live && search.is_none_or(|search| search.matches(record)) {
+                records.push(record.clone());
+            }
+            true
+        })?;
+        Ok(records)
+    }
+
+    /// The ids of every record and tombstone expired at `now`: what the engine erases
+    /// (after raising EXPIRED for the live ones).
+    ///
+    /// # Errors
+    /// As [`RecordStore::visit`].
+    fn expired_ids(&self, now: GraphTime) -> Result<Vec<RecordId>, PeerError> {
+        let mut ids = Vec::new();
+        self.visit(&RecordFilter::all(), &mut |record| {
+            if record.is_expired(now) {
+                ids.push(record.id());
+            }
+            true
+        })?;
+        Ok(ids)
     }
 
     /// Every record `filter` admits, tombstones included, in id order.
@@ -314,6 +354,56 @@ mod tests {
             })
             .expect("readable");
         assert_eq!(seen, 2, "visiting stops when asked");
+    }
+
+    #[test]
+    fn live_records_leave_out_tombstones_expired_and_unmatched() {
+        let store = MemoryStore::new();
+        let live = by("alice", 1, 10);
+        let deleted = by("alice", 2, 10)
+            .deleted(peer("alice"), GraphTime::from_ticks(1))
+            .expect("live");
+        let mut short = new_record(GraphTime::from_ticks(MINUTE));
+        short.record_type = record_type(10);
+        let short = Record::create(
+            short,
+            RecordId::from_u128(3).expect("non-nil"),
+            peer("bob"),
+            GraphTime::ZERO,
+            MAX_RECORD_SIZE,
+        )
+        .expect("valid");
+        store
+            .write_and_wait(vec![
+                WriteOp::Put(live.clone()),
+                WriteOp::Put(deleted.clone()),
+                WriteOp::Put(short.clone()),
+            ])
+            .expect("written");
+        let now = GraphTime::from_ticks(2 * MINUTE);
+        assert_eq!(
+            store.live_records(&RecordFilter::all(), None, GraphTime::ZERO),
+            Ok(vec![live.clone(), short.clone()])
+        );
+        assert_eq!(
+            store.live_records(&RecordFilter::all(), None, now),
+            Ok(vec![live.clone()])
+        );
+        let search = Search::parse(
+            "<peersearch><clause attrib=\"peercreatorid\" type=\"string\">b*</clause></peersearch>",
+        )
+        .expect("valid");
+        assert_eq!(
+            store.live_records(&RecordFilter::all(), Some(&search), GraphTime::ZERO),
+            Ok(vec![short.clone()])
+        );
+        assert_eq!(store.expired_ids(GraphTime::ZERO), Ok(vec![]));
+        assert_eq!(store.expired_ids(now), Ok(vec![short.id()]));
+        assert_eq!(
+            store.expired_ids(GraphTime::from_ticks(10 * MINUTE)),
+            Ok(vec![live.id(), deleted.id(), short.id()]),
+            "a tombstone goes when it expires"
+        );
     }
 
     #[test]
