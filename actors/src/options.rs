@@ -22,6 +22,12 @@ pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// buffer) on a slow link.
 pub const DEFAULT_CLOSE_BOUND: Duration = Duration::from_secs(60);
 
+/// The default receive budget of a graph: 256 MiB for what all its links together may
+/// hold for an application that does not read. Each link's QUIC receive window is its
+/// share: quinn's 1.25 MB with up to 214 links, 16 KiB each at 16,384 links (see
+/// [`GraphOptions::receive_budget`]).
+pub const DEFAULT_RECEIVE_BUDGET: u64 = 256 * 1024 * 1024;
+
 /// The default most connections one graph holds.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 /// The default most connections one graph holds with a single remote node.
@@ -87,6 +93,12 @@ pub struct GraphOptions {
     pub max_connections_per_node: usize,
     /// The most incoming handshakes in progress at once; more are refused at the QUIC level.
     pub max_pending_handshakes: usize,
+    /// What all the graph's links together may hold for an application that does not
+    /// read: each link's QUIC receive window is `receive_budget / links`, rounded down to
+    /// a power of two, between 16 KiB and quinn's 1.25 MB. An application that stops
+    /// reading holds at most this, plus its registrations' queues, plus one DATA frame per
+    /// link (the one the link read and waits to hand over). At least 16 KiB.
+    pub receive_budget: u64,
     /// When the graph has held at least this many links at once (connections and
     /// handshakes) since its endpoints were made, and then every link has gone, the
     /// endpoints are renewed: the listening one on the same socket, so its address does not
@@ -111,6 +123,7 @@ impl Default for GraphOptions {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_node: DEFAULT_MAX_CONNECTIONS_PER_NODE,
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
+            receive_budget: DEFAULT_RECEIVE_BUDGET,
             renew_endpoints_after: DEFAULT_RENEW_ENDPOINTS_AFTER,
         }
     }
@@ -169,6 +182,12 @@ impl GraphOptions {
         self
     }
 
+    /// Sets the receive budget (see [`GraphOptions::receive_budget`]).
+    pub fn with_receive_budget(mut self, bytes: u64) -> Self {
+        self.receive_budget = bytes;
+        self
+    }
+
     /// Sets the connection limits: per graph and per remote node.
     pub fn with_connection_limits(mut self, per_graph: usize, per_node: usize) -> Self {
         self.max_connections = per_graph;
@@ -193,6 +212,7 @@ impl GraphOptions {
             || self.max_connections == 0
             || self.max_connections_per_node == 0
             || self.max_pending_handshakes == 0
+            || self.receive_budget < peergraph_engine::graph_core::MIN_LINK_WINDOW
             || self.renew_endpoints_after == 0
         {
             return Err(PeerError::INVALID_ARG);

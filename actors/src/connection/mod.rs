@@ -31,14 +31,14 @@ use actix::prelude::*;
 use peergraph_engine::graph_core::{
     Cause, CloseStart, EndReason, LinkAction, LinkLoss, LinkMachine, Violation,
 };
-use peergraph_engine::wire::{close_code, DisconnectReason, Message};
+use peergraph_engine::wire::{close_code, DisconnectReason, FrameType, Message};
 use peergraph_engine::{ConnectionId, ConnectionInfo, GraphEvent, PeerError};
 use peergraph_transport::{FrameReader, ReadFrameError};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use self::writer::run_writer;
-use crate::events::Subscribers;
+use crate::events::{DataReservation, Subscribers};
 use crate::outbox::{Outbox, OutboxReceiver};
 
 /// Sent to the graph exactly once per connection actor, when it is dropped.
@@ -344,16 +344,12 @@ impl ConnectionActor {
         self.drive(ctx);
     }
 
-    fn on_frame(&mut self, message: Message, ctx: &mut Context<Self>) {
+    /// A DATA frame, with the room reserved for it in the registrations that take it:
+    /// handed to the application unless the machine says it breaks the protocol.
+    fn on_data(&mut self, event: GraphEvent, room: DataReservation, ctx: &mut Context<Self>) {
         let now = Self::now();
-        if self.machine().on_frame(now, message.frame_type()) {
-            if let Message::Data { data_type, payload } = message {
-                self.subscribers.publish(GraphEvent::IncomingData {
-                    connection_id: self.id,
-                    data_type,
-                    data: payload,
-                });
-            }
+        if self.machine().on_frame(now, FrameType::Data) {
+            room.deliver(event);
         }
         self.drive(ctx);
     }
@@ -377,7 +373,7 @@ impl Actor for ConnectionActor {
         let Some((send, reader, outbox)) = self.start.take() else {
             return;
         };
-        ctx.add_stream(inbound(reader));
+        ctx.add_stream(inbound(reader, self.subscribers.clone(), self.id));
         ctx.spawn(
             run_writer(send, outbox)
                 .into_actor(self)
@@ -409,18 +405,44 @@ impl Actor for ConnectionActor {
 
 /// One step of the control stream's reader.
 enum Inbound {
+    /// A DATA frame as the event it raises, with room for it in every registration
+    /// that takes it.
+    Data {
+        event: GraphEvent,
+        room: DataReservation,
+    },
+    /// Any other frame.
     Frame(Message),
     Finished,
     Failed(ReadFrameError),
 }
 
-fn inbound(reader: FrameReader) -> impl futures_util::Stream<Item = Inbound> {
-    futures_util::stream::unfold(Some(reader), |reader| async move {
-        let mut reader = reader?;
-        match reader.read().await {
-            Ok(Some(message)) => Some((Inbound::Frame(message), Some(reader))),
-            Ok(None) => Some((Inbound::Finished, None)),
-            Err(error) => Some((Inbound::Failed(error), None)),
+/// Reads the control stream one frame at a time. After a DATA frame it waits for room
+/// for it in the registrations that take it before it reads on: a full registration
+/// stops the link, and QUIC flow control holds the sender (see `events`).
+fn inbound(
+    reader: FrameReader,
+    subscribers: Arc<Subscribers>,
+    connection_id: ConnectionId,
+) -> impl futures_util::Stream<Item = Inbound> {
+    futures_util::stream::unfold(Some(reader), move |reader| {
+        let subscribers = subscribers.clone();
+        async move {
+            let mut reader = reader?;
+            match reader.read().await {
+                Ok(Some(Message::Data { data_type, payload })) => {
+                    let event = GraphEvent::IncomingData {
+                        connection_id,
+                        data_type,
+                        data: payload,
+                    };
+                    let room = subscribers.reserve_data(&event).await;
+                    Some((Inbound::Data { event, room }, Some(reader)))
+                }
+                Ok(Some(message)) => Some((Inbound::Frame(message), Some(reader))),
+                Ok(None) => Some((Inbound::Finished, None)),
+                Err(error) => Some((Inbound::Failed(error), None)),
+            }
         }
     })
 }
@@ -428,7 +450,12 @@ fn inbound(reader: FrameReader) -> impl futures_util::Stream<Item = Inbound> {
 impl StreamHandler<Inbound> for ConnectionActor {
     fn handle(&mut self, item: Inbound, ctx: &mut Self::Context) {
         match item {
-            Inbound::Frame(message) => return self.on_frame(message, ctx),
+            Inbound::Data { event, room } => return self.on_data(event, room, ctx),
+            Inbound::Frame(message) => {
+                let now = Self::now();
+                // Only DISCONNECT is acted on; anything else here breaks the protocol.
+                self.machine().on_frame(now, message.frame_type());
+            }
             Inbound::Finished => self.machine().on_peer_finished(),
             Inbound::Failed(ReadFrameError::Protocol(error)) => self.machine().on_malformed(error),
             Inbound::Failed(ReadFrameError::Stream(quinn::ReadError::ConnectionLost(error))) => {

@@ -31,6 +31,7 @@
 mod admission;
 mod link;
 mod links;
+mod window;
 
 #[cfg(test)]
 mod tests;
@@ -46,6 +47,7 @@ pub use self::link::{
 };
 use self::links::Attempt;
 pub use self::links::{LinkEntry, Peak, ROOM_KEPT};
+pub use self::window::{WindowShare, MAX_LINK_WINDOW, MIN_LINK_WINDOW};
 
 use self::admission::Judge;
 use self::links::{shrink_if_sparse, Links};

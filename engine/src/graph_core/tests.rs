@@ -1123,3 +1123,50 @@ fn protocol_violations_close_the_link_with_protocol_error() {
         );
     }
 }
+
+// ---- one receive budget for all links ----
+
+#[test]
+fn the_receive_budget_is_shared_in_powers_of_two_within_bounds() {
+    const BUDGET: u64 = 256 * 1024 * 1024;
+    assert_eq!(WindowShare::share(BUDGET, 1), MAX_LINK_WINDOW);
+    assert_eq!(
+        WindowShare::share(BUDGET, 214),
+        MAX_LINK_WINDOW,
+        "1.25 MB each fits"
+    );
+    assert_eq!(WindowShare::share(BUDGET, 256), 1 << 20);
+    assert_eq!(WindowShare::share(BUDGET, 300), 512 * 1024);
+    assert_eq!(WindowShare::share(BUDGET, 16_384), MIN_LINK_WINDOW);
+    assert_eq!(
+        WindowShare::share(BUDGET, 1_000_000),
+        MIN_LINK_WINDOW,
+        "never below"
+    );
+    for links in 1..20_000usize {
+        let window = WindowShare::share(BUDGET, links);
+        assert!(
+            window == MIN_LINK_WINDOW || window * links as u64 <= BUDGET,
+            "{links} links of {window} pass the budget"
+        );
+    }
+}
+
+#[test]
+fn windows_are_set_again_only_when_the_share_changes() {
+    let mut share = WindowShare::new(256 * 1024 * 1024);
+    let mut sets = 0;
+    for links in 1..=16_384 {
+        if share.links_changed(links).is_some() {
+            sets += 1;
+        }
+    }
+    assert_eq!(share.window(), MIN_LINK_WINDOW);
+    assert!(sets <= 8, "{sets} resets for 16,384 links");
+    assert_eq!(
+        share.links_changed(300),
+        Some(512 * 1024),
+        "links left: room again"
+    );
+    assert_eq!(share.links_changed(301), None);
+}
