@@ -145,6 +145,20 @@ impl Queue {
         }
     }
 
+    /// Room for an INCOMING_DATA event of `bytes` payload bytes if there is some now.
+    fn try_reserve(&self, bytes: usize) -> Option<DataRoom> {
+        let wanted = u32::try_from(bytes.min(self.limits.bytes)).ok()?;
+        let slot = self.data_slots.clone().try_acquire_owned().ok()?;
+        let bytes = match wanted {
+            0 => None,
+            n => Some(self.data_bytes.clone().try_acquire_many_owned(n).ok()?),
+        };
+        Some(DataRoom {
+            _slot: slot,
+            _bytes: bytes,
+        })
+    }
+
     /// Waits for room for an INCOMING_DATA event of `bytes` payload bytes. A payload larger
     /// than the whole byte budget takes all of it. `None` once the queue is closed.
     async fn reserve(&self, bytes: usize) -> Option<DataRoom> {
@@ -336,6 +350,16 @@ impl Subscriber {
         }
     }
 
+    /// Room for an INCOMING_DATA event of `bytes` payload bytes if there is some now.
+    fn try_reserve(&self, bytes: usize) -> Option<Room> {
+        match &self.sink {
+            Sink::Queue(queue) => queue.try_reserve(bytes).map(Room::Queue),
+            Sink::Recipient { in_flight, .. } => {
+                in_flight.clone().try_acquire_owned().ok().map(Room::Recipient)
+            }
+        }
+    }
+
     /// Waits for room for an INCOMING_DATA event of `bytes` payload bytes; `None` once
     /// the registration has ended.
     async fn reserve(&self, bytes: usize) -> Option<Room> {
@@ -518,17 +542,19 @@ impl Subscribers {
     /// and reserves that room (see the module doc). Registrations that end meanwhile are
     /// left out; with none, the event has nowhere to go.
     pub(crate) async fn reserve_data(&self, event: &GraphEvent) -> DataReservation {
-        let takers: Vec<Arc<Subscriber>> = match self.list.read() {
-            Ok(list) => list
-                .iter()
-                .filter(|s| s.filter.accepts(event))
-                .cloned()
-                .collect(),
-            Err(_) => Vec::new(),
-        };
         let bytes = event.payload_len();
-        let mut rooms = Vec::with_capacity(takers.len());
-        for subscriber in takers {
+        let mut rooms = Vec::new();
+        // Those without room now, to wait for once the list's lock is released.
+        let mut full = Vec::new();
+        if let Ok(list) = self.list.read() {
+            for subscriber in list.iter().filter(|s| s.filter.accepts(event)) {
+                match subscriber.try_reserve(bytes) {
+                    Some(room) => rooms.push((subscriber.clone(), room)),
+                    None => full.push(subscriber.clone()),
+                }
+            }
+        }
+        for subscriber in full {
             if let Some(room) = subscriber.reserve(bytes).await {
                 rooms.push((subscriber, room));
             }
