@@ -36,7 +36,7 @@ use actix::prelude::*;
 use futures_util::task::AtomicWaker;
 use futures_util::Stream;
 use peergraph_engine::{EventFilter, EventType, GraphEvent, GraphHandle};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// The default most events a registration's queue holds before it drops new ones.
 pub const DEFAULT_QUEUE_EVENTS: usize = 4096;
@@ -104,29 +104,34 @@ pub struct PeerEvent {
 const QUEUE_ROOM_KEPT: usize = 256;
 
 struct QueueState {
-    /// The events, each INCOMING_DATA one with the room it holds until it is read.
-    events: VecDeque<(GraphEvent, Option<DataRoom>)>,
+    /// The events, each INCOMING_DATA one with the payload bytes it holds.
+    events: VecDeque<(GraphEvent, Option<usize>)>,
     /// Events other than INCOMING_DATA held.
     others: usize,
+    /// INCOMING_DATA events held or reserved.
+    data_events: usize,
+    /// INCOMING_DATA payload bytes held or reserved.
+    data_bytes: usize,
+    /// Links waiting for room.
+    waiting: usize,
     /// Events lost since the reader last heard of a loss.
     lost: u64,
     closed: bool,
 }
 
-/// The room one INCOMING_DATA event holds in a queue: an event slot and its bytes.
+/// The room one INCOMING_DATA event holds in a queue until it is read: its payload bytes
+/// (and one event slot).
+#[derive(Clone, Copy, Debug)]
 struct DataRoom {
-    _slot: OwnedSemaphorePermit,
-    _bytes: Option<OwnedSemaphorePermit>,
+    bytes: usize,
 }
 
 struct Queue {
     limits: QueueLimits,
     state: Mutex<QueueState>,
     waker: AtomicWaker,
-    /// Free INCOMING_DATA event slots ([`QueueLimits::events`]).
-    data_slots: Arc<Semaphore>,
-    /// Free INCOMING_DATA payload bytes ([`QueueLimits::bytes`]).
-    data_bytes: Arc<Semaphore>,
+    /// Wakes the links waiting for room when the reader frees some.
+    room_freed: Notify,
 }
 
 impl Queue {
@@ -136,44 +141,74 @@ impl Queue {
             state: Mutex::new(QueueState {
                 events: VecDeque::new(),
                 others: 0,
+                data_events: 0,
+                data_bytes: 0,
+                waiting: 0,
                 lost: 0,
                 closed: false,
             }),
             waker: AtomicWaker::new(),
-            data_slots: Arc::new(Semaphore::new(limits.events.min(Semaphore::MAX_PERMITS))),
-            data_bytes: Arc::new(Semaphore::new(limits.bytes.min(Semaphore::MAX_PERMITS))),
+            room_freed: Notify::new(),
         }
     }
 
-    /// Room for an INCOMING_DATA event of `bytes` payload bytes if there is some now.
-    fn try_reserve(&self, bytes: usize) -> Option<DataRoom> {
-        let wanted = u32::try_from(bytes.min(self.limits.bytes)).ok()?;
-        let slot = self.data_slots.clone().try_acquire_owned().ok()?;
-        let bytes = match wanted {
-            0 => None,
-            n => Some(self.data_bytes.clone().try_acquire_many_owned(n).ok()?),
+    /// Room for an INCOMING_DATA event of `bytes` payload bytes if there is some now and
+    /// no link waits before this one. A payload larger than the whole byte budget takes
+    /// all of it. `Err(())` once the queue is closed.
+    fn try_reserve(&self, bytes: usize, queued: bool) -> Result<Option<DataRoom>, ()> {
+        let Ok(mut state) = self.state.lock() else {
+            return Err(());
         };
-        Some(DataRoom {
-            _slot: slot,
-            _bytes: bytes,
-        })
+        if state.closed {
+            return Err(());
+        }
+        let bytes = bytes.min(self.limits.bytes);
+        let room = state.data_events < self.limits.events
+            && state.data_bytes + bytes <= self.limits.bytes
+            && (queued || state.waiting == 0);
+        if !room {
+            return Ok(None);
+        }
+        state.data_events += 1;
+        state.data_bytes += bytes;
+        Ok(Some(DataRoom { bytes }))
     }
 
-    /// Waits for room for an INCOMING_DATA event of `bytes` payload bytes. A payload larger
-    /// than the whole byte budget takes all of it. `None` once the queue is closed.
+    /// Waits for room for an INCOMING_DATA event of `bytes` payload bytes; `None` once
+    /// the queue is closed.
     async fn reserve(&self, bytes: usize) -> Option<DataRoom> {
-        let slot = self.data_slots.clone().acquire_owned().await.ok()?;
-        let wanted = bytes.min(self.limits.bytes);
-        let bytes = match u32::try_from(wanted) {
-            Ok(0) => None,
-            Ok(n) => Some(self.data_bytes.clone().acquire_many_owned(n).await.ok()?),
-            // Over 4 GiB: more than any payload (MAX_DATA_LEN is 1 MiB).
-            Err(_) => return None,
+        if let Ok(mut state) = self.state.lock() {
+            state.waiting += 1;
+        }
+        let room = loop {
+            let freed = self.room_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match self.try_reserve(bytes, true) {
+                Ok(Some(room)) => break Some(room),
+                Ok(None) => freed.await,
+                Err(()) => break None,
+            }
         };
-        Some(DataRoom {
-            _slot: slot,
-            _bytes: bytes,
-        })
+        if let Ok(mut state) = self.state.lock() {
+            state.waiting -= 1;
+        }
+        room
+    }
+
+    /// Gives back room that was reserved and not used.
+    fn release(&self, room: DataRoom) {
+        let wake = {
+            let Ok(mut state) = self.state.lock() else {
+                return;
+            };
+            state.data_events -= 1;
+            state.data_bytes -= room.bytes;
+            state.waiting > 0
+        };
+        if wake {
+            self.room_freed.notify_waiters();
+        }
     }
 
     /// Queues an INCOMING_DATA event in the room reserved for it.
@@ -186,7 +221,7 @@ impl Queue {
                 return;
             }
             Self::report_loss(&mut state);
-            state.events.push_back((event, Some(room)));
+            state.events.push_back((event, Some(room.bytes)));
         }
         self.waker.wake();
     }
@@ -218,6 +253,7 @@ impl Queue {
             state
                 .events
                 .push_back((GraphEvent::EventsLost { count }, None));
+            state.others += 1;
         }
     }
 
@@ -226,8 +262,7 @@ impl Queue {
             state.closed = true;
         }
         // Links waiting for room go on (their data has nowhere to go).
-        self.data_slots.close();
-        self.data_bytes.close();
+        self.room_freed.notify_waiters();
         self.waker.wake();
     }
 
@@ -237,14 +272,22 @@ impl Queue {
         };
         match state.events.pop_front() {
             Some((event, room)) => {
-                if room.is_none() && !matches!(event, GraphEvent::EventsLost { .. }) {
-                    state.others -= 1;
+                let mut wake = false;
+                match room {
+                    Some(bytes) => {
+                        state.data_events -= 1;
+                        state.data_bytes -= bytes;
+                        wake = state.waiting > 0;
+                    }
+                    None => state.others -= 1,
                 }
-                // Dropping the room lets a waiting link go on.
-                drop(room);
                 let (len, room) = (state.events.len(), state.events.capacity());
                 if room > QUEUE_ROOM_KEPT && len <= room / 4 {
                     state.events.shrink_to((2 * len).max(QUEUE_ROOM_KEPT));
+                }
+                drop(state);
+                if wake {
+                    self.room_freed.notify_waiters();
                 }
                 Poll::Ready(Some(event))
             }
@@ -350,13 +393,23 @@ impl Subscriber {
         }
     }
 
-    /// Room for an INCOMING_DATA event of `bytes` payload bytes if there is some now.
-    fn try_reserve(&self, bytes: usize) -> Option<Room> {
+    /// Room for an INCOMING_DATA event of `bytes` payload bytes if there is some now;
+    /// `Err(())` once the registration has ended.
+    fn try_reserve(&self, bytes: usize) -> Result<Option<Room>, ()> {
         match &self.sink {
-            Sink::Queue(queue) => queue.try_reserve(bytes).map(Room::Queue),
-            Sink::Recipient { in_flight, .. } => {
-                in_flight.clone().try_acquire_owned().ok().map(Room::Recipient)
-            }
+            Sink::Queue(queue) => Ok(queue.try_reserve(bytes, false)?.map(Room::Queue)),
+            Sink::Recipient { in_flight, .. } => match in_flight.clone().try_acquire_owned() {
+                Ok(permit) => Ok(Some(Room::Recipient(permit))),
+                Err(tokio::sync::TryAcquireError::NoPermits) => Ok(None),
+                Err(tokio::sync::TryAcquireError::Closed) => Err(()),
+            },
+        }
+    }
+
+    /// Gives back room reserved and not used.
+    fn release(&self, room: Room) {
+        if let (Sink::Queue(queue), Room::Queue(room)) = (&self.sink, room) {
+            queue.release(room);
         }
     }
 
@@ -428,11 +481,19 @@ pub(crate) struct DataReservation {
     rooms: Vec<(Arc<Subscriber>, Room)>,
 }
 
+impl Drop for DataReservation {
+    fn drop(&mut self) {
+        for (subscriber, room) in self.rooms.drain(..) {
+            subscriber.release(room);
+        }
+    }
+}
+
 impl DataReservation {
     /// Hands `event` to every registration the room was reserved in.
-    pub(crate) fn deliver(self, event: GraphEvent) {
+    pub(crate) fn deliver(mut self, event: GraphEvent) {
         let graph = self.graph;
-        let mut rooms = self.rooms;
+        let mut rooms = std::mem::take(&mut self.rooms);
         // The last registration takes the event itself; the others a clone (the payload
         // is shared, not copied).
         if let Some((last, last_room)) = rooms.pop() {
@@ -549,8 +610,9 @@ impl Subscribers {
         if let Ok(list) = self.list.read() {
             for subscriber in list.iter().filter(|s| s.filter.accepts(event)) {
                 match subscriber.try_reserve(bytes) {
-                    Some(room) => rooms.push((subscriber.clone(), room)),
-                    None => full.push(subscriber.clone()),
+                    Ok(Some(room)) => rooms.push((subscriber.clone(), room)),
+                    Ok(None) => full.push(subscriber.clone()),
+                    Err(()) => {}
                 }
             }
         }

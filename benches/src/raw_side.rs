@@ -415,13 +415,11 @@ impl RawPair {
 
 /// Prints the sender's transport statistics after a transfer of `payload` bytes, to stderr
 /// (the same figures as the engine side's `connection_stats`).
-/// Opens a link's connection window to quinn's stream window, as the engine does for a
-/// link that has its graph's receive budget to itself: [`bind_endpoint`]'s settings start
-/// every connection at the budget's smallest share.
+/// Gives a link quinn's default connection window (unlimited; the stream window bounds
+/// it), as the engine does for a link that has its graph's receive budget to itself:
+/// [`bind_endpoint`]'s settings start every connection at the budget's smallest share.
 fn full_window(connection: &Connection) {
-    if let Ok(window) = quinn::VarInt::from_u64(peergraph_engine::graph_core::MAX_LINK_WINDOW) {
-        connection.set_receive_window(window);
-    }
+    connection.set_receive_window(quinn::VarInt::MAX);
 }
 
 fn report_link(connection: &Connection, payload: usize) {

@@ -37,6 +37,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use peergraph_engine::graph_core::{
     CoreConfig, GraphCore, IncomingConnect, IncomingDecision, OutgoingDecision, WindowShare,
+    MAX_LINK_WINDOW,
 };
 use peergraph_engine::wire::{close_code, Connect, Message as WireMessage};
 use peergraph_engine::{
@@ -355,8 +356,13 @@ impl GraphActor {
     }
 }
 
-/// A window in quinn's type (windows are at most 1.25 MB, far below its 2^62 bound).
+/// A link's connection window in quinn's type. A share as large as the stream window
+/// leaves the connection unlimited, as quinn's default is: the one stream's window bounds
+/// it, and a link with the budget to itself runs exactly as a raw quinn link.
 fn window_of(bytes: u64) -> quinn::VarInt {
+    if bytes >= MAX_LINK_WINDOW {
+        return quinn::VarInt::MAX;
+    }
     quinn::VarInt::from_u64(bytes).unwrap_or(quinn::VarInt::MAX)
 }
 
