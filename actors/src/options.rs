@@ -12,6 +12,13 @@ use peergraph_transport::{
 /// The default bound on making a connection (QUIC + TLS + CONNECT/WELCOME): past it the
 /// attempt ends with CONNECTION_FAILED (PEER_E_CONNECTION_FAILED).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default bound on the QUIC and TLS part of an incoming handshake: a connection that
+/// has not completed TLS (so has not proved it holds a key) this long after it arrived is
+/// dropped, and its slot freed; CONNECT must then come within the rest of
+/// [`GraphOptions::connect_timeout`]. TLS takes two round trips; 3 s leaves room for a
+/// 300 ms path and one lost flight (quinn's first probe timeout is about 1 s), while a
+/// stranger holding a slot without a certificate costs the node 3 s of it, not 10 s.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The default bound on CloseDirectConnection waiting for the peer: past it the link is
 /// cut and the reply is PEER_E_TIMEOUT.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,6 +36,19 @@ pub const DEFAULT_RENEW_ENDPOINTS_AFTER: usize = 1024;
 /// The default most incoming handshakes (TLS + CONNECT) one graph runs at once; more are
 /// refused at the QUIC level, so a flood of half-open links costs a bounded amount.
 pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 128;
+
+/// The default most incoming handshakes from one source at once (an IPv4 address, or an
+/// IPv6 /64): 8 lets a host behind one address (a NAT, a test running many nodes) open a
+/// few links at once, while a single address can hold at most 1/16 of the default 128
+/// slots.
+pub const DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE: usize = 8;
+
+/// The divisor of the default Retry threshold ([`GraphOptions::retry_threshold`]): once a
+/// quarter of the handshake slots are taken, a source must prove its address (a QUIC Retry,
+/// one round trip more) before it gets a slot. Below that a node under no load answers at
+/// once; above it a spoofed flood can hold at most that quarter, for the
+/// [TLS handshake timeout](DEFAULT_TLS_HANDSHAKE_TIMEOUT) each.
+pub const RETRY_THRESHOLD_DIVISOR: usize = 4;
 
 /// Who may connect to a graph, and whom it may connect to.
 ///
@@ -63,6 +83,11 @@ pub struct GraphOptions {
     pub idle_timeout: Duration,
     /// How long making a connection may take.
     pub connect_timeout: Duration,
+    /// How long an incoming connection may take to complete its QUIC and TLS handshake
+    /// (at most [`connect_timeout`](Self::connect_timeout)); CONNECT must then come within
+    /// the rest of the connect timeout. Bounds what a peer that has not proved a key can
+    /// hold. Zero is out of range (`E_INVALIDARG`).
+    pub tls_handshake_timeout: Duration,
     /// How long a close waits for the peer.
     pub close_timeout: Duration,
     /// The congestion controller of the graph's links.
@@ -76,8 +101,23 @@ pub struct GraphOptions {
     /// The most connections with one remote node: further incoming links from it are
     /// refused.
     pub max_connections_per_node: usize,
-    /// The most incoming handshakes in progress at once; more are refused at the QUIC level.
+    /// The most incoming handshakes in progress at once; more are refused at the QUIC level
+    /// (the connecting node sees PEER_E_CONNECTION_REFUSED). Zero is out of range
+    /// (`E_INVALIDARG`).
     pub max_pending_handshakes: usize,
+    /// The most incoming handshakes in progress at once from one source (an IPv4 address,
+    /// or an IPv6 /64 prefix); more from it are refused at the QUIC level
+    /// (PEER_E_CONNECTION_REFUSED), so that one address cannot take every slot. Zero is
+    /// out of range (`E_INVALIDARG`).
+    pub max_pending_handshakes_per_source: usize,
+    /// From how many incoming handshakes in progress a connection whose source address is
+    /// not yet validated is answered with a QUIC Retry instead of a slot (the client
+    /// comes back with a token, one round trip later; a spoofed source never does).
+    /// `None` (the default) is a quarter of
+    /// [`max_pending_handshakes`](Self::max_pending_handshakes)
+    /// ([`RETRY_THRESHOLD_DIVISOR`]); `Some(0)` validates every address; a value at or
+    /// above `max_pending_handshakes` never does.
+    pub retry_threshold: Option<usize>,
     /// When the graph has held at least this many links at once (connections and
     /// handshakes) since its endpoints were made, and then every link has gone, the
     /// endpoints are renewed: the listening one on the same socket, so its address does not
@@ -95,12 +135,15 @@ impl Default for GraphOptions {
             identity: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             congestion: Congestion::default(),
             membership: Membership::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_node: DEFAULT_MAX_CONNECTIONS_PER_NODE,
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
+            max_pending_handshakes_per_source: DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE,
+            retry_threshold: None,
             renew_endpoints_after: DEFAULT_RENEW_ENDPOINTS_AFTER,
         }
     }
@@ -158,6 +201,27 @@ impl GraphOptions {
         self
     }
 
+    /// Sets the bounds on incoming handshakes in progress: in all, and from one source.
+    pub fn with_handshake_limits(mut self, in_all: usize, per_source: usize) -> Self {
+        self.max_pending_handshakes = in_all;
+        self.max_pending_handshakes_per_source = per_source;
+        self
+    }
+
+    /// Sets how many incoming handshakes may run before an unvalidated address gets a
+    /// QUIC Retry (see [`GraphOptions::retry_threshold`]).
+    pub fn with_retry_threshold(mut self, handshakes: usize) -> Self {
+        self.retry_threshold = Some(handshakes);
+        self
+    }
+
+    /// Sets the bound on the QUIC and TLS part of an incoming handshake (see
+    /// [`GraphOptions::tls_handshake_timeout`]).
+    pub fn with_tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.tls_handshake_timeout = timeout;
+        self
+    }
+
     /// Sets how many links the graph must have held before its endpoints are renewed once
     /// idle (see [`GraphOptions::renew_endpoints_after`]).
     pub fn with_renew_endpoints_after(mut self, links: usize) -> Self {
@@ -170,10 +234,12 @@ impl GraphOptions {
         if self.idle_timeout < MIN_IDLE_TIMEOUT
             || self.idle_timeout > MAX_IDLE_TIMEOUT
             || !positive(self.connect_timeout)
+            || !positive(self.tls_handshake_timeout)
             || !positive(self.close_timeout)
             || self.max_connections == 0
             || self.max_connections_per_node == 0
             || self.max_pending_handshakes == 0
+            || self.max_pending_handshakes_per_source == 0
             || self.renew_endpoints_after == 0
         {
             return Err(PeerError::INVALID_ARG);
@@ -189,6 +255,10 @@ impl GraphOptions {
             max_connections: self.max_connections,
             max_connections_per_node: self.max_connections_per_node,
             max_pending_handshakes: self.max_pending_handshakes,
+            max_pending_handshakes_per_source: self.max_pending_handshakes_per_source,
+            retry_threshold: self
+                .retry_threshold
+                .unwrap_or(self.max_pending_handshakes / RETRY_THRESHOLD_DIVISOR),
         }
     }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use peergraph_engine::wire::{close_code, Connect, DisconnectReason, Message, PROTOCOL_VERSION};
 use peergraph::{ConnectionId, ConnectionStatus, DataType, GraphEvent, GraphId, PeerId};
+use peergraph_engine::wire::{close_code, Connect, DisconnectReason, Message, PROTOCOL_VERSION};
 use peergraph_transport::{bind_endpoint, FrameReader, LinkOptions, NodeIdentity};
 
 /// The raw peer: its endpoint (kept alive), its link, and the two halves of its control
