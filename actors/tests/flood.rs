@@ -89,6 +89,7 @@ struct FloodReport {
     initials: usize,
     retries_answered: usize,
     cpu: Duration,
+    elapsed: Duration,
 }
 
 /// What the spoofed flood tells the test as it goes.
@@ -179,6 +180,7 @@ fn spoofed_flood(target: SocketAddr) -> Flood {
             std::thread::sleep(SPOOFED_PACE);
         }
         report.cpu = thread_cpu() - cpu_before;
+        report.elapsed = started.elapsed();
         report
     });
     Flood {
@@ -265,6 +267,7 @@ fn retrying_flood(target: SocketAddr) -> Flood {
             }
         }
         report.cpu = thread_cpu() - cpu_before;
+        report.elapsed = started.elapsed();
         report
     });
     Flood {
@@ -327,10 +330,10 @@ async fn a_spoofed_flood_does_not_keep_a_node_from_connecting() {
     let node_cpu = process_cpu().saturating_sub(cpu_before + report.cpu);
     let freed = time_to_free(&bob).await;
     println!(
-        "spoofed flood: {} Initials from {SPOOFED_SOURCES} addresses in {FLOOD_TIME:?}; \
+        "spoofed flood: {} Initials from {SPOOFED_SOURCES} addresses in {:?}; \
          connect quiet {quiet:?}, after the burst {during:?}, late in the flood {late:?}; \
          node CPU {node_cpu:?} (flood thread {:?}); slots free {freed:?} after the flood",
-        report.initials, report.cpu
+        report.initials, report.elapsed, report.cpu
     );
     assert!(report.initials >= usize::from(SPOOFED_SOURCES));
 }
@@ -368,16 +371,54 @@ async fn a_flood_that_answers_retry_is_stopped_by_the_per_source_bound() {
     let node_cpu = process_cpu().saturating_sub(cpu_before + retrying.cpu + spoofed.cpu);
     let freed = time_to_free(&bob).await;
     println!(
-        "retry-answering flood: {} connections from one address, {} Retries answered, \
-         beside {} spoofed Initials, in {FLOOD_TIME:?}; connect during the floods {during:?}; \
+        "retry-answering flood: {} connections from one address in {:?}, {} Retries \
+         answered, beside {} spoofed Initials in {:?}; connect during the floods {during:?}; \
          node CPU {node_cpu:?} (flood threads {:?}); slots free {freed:?} after the floods",
         retrying.initials,
+        retrying.elapsed,
         retrying.retries_answered,
         spoofed.initials,
+        spoofed.elapsed,
         retrying.cpu + spoofed.cpu
     );
     assert!(
         retrying.retries_answered > 0,
         "the node never asked the flood for a Retry"
     );
+}
+
+/// The node as it was before the Retry threshold, the per-source bound and the TLS bound:
+/// the same spoofed flood holds every slot, and a legitimate node is refused. Run by name
+/// (`-- --ignored without_the_bounds`) to compare.
+#[tokio::test]
+#[ignore]
+async fn without_the_bounds_a_spoofed_flood_holds_the_door_shut() {
+    let _alone = ONE_FLOOD_AT_A_TIME.lock().await;
+    let options = GraphOptions::default()
+        .with_retry_threshold(usize::MAX)
+        .with_handshake_limits(
+            DEFAULT_MAX_PENDING_HANDSHAKES,
+            DEFAULT_MAX_PENDING_HANDSHAKES,
+        )
+        .with_tls_handshake_timeout(peergraph::DEFAULT_CONNECT_TIMEOUT);
+    let bob = node_with("flood", "bob", options).await;
+    let mut alice = node("flood", "alice").await;
+    let mut flood = spoofed_flood(bob.address);
+    flood.reached(Milestone::Burst).await;
+    counters_reach(&bob, "the flood takes every slot", |c| {
+        c.pending_incoming >= DEFAULT_MAX_PENDING_HANDSHAKES
+    })
+    .await;
+    let id = within!(alice.graph.open_direct_connection("bob", bob.address)).expect("open");
+    let event = wait_connection(&mut alice.events, id, ConnectionStatus::ConnectionFailed).await;
+    let report = flood.stop();
+    println!(
+        "without the bounds: {} Initials; the legitimate node got {event:?}",
+        report.initials
+    );
+    assert!(matches!(
+        event,
+        peergraph::GraphEvent::DirectConnection(change)
+            if change.failure_reason == Some(peergraph::ResultCode::PEER_E_CONNECTION_REFUSED)
+    ));
 }
