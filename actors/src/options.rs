@@ -107,8 +107,10 @@ pub struct GraphOptions {
     pub max_pending_handshakes: usize,
     /// The most incoming handshakes in progress at once from one source (an IPv4 address,
     /// or an IPv6 /64 prefix); more from it are refused at the QUIC level
-    /// (PEER_E_CONNECTION_REFUSED), so that one address cannot take every slot. Zero is
-    /// out of range (`E_INVALIDARG`).
+    /// (PEER_E_CONNECTION_REFUSED), so that one address cannot take every slot. A node
+    /// that expects one host to open more connections to it at once than this (a test
+    /// harness, a gateway in front of many peers) raises it. Zero is out of range
+    /// (`E_INVALIDARG`).
     pub max_pending_handshakes_per_source: usize,
     /// From how many incoming handshakes in progress a connection whose source address is
     /// not yet validated is answered with a QUIC Retry instead of a slot (the client
