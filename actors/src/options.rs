@@ -264,3 +264,51 @@ impl GraphOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_threshold_defaults_to_a_quarter_of_the_slots() {
+        let options = GraphOptions::default();
+        assert_eq!(
+            options.limits().retry_threshold,
+            DEFAULT_MAX_PENDING_HANDSHAKES / RETRY_THRESHOLD_DIVISOR
+        );
+        let options = options.with_handshake_limits(16, 4);
+        let limits = options.limits();
+        assert_eq!(
+            (
+                limits.max_pending_handshakes,
+                limits.max_pending_handshakes_per_source,
+                limits.retry_threshold
+            ),
+            (16, 4, 4),
+            "a quarter of the slots set"
+        );
+        assert_eq!(options.with_retry_threshold(0).limits().retry_threshold, 0);
+    }
+
+    #[test]
+    fn handshake_bounds_out_of_range_are_invalid() {
+        assert!(GraphOptions::default().validate().is_ok());
+        let invalid = [
+            GraphOptions::default().with_handshake_limits(0, 8),
+            GraphOptions::default().with_handshake_limits(128, 0),
+            GraphOptions::default().with_tls_handshake_timeout(Duration::ZERO),
+        ];
+        for options in invalid {
+            assert_eq!(
+                options.validate(),
+                Err(PeerError::INVALID_ARG),
+                "{options:?}"
+            );
+        }
+        // Any threshold is valid: 0 validates every address, a large one none.
+        assert!(GraphOptions::default()
+            .with_retry_threshold(usize::MAX)
+            .validate()
+            .is_ok());
+    }
+}

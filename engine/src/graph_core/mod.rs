@@ -368,6 +368,7 @@ impl GraphCore {
     /// 4. [`Limits::max_pending_handshakes`] run: `Refuse`;
     /// 5. else [`Accept`](HandshakeAdmission::Accept): the slot is counted until
     ///    [`incoming_ended`](Self::incoming_ended) with the same `source`.
+    #[must_use]
     pub fn incoming_started(&mut self, source: IpAddr, validated: bool) -> HandshakeAdmission {
         let limits = &self.config.limits;
         let source = Source::of(source);
