@@ -9,7 +9,9 @@
 //!   stop at the per-source bound.
 //!
 //! Each prints the time the legitimate node took to connect and the CPU the flood cost
-//! the node (run with `--nocapture`); neither is asserted.
+//! the node (run with `--nocapture`); neither is asserted. Linux only: the spoofed
+//! sources are 127/8 addresses other than 127.0.0.1, and CPU time comes from `/proc`.
+#![cfg(target_os = "linux")]
 
 #[macro_use]
 mod common;
