@@ -6,10 +6,23 @@
 //!                                                         └──▶ try_send ──▶ Recipient
 //! ```
 //!
-//! Publishing never waits: a registration whose queue (or mailbox) is full loses the event,
-//! counts it, and receives one [`GraphEvent::EventsLost`] with the count as soon as it has
-//! read what was queued (a recipient: before its next event). A subscriber that stops
-//! reading therefore costs at most its queue's bounds.
+//! # Data pushes back; other events are kept
+//! INCOMING_DATA is never dropped. A link that reads a DATA frame first reserves room for
+//! it in every registration that takes it (an event slot and its payload bytes in a
+//! queue; one of the messages in flight to a recipient) and reads nothing more until it
+//! has that room. So a full registration stops the links that feed it, QUIC flow control
+//! holds their senders, SendData waits once their outboxes are full, and a peer's
+//! DISCONNECT is read only after every byte before it was handed to the application: a
+//! close's S_OK means the application has every byte. With several registrations the
+//! slowest reader sets the pace of every link whose data it takes.
+//!
+//! The other events (status, connection changes) never wait: a queue keeps up to
+//! `QueueLimits::events` of them unread beside its data, and only past that (thousands of
+//! links coming and going while the application reads nothing) loses one, counts it, and
+//! delivers one [`GraphEvent::EventsLost`] with the count as soon as it has read what was
+//! queued. A recipient gets them with `try_send`, and an EventsLost the same way when its
+//! mailbox was full. A subscriber that stops reading therefore costs at most its queue's
+//! bounds.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -23,6 +36,7 @@ use actix::prelude::*;
 use futures_util::task::AtomicWaker;
 use futures_util::Stream;
 use peergraph_engine::{EventFilter, EventType, GraphEvent, GraphHandle};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The default most events a registration's queue holds before it drops new ones.
 pub const DEFAULT_QUEUE_EVENTS: usize = 4096;
@@ -51,9 +65,11 @@ impl EventHandle {
 /// The bounds of one registration's queue.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct QueueLimits {
-    /// The most events held.
+    /// The most INCOMING_DATA events held (links wait for room beyond it), and, apart, the
+    /// most other events held (lost and counted beyond it). For a recipient: the most
+    /// INCOMING_DATA messages in flight to it (sent and not yet handled).
     pub events: usize,
-    /// The most INCOMING_DATA payload bytes held.
+    /// The most INCOMING_DATA payload bytes held (links wait for room beyond it).
     pub bytes: usize,
 }
 
@@ -88,20 +104,66 @@ pub struct PeerEvent {
 const QUEUE_ROOM_KEPT: usize = 256;
 
 struct QueueState {
-    events: VecDeque<GraphEvent>,
-    bytes: usize,
+    /// The events, each INCOMING_DATA one with the room it holds until it is read.
+    events: VecDeque<(GraphEvent, Option<DataRoom>)>,
+    /// Events other than INCOMING_DATA held.
+    others: usize,
+    /// Events lost since the reader last heard of a loss.
     lost: u64,
     closed: bool,
+}
+
+/// The room one INCOMING_DATA event holds in a queue: an event slot and its bytes.
+struct DataRoom {
+    _slot: OwnedSemaphorePermit,
+    _bytes: Option<OwnedSemaphorePermit>,
 }
 
 struct Queue {
     limits: QueueLimits,
     state: Mutex<QueueState>,
     waker: AtomicWaker,
+    /// Free INCOMING_DATA event slots ([`QueueLimits::events`]).
+    data_slots: Arc<Semaphore>,
+    /// Free INCOMING_DATA payload bytes ([`QueueLimits::bytes`]).
+    data_bytes: Arc<Semaphore>,
 }
 
 impl Queue {
-    fn push(&self, event: GraphEvent) {
+    fn new(limits: QueueLimits) -> Self {
+        Queue {
+            limits,
+            state: Mutex::new(QueueState {
+                events: VecDeque::new(),
+                others: 0,
+                lost: 0,
+                closed: false,
+            }),
+            waker: AtomicWaker::new(),
+            data_slots: Arc::new(Semaphore::new(limits.events.min(Semaphore::MAX_PERMITS))),
+            data_bytes: Arc::new(Semaphore::new(limits.bytes.min(Semaphore::MAX_PERMITS))),
+        }
+    }
+
+    /// Waits for room for an INCOMING_DATA event of `bytes` payload bytes. A payload larger
+    /// than the whole byte budget takes all of it. `None` once the queue is closed.
+    async fn reserve(&self, bytes: usize) -> Option<DataRoom> {
+        let slot = self.data_slots.clone().acquire_owned().await.ok()?;
+        let wanted = bytes.min(self.limits.bytes);
+        let bytes = match u32::try_from(wanted) {
+            Ok(0) => None,
+            Ok(n) => Some(self.data_bytes.clone().acquire_many_owned(n).await.ok()?),
+            // Over 4 GiB: more than any payload (MAX_DATA_LEN is 1 MiB).
+            Err(_) => return None,
+        };
+        Some(DataRoom {
+            _slot: slot,
+            _bytes: bytes,
+        })
+    }
+
+    /// Queues an INCOMING_DATA event in the room reserved for it.
+    fn push_data(&self, event: GraphEvent, room: DataRoom) {
         {
             let Ok(mut state) = self.state.lock() else {
                 return;
@@ -109,25 +171,49 @@ impl Queue {
             if state.closed {
                 return;
             }
-            let bytes = event.payload_len();
-            if state.events.len() >= self.limits.events || state.bytes + bytes > self.limits.bytes {
+            Self::report_loss(&mut state);
+            state.events.push_back((event, Some(room)));
+        }
+        self.waker.wake();
+    }
+
+    /// Queues an event other than INCOMING_DATA, or counts it lost past the bound.
+    fn push_other(&self, event: GraphEvent) {
+        {
+            let Ok(mut state) = self.state.lock() else {
+                return;
+            };
+            if state.closed {
+                return;
+            }
+            if state.others >= self.limits.events {
                 state.lost += 1;
                 return;
             }
-            if state.lost > 0 {
-                let count = std::mem::take(&mut state.lost);
-                state.events.push_back(GraphEvent::EventsLost { count });
-            }
-            state.bytes += bytes;
-            state.events.push_back(event);
+            Self::report_loss(&mut state);
+            state.others += 1;
+            state.events.push_back((event, None));
         }
         self.waker.wake();
+    }
+
+    /// Puts a pending loss report in the queue, before the next event.
+    fn report_loss(state: &mut QueueState) {
+        if state.lost > 0 {
+            let count = std::mem::take(&mut state.lost);
+            state
+                .events
+                .push_back((GraphEvent::EventsLost { count }, None));
+        }
     }
 
     fn close(&self) {
         if let Ok(mut state) = self.state.lock() {
             state.closed = true;
         }
+        // Links waiting for room go on (their data has nowhere to go).
+        self.data_slots.close();
+        self.data_bytes.close();
         self.waker.wake();
     }
 
@@ -136,8 +222,12 @@ impl Queue {
             return Poll::Ready(None);
         };
         match state.events.pop_front() {
-            Some(event) => {
-                state.bytes -= event.payload_len();
+            Some((event, room)) => {
+                if room.is_none() && !matches!(event, GraphEvent::EventsLost { .. }) {
+                    state.others -= 1;
+                }
+                // Dropping the room lets a waiting link go on.
+                drop(room);
                 let (len, room) = (state.events.len(), state.events.capacity());
                 if room > QUEUE_ROOM_KEPT && len <= room / 4 {
                     state.events.shrink_to((2 * len).max(QUEUE_ROOM_KEPT));
@@ -210,6 +300,8 @@ enum Sink {
     Recipient {
         recipient: Recipient<PeerEvent>,
         lost: AtomicU64,
+        /// INCOMING_DATA messages that may be in flight to the recipient at once.
+        in_flight: Arc<Semaphore>,
     },
 }
 
@@ -219,20 +311,74 @@ struct Subscriber {
     sink: Sink,
 }
 
+/// Room one INCOMING_DATA event holds in one registration until it is read (a queue) or
+/// handled (a recipient).
+enum Room {
+    Queue(DataRoom),
+    Recipient(OwnedSemaphorePermit),
+}
+
 impl Subscriber {
+    /// Ends the registration: a stream ends after what is queued, and links waiting for
+    /// room in it go on.
+    fn close(&self) {
+        match &self.sink {
+            Sink::Queue(queue) => queue.close(),
+            Sink::Recipient { in_flight, .. } => in_flight.close(),
+        }
+    }
+
+    fn message(&self, graph: GraphHandle, event: GraphEvent) -> PeerEvent {
+        PeerEvent {
+            graph,
+            registration: self.handle,
+            event,
+        }
+    }
+
+    /// Waits for room for an INCOMING_DATA event of `bytes` payload bytes; `None` once
+    /// the registration has ended.
+    async fn reserve(&self, bytes: usize) -> Option<Room> {
+        match &self.sink {
+            Sink::Queue(queue) => queue.reserve(bytes).await.map(Room::Queue),
+            Sink::Recipient { in_flight, .. } => in_flight
+                .clone()
+                .acquire_owned()
+                .await
+                .ok()
+                .map(Room::Recipient),
+        }
+    }
+
+    /// Hands an INCOMING_DATA event over in the room reserved for it. A recipient's
+    /// message goes with `send`, which waits for mailbox room; the room is held until the
+    /// recipient has handled it.
+    fn deliver_data(&self, graph: GraphHandle, event: GraphEvent, room: Room) {
+        match (&self.sink, room) {
+            (Sink::Queue(queue), Room::Queue(room)) => queue.push_data(event, room),
+            (Sink::Recipient { recipient, .. }, Room::Recipient(permit)) => {
+                let sent = recipient.send(self.message(graph, event));
+                actix::spawn(async move {
+                    let _ = sent.await;
+                    drop(permit);
+                });
+            }
+            // A room is reserved in the sink it is delivered to.
+            _ => {}
+        }
+    }
+
+    /// Delivers an event other than INCOMING_DATA; never waits.
     fn deliver(&self, graph: GraphHandle, event: &GraphEvent) {
         match &self.sink {
-            Sink::Queue(queue) => queue.push(event.clone()),
-            Sink::Recipient { recipient, lost } => {
-                let message = |event: GraphEvent| PeerEvent {
-                    graph,
-                    registration: self.handle,
-                    event,
-                };
+            Sink::Queue(queue) => queue.push_other(event.clone()),
+            Sink::Recipient {
+                recipient, lost, ..
+            } => {
                 let missed = lost.load(Ordering::Relaxed);
                 if missed > 0 {
                     if recipient
-                        .try_send(message(GraphEvent::EventsLost { count: missed }))
+                        .try_send(self.message(graph, GraphEvent::EventsLost { count: missed }))
                         .is_err()
                     {
                         lost.fetch_add(1, Ordering::Relaxed);
@@ -240,10 +386,36 @@ impl Subscriber {
                     }
                     lost.fetch_sub(missed, Ordering::Relaxed);
                 }
-                if recipient.try_send(message(event.clone())).is_err() {
+                if recipient
+                    .try_send(self.message(graph, event.clone()))
+                    .is_err()
+                {
                     lost.fetch_add(1, Ordering::Relaxed);
                 }
             }
+        }
+    }
+}
+
+/// Room reserved for one INCOMING_DATA event in every registration that takes it
+/// ([`Subscribers::reserve_data`]). Dropping it unused gives the room back.
+pub(crate) struct DataReservation {
+    graph: GraphHandle,
+    rooms: Vec<(Arc<Subscriber>, Room)>,
+}
+
+impl DataReservation {
+    /// Hands `event` to every registration the room was reserved in.
+    pub(crate) fn deliver(self, event: GraphEvent) {
+        let graph = self.graph;
+        let mut rooms = self.rooms;
+        // The last registration takes the event itself; the others a clone (the payload
+        // is shared, not copied).
+        if let Some((last, last_room)) = rooms.pop() {
+            for (subscriber, room) in rooms {
+                subscriber.deliver_data(graph, event.clone(), room);
+            }
+            last.deliver_data(graph, event, last_room);
         }
     }
 }
@@ -265,16 +437,7 @@ impl Subscribers {
 
     /// Adds a queue-backed registration and returns the stream that reads it.
     pub(crate) fn add_stream(&self, filter: EventFilter, limits: QueueLimits) -> EventStream {
-        let queue = Arc::new(Queue {
-            limits,
-            state: Mutex::new(QueueState {
-                events: VecDeque::new(),
-                bytes: 0,
-                lost: 0,
-                closed: false,
-            }),
-            waker: AtomicWaker::new(),
-        });
+        let queue = Arc::new(Queue::new(limits));
         let handle = EventHandle::next();
         self.insert(Subscriber {
             handle,
@@ -297,6 +460,7 @@ impl Subscribers {
             sink: Sink::Recipient {
                 recipient,
                 lost: AtomicU64::new(0),
+                in_flight: Arc::new(Semaphore::new(DEFAULT_QUEUE_EVENTS)),
             },
         });
         handle
@@ -317,9 +481,7 @@ impl Subscribers {
             return false;
         };
         let subscriber = list.swap_remove(index);
-        if let Sink::Queue(queue) = &subscriber.sink {
-            queue.close();
-        }
+        subscriber.close();
         true
     }
 
@@ -329,9 +491,7 @@ impl Subscribers {
             return;
         };
         for subscriber in list.drain(..) {
-            if let Sink::Queue(queue) = &subscriber.sink {
-                queue.close();
-            }
+            subscriber.close();
         }
     }
 
@@ -343,13 +503,39 @@ impl Subscribers {
             .unwrap_or(false)
     }
 
-    /// Delivers `event` to every registration whose filter accepts it; never waits.
+    /// Delivers `event`, which is not INCOMING_DATA, to every registration whose filter
+    /// accepts it; never waits.
     pub(crate) fn publish(&self, event: GraphEvent) {
         let Ok(list) = self.list.read() else {
             return;
         };
         for subscriber in list.iter().filter(|s| s.filter.accepts(&event)) {
             subscriber.deliver(self.graph, &event);
+        }
+    }
+
+    /// Waits until every registration that takes `event` (INCOMING_DATA) has room for it,
+    /// and reserves that room (see the module doc). Registrations that end meanwhile are
+    /// left out; with none, the event has nowhere to go.
+    pub(crate) async fn reserve_data(&self, event: &GraphEvent) -> DataReservation {
+        let takers: Vec<Arc<Subscriber>> = match self.list.read() {
+            Ok(list) => list
+                .iter()
+                .filter(|s| s.filter.accepts(event))
+                .cloned()
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let bytes = event.payload_len();
+        let mut rooms = Vec::with_capacity(takers.len());
+        for subscriber in takers {
+            if let Some(room) = subscriber.reserve(bytes).await {
+                rooms.push((subscriber, room));
+            }
+        }
+        DataReservation {
+            graph: self.graph,
+            rooms,
         }
     }
 }
@@ -437,5 +623,130 @@ mod tests {
         }
         assert_eq!(stream.try_recv(), None);
         assert!(room(&stream) <= QUEUE_ROOM_KEPT, "room {}", room(&stream));
+    }
+
+    fn data(n: u8, len: usize) -> GraphEvent {
+        GraphEvent::IncomingData {
+            connection_id: peergraph_engine::ConnectionId::new(1).expect("id"),
+            data_type: peergraph_engine::DataType::from_u128(1),
+            data: bytes::Bytes::from(vec![n; len]),
+        }
+    }
+
+    fn data_stream(limits: QueueLimits) -> (Subscribers, EventStream) {
+        let subscribers = Subscribers::new(GraphHandle::new(1).expect("nonzero"));
+        let filter =
+            EventFilter::new(vec![EventRegistration::new(EventType::IncomingData)]).expect("ok");
+        let stream = subscribers.add_stream(filter, limits);
+        (subscribers, stream)
+    }
+
+    /// A full queue makes the link wait instead of losing data: the reservation completes
+    /// once the reader has read, and nothing is lost.
+    #[tokio::test]
+    async fn data_waits_for_room_and_is_never_lost() {
+        use futures_util::FutureExt;
+        let (subscribers, mut stream) = data_stream(QueueLimits {
+            events: 2,
+            bytes: 1024,
+        });
+        for n in 0..2 {
+            let event = data(n, 10);
+            let room = subscribers
+                .reserve_data(&event)
+                .now_or_never()
+                .expect("room for two");
+            room.deliver(event);
+        }
+        let third = data(2, 10);
+        let mut waiting = Box::pin(subscribers.reserve_data(&third));
+        assert!((&mut waiting).now_or_never().is_none(), "the third waits");
+        assert_eq!(stream.try_recv(), Some(data(0, 10)));
+        let room = waiting.now_or_never().expect("room once one is read");
+        room.deliver(third);
+        assert_eq!(stream.try_recv(), Some(data(1, 10)));
+        assert_eq!(stream.try_recv(), Some(data(2, 10)));
+        assert_eq!(stream.try_recv(), None);
+    }
+
+    /// The byte budget holds links back too, and a payload larger than the whole budget
+    /// still passes alone.
+    #[tokio::test]
+    async fn the_byte_budget_holds_data_back_and_a_huge_payload_passes_alone() {
+        use futures_util::FutureExt;
+        let (subscribers, mut stream) = data_stream(QueueLimits {
+            events: 100,
+            bytes: 100,
+        });
+        let first = data(0, 80);
+        subscribers
+            .reserve_data(&first)
+            .now_or_never()
+            .expect("room")
+            .deliver(first);
+        let huge = data(1, 1000);
+        let mut waiting = Box::pin(subscribers.reserve_data(&huge));
+        assert!(
+            (&mut waiting).now_or_never().is_none(),
+            "needs the whole budget"
+        );
+        assert_eq!(stream.try_recv(), Some(data(0, 80)));
+        waiting
+            .now_or_never()
+            .expect("alone it passes")
+            .deliver(huge.clone());
+        assert_eq!(stream.try_recv(), Some(huge));
+    }
+
+    /// A registration that ends lets a waiting link go on; its data has nowhere to go.
+    #[tokio::test]
+    async fn an_ended_registration_releases_waiting_links() {
+        use futures_util::FutureExt;
+        let (subscribers, stream) = data_stream(QueueLimits {
+            events: 1,
+            bytes: 1024,
+        });
+        let first = data(0, 1);
+        subscribers
+            .reserve_data(&first)
+            .now_or_never()
+            .expect("room")
+            .deliver(first);
+        let second = data(1, 1);
+        let mut waiting = Box::pin(subscribers.reserve_data(&second));
+        assert!((&mut waiting).now_or_never().is_none());
+        assert!(subscribers.remove(stream.handle()));
+        assert!(waiting.now_or_never().is_some(), "released");
+    }
+
+    /// Other events are kept beside a queue full of data, up to their own bound.
+    #[tokio::test]
+    async fn other_events_are_kept_beside_full_data() {
+        use futures_util::FutureExt;
+        let subscribers = Subscribers::new(GraphHandle::new(1).expect("nonzero"));
+        let filter = EventFilter::new(vec![
+            EventRegistration::new(EventType::IncomingData),
+            EventRegistration::new(EventType::StatusChanged),
+        ])
+        .expect("ok");
+        let mut stream = subscribers.add_stream(
+            filter,
+            QueueLimits {
+                events: 1,
+                bytes: 1024,
+            },
+        );
+        let first = data(0, 1);
+        subscribers
+            .reserve_data(&first)
+            .now_or_never()
+            .expect("room")
+            .deliver(first);
+        subscribers.publish(status(1));
+        subscribers.publish(status(2));
+        assert_eq!(stream.try_recv(), Some(data(0, 1)));
+        assert_eq!(stream.try_recv(), Some(status(1)));
+        assert_eq!(stream.try_recv(), Some(GraphEvent::EventsLost { count: 1 }));
+        assert_eq!(stream.try_recv(), None);
     }
 }

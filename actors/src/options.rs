@@ -19,9 +19,21 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// 300 ms path and one lost flight (quinn's first probe timeout is about 1 s), while a
 /// stranger holding a slot without a certificate costs the node 3 s of it, not 10 s.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
-/// The default bound on CloseDirectConnection waiting for the peer: past it the link is
-/// cut and the reply is PEER_E_TIMEOUT.
+/// The default time CloseDirectConnection waits for a peer that makes no progress (takes
+/// and acknowledges none of the data still on its way, sends nothing): past it the link
+/// is cut and the reply is PEER_E_TIMEOUT. A peer that keeps making progress is waited
+/// for up to [`DEFAULT_CLOSE_BOUND`].
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default overall bound on a close, however much progress the peer makes: 60 s, a
+/// minute for the data a close still flushes (at most the 2 MiB outbox plus quinn's send
+/// buffer) on a slow link.
+pub const DEFAULT_CLOSE_BOUND: Duration = Duration::from_secs(60);
+
+/// The default receive budget of a graph: 256 MiB for what all its links together may
+/// hold for an application that does not read. Each link's QUIC receive window is its
+/// share: quinn's 1.25 MB with up to 214 links, 16 KiB each at 16,384 links (see
+/// [`GraphOptions::receive_budget`]).
+pub const DEFAULT_RECEIVE_BUDGET: u64 = 256 * 1024 * 1024;
 
 /// The default most connections one graph holds.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
@@ -88,8 +100,11 @@ pub struct GraphOptions {
     /// the rest of the connect timeout. Bounds what a peer that has not proved a key can
     /// hold. Zero is out of range (`E_INVALIDARG`).
     pub tls_handshake_timeout: Duration,
-    /// How long a close waits for the peer.
+    /// How long a close waits for a peer that makes no progress (see
+    /// [`DEFAULT_CLOSE_TIMEOUT`]).
     pub close_timeout: Duration,
+    /// How long a close waits at most, progress or not; at least `close_timeout`.
+    pub close_bound: Duration,
     /// The congestion controller of the graph's links.
     pub congestion: Congestion,
     /// Who may connect.
@@ -120,6 +135,12 @@ pub struct GraphOptions {
     /// ([`RETRY_THRESHOLD_DIVISOR`]); `Some(0)` validates every address; a value at or
     /// above `max_pending_handshakes` never does.
     pub retry_threshold: Option<usize>,
+    /// What all the graph's links together may hold for an application that does not
+    /// read: each link's QUIC receive window is `receive_budget / links`, rounded down to
+    /// a power of two, between 16 KiB and quinn's 1.25 MB. An application that stops
+    /// reading holds at most this, plus its registrations' queues, plus one DATA frame per
+    /// link (the one the link read and waits to hand over). At least 16 KiB.
+    pub receive_budget: u64,
     /// When the graph has held at least this many links at once (connections and
     /// handshakes) since its endpoints were made, and then every link has gone, the
     /// endpoints are renewed: the listening one on the same socket, so its address does not
@@ -139,6 +160,7 @@ impl Default for GraphOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            close_bound: DEFAULT_CLOSE_BOUND,
             congestion: Congestion::default(),
             membership: Membership::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -146,6 +168,7 @@ impl Default for GraphOptions {
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
             max_pending_handshakes_per_source: DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE,
             retry_threshold: None,
+            receive_budget: DEFAULT_RECEIVE_BUDGET,
             renew_endpoints_after: DEFAULT_RENEW_ENDPOINTS_AFTER,
         }
     }
@@ -170,9 +193,17 @@ impl GraphOptions {
         self
     }
 
-    /// Sets the close timeout.
+    /// Sets the close timeout (time without progress). The overall bound is raised to it
+    /// if it was lower.
     pub fn with_close_timeout(mut self, close_timeout: Duration) -> Self {
         self.close_timeout = close_timeout;
+        self.close_bound = self.close_bound.max(close_timeout);
+        self
+    }
+
+    /// Sets the overall bound on a close (at least the close timeout, or `E_INVALIDARG`).
+    pub fn with_close_bound(mut self, close_bound: Duration) -> Self {
+        self.close_bound = close_bound;
         self
     }
 
@@ -193,6 +224,12 @@ impl GraphOptions {
     pub fn with_allowed_peer(mut self, key: PeerKey, peer_id: PeerId) -> Self {
         let allowed = self.membership.allowed.take().unwrap_or_default();
         self.membership.allowed = Some(allowed.with(key, peer_id));
+        self
+    }
+
+    /// Sets the receive budget (see [`GraphOptions::receive_budget`]).
+    pub fn with_receive_budget(mut self, bytes: u64) -> Self {
+        self.receive_budget = bytes;
         self
     }
 
@@ -238,10 +275,12 @@ impl GraphOptions {
             || !positive(self.connect_timeout)
             || !positive(self.tls_handshake_timeout)
             || !positive(self.close_timeout)
+            || self.close_bound < self.close_timeout
             || self.max_connections == 0
             || self.max_connections_per_node == 0
             || self.max_pending_handshakes == 0
             || self.max_pending_handshakes_per_source == 0
+            || self.receive_budget < peergraph_engine::graph_core::MIN_LINK_WINDOW
             || self.renew_endpoints_after == 0
         {
             return Err(PeerError::INVALID_ARG);

@@ -13,6 +13,7 @@ use common::*;
 use peergraph::{
     ConnectionId, ConnectionStatus, DataType, GraphEvent, GraphId, GraphOptions, PeerId, ResultCode,
 };
+use peergraph_engine::graph_core::MAX_LINK_WINDOW;
 use peergraph_engine::wire::{close_code, Message, Welcome};
 use peergraph_transport::{bind_endpoint, FrameReader, LinkOptions, NodeIdentity};
 
@@ -46,6 +47,9 @@ impl RawPeer {
     async fn accept_and_welcome(&self, graph_id: &str, peer_id: &str) -> RawLink {
         let link = async {
             let connection = self.endpoint.accept().await?.await.ok()?;
+            // As a node with one link does once it has adopted it: the link's share of
+            // the receive budget is quinn's full window.
+            connection.set_receive_window(quinn::VarInt::from_u64(MAX_LINK_WINDOW).ok()?);
             let (mut send, recv) = connection.accept_bi().await.ok()?;
             let mut reader = FrameReader::new(recv);
             let Ok(Some(Message::Connect(connect))) = reader.read().await else {

@@ -156,3 +156,64 @@ async fn every_close_through_ten_percent_loss_gets_s_ok() {
         wait_connection(&mut alice.events, id, ConnectionStatus::Disconnected).await;
     }
 }
+
+/// A slow but live link is not cut by its close: through 10% loss each way (10 ms delay),
+/// a close called right after 1 MiB was queued used to answer PEER_E_TIMEOUT once the
+/// close timeout had passed, while bob was still receiving. The timeout now measures time without
+/// progress, so the close answers S_OK and bob has every byte, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_through_ten_percent_loss_waits_for_a_live_peer() {
+    const MESSAGE: usize = 16 * 1024;
+    const MESSAGES: usize = 64; // 1 MiB
+    const SLOW: Impairment = Impairment {
+        loss: 0.10,
+        duplicate: 0.0,
+        reorder: 0.0,
+        delay: Duration::from_millis(10),
+    };
+    // CUBIC, the default, crawls through random loss: the close takes seconds. A close
+    // timeout of 1 s (5 s by default) puts the whole close far past it, so only a timeout
+    // that measures silence lets it finish.
+    let options = GraphOptions::default().with_close_timeout(Duration::from_secs(1));
+    let mut alice = node_with("slow-close", "alice", options.clone()).await;
+    let mut bob = node_with("slow-close", "bob", options).await;
+    let relay = Relay::start(bob.address, SLOW, 0x51_0C10).await;
+    let id = connect_via(&mut alice, &mut bob, "bob", relay.address).await;
+    for i in 0..MESSAGES {
+        let payload = Bytes::from(vec![i as u8; MESSAGE]);
+        let sent = alice.graph.send_data(id, DataType::from_u128(1), payload);
+        assert_eq!(sent.await, Ok(()), "message {i}");
+    }
+    let started = std::time::Instant::now();
+    let closed = alice.graph.close_direct_connection(id);
+    let received = async {
+        let mut next = 0;
+        while next < MESSAGES {
+            let event = tokio::time::timeout(Duration::from_secs(60), bob.events.recv())
+                .await
+                .expect("data keeps coming")
+                .expect("stream open");
+            if let GraphEvent::IncomingData { data, .. } = event {
+                assert_eq!(data.len(), MESSAGE, "message {next}");
+                assert!(
+                    data.iter().all(|&b| b == next as u8),
+                    "message {next} in order"
+                );
+                next += 1;
+            }
+        }
+        next
+    };
+    let (closed, received) = tokio::join!(closed, received);
+    assert_eq!(
+        closed,
+        Ok(()),
+        "the close waits for a live peer and gets S_OK"
+    );
+    assert_eq!(received, MESSAGES, "bob has every byte");
+    eprintln!(
+        "1 MiB through 10% loss: the close answered S_OK after {:?}",
+        started.elapsed()
+    );
+    wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
+}

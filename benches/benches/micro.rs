@@ -12,7 +12,9 @@ use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use dashmap::DashMap;
 use peergraph::{ConnectionId, DataType, GraphId, PeerId};
-use peergraph_engine::wire::{encode_data_header, Connect, Message, PROTOCOL_VERSION};
+use peergraph_engine::wire::{
+    encode_data_header, Connect, FrameDecoder, Message, PROTOCOL_VERSION,
+};
 use peergraph_transport::DataFrame;
 use tokio::sync::{mpsc, Semaphore};
 
@@ -42,11 +44,7 @@ fn codec(c: &mut Criterion) {
         });
         let encoded = message.to_bytes();
         group.bench_with_input(BenchmarkId::new("decode_data", len), &encoded, |b, e| {
-            b.iter_batched(
-                || BytesMut::from(&e[..]),
-                |mut buf| Message::decode(&mut buf),
-                BatchSize::SmallInput,
-            )
+            b.iter_batched(|| e.clone(), decode_first, BatchSize::SmallInput)
         });
     }
     // The reader's case for small messages: many frames in one received chunk.
@@ -60,10 +58,12 @@ fn codec(c: &mut Criterion) {
     group.throughput(Throughput::Elements(frames as u64));
     group.bench_function("decode_data_stream/1000x64", |b| {
         b.iter_batched(
-            || BytesMut::from(&stream[..]),
-            |mut buf| {
+            || stream.clone(),
+            |chunk| {
+                let mut decoder = FrameDecoder::new();
+                decoder.push(chunk);
                 let mut count = 0;
-                while let Ok(Some(message)) = Message::decode(&mut buf) {
+                while let Ok(Some(message)) = decoder.next_message() {
                     black_box(message);
                     count += 1;
                 }
@@ -84,13 +84,16 @@ fn codec(c: &mut Criterion) {
     });
     let encoded = connect.to_bytes();
     group.bench_function("decode_connect", |b| {
-        b.iter_batched(
-            || BytesMut::from(&encoded[..]),
-            |mut buf| Message::decode(&mut buf),
-            BatchSize::SmallInput,
-        )
+        b.iter_batched(|| encoded.clone(), decode_first, BatchSize::SmallInput)
     });
     group.finish();
+}
+
+/// The first message in `chunk`, as the reader decodes a frame that arrives in one chunk.
+fn decode_first(chunk: Bytes) -> Option<Message> {
+    let mut decoder = FrameDecoder::new();
+    decoder.push(chunk);
+    decoder.next_message().ok().flatten()
 }
 
 fn connect_message() -> Message {

@@ -137,6 +137,7 @@ impl RawPair {
         let accept = self.bob.spawn(async move {
             let incoming = bob_endpoint.accept().await.context("endpoint closed")?;
             let connection = incoming.await?;
+            full_window(&connection);
             let (send, mut recv) = connection.accept_bi().await?;
             let mut hello = [0u8; HELLO.len()];
             recv.read_exact(&mut hello).await?;
@@ -151,6 +152,7 @@ impl RawPair {
             .alice
             .run(async move {
                 let connection = alice_endpoint.connect(address, SERVER_NAME)?.await?;
+                full_window(&connection);
                 let (mut send, recv) = connection.open_bi().await?;
                 send.write_all(HELLO).await?;
                 anyhow::Ok(End {
@@ -413,6 +415,15 @@ impl RawPair {
 
 /// Prints the sender's transport statistics after a transfer of `payload` bytes, to stderr
 /// (the same figures as the engine side's `connection_stats`).
+/// Opens a link's connection window to quinn's stream window, as the engine does for a
+/// link that has its graph's receive budget to itself: [`bind_endpoint`]'s settings start
+/// every connection at the budget's smallest share.
+fn full_window(connection: &Connection) {
+    if let Ok(window) = quinn::VarInt::from_u64(peergraph_engine::graph_core::MAX_LINK_WINDOW) {
+        connection.set_receive_window(window);
+    }
+}
+
 fn report_link(connection: &Connection, payload: usize) {
     let stats = connection.stats();
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);

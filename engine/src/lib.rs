@@ -11,15 +11,19 @@
 //! - `graph`: version data, [`GraphProperties`], [`GraphStatus`], [`ConnectionInfo`],
 //!   [`NodeInfo`].
 //! - `event`: [`GraphEvent`] and the registrations that select events.
-//! - [`wire`]: frames, their codec, reasons, close codes and size limits.
+//! - [`wire`]: frames, their encoder and their one decoder ([`wire::FrameDecoder`]),
+//!   reasons, close codes and size limits.
 //! - [`graph_core`]: the rules of a graph and its links, as state machines driven with
 //!   inputs and time: admission, the connection table, status and events
 //!   ([`GraphCore`]), and each link's close ([`LinkMachine`]).
+//! - `record`: records and the graph database: [`Record`] and its rules, [`Attributes`],
+//!   [`GraphTime`], the search language, and the store interface.
 
 mod event;
 mod graph;
 pub mod graph_core;
 mod ids;
+mod record;
 mod result;
 pub mod wire;
 
@@ -34,5 +38,14 @@ pub use crate::graph::{
 pub use crate::graph_core::{GraphCore, LinkMachine};
 pub use crate::ids::{
     check_text, ConnectionId, DataType, GraphHandle, GraphId, NodeId, PeerId, PeerKey, MAX_ID_CHARS,
+};
+pub use crate::record::{
+    conflict_order, is_reserved_attribute, AttributeType, AttributeValue, Attributes, Clause,
+    ClauseValue, Compare, Criterion, GraphMetadata, GraphTime, MemoryStore, NewRecord, Pattern,
+    PatternToken, Record, RecordFilter, RecordFlags, RecordId, RecordParts, RecordStore,
+    RecordType, RecordUpdate, Search, WriteCompletion, WriteOp, ATTRIBUTES_DEPTH,
+    AUTOREFRESH_MIN_LIFETIME, MAX_ATTRIBUTES, MAX_ATTRIBUTES_BYTES, MAX_ATTRIBUTE_NAME_CHARS,
+    MAX_SEARCH_BYTES, MAX_SEARCH_DEPTH, MAX_SEARCH_ELEMENTS, RECORD_FORMAT_VERSION,
+    RESERVED_ATTRIBUTE_NAMES,
 };
 pub use crate::result::{code_of, PeerError, PeerResult, ResultCode};

@@ -74,6 +74,14 @@ result_codes! {
     PEER_E_GRAPH_IN_USE = 0x8063_0015, "the graph is in use";
     /// The graph's database is not valid.
     PEER_E_INVALID_DATABASE = 0x8063_0016, "the graph database is not valid";
+    /// Access to the graph's database was denied.
+    PEER_E_DATABASE_ACCESSDENIED = 0x8063_0302, "access to the graph database was denied";
+    /// The graph's database could not be initialized.
+    PEER_E_DBINITIALIZATION_FAILED = 0x8063_0303, "the graph database could not be initialized";
+    /// A database for that graph, peer and name already exists.
+    PEER_E_DATABASE_ALREADY_PRESENT = 0x8063_0305, "the graph database already exists";
+    /// No database for that graph, peer and name exists.
+    PEER_E_DATABASE_NOT_PRESENT = 0x8063_0306, "the graph database does not exist";
     /// No connection with that id exists.
     PEER_E_CONNECTION_NOT_FOUND = 0x8063_0103, "no connection with that id exists";
     /// A node tried to connect to itself.
@@ -114,6 +122,8 @@ result_codes! {
     PEER_E_ALREADY_EXISTS = 0x8007_00B7, "the object already exists";
     /// The object was not found.
     PEER_E_NOT_FOUND = 0x8007_0490, "the object was not found";
+    /// The disk is full.
+    PEER_E_DISK_FULL = 0x8007_0070, "there is not enough space on the disk";
 }
 
 impl ResultCode {
@@ -243,6 +253,10 @@ mod tests {
             ("PEER_E_GRAPH_SHUTTING_DOWN", 0x8063_0014),
             ("PEER_E_GRAPH_IN_USE", 0x8063_0015),
             ("PEER_E_INVALID_DATABASE", 0x8063_0016),
+            ("PEER_E_DATABASE_ACCESSDENIED", 0x8063_0302),
+            ("PEER_E_DBINITIALIZATION_FAILED", 0x8063_0303),
+            ("PEER_E_DATABASE_ALREADY_PRESENT", 0x8063_0305),
+            ("PEER_E_DATABASE_NOT_PRESENT", 0x8063_0306),
             ("PEER_E_CONNECTION_NOT_FOUND", 0x8063_0103),
             ("PEER_E_CONNECT_SELF", 0x8063_0106),
             ("PEER_E_ALREADY_LISTENING", 0x8063_0107),
@@ -263,6 +277,7 @@ mod tests {
             ("PEER_E_INVALID_ADDRESS", 0x8063_7007),
             ("PEER_E_ALREADY_EXISTS", 0x8007_00B7),
             ("PEER_E_NOT_FOUND", 0x8007_0490),
+            ("PEER_E_DISK_FULL", 0x8007_0070),
         ];
         assert_eq!(ResultCode::ALL.len(), expected.len());
         for (code, (name, value)) in ResultCode::ALL.iter().zip(expected) {

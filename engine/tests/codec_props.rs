@@ -1,15 +1,19 @@
 //! Property tests for the frame codec (`peergraph_engine::wire`): every valid message
-//! round-trips, frames have the length their header says, a stream split anywhere decodes to
-//! the same messages, arbitrary bytes never panic the decoder and decode only from their
-//! canonical encoding, and a truncated frame is never mistaken for an error or a message.
+//! round-trips, frames have the length their header says, a stream cut into chunks anywhere
+//! (one byte at a time, inside headers) decodes to the same messages as each frame's last
+//! byte arrives, a frame inside one chunk is not copied, arbitrary bytes never panic the
+//! decoder and decode only from their canonical encoding (and the same however they are
+//! cut), a truncated stream is "mid frame" rather than an error or a message, and a length
+//! over its type's limit is refused as soon as the header is in, before any body is held.
 //!
-//! The fuzz target in `fuzz/` checks the decoder side of the same properties with
-//! coverage guidance; these run in every `cargo test`.
+//! All of them drive [`FrameDecoder`], the decoder the transport reads with; the fuzz
+//! target in `fuzz/` drives it too, with coverage guidance; these run in every `cargo test`.
 
 use bytes::{Bytes, BytesMut};
 use peergraph_engine::wire::{
-    Connect, DisconnectReason, FrameHeader, Message, RefuseReason, Welcome, DATA_PREFIX_LEN,
-    FRAME_HEADER_LEN, MAX_DATA_LEN, MAX_WIRE_STRING_LEN, PROOF_LEN,
+    Connect, DisconnectReason, FrameDecoder, FrameHeader, Message, ProtocolError, RefuseReason,
+    Welcome, DATA_PREFIX_LEN, FRAME_HEADER_LEN, MAX_CONTROL_BODY_LEN, MAX_DATA_BODY_LEN,
+    MAX_DATA_LEN, MAX_WIRE_STRING_LEN, PROOF_LEN,
 };
 use peergraph_engine::{ConnectionId, DataType, GraphId, PeerId, MAX_ID_CHARS};
 use proptest::prelude::*;
@@ -340,9 +344,149 @@ fn wire_bytes() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// How a test stream is cut into the chunks the decoder is fed.
+#[derive(Clone, Debug)]
+enum Chunking {
+    /// All of it in one chunk.
+    Whole,
+    /// One byte a chunk.
+    Bytes,
+    /// Chunks of these lengths (1 to 64), repeated to the end.
+    Sizes(Vec<usize>),
+    /// Cuts at these places (two at one place push an empty chunk).
+    Anywhere(Vec<Index>),
+    /// A cut this many bytes (1 to 4) into every frame, inside its header, and cuts at
+    /// these places.
+    InHeaders(usize, Vec<Index>),
+}
+
+fn chunking() -> impl Strategy<Value = Chunking> {
+    prop_oneof![
+        1 => Just(Chunking::Whole),
+        1 => Just(Chunking::Bytes),
+        2 => proptest::collection::vec(1usize..=64, 1..=8).prop_map(Chunking::Sizes),
+        2 => proptest::collection::vec(any::<Index>(), 0..=12).prop_map(Chunking::Anywhere),
+        2 => (1..FRAME_HEADER_LEN, proptest::collection::vec(any::<Index>(), 0..=4))
+            .prop_map(|(offset, cuts)| Chunking::InHeaders(offset, cuts)),
+    ]
+}
+
+/// `stream` cut as `chunking` says, as slices of it (so a payload that shares a chunk's
+/// buffer points into `stream`). `frame_starts` are where frames begin.
+fn chunks(stream: &Bytes, frame_starts: &[usize], chunking: &Chunking) -> Vec<Bytes> {
+    let len = stream.len();
+    let mut cuts: Vec<usize> = match chunking {
+        Chunking::Whole => Vec::new(),
+        Chunking::Bytes => (1..len).collect(),
+        Chunking::Sizes(sizes) => sizes
+            .iter()
+            .cycle()
+            .scan(0, |at, size| {
+                *at += size;
+                Some(*at)
+            })
+            .take_while(|&at| at < len)
+            .collect(),
+        Chunking::Anywhere(cuts) => cuts.iter().map(|cut| cut.index(len + 1)).collect(),
+        Chunking::InHeaders(offset, cuts) => frame_starts
+            .iter()
+            .map(|start| (start + offset).min(len))
+            .chain(cuts.iter().map(|cut| cut.index(len + 1)))
+            .collect(),
+    };
+    cuts.push(0);
+    cuts.push(len);
+    cuts.sort_unstable();
+    cuts.windows(2)
+        .map(|pair| stream.slice(pair[0]..pair[1]))
+        .collect()
+}
+
+/// `messages` encoded back to back, and where each frame starts and ends.
+fn encode_all(messages: &[Message]) -> (Bytes, Vec<usize>, Vec<usize>) {
+    let mut stream = BytesMut::new();
+    let mut starts = Vec::new();
+    let mut ends = Vec::new();
+    for message in messages {
+        starts.push(stream.len());
+        message.encode(&mut stream);
+        ends.push(stream.len());
+    }
+    (stream.freeze(), starts, ends)
+}
+
+/// What a decoder made of a stream: the messages, the error it stopped at, and the bytes
+/// it still held at the end.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    messages: Vec<Message>,
+    error: Option<ProtocolError>,
+    held: usize,
+}
+
+/// Feeds `chunks` (of `stream`, in order) to a decoder, taking every message after each
+/// push, and checks each step: every message is the canonical encoding of exactly the bytes
+/// it came from and within the limits, `Ok(None)` leaves every byte not yet in a message
+/// held, an error is returned again by the next call and leaves nothing held.
+fn feed(stream: &Bytes, chunks: &[Bytes]) -> Result<Outcome, TestCaseError> {
+    let mut decoder = FrameDecoder::new();
+    let mut messages = Vec::new();
+    let mut pushed = 0;
+    let mut offset = 0;
+    for chunk in chunks {
+        pushed += chunk.len();
+        decoder.push(chunk.clone());
+        loop {
+            match decoder.next_message() {
+                Ok(Some(message)) => {
+                    prop_assert!(obeys_limits(&message), "{:?} breaks a limit", message);
+                    let taken = pushed - decoder.buffered_len();
+                    prop_assert_eq!(
+                        &message.to_bytes()[..],
+                        &stream[offset..taken],
+                        "{:?} is not the canonical encoding of what was read",
+                        message
+                    );
+                    offset = taken;
+                    messages.push(message);
+                }
+                Ok(None) => {
+                    prop_assert_eq!(decoder.buffered_len(), pushed - offset);
+                    prop_assert_eq!(decoder.is_mid_frame(), pushed > offset);
+                    break;
+                }
+                Err(error) => {
+                    prop_assert_eq!(decoder.next_message(), Err(error.clone()));
+                    prop_assert_eq!(decoder.buffered_len(), 0);
+                    return Ok(Outcome {
+                        messages,
+                        error: Some(error),
+                        held: 0,
+                    });
+                }
+            }
+        }
+    }
+    Ok(Outcome {
+        messages,
+        error: None,
+        held: decoder.buffered_len(),
+    })
+}
+
+/// The largest body a frame of type byte `frame_type` (1 to 5) may have.
+fn max_body_len(frame_type: u8) -> usize {
+    if frame_type == 0x05 {
+        MAX_DATA_BODY_LEN
+    } else {
+        MAX_CONTROL_BODY_LEN
+    }
+}
+
 proptest! {
-    /// (a) encode then decode gives the same message and consumes exactly the encoded
-    /// bytes: what follows the frame (here, the start of another) is left in the buffer.
+    /// (a) encode then decode gives the same message and takes exactly the encoded bytes:
+    /// what follows the frame (here, the start of another) is still held. A frame inside
+    /// one chunk is not copied: a DATA payload points into the chunk.
     #[test]
     fn encode_then_decode_round_trips(
         message in message(),
@@ -351,9 +495,17 @@ proptest! {
         let mut buf = BytesMut::new();
         message.encode(&mut buf);
         buf.extend_from_slice(&after);
-        let decoded = Message::decode(&mut buf);
+        let chunk = buf.freeze();
+        let mut decoder = FrameDecoder::new();
+        decoder.push(chunk.clone());
+        let decoded = decoder.next_message();
+        if let Ok(Some(Message::Data { payload, .. })) = &decoded {
+            if !payload.is_empty() {
+                prop_assert!(chunk.as_ptr_range().contains(&payload.as_ptr()));
+            }
+        }
         prop_assert_eq!(decoded, Ok(Some(message)));
-        prop_assert_eq!(&buf[..], &after[..]);
+        prop_assert_eq!(decoder.buffered_len(), after.len());
     }
 
     /// (b) a frame is its header plus the body length the header states, that length is
@@ -366,6 +518,7 @@ proptest! {
         let header = FrameHeader::parse(header).expect("an encoded header parses");
         prop_assert_eq!(header.frame_type, message.frame_type());
         prop_assert_eq!(bytes.len(), FRAME_HEADER_LEN + header.body_len);
+        prop_assert_eq!(bytes.len(), header.frame_len());
         prop_assert!(header.body_len <= header.frame_type.max_body_len());
         if let Message::Data { payload, .. } = &message {
             prop_assert_eq!(header.body_len, DATA_PREFIX_LEN + payload.len());
@@ -375,37 +528,59 @@ proptest! {
         prop_assert_eq!(&appended[b"prefix".len()..], &bytes[..]);
     }
 
-    /// (c) several frames back to back, delivered in pieces split anywhere, decode to the
-    /// same messages in order with nothing left over.
+    /// (c) a sequence of messages encoded back to back and cut into chunks anywhere (one
+    /// byte at a time, inside every header, empty chunks) decodes to exactly the messages
+    /// in order: each comes out once its last byte is pushed, not before, and the decoder
+    /// holds only the bytes of the frame not yet whole. A DATA payload shares the chunks'
+    /// buffer exactly when its frame lies inside one chunk; otherwise it was copied once.
     #[test]
     fn split_stream_decodes_to_the_same_messages(
-        messages in proptest::collection::vec(message(), 1..=6),
-        splits in proptest::collection::vec(any::<Index>(), 0..=12),
+        messages in proptest::collection::vec(message(), 0..=6),
+        chunking in chunking(),
     ) {
-        let mut stream = BytesMut::new();
-        for message in &messages {
-            message.encode(&mut stream);
-        }
-        let stream = stream.freeze();
-        let mut cuts: Vec<usize> = splits
-            .iter()
-            .map(|index| index.index(stream.len() + 1))
-            .collect();
-        cuts.push(stream.len());
-        cuts.sort_unstable();
-
+        let (stream, starts, ends) = encode_all(&messages);
+        let chunks = chunks(&stream, &starts, &chunking);
+        let mut decoder = FrameDecoder::new();
         let mut received = Vec::new();
-        let mut buf = BytesMut::new();
-        let mut start = 0;
-        for cut in cuts {
-            buf.extend_from_slice(&stream[start..cut]);
-            start = cut;
-            while let Some(message) = Message::decode(&mut buf).expect("a valid stream") {
+        let mut pushed = 0;
+        for chunk in &chunks {
+            pushed += chunk.len();
+            decoder.push(chunk.clone());
+            while let Some(message) = decoder.next_message().expect("a valid stream") {
                 received.push(message);
+            }
+            let whole = ends.iter().filter(|&&end| end <= pushed).count();
+            prop_assert_eq!(received.len(), whole, "after {} bytes", pushed);
+            let boundary = if whole == 0 { 0 } else { ends[whole - 1] };
+            prop_assert_eq!(decoder.buffered_len(), pushed - boundary);
+        }
+        prop_assert!(!decoder.is_mid_frame());
+
+        let mut chunk_ranges = Vec::new();
+        let mut at = 0;
+        for chunk in &chunks {
+            chunk_ranges.push(at..at + chunk.len());
+            at += chunk.len();
+        }
+        let shared = stream.as_ptr_range();
+        for (index, message) in received.iter().enumerate() {
+            if let Message::Data { payload, .. } = message {
+                if payload.is_empty() {
+                    continue;
+                }
+                let in_one_chunk = chunk_ranges
+                    .iter()
+                    .any(|range| range.start <= starts[index] && ends[index] <= range.end);
+                prop_assert_eq!(
+                    shared.contains(&payload.as_ptr()),
+                    in_one_chunk,
+                    "frame {} of {:?}",
+                    index,
+                    chunking
+                );
             }
         }
         prop_assert_eq!(received, messages);
-        prop_assert!(buf.is_empty());
     }
 
     /// The layout written out in [`fields`] is the encoder's.
@@ -416,51 +591,105 @@ proptest! {
         prop_assert_eq!(&bytes[..], &laid_out[..]);
     }
 
-    /// (d) arbitrary bytes never panic the decoder, read as a stream; every message it
-    /// returns was encoded canonically: re-encoding it gives exactly the bytes it consumed.
-    /// `Ok(None)` consumes nothing. Each case checks several inputs, since a lenient check
-    /// shows up only when the one field it guards is spoiled and the rest is valid.
+    /// (d) arbitrary bytes, cut into chunks anywhere, never panic the decoder; every message
+    /// it returns was encoded canonically: re-encoding it gives exactly the bytes it took.
+    /// `Ok(None)` takes nothing. How the bytes are cut changes nothing: the messages, the
+    /// error and the bytes held at the end are those of the bytes in one chunk. Each case
+    /// checks several inputs, since a lenient check shows up only when the one field it
+    /// guards is spoiled and the rest is valid.
     #[test]
     fn arbitrary_bytes_decode_only_canonically(
-        inputs in proptest::collection::vec(wire_bytes(), 1..=16),
+        inputs in proptest::collection::vec((wire_bytes(), chunking()), 1..=16),
     ) {
-        for bytes in inputs {
-            let mut buf = BytesMut::from(&bytes[..]);
-            let mut offset = 0;
-            loop {
-                let before = buf.len();
-                match Message::decode(&mut buf) {
-                    Ok(Some(message)) => {
-                        prop_assert!(obeys_limits(&message), "{:?} breaks a limit", message);
-                        let consumed = before - buf.len();
-                        prop_assert_eq!(
-                            &message.to_bytes()[..],
-                            &bytes[offset..offset + consumed],
-                            "{:?} is not the canonical encoding of what was read",
-                            message
-                        );
-                        offset += consumed;
-                    }
-                    Ok(None) => {
-                        prop_assert_eq!(&buf[..], &bytes[offset..]);
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
+        for (bytes, chunking) in inputs {
+            let stream = Bytes::from(bytes);
+            let whole = feed(&stream, std::slice::from_ref(&stream))?;
+            let cut = feed(&stream, &chunks(&stream, &[0], &chunking))?;
+            prop_assert_eq!(cut, whole, "cut as {:?}", chunking);
         }
     }
 
-    /// (e) every strict prefix of a valid frame is "not yet a frame": `Ok(None)`, with the
-    /// buffer left as it was, never an error and never a message.
+    /// (e) every strict prefix of a valid frame is "not yet a frame": `Ok(None)`, with every
+    /// byte held, never an error and never a message.
     #[test]
     fn truncated_frame_is_incomplete(message in message()) {
         let bytes = message.to_bytes();
         for cut in 0..bytes.len() {
-            let prefix = &bytes[..cut];
-            let mut buf = BytesMut::from(prefix);
-            prop_assert_eq!(Message::decode(&mut buf), Ok(None), "cut at {}", cut);
-            prop_assert_eq!(&buf[..], prefix);
+            let mut decoder = FrameDecoder::new();
+            decoder.push(bytes.slice(..cut));
+            prop_assert_eq!(decoder.next_message(), Ok(None), "cut at {}", cut);
+            prop_assert_eq!(decoder.buffered_len(), cut);
+            prop_assert_eq!(decoder.is_mid_frame(), cut > 0);
         }
+    }
+
+    /// (f) a stream that ends inside a frame, cut into chunks anywhere, gives the messages
+    /// before that frame and then `Ok(None)` with the decoder "mid frame", holding exactly
+    /// the bytes of the frame that came.
+    #[test]
+    fn truncated_stream_is_mid_frame(
+        messages in proptest::collection::vec(message(), 1..=6),
+        which in any::<Index>(),
+        inside in any::<Index>(),
+        chunking in chunking(),
+    ) {
+        let (stream, starts, ends) = encode_all(&messages);
+        let last = which.index(messages.len());
+        // Every frame is at least 6 bytes long: a cut 1 to len - 1 bytes into it.
+        let cut = starts[last] + 1 + inside.index(ends[last] - starts[last] - 1);
+        let truncated = stream.slice(..cut);
+        let mut decoder = FrameDecoder::new();
+        let mut received = Vec::new();
+        for chunk in chunks(&truncated, &starts, &chunking) {
+            decoder.push(chunk);
+            while let Some(message) = decoder.next_message().expect("a valid stream") {
+                received.push(message);
+            }
+        }
+        prop_assert_eq!(&received[..], &messages[..last]);
+        prop_assert_eq!(decoder.next_message(), Ok(None));
+        prop_assert!(decoder.is_mid_frame());
+        prop_assert_eq!(decoder.buffered_len(), cut - starts[last]);
+    }
+
+    /// (g) a header whose length is over its type's limit is refused by the call after the
+    /// push that completes it, however the header is cut, even when body bytes came in the
+    /// same chunk; before that no more than the header's bytes are held, and after it
+    /// nothing is: the announced body is never waited for nor buffered.
+    #[test]
+    fn oversized_length_is_refused_at_the_header(
+        frame_type in 1u8..=5,
+        excess in any::<u32>(),
+        header_cuts in proptest::collection::vec(1..FRAME_HEADER_LEN, 0..=4),
+        body in proptest::collection::vec(any::<u8>(), 0..=64),
+        with_header in any::<Index>(),
+    ) {
+        let max = max_body_len(frame_type);
+        let room = u64::from(u32::MAX) - max as u64;
+        let len = max as u64 + 1 + u64::from(excess) % room;
+        let mut bytes = vec![frame_type];
+        bytes.extend_from_slice(&(len as u32).to_be_bytes());
+        bytes.extend_from_slice(&body);
+        let bytes = Bytes::from(bytes);
+
+        let mut cuts = header_cuts;
+        cuts.sort_unstable();
+        cuts.dedup();
+        let completing_end = FRAME_HEADER_LEN + with_header.index(body.len() + 1);
+        let mut decoder = FrameDecoder::new();
+        let mut start = 0;
+        for cut in cuts {
+            decoder.push(bytes.slice(start..cut));
+            prop_assert_eq!(decoder.next_message(), Ok(None));
+            prop_assert_eq!(decoder.buffered_len(), cut);
+            start = cut;
+        }
+        decoder.push(bytes.slice(start..completing_end));
+        let refused = Err(ProtocolError::FrameTooLong { len: len as usize, max });
+        prop_assert_eq!(decoder.next_message(), refused.clone());
+        prop_assert!(!decoder.is_mid_frame());
+        decoder.push(bytes.slice(completing_end..));
+        prop_assert_eq!(decoder.next_message(), refused);
+        prop_assert_eq!(decoder.buffered_len(), 0);
     }
 }

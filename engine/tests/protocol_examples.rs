@@ -110,12 +110,14 @@ fn disconnect() -> Message {
 fn pinned(what: &str, message: &Message, expected: &str) {
     let bytes = message.to_bytes();
     assert_eq!(hex_block(&bytes), expected, "{what}: the encoder's bytes");
-    let mut buffer = bytes::BytesMut::from(&bytes[..]);
+    let mut decoder = peergraph_engine::wire::FrameDecoder::new();
+    decoder.push(bytes);
     assert_eq!(
-        Message::decode(&mut buffer).expect("decodes"),
+        decoder.next_message().expect("decodes"),
         Some(message.clone()),
         "{what}: decodes back"
     );
+    assert!(!decoder.is_mid_frame(), "{what}: the frame is used up");
     in_document(what, expected);
 }
 

@@ -1,5 +1,7 @@
 //! Writes the seed inputs for `decode_frame` with the real encoder: one small file per
-//! frame type (and a few shapes of each), plus one stream of several frames.
+//! frame type (and a few shapes of each), plus one stream of several frames, whole and cut
+//! into chunks. Each file starts with the chunk lengths `decode_frame` reads: a count, then
+//! each length less one; a count of 0 feeds the frames as one chunk.
 //!
 //! ```text
 //! cargo run --manifest-path fuzz/Cargo.toml --example write_seeds -- fuzz/seeds/decode_frame
@@ -7,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use peergraph_engine::wire::{
     Connect, DisconnectReason, Message, RefuseReason, Welcome, PROOF_LEN, PROTOCOL_VERSION,
 };
@@ -54,18 +56,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         data_type: DataType::from_u128(7),
         payload: Bytes::new(),
     };
-    let seeds = [
-        ("connect", vec![&connect]),
-        ("connect_proof", vec![&connect_proof]),
-        ("welcome", vec![&welcome]),
-        ("refuse", vec![&refuse]),
-        ("disconnect", vec![&disconnect]),
-        ("data", vec![&data]),
-        ("data_empty", vec![&empty_data]),
-        ("stream", vec![&connect, &welcome, &data, &disconnect]),
+    let stream = vec![&connect, &welcome, &data, &disconnect];
+    // (name, chunk lengths, frames)
+    let seeds: [(&str, &[u8], Vec<&Message>); 10] = [
+        ("connect", &[], vec![&connect]),
+        ("connect_proof", &[], vec![&connect_proof]),
+        ("welcome", &[], vec![&welcome]),
+        ("refuse", &[], vec![&refuse]),
+        ("disconnect", &[], vec![&disconnect]),
+        ("data", &[], vec![&data]),
+        ("data_empty", &[], vec![&empty_data]),
+        ("stream", &[], stream.clone()),
+        // Chunks of 3 and 7 bytes in turn: headers cut in two, frames over several chunks.
+        ("stream_split", &[3, 7], stream.clone()),
+        ("stream_bytes", &[1], stream),
     ];
-    for (name, messages) in seeds {
+    for (name, lengths, messages) in seeds {
         let mut buf = BytesMut::new();
+        buf.put_u8(lengths.len() as u8);
+        for length in lengths {
+            buf.put_u8(length - 1);
+        }
         for message in messages {
             message.encode(&mut buf);
         }

@@ -77,8 +77,10 @@ pub enum EndpointError {
 ///
 /// One bidirectional stream per link (the control stream, opened by the connecting side),
 /// no unidirectional streams and no datagrams: anything more a peer tries is refused by
-/// QUIC flow control. Windows are quinn's defaults, so a benchmark against raw quinn with
-/// default settings compares like with like.
+/// QUIC flow control. Stream windows are quinn's defaults, so a benchmark against raw quinn
+/// with default settings compares like with like; the connection window starts at
+/// [`INITIAL_RECEIVE_WINDOW`] and the graph sets it to the link's share of its receive
+/// budget (at most the stream window) once the link is adopted.
 ///
 /// # Errors
 /// [`EndpointError::Setting`] for an idle timeout outside
@@ -101,7 +103,11 @@ pub fn transport_config(
         .keep_alive_interval(Some(options.idle_timeout / 3))
         .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(accepts_streams)))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
-        .datagram_receive_buffer_size(None);
+        .datagram_receive_buffer_size(None)
+        // The connection's window starts at the smallest share of a graph's receive
+        // budget; the graph raises it to the link's share once the link is adopted. Credit
+        // once granted cannot be taken back, so a link may not start with more.
+        .receive_window(VarInt::from_u32(INITIAL_RECEIVE_WINDOW));
     match options.congestion {
         Congestion::Cubic => {}
         Congestion::NewReno => {
@@ -115,6 +121,14 @@ pub fn transport_config(
     }
     Ok(config)
 }
+
+/// The connection-level receive window a link starts with: 16 KiB, the smallest share of a
+/// graph's receive budget (`peergraph_engine::graph_core::MIN_LINK_WINDOW`), enough for
+/// the handshake's CONNECT and WELCOME.
+pub const INITIAL_RECEIVE_WINDOW: u32 = 16 * 1024;
+
+const _: () =
+    assert!(INITIAL_RECEIVE_WINDOW as u64 == peergraph_engine::graph_core::MIN_LINK_WINDOW);
 
 /// The quinn server configuration of a node.
 ///

@@ -136,6 +136,7 @@ async fn live_link(arbiter: &ArbiterHandle) -> Live {
         graph,
         subscribers: Arc::new(Subscribers::new(GraphHandle::new(1).expect("handle"))),
         close_timeout: BOUND,
+        close_bound: BOUND,
         live_actors: Arc::new(AtomicUsize::new(0)),
     };
     let actor = ConnectionActor::start_in_arbiter(arbiter, move |_| ConnectionActor::new(setup));

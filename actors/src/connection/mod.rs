@@ -31,14 +31,14 @@ use actix::prelude::*;
 use peergraph_engine::graph_core::{
     Cause, CloseStart, EndReason, LinkAction, LinkLoss, LinkMachine, Violation,
 };
-use peergraph_engine::wire::{close_code, DisconnectReason, Message};
+use peergraph_engine::wire::{close_code, DisconnectReason, FrameType, Message};
 use peergraph_engine::{ConnectionId, ConnectionInfo, GraphEvent, PeerError};
 use peergraph_transport::{FrameReader, ReadFrameError};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use self::writer::run_writer;
-use crate::events::Subscribers;
+use crate::events::{DataReservation, Subscribers};
 use crate::outbox::{Outbox, OutboxReceiver};
 
 /// Sent to the graph exactly once per connection actor, when it is dropped.
@@ -118,6 +118,7 @@ pub(crate) struct ConnectionSetup {
     pub(crate) graph: Recipient<ConnectionEnded>,
     pub(crate) subscribers: Arc<Subscribers>,
     pub(crate) close_timeout: Duration,
+    pub(crate) close_bound: Duration,
     pub(crate) live_actors: Arc<AtomicUsize>,
 }
 
@@ -141,6 +142,50 @@ pub struct ConnectionActor {
     finished_send: Option<quinn::SendStream>,
     /// The deadline the close timer is armed for.
     timer: Option<std::time::Instant>,
+    /// What the link's counters said at the last progress probe of a close; `None` until
+    /// a close starts the probe.
+    progress: Option<ProgressMark>,
+}
+
+/// How often a close reads the link's counters for progress: an eighth of the close
+/// timeout, so a live peer is seen well before it, and between 10 and 250 ms.
+fn probe_interval(close_timeout: Duration) -> Duration {
+    (close_timeout / 8).clamp(Duration::from_millis(10), Duration::from_millis(250))
+}
+
+/// The counters of a QUIC link that show the peer making progress with a close.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ProgressMark {
+    /// ACK frames from the peer.
+    acks: u64,
+    /// STREAM frames we sent (new data and retransmissions).
+    stream_sent: u64,
+    /// MAX_DATA and MAX_STREAM_DATA frames from the peer: its application took data and
+    /// its window opened.
+    window: u64,
+    /// STREAM frames from the peer.
+    stream_received: u64,
+}
+
+impl ProgressMark {
+    fn of(stats: &quinn::ConnectionStats) -> Self {
+        ProgressMark {
+            acks: stats.frame_rx.acks,
+            stream_sent: stats.frame_tx.stream,
+            window: stats.frame_rx.max_data + stats.frame_rx.max_stream_data,
+            stream_received: stats.frame_rx.stream,
+        }
+    }
+
+    /// Whether `now` shows progress since `self`: the peer opened its window or sent
+    /// stream data, or acknowledged packets while our data was still moving. ACKs alone
+    /// are not progress: a peer whose application stopped reading still acknowledges
+    /// keep-alives and blocked notices.
+    fn progressed_to(&self, now: &ProgressMark) -> bool {
+        now.window > self.window
+            || now.stream_received > self.stream_received
+            || (now.acks > self.acks && now.stream_sent > self.stream_sent)
+    }
 }
 
 impl ConnectionActor {
@@ -160,11 +205,12 @@ impl ConnectionActor {
             after_disconnect: None,
             finished_send: None,
             timer: None,
+            progress: None,
             guard: EndGuard {
                 info: setup.info,
                 connection,
                 graph: setup.graph,
-                machine: LinkMachine::new(setup.close_timeout),
+                machine: LinkMachine::new(setup.close_timeout, setup.close_bound),
                 reply: None,
                 live_actors: setup.live_actors,
             },
@@ -203,21 +249,42 @@ impl ConnectionActor {
         self.arm_timer(ctx);
     }
 
-    /// Arms the close timer for the machine's deadline, if it has one not yet armed.
+    /// Arms the close timer for the machine's deadline, unless one is armed for that time
+    /// or earlier (a timer that fires before a deadline that has moved later does nothing
+    /// but arm the next one), and starts the progress probe with the close.
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
-        let deadline = self.guard.machine.poll_timeout();
-        if deadline.is_none() || deadline == self.timer {
+        let Some(deadline) = self.guard.machine.poll_timeout() else {
+            return;
+        };
+        if self.progress.is_none() {
+            self.start_probe(ctx);
+        }
+        if self.timer.is_some_and(|armed| armed <= deadline) {
             return;
         }
-        self.timer = deadline;
-        let wait = deadline
-            .map(|deadline| deadline.saturating_duration_since(Self::now()))
-            .unwrap_or_default();
+        self.timer = Some(deadline);
+        let wait = deadline.saturating_duration_since(Self::now());
         ctx.run_later(wait, |act, ctx| {
             act.timer = None;
             let now = Self::now();
             act.machine().on_timeout(now);
             act.drive(ctx);
+        });
+    }
+
+    /// Reads the link's counters while a close is under way and tells the machine when
+    /// the peer made progress (see [`ProgressMark`]); ends with the actor.
+    fn start_probe(&mut self, ctx: &mut Context<Self>) {
+        self.progress = Some(ProgressMark::of(&self.connection.stats()));
+        let interval = probe_interval(self.guard.machine.close_timeout());
+        ctx.run_interval(interval, |act, ctx| {
+            let now = ProgressMark::of(&act.connection.stats());
+            let before = act.progress.replace(now).unwrap_or(now);
+            if before.progressed_to(&now) {
+                let at = Self::now();
+                act.machine().on_progress(at);
+            }
+            act.arm_timer(ctx);
         });
     }
 
@@ -277,16 +344,12 @@ impl ConnectionActor {
         self.drive(ctx);
     }
 
-    fn on_frame(&mut self, message: Message, ctx: &mut Context<Self>) {
+    /// A DATA frame, with the room reserved for it in the registrations that take it:
+    /// handed to the application unless the machine says it breaks the protocol.
+    fn on_data(&mut self, event: GraphEvent, room: DataReservation, ctx: &mut Context<Self>) {
         let now = Self::now();
-        if self.machine().on_frame(now, message.frame_type()) {
-            if let Message::Data { data_type, payload } = message {
-                self.subscribers.publish(GraphEvent::IncomingData {
-                    connection_id: self.id,
-                    data_type,
-                    data: payload,
-                });
-            }
+        if self.machine().on_frame(now, FrameType::Data) {
+            room.deliver(event);
         }
         self.drive(ctx);
     }
@@ -310,7 +373,7 @@ impl Actor for ConnectionActor {
         let Some((send, reader, outbox)) = self.start.take() else {
             return;
         };
-        ctx.add_stream(inbound(reader));
+        ctx.add_stream(inbound(reader, self.subscribers.clone(), self.id));
         ctx.spawn(
             run_writer(send, outbox)
                 .into_actor(self)
@@ -342,18 +405,44 @@ impl Actor for ConnectionActor {
 
 /// One step of the control stream's reader.
 enum Inbound {
+    /// A DATA frame as the event it raises, with room for it in every registration
+    /// that takes it.
+    Data {
+        event: GraphEvent,
+        room: DataReservation,
+    },
+    /// Any other frame.
     Frame(Message),
     Finished,
     Failed(ReadFrameError),
 }
 
-fn inbound(reader: FrameReader) -> impl futures_util::Stream<Item = Inbound> {
-    futures_util::stream::unfold(Some(reader), |reader| async move {
-        let mut reader = reader?;
-        match reader.read().await {
-            Ok(Some(message)) => Some((Inbound::Frame(message), Some(reader))),
-            Ok(None) => Some((Inbound::Finished, None)),
-            Err(error) => Some((Inbound::Failed(error), None)),
+/// Reads the control stream one frame at a time. After a DATA frame it waits for room
+/// for it in the registrations that take it before it reads on: a full registration
+/// stops the link, and QUIC flow control holds the sender (see `events`).
+fn inbound(
+    reader: FrameReader,
+    subscribers: Arc<Subscribers>,
+    connection_id: ConnectionId,
+) -> impl futures_util::Stream<Item = Inbound> {
+    futures_util::stream::unfold(Some(reader), move |reader| {
+        let subscribers = subscribers.clone();
+        async move {
+            let mut reader = reader?;
+            match reader.read().await {
+                Ok(Some(Message::Data { data_type, payload })) => {
+                    let event = GraphEvent::IncomingData {
+                        connection_id,
+                        data_type,
+                        data: payload,
+                    };
+                    let room = subscribers.reserve_data(&event).await;
+                    Some((Inbound::Data { event, room }, Some(reader)))
+                }
+                Ok(Some(message)) => Some((Inbound::Frame(message), Some(reader))),
+                Ok(None) => Some((Inbound::Finished, None)),
+                Err(error) => Some((Inbound::Failed(error), None)),
+            }
         }
     })
 }
@@ -361,7 +450,12 @@ fn inbound(reader: FrameReader) -> impl futures_util::Stream<Item = Inbound> {
 impl StreamHandler<Inbound> for ConnectionActor {
     fn handle(&mut self, item: Inbound, ctx: &mut Self::Context) {
         match item {
-            Inbound::Frame(message) => return self.on_frame(message, ctx),
+            Inbound::Data { event, room } => return self.on_data(event, room, ctx),
+            Inbound::Frame(message) => {
+                let now = Self::now();
+                // Only DISCONNECT is acted on; anything else here breaks the protocol.
+                self.machine().on_frame(now, message.frame_type());
+            }
             Inbound::Finished => self.machine().on_peer_finished(),
             Inbound::Failed(ReadFrameError::Protocol(error)) => self.machine().on_malformed(error),
             Inbound::Failed(ReadFrameError::Stream(quinn::ReadError::ConnectionLost(error))) => {

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use peergraph_engine::graph_core::{
-    CoreConfig, GraphCore, IncomingConnect, IncomingDecision, OutgoingDecision,
+    CoreConfig, GraphCore, IncomingConnect, IncomingDecision, OutgoingDecision, WindowShare,
 };
 use peergraph_engine::wire::{close_code, Connect, Message as WireMessage};
 use peergraph_engine::{
@@ -120,6 +120,8 @@ pub struct GraphActor {
     renewals: u64,
     subscribers: Arc<Subscribers>,
     live_actors: Arc<AtomicUsize>,
+    /// Each link's share of the receive budget.
+    windows: WindowShare,
 }
 
 /// What the engine gives a new graph actor.
@@ -144,6 +146,7 @@ impl GraphActor {
             limits: setup.options.limits(),
             synchronized: setup.synchronized,
         });
+        let windows = WindowShare::new(setup.options.receive_budget);
         GraphActor {
             core,
             live_actors: setup.state.live_connection_actors.clone(),
@@ -161,6 +164,7 @@ impl GraphActor {
             renewal_waiting: false,
             renewals: 0,
             subscribers: Arc::new(Subscribers::new(setup.handle)),
+            windows,
         }
     }
 
@@ -215,9 +219,12 @@ impl GraphActor {
             graph: ctx.address().recipient(),
             subscribers: self.subscribers.clone(),
             close_timeout: self.options.close_timeout,
+            close_bound: self.options.close_bound,
             live_actors: self.live_actors.clone(),
         };
         let actor = ConnectionActor::new(setup).start();
+        self.share_windows(self.table.len() + 1);
+        connection.set_receive_window(window_of(self.windows.window()));
         self.table.insert(
             connection_id,
             ConnectionEntry {
@@ -228,6 +235,17 @@ impl GraphActor {
         );
         self.note_links();
         self.publish_events();
+    }
+
+    /// The graph now has `links` links: sets every link's receive window again if its
+    /// share of the budget changed (see `WindowShare`).
+    fn share_windows(&mut self, links: usize) {
+        if let Some(window) = self.windows.links_changed(links) {
+            let window = window_of(window);
+            for entry in self.table.iter() {
+                entry.connection.set_receive_window(window);
+            }
+        }
     }
 
     /// An incoming handshake from `source` ended, with a CONNECT or without.
@@ -342,6 +360,11 @@ impl GraphActor {
     }
 }
 
+/// A window in quinn's type (windows are at most 1.25 MB, far below its 2^62 bound).
+fn window_of(bytes: u64) -> quinn::VarInt {
+    quinn::VarInt::from_u64(bytes).unwrap_or(quinn::VarInt::MAX)
+}
+
 /// Closes a link that arrived as the graph closed.
 fn leave(connection: &quinn::Connection) {
     connection.close(close_code::LEAVING.into(), b"leaving");
@@ -371,6 +394,7 @@ impl Handler<ConnectionEnded> for GraphActor {
         if ended.shrink {
             self.table.shrink_to_fit();
         }
+        self.share_windows(self.table.len());
         if closed {
             return;
         }

@@ -2,11 +2,20 @@
 //! docs/PROTOCOL.md §3.4 (what to send when, when to answer, with which code).
 //!
 //! The driver feeds it what happened on the link (a frame read, the peer's FIN, our
-//! DISCONNECT written, the link lost, the close timer) with the time, and carries out the
+//! DISCONNECT written, the peer acknowledging or taking more of our data, the link lost,
+//! the close timer) with the time, and carries out the
 //! actions it polls: queue DISCONNECT, send FIN, close the link with a code, hand the
 //! link to a lingering close, stop. It keeps the answer of a close under way, which the
 //! driver sends when it is gone ([`LinkMachine::finish`]), so whatever ends a link, a close
 //! is answered exactly once.
+//!
+//! # The close timeout measures silence, not length
+//! A close waits for the peer as long as the peer makes progress: it times out after
+//! `close_timeout` without any ([`LinkMachine::on_progress`]: the peer acknowledged new
+//! data, opened its flow-control window, or sent stream data), and in any case after
+//! `close_bound` from its start. So a slow but live link (a lossy radio, a reader that
+//! takes a while) gets S_OK with every byte, and `PEER_E_TIMEOUT` means the peer stopped
+//! answering, or took longer than the bound.
 
 use std::collections::VecDeque;
 use std::error::Error as StdError;
@@ -173,6 +182,7 @@ pub struct Finished {
 #[derive(Debug)]
 pub struct LinkMachine {
     close_timeout: Duration,
+    close_bound: Duration,
     /// Our DISCONNECT is queued (we close, or we answer the peer's).
     closing: bool,
     /// We have read the peer's DISCONNECT.
@@ -183,8 +193,10 @@ pub struct LinkMachine {
     fin_sent: bool,
     /// We have read the peer's FIN (after its DISCONNECT).
     peer_finished: bool,
-    /// When the close under way times out.
-    deadline: Option<Instant>,
+    /// When the close started.
+    closing_since: Option<Instant>,
+    /// When the peer last made progress during the close.
+    last_progress: Option<Instant>,
     call: Call,
     reason: Option<EndReason>,
     /// The close completed and a lingering close keeps the link until the peer
@@ -195,16 +207,19 @@ pub struct LinkMachine {
 }
 
 impl LinkMachine {
-    /// A new open link whose closes are bounded by `close_timeout`.
-    pub fn new(close_timeout: Duration) -> Self {
+    /// A new open link whose closes time out after `close_timeout` without progress, and
+    /// after `close_bound` in any case (see the module doc).
+    pub fn new(close_timeout: Duration, close_bound: Duration) -> Self {
         LinkMachine {
             close_timeout,
+            close_bound,
             closing: false,
             peer_disconnected: false,
             disconnect_written: false,
             fin_sent: false,
             peer_finished: false,
-            deadline: None,
+            closing_since: None,
+            last_progress: None,
             call: Call::None,
             reason: None,
             handed_off: false,
@@ -213,7 +228,7 @@ impl LinkMachine {
         }
     }
 
-    /// The bound on a close, and on a lingering close's wait.
+    /// How long a close waits without progress, and a lingering close's wait.
     pub fn close_timeout(&self) -> Duration {
         self.close_timeout
     }
@@ -223,9 +238,24 @@ impl LinkMachine {
         self.actions.pop_front()
     }
 
-    /// When [`on_timeout`](Self::on_timeout) must be called, if a close is under way.
+    /// When [`on_timeout`](Self::on_timeout) must be called, if a close is under way: the
+    /// earlier of `close_timeout` after the last progress and `close_bound` after the
+    /// close started. It moves later as the peer makes progress.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadline.filter(|_| !self.ended)
+        if self.ended {
+            return None;
+        }
+        let since = self.closing_since?;
+        let last = self.last_progress.unwrap_or(since);
+        Some((last + self.close_timeout).min(since + self.close_bound))
+    }
+
+    /// The peer made progress during a close: it acknowledged new data, opened its window,
+    /// or sent stream data. Moves the close timeout ([`poll_timeout`](Self::poll_timeout)).
+    pub fn on_progress(&mut self, now: Instant) {
+        if self.closing && !self.ended {
+            self.last_progress = Some(now);
+        }
     }
 
     /// Whether the machine has decided the link's end (the driver stops).
@@ -291,7 +321,8 @@ impl LinkMachine {
 
     fn start_closing(&mut self, now: Instant) {
         self.closing = true;
-        self.deadline = Some(now + self.close_timeout);
+        self.closing_since = Some(now);
+        self.last_progress = Some(now);
         self.actions.push_back(LinkAction::QueueDisconnect);
     }
 
@@ -381,9 +412,9 @@ impl LinkMachine {
     }
 
     /// The close timer: past the deadline the link is cut with CLOSE_TIMEOUT and a close
-    /// of ours answers `PEER_E_TIMEOUT`. Early calls do nothing.
+    /// of ours answers `PEER_E_TIMEOUT`. Early calls (the deadline moved) do nothing.
     pub fn on_timeout(&mut self, now: Instant) {
-        if self.ended || self.deadline.is_none_or(|deadline| now < deadline) {
+        if self.poll_timeout().is_none_or(|deadline| now < deadline) {
             return;
         }
         self.actions

@@ -34,6 +34,7 @@
 mod admission;
 mod link;
 mod links;
+mod window;
 
 #[cfg(test)]
 mod tests;
@@ -50,6 +51,7 @@ pub use self::link::{
 };
 use self::links::Attempt;
 pub use self::links::{LinkEntry, Peak, Source, ROOM_KEPT};
+pub use self::window::{WindowShare, MAX_LINK_WINDOW, MIN_LINK_WINDOW};
 
 use self::admission::Judge;
 use self::links::{shrink_if_sparse, Links};

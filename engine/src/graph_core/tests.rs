@@ -10,6 +10,7 @@ use crate::event::EventType;
 use crate::wire::{close_code, FrameType, ProtocolError};
 
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+const CLOSE_BOUND: Duration = Duration::from_secs(60);
 
 fn peer(name: &str) -> PeerId {
     PeerId::new(name).expect("peer id")
@@ -904,7 +905,7 @@ struct Link {
 impl Link {
     fn new() -> Self {
         Link {
-            machine: LinkMachine::new(CLOSE_TIMEOUT),
+            machine: LinkMachine::new(CLOSE_TIMEOUT, CLOSE_BOUND),
             start: Instant::now(),
         }
     }
@@ -1051,6 +1052,73 @@ fn a_close_the_peer_never_confirms_times_out_and_cuts_the_link() {
     let finished = link.finished();
     assert_eq!(answer_of(&finished), Some(Err(ResultCode::PEER_E_TIMEOUT)));
     assert!(matches!(finished.reason, EndReason::CloseTimedOut));
+}
+
+#[test]
+fn a_close_waits_while_the_peer_makes_progress_and_times_out_after_silence() {
+    let mut link = Link::new();
+    link.machine.close(link.at(0));
+    link.machine.disconnect_written();
+    link.actions();
+    // Progress every 4 s keeps the close going well past one close timeout.
+    for second in (4..=20).step_by(4) {
+        link.machine.on_progress(link.at(second * 1_000));
+        link.machine.on_timeout(link.at(second * 1_000 + 999));
+        assert!(link.actions().is_empty(), "progress at {second} s");
+    }
+    assert_eq!(link.machine.poll_timeout(), Some(link.at(25_000)));
+    // Then the peer goes silent: five seconds later the close times out.
+    link.machine.on_timeout(link.at(24_999));
+    assert!(link.actions().is_empty());
+    link.machine.on_timeout(link.at(25_000));
+    assert_eq!(
+        link.actions(),
+        [
+            LinkAction::CloseLink(close_code::CLOSE_TIMEOUT),
+            LinkAction::Stop
+        ]
+    );
+    assert_eq!(
+        answer_of(&link.finished()),
+        Some(Err(ResultCode::PEER_E_TIMEOUT))
+    );
+}
+
+#[test]
+fn a_close_that_keeps_progressing_ends_at_its_overall_bound() {
+    let mut link = Link::new();
+    link.machine.close(link.at(0));
+    link.actions();
+    let mut ms = 0;
+    while ms < 59_000 {
+        ms += 1_000;
+        link.machine.on_progress(link.at(ms));
+    }
+    assert_eq!(link.machine.poll_timeout(), Some(link.at(60_000)));
+    link.machine.on_timeout(link.at(60_000));
+    assert_eq!(
+        link.actions(),
+        [
+            LinkAction::CloseLink(close_code::CLOSE_TIMEOUT),
+            LinkAction::Stop
+        ]
+    );
+    assert_eq!(
+        answer_of(&link.finished()),
+        Some(Err(ResultCode::PEER_E_TIMEOUT))
+    );
+}
+
+#[test]
+fn progress_outside_a_close_moves_nothing() {
+    let mut link = Link::new();
+    link.machine.on_progress(link.at(10));
+    assert_eq!(link.machine.poll_timeout(), None);
+    link.machine.close(link.at(100));
+    assert_eq!(
+        link.machine.poll_timeout(),
+        Some(link.at(100) + CLOSE_TIMEOUT)
+    );
 }
 
 #[test]
@@ -1248,4 +1316,51 @@ fn protocol_violations_close_the_link_with_protocol_error() {
             "{what}"
         );
     }
+}
+
+// ---- one receive budget for all links ----
+
+#[test]
+fn the_receive_budget_is_shared_in_powers_of_two_within_bounds() {
+    const BUDGET: u64 = 256 * 1024 * 1024;
+    assert_eq!(WindowShare::share(BUDGET, 1), MAX_LINK_WINDOW);
+    assert_eq!(
+        WindowShare::share(BUDGET, 214),
+        MAX_LINK_WINDOW,
+        "1.25 MB each fits"
+    );
+    assert_eq!(WindowShare::share(BUDGET, 256), 1 << 20);
+    assert_eq!(WindowShare::share(BUDGET, 300), 512 * 1024);
+    assert_eq!(WindowShare::share(BUDGET, 16_384), MIN_LINK_WINDOW);
+    assert_eq!(
+        WindowShare::share(BUDGET, 1_000_000),
+        MIN_LINK_WINDOW,
+        "never below"
+    );
+    for links in 1..20_000usize {
+        let window = WindowShare::share(BUDGET, links);
+        assert!(
+            window == MIN_LINK_WINDOW || window * links as u64 <= BUDGET,
+            "{links} links of {window} pass the budget"
+        );
+    }
+}
+
+#[test]
+fn windows_are_set_again_only_when_the_share_changes() {
+    let mut share = WindowShare::new(256 * 1024 * 1024);
+    let mut sets = 0;
+    for links in 1..=16_384 {
+        if share.links_changed(links).is_some() {
+            sets += 1;
+        }
+    }
+    assert_eq!(share.window(), MIN_LINK_WINDOW);
+    assert!(sets <= 8, "{sets} resets for 16,384 links");
+    assert_eq!(
+        share.links_changed(300),
+        Some(512 * 1024),
+        "links left: room again"
+    );
+    assert_eq!(share.links_changed(301), None);
 }

@@ -1,0 +1,448 @@
+//! The frame decoder: the one way bytes from a peer become [`Message`]s. The transport
+//! pushes each chunk a QUIC stream delivers and takes out whole messages; the fuzz target
+//! and the property tests drive the same code with the bytes cut anywhere.
+
+use std::collections::VecDeque;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::{FrameHeader, Message, ProtocolError, FRAME_HEADER_LEN};
+
+/// How many chunk handles the decoder keeps room for between frames: enough for a 64 KiB
+/// frame in full-size packets. Room for more (a 1 MiB frame needs about 900) is given back
+/// after the frame, so a link that once carried one large frame does not keep it.
+const PARTS_KEPT: usize = 64;
+
+/// Cuts whole [`Message`]s out of the chunks a stream delivers, however the stream was cut.
+///
+/// [`push`](Self::push) each chunk as it arrives, then call
+/// [`next_message`](Self::next_message) until it returns `Ok(None)`.
+///
+/// - A frame that lies within one chunk is decoded from that chunk without a copy (a DATA
+///   payload shares the chunk's buffer).
+/// - A frame that spans chunks is gathered as handles to the chunks themselves and copied
+///   once, into a buffer of exactly its size, when its last byte has arrived: memory is
+///   committed only as bytes arrive, never for a length a header merely announces, and a
+///   large frame is not copied again as a buffer grows.
+/// - A frame's type and length are checked against the type's limit as soon as its five
+///   header bytes are in, before any of its body is held.
+/// - No byte buffer is held between frames, so an idle link costs nothing here; fed one
+///   chunk at a time, the decoder holds at most one frame plus one chunk.
+/// - After an error it returns the same error on every call and holds nothing: past a bad
+///   frame the stream has no boundaries left to trust, and the link is closed.
+///
+/// ```
+/// use peergraph_engine::wire::{DisconnectReason, FrameDecoder, Message};
+///
+/// let disconnect = Message::Disconnect(DisconnectReason::AppDisconnect);
+/// let bytes = disconnect.to_bytes();
+/// let mut decoder = FrameDecoder::new();
+/// decoder.push(bytes.slice(..3)); // a header cut in two
+/// assert_eq!(decoder.next_message(), Ok(None));
+/// assert!(decoder.is_mid_frame());
+/// decoder.push(bytes.slice(3..));
+/// assert_eq!(decoder.next_message(), Ok(Some(disconnect)));
+/// assert!(!decoder.is_mid_frame());
+/// ```
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    /// What is left of the chunk being cut up; empty when there is none.
+    chunk: Bytes,
+    /// Chunks pushed while `chunk` was not used up, in order (none are empty). The reader
+    /// pushes only once it has taken every message, so this stays empty and unallocated.
+    later: VecDeque<Bytes>,
+    /// The pieces received so far of a frame that runs past one chunk, in order.
+    parts: Vec<Bytes>,
+    /// Bytes in `parts`.
+    gathered: usize,
+    /// The header of the frame in `parts`, once its five bytes are in.
+    header: Option<FrameHeader>,
+    /// The error already returned, returned again by every later call.
+    failed: Option<ProtocolError>,
+}
+
+impl FrameDecoder {
+    /// A decoder at the start of a stream.
+    pub fn new() -> Self {
+        FrameDecoder::default()
+    }
+
+    /// Adds the next chunk of the stream. An empty chunk changes nothing.
+    pub fn push(&mut self, chunk: Bytes) {
+        if chunk.is_empty() || self.failed.is_some() {
+            return;
+        }
+        if self.chunk.is_empty() {
+            self.chunk = chunk;
+        } else {
+            self.later.push_back(chunk);
+        }
+    }
+
+    /// The next whole message, or `Ok(None)` when the bytes pushed so far end before the
+    /// next frame does (they are kept for the next call).
+    ///
+    /// # Errors
+    /// Any [`ProtocolError`] but [`Unexpected`](ProtocolError::Unexpected) and
+    /// [`EndOfStreamInFrame`](ProtocolError::EndOfStreamInFrame): a bad header as soon as
+    /// its five bytes are in, a bad body once all of it is. Every later call returns the
+    /// same error.
+    pub fn next_message(&mut self) -> Result<Option<Message>, ProtocolError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        let result = self.decode();
+        if let Err(error) = &result {
+            *self = FrameDecoder {
+                failed: Some(error.clone()),
+                ..FrameDecoder::default()
+            };
+        }
+        result
+    }
+
+    /// Bytes pushed that have not come out in a message yet.
+    pub fn buffered_len(&self) -> usize {
+        self.gathered + self.chunk.len() + self.later.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// Whether bytes are held that have not come out in a message. Right after
+    /// [`next_message`](Self::next_message) returned `Ok(None)`, they are the start of a
+    /// frame not yet whole: a stream that ends now ends inside a frame
+    /// ([`ProtocolError::EndOfStreamInFrame`]).
+    pub fn is_mid_frame(&self) -> bool {
+        self.buffered_len() != 0
+    }
+
+    fn decode(&mut self) -> Result<Option<Message>, ProtocolError> {
+        loop {
+            if self.chunk.is_empty() {
+                match self.later.pop_front() {
+                    Some(next) => self.chunk = next,
+                    None => return Ok(None),
+                }
+            }
+            if self.gathered == 0 && self.chunk.len() >= FRAME_HEADER_LEN {
+                let header = header_at_front(&self.chunk)?;
+                if self.chunk.len() >= header.frame_len() {
+                    let mut frame = self.chunk.split_to(header.frame_len());
+                    frame.advance(FRAME_HEADER_LEN);
+                    return Message::decode_body(header.frame_type, frame).map(Some);
+                }
+                self.header = Some(header);
+            }
+            // The frame (or its header) runs past this chunk: gather the bytes of the chunk
+            // that belong to it, as a handle (no copy).
+            let wanted =
+                self.header.map_or(FRAME_HEADER_LEN, FrameHeader::frame_len) - self.gathered;
+            let part = self.chunk.split_to(wanted.min(self.chunk.len()));
+            self.gathered += part.len();
+            self.parts.push(part);
+            if self.header.is_none() && self.gathered == FRAME_HEADER_LEN {
+                self.header = Some(self.gathered_header()?);
+            }
+            if let Some(header) = self.header.filter(|h| self.gathered == h.frame_len()) {
+                return self.assemble(header).map(Some);
+            }
+        }
+    }
+
+    /// The header of the frame being gathered, from its first [`FRAME_HEADER_LEN`] bytes
+    /// (which may span parts).
+    fn gathered_header(&self) -> Result<FrameHeader, ProtocolError> {
+        let mut header = [0u8; FRAME_HEADER_LEN];
+        let mut filled = 0;
+        for part in &self.parts {
+            let n = (FRAME_HEADER_LEN - filled).min(part.len());
+            header[filled..filled + n].copy_from_slice(&part[..n]);
+            filled += n;
+            if filled == FRAME_HEADER_LEN {
+                break;
+            }
+        }
+        FrameHeader::parse(header)
+    }
+
+    /// Copies the gathered parts, all of one frame, into one buffer and decodes it.
+    fn assemble(&mut self, header: FrameHeader) -> Result<Message, ProtocolError> {
+        let mut frame = BytesMut::with_capacity(self.gathered);
+        for part in self.parts.drain(..) {
+            frame.extend_from_slice(&part);
+        }
+        self.gathered = 0;
+        self.header = None;
+        self.parts.shrink_to(PARTS_KEPT);
+        let mut body = frame.freeze();
+        body.advance(FRAME_HEADER_LEN);
+        Message::decode_body(header.frame_type, body)
+    }
+}
+
+/// Parses and checks the header at the front of `bytes`, which holds at least
+/// [`FRAME_HEADER_LEN`] bytes (the caller checked; the slice would panic otherwise).
+fn header_at_front(bytes: &[u8]) -> Result<FrameHeader, ProtocolError> {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    header.copy_from_slice(&bytes[..FRAME_HEADER_LEN]);
+    FrameHeader::parse(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::DataType;
+    use crate::wire::{data_header, DisconnectReason, MAX_DATA_LEN};
+
+    fn data(len: usize, seed: u8) -> Message {
+        Message::Data {
+            data_type: DataType::from_u128(0xfeed),
+            payload: Bytes::from(
+                (0..len)
+                    .map(|i| seed.wrapping_add(i as u8))
+                    .collect::<Vec<_>>(),
+            ),
+        }
+    }
+
+    /// Decodes `bytes` pushed as one chunk: the first message or error.
+    fn decode_one(bytes: &[u8]) -> Result<Option<Message>, ProtocolError> {
+        let mut decoder = FrameDecoder::new();
+        decoder.push(Bytes::copy_from_slice(bytes));
+        decoder.next_message()
+    }
+
+    /// Feeds `stream` in chunks of `size` and collects every frame.
+    fn cut(stream: &[u8], size: usize) -> Result<Vec<Message>, ProtocolError> {
+        let mut decoder = FrameDecoder::new();
+        let mut frames = Vec::new();
+        for chunk in stream.chunks(size) {
+            decoder.push(Bytes::copy_from_slice(chunk));
+            while let Some(message) = decoder.next_message()? {
+                frames.push(message);
+            }
+            assert!(
+                decoder.chunk.is_empty() && decoder.later.is_empty(),
+                "a chunk is used up before the next"
+            );
+        }
+        assert_eq!(decoder.gathered, 0, "no frame left half-read");
+        Ok(frames)
+    }
+
+    #[test]
+    fn frames_come_out_whole_however_the_stream_is_cut() {
+        let messages = vec![
+            data(0, 1),
+            data(64, 2),
+            Message::Disconnect(DisconnectReason::AppDisconnect),
+            data(3000, 3),
+            data(1, 4),
+        ];
+        let mut stream = BytesMut::new();
+        for message in &messages {
+            message.encode(&mut stream);
+        }
+        for size in [1, 2, 4, 5, 6, 21, 22, 85, 100, 1200, 4096, stream.len()] {
+            assert_eq!(
+                cut(&stream, size).expect("valid frames"),
+                messages,
+                "chunks of {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_frame_inside_a_chunk_is_not_copied() {
+        let mut stream = BytesMut::new();
+        data(64, 7).encode(&mut stream);
+        data(64, 8).encode(&mut stream);
+        let chunk = stream.freeze();
+        let mut decoder = FrameDecoder::new();
+        decoder.push(chunk.clone());
+        for _ in 0..2 {
+            let Ok(Some(Message::Data { payload, .. })) = decoder.next_message() else {
+                panic!("a whole DATA frame");
+            };
+            let inside = chunk.as_ptr_range();
+            assert!(
+                inside.contains(&payload.as_ptr()),
+                "payload shares the chunk"
+            );
+        }
+        assert_eq!(decoder.parts.capacity(), 0, "nothing was gathered");
+        assert_eq!(decoder.later.capacity(), 0, "no chunk waited");
+    }
+
+    #[test]
+    fn an_announced_body_commits_no_memory_before_it_arrives() {
+        let header = data_header(DataType::from_u128(1), MAX_DATA_LEN);
+        let mut decoder = FrameDecoder::new();
+        decoder.push(Bytes::copy_from_slice(&header));
+        assert_eq!(decoder.next_message(), Ok(None));
+        assert_eq!(decoder.gathered, 21, "only the bytes that came");
+        decoder.push(Bytes::from(vec![0u8; 1000]));
+        assert_eq!(decoder.next_message(), Ok(None));
+        assert_eq!(decoder.gathered, 1021);
+        assert_eq!(decoder.parts.len(), 2, "held as received, not copied");
+    }
+
+    #[test]
+    fn a_bad_header_fails_before_its_body_arrives() {
+        let mut decoder = FrameDecoder::new();
+        decoder.push(Bytes::from_static(&[0x05, 0xff, 0xff]));
+        assert_eq!(decoder.next_message(), Ok(None));
+        decoder.push(Bytes::from_static(&[0xff, 0xff]));
+        assert!(matches!(
+            decoder.next_message(),
+            Err(ProtocolError::FrameTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn a_large_frame_gives_back_its_room_for_parts() {
+        let message = data(10_000, 9);
+        let stream = message.to_bytes();
+        let mut decoder = FrameDecoder::new();
+        for (index, byte) in stream.iter().enumerate() {
+            decoder.push(Bytes::copy_from_slice(&[*byte]));
+            let decoded = decoder.next_message().expect("a valid frame");
+            assert_eq!(decoded.is_some(), index + 1 == stream.len());
+        }
+        assert!(decoder.parts.capacity() <= PARTS_KEPT);
+        assert!(!decoder.is_mid_frame());
+    }
+
+    #[test]
+    fn chunks_pushed_before_reading_are_all_decoded() {
+        let messages = [data(10, 1), data(300, 2), data(0, 3)];
+        let mut stream = BytesMut::new();
+        for message in &messages {
+            message.encode(&mut stream);
+        }
+        let stream = stream.freeze();
+        let mut decoder = FrameDecoder::new();
+        for start in (0..stream.len()).step_by(7) {
+            decoder.push(stream.slice(start..(start + 7).min(stream.len())));
+        }
+        decoder.push(Bytes::new());
+        assert_eq!(decoder.buffered_len(), stream.len());
+        for message in &messages {
+            assert_eq!(decoder.next_message().as_ref(), Ok(&Some(message.clone())));
+        }
+        assert_eq!(decoder.next_message(), Ok(None));
+        assert!(!decoder.is_mid_frame());
+    }
+
+    #[test]
+    fn an_error_is_returned_again_and_frees_what_was_held() {
+        let frame = data(100, 1).to_bytes();
+        let mut decoder = FrameDecoder::new();
+        decoder.push(frame.slice(..50));
+        assert_eq!(decoder.next_message(), Ok(None));
+        decoder.push(frame.slice(50..));
+        decoder.push(Bytes::from_static(&[0x7f, 0, 0, 0, 0]));
+        assert_eq!(decoder.next_message(), Ok(Some(data(100, 1))));
+        assert_eq!(
+            decoder.next_message(),
+            Err(ProtocolError::UnknownFrameType(0x7f))
+        );
+        assert!(!decoder.is_mid_frame(), "nothing is held after an error");
+        decoder.push(data(1, 1).to_bytes());
+        assert_eq!(
+            decoder.next_message(),
+            Err(ProtocolError::UnknownFrameType(0x7f))
+        );
+        assert!(!decoder.is_mid_frame());
+    }
+
+    /// A tiny deterministic generator (xorshift) so these tests cover many shapes without
+    /// a property-testing dependency (`tests/codec_props.rs` has the property tests).
+    struct Xorshift(u64);
+    impl Xorshift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    #[test]
+    fn random_data_frames_round_trip_in_pieces() {
+        let mut rng = Xorshift(0x9E37_79B9_7F4A_7C15);
+        let mut stream = BytesMut::new();
+        let mut sent = Vec::new();
+        for _ in 0..200 {
+            let len = (rng.next() % 3000) as usize;
+            let payload: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            let message = Message::Data {
+                data_type: DataType::from_u128(rng.next() as u128),
+                payload: Bytes::from(payload),
+            };
+            message.encode(&mut stream);
+            sent.push(message);
+        }
+        // Feed the stream in random-sized pieces, as QUIC may deliver it.
+        let mut received = Vec::new();
+        let mut decoder = FrameDecoder::new();
+        let mut stream = stream.freeze();
+        while !stream.is_empty() {
+            let take = ((rng.next() % 700) as usize + 1).min(stream.len());
+            decoder.push(stream.split_to(take));
+            while let Some(message) = decoder.next_message().expect("valid stream") {
+                received.push(message);
+            }
+        }
+        assert_eq!(received, sent);
+    }
+
+    #[test]
+    fn bad_frames_are_rejected() {
+        assert_eq!(
+            decode_one(&[0x7f, 0, 0, 0, 0]),
+            Err(ProtocolError::UnknownFrameType(0x7f))
+        );
+        assert!(matches!(
+            decode_one(&[0x05, 0xff, 0xff, 0xff, 0xff]),
+            Err(ProtocolError::FrameTooLong { .. })
+        ));
+        assert!(matches!(
+            decode_one(&[0x01, 0, 0, 0x10, 0x01]),
+            Err(ProtocolError::FrameTooLong { .. })
+        ));
+        // A truncated CONNECT body: the header says 3 bytes, the fields need more.
+        assert_eq!(
+            decode_one(&[0x01, 0, 0, 0, 3, 1, 1, 0]),
+            Err(ProtocolError::Truncated)
+        );
+        // A body with one byte too many.
+        assert_eq!(
+            decode_one(&[0x04, 0, 0, 0, 2, 3, 0]),
+            Err(ProtocolError::TrailingBytes(1))
+        );
+        assert_eq!(
+            decode_one(&[0x04, 0, 0, 0, 1, 9]),
+            Err(ProtocolError::UnknownReason(9))
+        );
+        assert_eq!(
+            decode_one(&[0x05, 0, 0, 0, 3, 1, 2, 3]),
+            Err(ProtocolError::Truncated)
+        );
+    }
+
+    #[test]
+    fn random_garbage_never_panics() {
+        let mut rng = Xorshift(12345);
+        for _ in 0..5000 {
+            let len = (rng.next() % 64) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            if let Some(first) = bytes.first_mut() {
+                *first %= 7; // mostly valid types, so bodies get parsed too
+            }
+            if bytes.len() >= FRAME_HEADER_LEN {
+                let body_len = (bytes.len() - FRAME_HEADER_LEN) as u32;
+                bytes[1..5].copy_from_slice(&body_len.to_be_bytes());
+            }
+            let _ = decode_one(&bytes);
+        }
+    }
+}

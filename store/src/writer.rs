@@ -1,0 +1,174 @@
+//! The writer thread: group commit.
+//!
+//! Callers queue a batch with its completion; the thread takes the first batch waiting,
+//! gathers more for at most [`GROUP_COMMIT_WINDOW`] or until [`MAX_GROUP_BATCHES`] batches
+//! or [`MAX_GROUP_BYTES`] bytes, writes them all in one redb transaction with immediate
+//! durability, and only then runs every completion. One fsync pays for the whole group.
+//! When a group's transaction fails, each batch is retried alone, so one bad batch fails
+//! only its own caller. Completions run on the writer thread: they should hand the result
+//! on (a channel, a message to an actor) and return, not block or do long work.
+//!
+//! ```text
+//! caller --write(batch, done)--> [bounded queue] --> writer thread
+//!                                                    | gather (<= window, batches, bytes)
+//!                                                    | one transaction, commit (fsync)
+//! caller <------------------- done(Ok | code) -------+
+//! ```
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peergraph_engine::{PeerError, Record, WriteCompletion, WriteOp};
+use redb::{Database, MultimapTable, Table, WriteTransaction};
+
+use crate::error::StoreError;
+use crate::schema::{encode_metadata, BY_CREATOR, BY_TYPE, KEY_METADATA, META, RECORDS};
+
+/// Batches that may wait for the writer: 1,024. Past it a write fails at once with
+/// `E_OUTOFMEMORY` instead of queueing without bound; the caller (the graph) is the one
+/// that can slow down.
+pub const WRITE_QUEUE_BOUND: usize = 1024;
+/// The longest the writer waits for more batches before it commits: 2 ms, short next to
+/// an fsync (typically 1-10 ms) yet long enough to gather a burst of floods.
+pub const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(2);
+/// The most batches in one commit: 256, so that one commit's completions stay few.
+pub const MAX_GROUP_BATCHES: usize = 256;
+/// The most record bytes in one commit: 64 MiB, one largest record (60 MB) and then
+/// some, so that a transaction's dirty pages stay bounded.
+pub const MAX_GROUP_BYTES: usize = 64 * 1024 * 1024;
+
+/// One queued batch and who to tell.
+pub(crate) struct Job {
+    pub(crate) batch: Vec<WriteOp>,
+    pub(crate) done: WriteCompletion,
+}
+
+impl Job {
+    fn bytes(&self) -> usize {
+        self.batch
+            .iter()
+            .map(|op| match op {
+                WriteOp::Put(record) => record.encoded_len(),
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+/// Runs until every sender is gone and the queue is drained.
+pub(crate) fn run(database: Arc<Database>, queue: Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut bytes = first.bytes();
+        let mut group = vec![first];
+        let deadline = Instant::now() + GROUP_COMMIT_WINDOW;
+        while group.len() < MAX_GROUP_BATCHES && bytes < MAX_GROUP_BYTES {
+            match queue.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(job) => {
+                    bytes += job.bytes();
+                    group.push(job);
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        commit_group(&database, group);
+    }
+}
+
+fn commit_group(database: &Database, group: Vec<Job>) {
+    let result = commit(database, group.iter().map(|job| job.batch.as_slice()));
+    match result {
+        Ok(()) => group.into_iter().for_each(|job| complete(job.done, Ok(()))),
+        Err(_) if group.len() > 1 => {
+            for job in group {
+                let result = commit(database, std::iter::once(job.batch.as_slice()));
+                complete(job.done, result.map_err(PeerError::from));
+            }
+        }
+        Err(error) => group.into_iter().for_each(|job| {
+            complete(job.done, Err(error.peer_error()));
+        }),
+    }
+}
+
+/// Runs a caller's completion. A completion that panics must not stop the writer that
+/// every other caller of this store depends on, so its panic ends here.
+fn complete(done: WriteCompletion, result: Result<(), PeerError>) {
+    let _ = catch_unwind(AssertUnwindSafe(move || done(result)));
+}
+
+/// Writes `batches` in one durable transaction.
+fn commit<'a>(
+    database: &Database,
+    batches: impl Iterator<Item = &'a [WriteOp]>,
+) -> Result<(), StoreError> {
+    let transaction = database.begin_write().map_err(StoreError::storage)?;
+    apply(&transaction, batches)?;
+    transaction.commit().map_err(StoreError::storage)
+}
+
+pub(crate) fn apply<'a>(
+    transaction: &WriteTransaction,
+    batches: impl Iterator<Item = &'a [WriteOp]>,
+) -> Result<(), StoreError> {
+    let mut records = transaction
+        .open_table(RECORDS)
+        .map_err(StoreError::storage)?;
+    let mut by_type = transaction
+        .open_multimap_table(BY_TYPE)
+        .map_err(StoreError::storage)?;
+    let mut by_creator = transaction
+        .open_multimap_table(BY_CREATOR)
+        .map_err(StoreError::storage)?;
+    let mut meta = transaction.open_table(META).map_err(StoreError::storage)?;
+    for op in batches.flatten() {
+        match op {
+            WriteOp::Put(record) => {
+                let id = record.id().to_bytes();
+                erase(&mut records, &mut by_type, &mut by_creator, &id)?;
+                records
+                    .insert(&id, record.encode().as_slice())
+                    .map_err(StoreError::storage)?;
+                by_type
+                    .insert(&record.record_type().to_bytes(), &id)
+                    .map_err(StoreError::storage)?;
+                by_creator
+                    .insert(record.creator_id().as_str(), &id)
+                    .map_err(StoreError::storage)?;
+            }
+            WriteOp::Erase(id) => {
+                erase(&mut records, &mut by_type, &mut by_creator, &id.to_bytes())?;
+            }
+            WriteOp::SetMetadata(metadata) => {
+                meta.insert(KEY_METADATA, encode_metadata(metadata).as_slice())
+                    .map_err(StoreError::storage)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes the record with `id` and its index entries, if it is there.
+fn erase(
+    records: &mut Table<'_, &[u8; 16], &[u8]>,
+    by_type: &mut MultimapTable<'_, &[u8; 16], &[u8; 16]>,
+    by_creator: &mut MultimapTable<'_, &str, &[u8; 16]>,
+    id: &[u8; 16],
+) -> Result<(), StoreError> {
+    let Some(old) = records.remove(id).map_err(StoreError::storage)? else {
+        return Ok(());
+    };
+    let old = Record::decode(old.value()).map_err(|_| damaged())?;
+    by_type
+        .remove(&old.record_type().to_bytes(), id)
+        .map_err(StoreError::storage)?;
+    by_creator
+        .remove(old.creator_id().as_str(), id)
+        .map_err(StoreError::storage)?;
+    Ok(())
+}
+
+fn damaged() -> StoreError {
+    StoreError::new(peergraph_engine::ResultCode::PEER_E_INVALID_DATABASE)
+}
