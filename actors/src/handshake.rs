@@ -154,15 +154,28 @@ pub(crate) async fn connect(
     }
 }
 
-/// The accepting side's first half: TLS, then the control stream and its CONNECT, all
-/// within `timeout`. A link that sends anything but CONNECT first is closed with
-/// PROTOCOL_ERROR; one that is too slow, with HANDSHAKE_TIMEOUT.
+/// The bounds on the accepting side's handshake.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AcceptTimeouts {
+    /// QUIC and TLS: until the peer has proved it holds a key.
+    pub(crate) tls: Duration,
+    /// The whole handshake, CONNECT included.
+    pub(crate) total: Duration,
+}
+
+/// The accepting side's first half: TLS within `timeouts.tls` (a peer that has not proved
+/// a key holds its slot no longer), then the control stream and its CONNECT, all within
+/// `timeouts.total`. A link that sends anything but CONNECT first is closed with
+/// PROTOCOL_ERROR; one that is too slow after TLS, with HANDSHAKE_TIMEOUT. One too slow
+/// in TLS is dropped, which closes it at the QUIC level.
 pub(crate) async fn accept(
     incoming: quinn::Incoming,
-    timeout: Duration,
+    timeouts: AcceptTimeouts,
 ) -> Option<(Link, Connect)> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let connection = tokio::time::timeout_at(deadline, incoming)
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeouts.total;
+    let tls_deadline = deadline.min(started + timeouts.tls);
+    let connection = tokio::time::timeout_at(tls_deadline, incoming)
         .await
         .ok()?
         .ok()?;

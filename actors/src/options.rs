@@ -12,6 +12,13 @@ use peergraph_transport::{
 /// The default bound on making a connection (QUIC + TLS + CONNECT/WELCOME): past it the
 /// attempt ends with CONNECTION_FAILED (PEER_E_CONNECTION_FAILED).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default bound on the QUIC and TLS part of an incoming handshake: a connection that
+/// has not completed TLS (so has not proved it holds a key) this long after it arrived is
+/// dropped, and its slot freed; CONNECT must then come within the rest of
+/// [`GraphOptions::connect_timeout`]. TLS takes two round trips; 3 s leaves room for a
+/// 300 ms path and one lost flight (quinn's first probe timeout is about 1 s), while a
+/// stranger holding a slot without a certificate costs the node 3 s of it, not 10 s.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The default time CloseDirectConnection waits for a peer that makes no progress (takes
 /// and acknowledges none of the data still on its way, sends nothing): past it the link
 /// is cut and the reply is PEER_E_TIMEOUT. A peer that keeps making progress is waited
@@ -41,6 +48,19 @@ pub const DEFAULT_RENEW_ENDPOINTS_AFTER: usize = 1024;
 /// The default most incoming handshakes (TLS + CONNECT) one graph runs at once; more are
 /// refused at the QUIC level, so a flood of half-open links costs a bounded amount.
 pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 128;
+
+/// The default most incoming handshakes from one source at once (an IPv4 address, or an
+/// IPv6 /64): 8 lets a host behind one address (a NAT, a test running many nodes) open a
+/// few links at once, while a single address can hold at most 1/16 of the default 128
+/// slots.
+pub const DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE: usize = 8;
+
+/// The divisor of the default Retry threshold ([`GraphOptions::retry_threshold`]): once a
+/// quarter of the handshake slots are taken, a source must prove its address (a QUIC Retry,
+/// one round trip more) before it gets a slot. Below that a node under no load answers at
+/// once; above it a spoofed flood can hold at most that quarter, for the
+/// [TLS handshake timeout](DEFAULT_TLS_HANDSHAKE_TIMEOUT) each.
+pub const RETRY_THRESHOLD_DIVISOR: usize = 4;
 
 /// Who may connect to a graph, and whom it may connect to.
 ///
@@ -75,6 +95,11 @@ pub struct GraphOptions {
     pub idle_timeout: Duration,
     /// How long making a connection may take.
     pub connect_timeout: Duration,
+    /// How long an incoming connection may take to complete its QUIC and TLS handshake
+    /// (at most [`connect_timeout`](Self::connect_timeout)); CONNECT must then come within
+    /// the rest of the connect timeout. Bounds what a peer that has not proved a key can
+    /// hold. Zero is out of range (`E_INVALIDARG`).
+    pub tls_handshake_timeout: Duration,
     /// How long a close waits for a peer that makes no progress (see
     /// [`DEFAULT_CLOSE_TIMEOUT`]).
     pub close_timeout: Duration,
@@ -91,8 +116,25 @@ pub struct GraphOptions {
     /// The most connections with one remote node: further incoming links from it are
     /// refused.
     pub max_connections_per_node: usize,
-    /// The most incoming handshakes in progress at once; more are refused at the QUIC level.
+    /// The most incoming handshakes in progress at once; more are refused at the QUIC level
+    /// (the connecting node sees PEER_E_CONNECTION_REFUSED). Zero is out of range
+    /// (`E_INVALIDARG`).
     pub max_pending_handshakes: usize,
+    /// The most incoming handshakes in progress at once from one source (an IPv4 address,
+    /// or an IPv6 /64 prefix); more from it are refused at the QUIC level
+    /// (PEER_E_CONNECTION_REFUSED), so that one address cannot take every slot. A node
+    /// that expects one host to open more connections to it at once than this (a test
+    /// harness, a gateway in front of many peers) raises it. Zero is out of range
+    /// (`E_INVALIDARG`).
+    pub max_pending_handshakes_per_source: usize,
+    /// From how many incoming handshakes in progress a connection whose source address is
+    /// not yet validated is answered with a QUIC Retry instead of a slot (the client
+    /// comes back with a token, one round trip later; a spoofed source never does).
+    /// `None` (the default) is a quarter of
+    /// [`max_pending_handshakes`](Self::max_pending_handshakes)
+    /// ([`RETRY_THRESHOLD_DIVISOR`]); `Some(0)` validates every address; a value at or
+    /// above `max_pending_handshakes` never does.
+    pub retry_threshold: Option<usize>,
     /// What all the graph's links together may hold for an application that does not
     /// read: each link's QUIC receive window is `receive_budget / links`, rounded down to
     /// a power of two, between 16 KiB and quinn's 1.25 MB. An application that stops
@@ -116,6 +158,7 @@ impl Default for GraphOptions {
             identity: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             close_bound: DEFAULT_CLOSE_BOUND,
             congestion: Congestion::default(),
@@ -123,6 +166,8 @@ impl Default for GraphOptions {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_node: DEFAULT_MAX_CONNECTIONS_PER_NODE,
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
+            max_pending_handshakes_per_source: DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE,
+            retry_threshold: None,
             receive_budget: DEFAULT_RECEIVE_BUDGET,
             renew_endpoints_after: DEFAULT_RENEW_ENDPOINTS_AFTER,
         }
@@ -195,6 +240,27 @@ impl GraphOptions {
         self
     }
 
+    /// Sets the bounds on incoming handshakes in progress: in all, and from one source.
+    pub fn with_handshake_limits(mut self, in_all: usize, per_source: usize) -> Self {
+        self.max_pending_handshakes = in_all;
+        self.max_pending_handshakes_per_source = per_source;
+        self
+    }
+
+    /// Sets how many incoming handshakes may run before an unvalidated address gets a
+    /// QUIC Retry (see [`GraphOptions::retry_threshold`]).
+    pub fn with_retry_threshold(mut self, handshakes: usize) -> Self {
+        self.retry_threshold = Some(handshakes);
+        self
+    }
+
+    /// Sets the bound on the QUIC and TLS part of an incoming handshake (see
+    /// [`GraphOptions::tls_handshake_timeout`]).
+    pub fn with_tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.tls_handshake_timeout = timeout;
+        self
+    }
+
     /// Sets how many links the graph must have held before its endpoints are renewed once
     /// idle (see [`GraphOptions::renew_endpoints_after`]).
     pub fn with_renew_endpoints_after(mut self, links: usize) -> Self {
@@ -207,11 +273,13 @@ impl GraphOptions {
         if self.idle_timeout < MIN_IDLE_TIMEOUT
             || self.idle_timeout > MAX_IDLE_TIMEOUT
             || !positive(self.connect_timeout)
+            || !positive(self.tls_handshake_timeout)
             || !positive(self.close_timeout)
             || self.close_bound < self.close_timeout
             || self.max_connections == 0
             || self.max_connections_per_node == 0
             || self.max_pending_handshakes == 0
+            || self.max_pending_handshakes_per_source == 0
             || self.receive_budget < peergraph_engine::graph_core::MIN_LINK_WINDOW
             || self.renew_endpoints_after == 0
         {
@@ -228,6 +296,58 @@ impl GraphOptions {
             max_connections: self.max_connections,
             max_connections_per_node: self.max_connections_per_node,
             max_pending_handshakes: self.max_pending_handshakes,
+            max_pending_handshakes_per_source: self.max_pending_handshakes_per_source,
+            retry_threshold: self
+                .retry_threshold
+                .unwrap_or(self.max_pending_handshakes / RETRY_THRESHOLD_DIVISOR),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_threshold_defaults_to_a_quarter_of_the_slots() {
+        let options = GraphOptions::default();
+        assert_eq!(
+            options.limits().retry_threshold,
+            DEFAULT_MAX_PENDING_HANDSHAKES / RETRY_THRESHOLD_DIVISOR
+        );
+        let options = options.with_handshake_limits(16, 4);
+        let limits = options.limits();
+        assert_eq!(
+            (
+                limits.max_pending_handshakes,
+                limits.max_pending_handshakes_per_source,
+                limits.retry_threshold
+            ),
+            (16, 4, 4),
+            "a quarter of the slots set"
+        );
+        assert_eq!(options.with_retry_threshold(0).limits().retry_threshold, 0);
+    }
+
+    #[test]
+    fn handshake_bounds_out_of_range_are_invalid() {
+        assert!(GraphOptions::default().validate().is_ok());
+        let invalid = [
+            GraphOptions::default().with_handshake_limits(0, 8),
+            GraphOptions::default().with_handshake_limits(128, 0),
+            GraphOptions::default().with_tls_handshake_timeout(Duration::ZERO),
+        ];
+        for options in invalid {
+            assert_eq!(
+                options.validate(),
+                Err(PeerError::INVALID_ARG),
+                "{options:?}"
+            );
+        }
+        // Any threshold is valid: 0 validates every address, a large one none.
+        assert!(GraphOptions::default()
+            .with_retry_threshold(usize::MAX)
+            .validate()
+            .is_ok());
     }
 }

@@ -440,6 +440,22 @@ async fn invalid_graph_properties_and_options() {
     assert_eq!(
         create(
             properties("props", "alice"),
+            defaults().with_handshake_limits(128, 0)
+        ),
+        IA,
+        "no handshakes per source allowed"
+    );
+    assert_eq!(
+        create(
+            properties("props", "alice"),
+            defaults().with_tls_handshake_timeout(Duration::ZERO)
+        ),
+        IA,
+        "zero TLS handshake timeout"
+    );
+    assert_eq!(
+        create(
+            properties("props", "alice"),
             defaults().with_renew_endpoints_after(0)
         ),
         IA,

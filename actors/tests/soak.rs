@@ -319,8 +319,14 @@ async fn soak_ten_thousand_concurrent_connections() {
     let connections: usize = count_from_env("PEERGRAPH_SOAK_CONNECTIONS", 10_000);
     const WARM_UP: usize = 100;
     let deadline = Instant::now() + Duration::from_secs(600);
-    // A capacity test, not a latency test: give handshakes time on a loaded machine.
-    let options = peergraph::GraphOptions::default().with_connect_timeout(Duration::from_secs(60));
+    // A capacity test, not a latency test: give handshakes time on a loaded machine. Alice
+    // opens batches of 100 from one address, past the default bound per source (8).
+    let options = peergraph::GraphOptions::default()
+        .with_connect_timeout(Duration::from_secs(60))
+        .with_handshake_limits(
+            peergraph::DEFAULT_MAX_PENDING_HANDSHAKES,
+            peergraph::DEFAULT_MAX_PENDING_HANDSHAKES,
+        );
     let alice = node_with("soak", "alice", options.clone()).await;
     let bob = node_with("soak", "bob", options).await;
     let limits = QueueLimits {

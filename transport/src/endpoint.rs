@@ -79,7 +79,7 @@ pub enum EndpointError {
 /// no unidirectional streams and no datagrams: anything more a peer tries is refused by
 /// QUIC flow control. Stream windows are quinn's defaults, so a benchmark against raw quinn
 /// with default settings compares like with like; the connection window starts at
-/// [`INITIAL_RECEIVE_WINDOW`] and the graph sets it to the link's share of its receive
+/// `INITIAL_RECEIVE_WINDOW` and the graph sets it to the link's share of its receive
 /// budget (at most the stream window) once the link is adopted.
 ///
 /// # Errors

@@ -30,7 +30,7 @@ mod renewal;
 #[cfg(test)]
 mod tests;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
@@ -249,9 +249,14 @@ impl GraphActor {
         }
     }
 
-    /// An incoming handshake ended, with a CONNECT or without.
-    fn on_accepted(&mut self, accepted: Option<(Link, Connect)>, ctx: &mut Context<Self>) {
-        self.core.incoming_ended();
+    /// An incoming handshake from `source` ended, with a CONNECT or without.
+    fn on_accepted(
+        &mut self,
+        source: IpAddr,
+        accepted: Option<(Link, Connect)>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.core.incoming_ended(source);
         let Some((link, connect)) = accepted else {
             return;
         };

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use actix::prelude::*;
+use peergraph_engine::graph_core::HandshakeAdmission;
 use peergraph_engine::{PeerError, ResultCode};
 use peergraph_transport::{bind_endpoint, RenewableEndpoint};
 
@@ -179,15 +180,35 @@ impl StreamHandler<Accepted> for GraphActor {
             incoming.ignore();
             return;
         }
-        if !self.core.incoming_started() {
-            incoming.refuse();
-            return;
+        // The core decides (docs/PROTOCOL.md §3.1); this only carries it out.
+        let source = incoming.remote_address().ip();
+        match self
+            .core
+            .incoming_started(source, incoming.remote_address_validated())
+        {
+            HandshakeAdmission::Accept => {}
+            HandshakeAdmission::Retry => {
+                // Stateless: quinn sends the Retry and forgets the connection. `retry`
+                // fails only for an address already validated, which the core never sends
+                // here; refusing is the answer that keeps nothing either.
+                if let Err(error) = incoming.retry() {
+                    error.into_incoming().refuse();
+                }
+                return;
+            }
+            HandshakeAdmission::Refuse => {
+                incoming.refuse();
+                return;
+            }
         }
         self.note_links();
-        let timeout = self.options.connect_timeout;
-        ctx.spawn(handshake::accept(incoming, timeout).into_actor(self).map(
-            |accepted, act, ctx| {
-                act.on_accepted(accepted, ctx);
+        let timeouts = handshake::AcceptTimeouts {
+            tls: self.options.tls_handshake_timeout,
+            total: self.options.connect_timeout,
+        };
+        ctx.spawn(handshake::accept(incoming, timeouts).into_actor(self).map(
+            move |accepted, act, ctx| {
+                act.on_accepted(source, accepted, ctx);
                 act.renew_when_idle(ctx);
             },
         ));

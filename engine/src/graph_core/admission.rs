@@ -159,6 +159,21 @@ pub fn refusal_code(reason: RefuseReason) -> ResultCode {
     }
 }
 
+/// What becomes of an incoming QUIC connection before any of its handshake runs
+/// ([`GraphCore::incoming_started`](super::GraphCore::incoming_started)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandshakeAdmission {
+    /// Take a handshake slot and run the handshake (TLS, then CONNECT).
+    Accept,
+    /// Answer with a QUIC Retry and keep nothing: the client comes back with a token that
+    /// proves it receives at its address. A spoofed source never does, so it costs this
+    /// node one packet and no slot.
+    Retry,
+    /// Refuse at the QUIC level (CONNECTION_REFUSED): the connecting node sees
+    /// PEER_E_CONNECTION_REFUSED.
+    Refuse,
+}
+
 /// How an outgoing handshake failed below CONNECT/WELCOME, as the driver saw it on its
 /// QUIC stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

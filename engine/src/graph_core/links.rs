@@ -1,10 +1,11 @@
 //! The connection table of one graph and its invariants: connections by id, the live links
 //! per remote node (for the per-node limit), the outgoing attempts and incoming handshakes
-//! under way, and the peak that decides when the table gives its room back.
+//! under way (in all and per source), and the peak that decides when the table gives its
+//! room back.
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use crate::graph::ConnectionInfo;
 use crate::ids::{ConnectionId, NodeId, PeerId};
@@ -61,6 +62,29 @@ pub(crate) fn shrink_if_sparse<K: Hash + Eq, V>(map: &mut HashMap<K, V>) {
     }
 }
 
+/// The source an incoming handshake is counted against for the per-source bound: an IPv4
+/// address, or the /64 prefix of an IPv6 one (a host usually holds a whole /64, so counting
+/// its addresses one by one would not bound it). An IPv4-mapped IPv6 address counts as the
+/// IPv4 address it carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Source(IpAddr);
+
+impl Source {
+    /// The source `address` is counted as.
+    pub fn of(address: IpAddr) -> Self {
+        match address {
+            IpAddr::V4(v4) => Source(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Source(IpAddr::V4(v4)),
+                None => {
+                    let prefix = u128::from(v6) & !u128::from(u64::MAX);
+                    Source(IpAddr::V6(Ipv6Addr::from(prefix)))
+                }
+            },
+        }
+    }
+}
+
 /// An outgoing attempt under way: whom it asked for, where.
 #[derive(Debug)]
 pub(crate) struct Attempt {
@@ -77,6 +101,9 @@ pub(crate) struct Links {
     pub(crate) outgoing: HashMap<ConnectionId, Attempt>,
     /// Incoming handshakes under way.
     pub(crate) incoming: usize,
+    /// Incoming handshakes under way per source, only sources with one or more: so it
+    /// never holds more entries than [`Limits::max_pending_handshakes`](super::Limits).
+    pub(crate) incoming_per_source: HashMap<Source, usize>,
     /// Links that have not ended, per remote node, closing ones included (kept here so
     /// that judging a CONNECT does not scan the table).
     pub(crate) per_node: HashMap<NodeId, usize>,
@@ -110,6 +137,30 @@ impl Links {
             self.connections.shrink_to_fit();
         }
         Some((entry, shrink))
+    }
+
+    /// Incoming handshakes under way from `source`.
+    pub(crate) fn incoming_from(&self, source: &Source) -> usize {
+        self.incoming_per_source.get(source).copied().unwrap_or(0)
+    }
+
+    /// Counts in an incoming handshake from `source`.
+    pub(crate) fn incoming_started(&mut self, source: Source) {
+        self.incoming += 1;
+        *self.incoming_per_source.entry(source).or_default() += 1;
+    }
+
+    /// Counts out an incoming handshake from `source`; its entry goes at zero, and the
+    /// map gives its room back once sparse (a flood from many sources leaves nothing).
+    pub(crate) fn incoming_ended(&mut self, source: &Source) {
+        self.incoming = self.incoming.saturating_sub(1);
+        if let Some(count) = self.incoming_per_source.get_mut(source) {
+            *count -= 1;
+            if *count == 0 {
+                self.incoming_per_source.remove(source);
+                shrink_if_sparse(&mut self.incoming_per_source);
+            }
+        }
     }
 
     /// Counts out one ended link with `node`.

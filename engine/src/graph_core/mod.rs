@@ -2,12 +2,14 @@
 //!
 //! As `quinn-proto` holds the whole of QUIC while `quinn` only moves bytes and timers,
 //! [`GraphCore`] holds what a graph decides, and the actors only carry it out:
+//! - admission of a handshake before it starts (a QUIC Retry under load, the bounds on
+//!   half-open handshakes in all and per source: [`GraphCore::incoming_started`]);
 //! - admission of a link ([`admission`](self) rules: version, graph, peer, allow-list,
 //!   membership proof, neighbor or direct, limits, duplicate ids, and the code an outgoing
 //!   attempt ends with);
 //! - the connection table and its invariants (links per remote node, outgoing attempts and
-//!   incoming handshakes under way, the peak that decides when the table gives its room
-//!   back);
+//!   incoming handshakes under way, in all and per source address, the peak that decides
+//!   when the table gives its room back);
 //! - the graph's status and the events its changes raise;
 //! - per link, the [`LinkMachine`]: what the control stream may carry and the close of
 //!   docs/PROTOCOL.md §3.4, with time passed in.
@@ -22,7 +24,8 @@
 //!
 //! ```text
 //!  driver ──check_open/start_outgoing/outgoing_ended──▶ GraphCore ──▶ Connect / Adopt / Failed
-//!  driver ──incoming_started/on_connect──────────────▶ GraphCore ──▶ Welcome / Refuse / Leave
+//!  driver ──incoming_started(source, validated)──────▶ GraphCore ──▶ Accept / Retry / Refuse
+//!  driver ──on_connect/incoming_ended(source)────────▶ GraphCore ──▶ Welcome / Refuse / Leave
 //!  driver ──start_close/link_ended/release───────────▶ GraphCore ──▶ table changes
 //!  GraphCore ──poll_event──▶ driver ──▶ registrations
 //!  link driver ──frames, FIN, loss, timer(now)──▶ LinkMachine ──poll_action──▶ link driver
@@ -37,16 +40,17 @@ mod window;
 mod tests;
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 pub use self::admission::{
-    judge_answer, refusal_code, Admission, AllowList, Answer, HandshakeFailure, IncomingConnect,
+    judge_answer, refusal_code, Admission, AllowList, Answer, HandshakeAdmission, HandshakeFailure,
+    IncomingConnect,
 };
 pub use self::link::{
     Cause, CloseStart, EndReason, Finished, LinkAction, LinkLoss, LinkMachine, Violation,
 };
 use self::links::Attempt;
-pub use self::links::{LinkEntry, Peak, ROOM_KEPT};
+pub use self::links::{LinkEntry, Peak, Source, ROOM_KEPT};
 pub use self::window::{WindowShare, MAX_LINK_WINDOW, MIN_LINK_WINDOW};
 
 use self::admission::Judge;
@@ -67,6 +71,14 @@ pub struct Limits {
     pub max_connections_per_node: usize,
     /// The most incoming handshakes at once: more are refused before they start.
     pub max_pending_handshakes: usize,
+    /// The most incoming handshakes at once from one [`Source`]: more from it are refused,
+    /// so that one address cannot take every slot.
+    pub max_pending_handshakes_per_source: usize,
+    /// From this many incoming handshakes under way, a connection whose source address is
+    /// not validated gets a QUIC Retry instead of a slot: under load, only a client that
+    /// proves it receives at its address may spend one. 0 validates every address; a
+    /// value at or above `max_pending_handshakes` never does.
+    pub retry_threshold: usize,
 }
 
 /// What a graph core starts with.
@@ -348,19 +360,43 @@ impl GraphCore {
         }
     }
 
-    /// An incoming handshake wants to start: false when it must be refused before it
-    /// does (the graph is closed, or [`Limits::max_pending_handshakes`] run already).
-    pub fn incoming_started(&mut self) -> bool {
-        if self.closed || self.links.incoming >= self.config.limits.max_pending_handshakes {
-            return false;
+    /// An incoming QUIC connection from `source` wants a handshake slot; `validated` says
+    /// whether its address is proven (it came back with a Retry token). The rules, in
+    /// order:
+    /// 1. the graph is closed: [`Refuse`](HandshakeAdmission::Refuse);
+    /// 2. [`Limits::retry_threshold`] handshakes run and the address is not validated:
+    ///    [`Retry`](HandshakeAdmission::Retry), which costs no slot;
+    /// 3. [`Limits::max_pending_handshakes_per_source`] run from its [`Source`]: `Refuse`;
+    /// 4. [`Limits::max_pending_handshakes`] run: `Refuse`;
+    /// 5. else [`Accept`](HandshakeAdmission::Accept): the slot is counted until
+    ///    [`incoming_ended`](Self::incoming_ended) with the same `source`.
+    #[must_use]
+    pub fn incoming_started(&mut self, source: IpAddr, validated: bool) -> HandshakeAdmission {
+        let limits = &self.config.limits;
+        let source = Source::of(source);
+        if self.closed {
+            HandshakeAdmission::Refuse
+        } else if !validated && self.links.incoming >= limits.retry_threshold {
+            HandshakeAdmission::Retry
+        } else if self.links.incoming_from(&source) >= limits.max_pending_handshakes_per_source
+            || self.links.incoming >= limits.max_pending_handshakes
+        {
+            HandshakeAdmission::Refuse
+        } else {
+            self.links.incoming_started(source);
+            HandshakeAdmission::Accept
         }
-        self.links.incoming += 1;
-        true
     }
 
-    /// An incoming handshake ended (whether or not it brought a CONNECT).
-    pub fn incoming_ended(&mut self) {
-        self.links.incoming = self.links.incoming.saturating_sub(1);
+    /// An incoming handshake from `source` that was accepted ended (whether or not it
+    /// brought a CONNECT): its slot is free again.
+    pub fn incoming_ended(&mut self, source: IpAddr) {
+        self.links.incoming_ended(&Source::of(source));
+    }
+
+    /// Sources with incoming handshakes under way (the per-source map's entries).
+    pub fn incoming_sources(&self) -> usize {
+        self.links.incoming_per_source.len()
     }
 
     /// Decides an incoming CONNECT on a link tagged `tag` from `address`. `verify_proof`

@@ -29,7 +29,13 @@ fn limits() -> Limits {
         max_connections: 16,
         max_connections_per_node: 16,
         max_pending_handshakes: 4,
+        max_pending_handshakes_per_source: 4,
+        retry_threshold: 4,
     }
+}
+
+fn ip(last: u8) -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, last])
 }
 
 fn core_with(admission: Admission, limits: Limits) -> GraphCore {
@@ -321,16 +327,204 @@ fn the_node_limit_counts_links_until_they_end_even_while_closing() {
 
 #[test]
 fn pending_handshakes_are_bounded_and_none_start_on_a_closed_graph() {
+    use HandshakeAdmission::{Accept, Refuse};
     let mut core = core();
-    for _ in 0..limits().max_pending_handshakes {
-        assert!(core.incoming_started());
+    for last in 0..limits().max_pending_handshakes {
+        assert_eq!(core.incoming_started(ip(last as u8), true), Accept);
     }
-    assert!(!core.incoming_started(), "one past the bound");
-    core.incoming_ended();
-    assert!(core.incoming_started());
+    assert_eq!(
+        core.incoming_started(ip(99), true),
+        Refuse,
+        "one past the bound"
+    );
+    core.incoming_ended(ip(0));
+    assert_eq!(core.incoming_started(ip(99), true), Accept);
     core.release();
-    core.incoming_ended();
-    assert!(!core.incoming_started(), "the graph is closed");
+    core.incoming_ended(ip(99));
+    assert_eq!(
+        core.incoming_started(ip(100), true),
+        Refuse,
+        "the graph is closed"
+    );
+    assert_eq!(
+        core.incoming_started(ip(101), false),
+        Refuse,
+        "a closed graph does not even ask for a Retry"
+    );
+}
+
+#[test]
+fn under_load_an_unvalidated_address_gets_a_retry_and_no_slot() {
+    use HandshakeAdmission::{Accept, Retry};
+    let mut core = core_with(
+        Admission::default(),
+        Limits {
+            retry_threshold: 2,
+            ..limits()
+        },
+    );
+    // Below the threshold nothing is asked of an address.
+    assert_eq!(core.incoming_started(ip(1), false), Accept);
+    assert_eq!(core.incoming_started(ip(2), false), Accept);
+    // From the threshold on, an address must prove itself first; a Retry takes no slot.
+    for last in 3..50 {
+        assert_eq!(core.incoming_started(ip(last), false), Retry);
+    }
+    assert_eq!(core.incoming_count(), 2);
+    // A validated one (it came back with the token) still gets a slot.
+    assert_eq!(core.incoming_started(ip(3), true), Accept);
+    assert_eq!(core.incoming_count(), 3);
+    // Once below the threshold again, none is asked.
+    core.incoming_ended(ip(1));
+    core.incoming_ended(ip(2));
+    assert_eq!(core.incoming_started(ip(4), false), Accept);
+}
+
+#[test]
+fn a_threshold_of_zero_validates_every_address() {
+    let mut core = core_with(
+        Admission::default(),
+        Limits {
+            retry_threshold: 0,
+            ..limits()
+        },
+    );
+    assert_eq!(
+        core.incoming_started(ip(1), false),
+        HandshakeAdmission::Retry
+    );
+    assert_eq!(
+        core.incoming_started(ip(1), true),
+        HandshakeAdmission::Accept
+    );
+}
+
+#[test]
+fn one_source_cannot_take_every_slot() {
+    use HandshakeAdmission::{Accept, Refuse};
+    let mut core = core_with(
+        Admission::default(),
+        Limits {
+            max_pending_handshakes: 8,
+            max_pending_handshakes_per_source: 2,
+            retry_threshold: 8,
+            ..limits()
+        },
+    );
+    assert_eq!(core.incoming_started(ip(1), true), Accept);
+    assert_eq!(core.incoming_started(ip(1), true), Accept);
+    assert_eq!(
+        core.incoming_started(ip(1), true),
+        Refuse,
+        "a third from one source"
+    );
+    assert_eq!(
+        core.incoming_started(ip(1), false),
+        Refuse,
+        "below the threshold an unvalidated one is counted the same"
+    );
+    // Other sources are not held back by it.
+    assert_eq!(core.incoming_started(ip(2), true), Accept);
+    assert_eq!(core.incoming_count(), 3);
+    // One ends: that source has room again.
+    core.incoming_ended(ip(1));
+    assert_eq!(core.incoming_started(ip(1), true), Accept);
+}
+
+#[test]
+fn an_ipv6_source_is_its_64_prefix_and_a_mapped_ipv4_is_the_ipv4() {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    use HandshakeAdmission::{Accept, Refuse};
+    let mut core = core_with(
+        Admission::default(),
+        Limits {
+            max_pending_handshakes_per_source: 1,
+            ..limits()
+        },
+    );
+    let host = |last: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, last));
+    assert_eq!(core.incoming_started(host(1), true), Accept);
+    assert_eq!(
+        core.incoming_started(host(2), true),
+        Refuse,
+        "another address of the same /64"
+    );
+    let other = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 1));
+    assert_eq!(core.incoming_started(other, true), Accept);
+    let v4 = Ipv4Addr::new(192, 0, 2, 7);
+    assert_eq!(core.incoming_started(IpAddr::V4(v4), true), Accept);
+    assert_eq!(
+        core.incoming_started(IpAddr::V6(v4.to_ipv6_mapped()), true),
+        Refuse,
+        "the same IPv4 host, mapped"
+    );
+    core.incoming_ended(host(2));
+    assert_eq!(core.incoming_started(host(3), true), Accept);
+}
+
+#[test]
+fn the_total_bound_holds_across_sources() {
+    use HandshakeAdmission::{Accept, Refuse};
+    let mut core = core_with(
+        Admission::default(),
+        Limits {
+            max_pending_handshakes: 3,
+            max_pending_handshakes_per_source: 3,
+            retry_threshold: 3,
+            ..limits()
+        },
+    );
+    assert_eq!(core.incoming_started(ip(1), true), Accept);
+    assert_eq!(core.incoming_started(ip(2), true), Accept);
+    assert_eq!(core.incoming_started(ip(2), false), Accept);
+    assert_eq!(
+        core.incoming_started(ip(3), true),
+        Refuse,
+        "all slots taken"
+    );
+    assert_eq!(
+        core.incoming_started(ip(4), true),
+        Refuse,
+        "all slots taken"
+    );
+}
+
+#[test]
+fn per_source_counts_are_released_and_the_map_gives_its_room_back() {
+    let mut core = core_with(
+        Admission::default(),
+        Limits {
+            max_pending_handshakes: 4096,
+            retry_threshold: 4096,
+            ..limits()
+        },
+    );
+    let sources: Vec<std::net::IpAddr> = (0..4096u32)
+        .map(|n| std::net::IpAddr::from((0x0a00_0000 + n).to_be_bytes()))
+        .collect();
+    for source in &sources {
+        assert_eq!(
+            core.incoming_started(*source, true),
+            HandshakeAdmission::Accept
+        );
+    }
+    assert_eq!(core.incoming_sources(), 4096);
+    let grown = core.links.incoming_per_source.capacity();
+    for source in &sources {
+        core.incoming_ended(*source);
+    }
+    assert_eq!(core.incoming_count(), 0);
+    assert_eq!(core.incoming_sources(), 0, "every entry goes at zero");
+    assert!(core.is_idle());
+    assert!(
+        core.links.incoming_per_source.capacity() <= ROOM_KEPT * 2
+            && core.links.incoming_per_source.capacity() < grown,
+        "the per-source map keeps {} of {grown} entries' room",
+        core.links.incoming_per_source.capacity()
+    );
+    // An end the table never counted (a driver bug) changes nothing below zero.
+    core.incoming_ended(sources[0]);
+    assert_eq!(core.incoming_count(), 0);
 }
 
 #[test]
