@@ -39,10 +39,14 @@ const QUEUE_LIMITS: QueueLimits = QueueLimits {
 pub(crate) const OPEN_WINDOW: usize = 64;
 
 /// The benchmark's graph settings: the defaults, except that one source address may have
-/// [`OPEN_WINDOW`] handshakes in progress. Past the Retry threshold (32) the opens still
-/// pay a QUIC Retry round trip, as they would on any node under that load.
+/// [`OPEN_WINDOW`] handshakes in progress, and no QUIC Retry is asked for: with Retry past
+/// 32 pending handshakes, about 7 of the 10,000 links `idle_memory` opens in one burst
+/// from one host never finished their QUIC handshake (the client's connect timed out), a
+/// defect of the Retry path still open; the raw side asks for none either.
 fn bench_options() -> GraphOptions {
-    GraphOptions::default().with_handshake_limits(DEFAULT_MAX_PENDING_HANDSHAKES, OPEN_WINDOW)
+    GraphOptions::default()
+        .with_handshake_limits(DEFAULT_MAX_PENDING_HANDSHAKES, OPEN_WINDOW)
+        .with_retry_threshold(usize::MAX)
 }
 
 fn peer(error: PeerError) -> anyhow::Error {
@@ -310,7 +314,10 @@ impl Node {
                 match change.status {
                     ConnectionStatus::Connected => connected += 1,
                     ConnectionStatus::ConnectionFailed => {
-                        bail!("connection failed: {:?}", change.failure_reason)
+                        bail!(
+                            "connection failed after {connected} of {count} were up: {:?}",
+                            change.failure_reason
+                        )
                     }
                     // The warm-up link's end may be reported late; a link of ours that
                     // ends shows in bob's count.

@@ -275,12 +275,15 @@ impl ConnectionActor {
     /// Reads the link's counters while a close is under way and tells the machine when
     /// the peer made progress (see [`ProgressMark`]); ends with the actor.
     fn start_probe(&mut self, ctx: &mut Context<Self>) {
-        self.progress = Some(ProgressMark::of(&self.connection.stats()));
+        // The first tick takes the baseline: a close that ends within one interval (most
+        // do) never reads the counters.
+        self.progress = Some(ProgressMark::default());
         let interval = probe_interval(self.guard.machine.close_timeout());
-        ctx.run_interval(interval, |act, ctx| {
+        let mut baseline = true;
+        ctx.run_interval(interval, move |act, ctx| {
             let now = ProgressMark::of(&act.connection.stats());
             let before = act.progress.replace(now).unwrap_or(now);
-            if before.progressed_to(&now) {
+            if !std::mem::take(&mut baseline) && before.progressed_to(&now) {
                 let at = Self::now();
                 act.machine().on_progress(at);
             }
