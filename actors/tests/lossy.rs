@@ -217,3 +217,42 @@ async fn a_close_through_ten_percent_loss_waits_for_a_live_peer() {
     );
     wait_connection(&mut bob.events, id, ConnectionStatus::Disconnected).await;
 }
+
+/// The figures of the close through loss (run by name, printed, nothing timed is
+/// asserted): 1 MiB queued, then a close with the default settings, through 5%, 10% and
+/// 20% loss each way with 10 ms of delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn close_figures_under_loss() {
+    for loss in [0.05, 0.10, 0.20] {
+        let impairment = Impairment {
+            loss,
+            duplicate: 0.0,
+            reorder: 0.0,
+            delay: Duration::from_millis(10),
+        };
+        let mut alice = node("figures", "alice").await;
+        let mut bob = node("figures", "bob").await;
+        let relay = Relay::start(bob.address, impairment, 0xF16).await;
+        let id = connect_via(&mut alice, &mut bob, "bob", relay.address).await;
+        for i in 0..64u8 {
+            let payload = Bytes::from(vec![i; 16 * 1024]);
+            assert_eq!(
+                alice
+                    .graph
+                    .send_data(id, DataType::from_u128(1), payload)
+                    .await,
+                Ok(())
+            );
+        }
+        let started = std::time::Instant::now();
+        let closed = alice.graph.close_direct_connection(id).await;
+        eprintln!(
+            "loss {:.0}%: 1 MiB queued, close answered {:?} after {:?}",
+            loss * 100.0,
+            closed.map_err(|e| e.code()),
+            started.elapsed()
+        );
+        assert_eq!(closed, Ok(()));
+    }
+}
