@@ -38,6 +38,16 @@
 //! - `table`: the index of a graph's link handles that other threads read.
 //! - `handshake`: CONNECT / WELCOME / REFUSE on a new link.
 //! - `events`: registrations, [`EventStream`], [`PeerEvent`].
+//!
+//! # What is exported
+//! What an application calls or receives: the engine and the facade, [`GraphActor`] and
+//! its messages (actix applications send them), event streams and [`PeerEvent`], the
+//! options, and the engine crate's ids, results, events and graph types. Not exported: the
+//! connection actor (applications reach links through the graph's messages; it is public
+//! only with the `fault-injection` feature, for tests that make it panic), the wire codec
+//! (only [`ALPN`] and [`MAX_DATA_LEN`] concern an application; a second implementation
+//! uses `peergraph-engine`'s `wire`), and the graph core (`peergraph-engine`'s
+//! `graph_core`, for simulators and other drivers).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 

@@ -37,6 +37,8 @@ mod links;
 mod window;
 
 #[cfg(test)]
+mod link_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::VecDeque;

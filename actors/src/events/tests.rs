@@ -1,0 +1,201 @@
+//! The queues and reservations of event registrations, without a graph.
+
+use super::*;
+use peergraph_engine::{EventRegistration, GraphStatus};
+
+fn status(n: u32) -> GraphEvent {
+    GraphEvent::StatusChanged {
+        status: GraphStatus(n),
+    }
+}
+
+/// Subscribers of graph 1 and one registration for STATUS_CHANGED that queues at most
+/// `events` events.
+fn status_stream(events: usize) -> (Subscribers, EventStream) {
+    let subscribers = Subscribers::new(GraphHandle::new(1).expect("nonzero"));
+    let filter =
+        EventFilter::new(vec![EventRegistration::new(EventType::StatusChanged)]).expect("ok");
+    let stream = subscribers.add_stream(
+        filter,
+        QueueLimits {
+            events,
+            bytes: 1024,
+        },
+    );
+    (subscribers, stream)
+}
+
+#[test]
+fn a_full_queue_drops_and_reports_the_count() {
+    let (subscribers, mut stream) = status_stream(2);
+    for n in 0..5 {
+        subscribers.publish(status(n));
+    }
+    assert_eq!(stream.try_recv(), Some(status(0)));
+    assert_eq!(stream.try_recv(), Some(status(1)));
+    assert_eq!(stream.try_recv(), Some(GraphEvent::EventsLost { count: 3 }));
+    assert_eq!(stream.try_recv(), None);
+    for n in 10..13 {
+        subscribers.publish(status(n));
+    }
+    subscribers.publish(status(13));
+    assert_eq!(stream.try_recv(), Some(status(10)));
+    subscribers.publish(status(14));
+    assert_eq!(stream.try_recv(), Some(status(11)));
+    assert_eq!(stream.try_recv(), Some(GraphEvent::EventsLost { count: 2 }));
+    assert_eq!(
+        stream.try_recv(),
+        Some(status(14)),
+        "a loss is reported in order"
+    );
+    assert!(subscribers.remove(stream.handle()));
+    assert!(!subscribers.remove(stream.handle()));
+}
+
+#[test]
+fn a_queue_read_down_gives_back_its_room() {
+    let (subscribers, mut stream) = status_stream(10_000);
+    let room = |stream: &EventStream| stream.queue.state.lock().expect("lock").events.capacity();
+    for n in 0..10_000 {
+        subscribers.publish(status(n));
+    }
+    assert!(room(&stream) >= 10_000);
+    for n in 0..9_000 {
+        assert_eq!(
+            stream.try_recv(),
+            Some(status(n)),
+            "order kept while shrinking"
+        );
+    }
+    assert!(room(&stream) <= 4 * 1_000, "room {}", room(&stream));
+    for n in 9_000..10_000 {
+        assert_eq!(stream.try_recv(), Some(status(n)));
+    }
+    assert_eq!(stream.try_recv(), None);
+    assert!(room(&stream) <= QUEUE_ROOM_KEPT, "room {}", room(&stream));
+}
+
+fn data(n: u8, len: usize) -> GraphEvent {
+    GraphEvent::IncomingData {
+        connection_id: peergraph_engine::ConnectionId::new(1).expect("id"),
+        data_type: peergraph_engine::DataType::from_u128(1),
+        data: bytes::Bytes::from(vec![n; len]),
+    }
+}
+
+fn data_stream(limits: QueueLimits) -> (Subscribers, EventStream) {
+    let subscribers = Subscribers::new(GraphHandle::new(1).expect("nonzero"));
+    let filter =
+        EventFilter::new(vec![EventRegistration::new(EventType::IncomingData)]).expect("ok");
+    let stream = subscribers.add_stream(filter, limits);
+    (subscribers, stream)
+}
+
+/// A full queue makes the link wait instead of losing data: the reservation completes
+/// once the reader has read, and nothing is lost.
+#[tokio::test]
+async fn data_waits_for_room_and_is_never_lost() {
+    use futures_util::FutureExt;
+    let (subscribers, mut stream) = data_stream(QueueLimits {
+        events: 2,
+        bytes: 1024,
+    });
+    for n in 0..2 {
+        let event = data(n, 10);
+        let room = subscribers
+            .reserve_data(&event)
+            .now_or_never()
+            .expect("room for two");
+        room.deliver(event);
+    }
+    let third = data(2, 10);
+    let mut waiting = Box::pin(subscribers.reserve_data(&third));
+    assert!((&mut waiting).now_or_never().is_none(), "the third waits");
+    assert_eq!(stream.try_recv(), Some(data(0, 10)));
+    let room = waiting.now_or_never().expect("room once one is read");
+    room.deliver(third);
+    assert_eq!(stream.try_recv(), Some(data(1, 10)));
+    assert_eq!(stream.try_recv(), Some(data(2, 10)));
+    assert_eq!(stream.try_recv(), None);
+}
+
+/// The byte budget holds links back too, and a payload larger than the whole budget
+/// still passes alone.
+#[tokio::test]
+async fn the_byte_budget_holds_data_back_and_a_huge_payload_passes_alone() {
+    use futures_util::FutureExt;
+    let (subscribers, mut stream) = data_stream(QueueLimits {
+        events: 100,
+        bytes: 100,
+    });
+    let first = data(0, 80);
+    subscribers
+        .reserve_data(&first)
+        .now_or_never()
+        .expect("room")
+        .deliver(first);
+    let huge = data(1, 1000);
+    let mut waiting = Box::pin(subscribers.reserve_data(&huge));
+    assert!(
+        (&mut waiting).now_or_never().is_none(),
+        "needs the whole budget"
+    );
+    assert_eq!(stream.try_recv(), Some(data(0, 80)));
+    waiting
+        .now_or_never()
+        .expect("alone it passes")
+        .deliver(huge.clone());
+    assert_eq!(stream.try_recv(), Some(huge));
+}
+
+/// A registration that ends lets a waiting link go on; its data has nowhere to go.
+#[tokio::test]
+async fn an_ended_registration_releases_waiting_links() {
+    use futures_util::FutureExt;
+    let (subscribers, stream) = data_stream(QueueLimits {
+        events: 1,
+        bytes: 1024,
+    });
+    let first = data(0, 1);
+    subscribers
+        .reserve_data(&first)
+        .now_or_never()
+        .expect("room")
+        .deliver(first);
+    let second = data(1, 1);
+    let mut waiting = Box::pin(subscribers.reserve_data(&second));
+    assert!((&mut waiting).now_or_never().is_none());
+    assert!(subscribers.remove(stream.handle()));
+    assert!(waiting.now_or_never().is_some(), "released");
+}
+
+/// Other events are kept beside a queue full of data, up to their own bound.
+#[tokio::test]
+async fn other_events_are_kept_beside_full_data() {
+    use futures_util::FutureExt;
+    let subscribers = Subscribers::new(GraphHandle::new(1).expect("nonzero"));
+    let filter = EventFilter::new(vec![
+        EventRegistration::new(EventType::IncomingData),
+        EventRegistration::new(EventType::StatusChanged),
+    ])
+    .expect("ok");
+    let mut stream = subscribers.add_stream(
+        filter,
+        QueueLimits {
+            events: 1,
+            bytes: 1024,
+        },
+    );
+    let first = data(0, 1);
+    subscribers
+        .reserve_data(&first)
+        .now_or_never()
+        .expect("room")
+        .deliver(first);
+    subscribers.publish(status(1));
+    subscribers.publish(status(2));
+    assert_eq!(stream.try_recv(), Some(data(0, 1)));
+    assert_eq!(stream.try_recv(), Some(status(1)));
+    assert_eq!(stream.try_recv(), Some(GraphEvent::EventsLost { count: 1 }));
+    assert_eq!(stream.try_recv(), None);
+}
