@@ -141,3 +141,58 @@ async fn a_stalled_reader_holds_many_links_within_the_receive_budget() {
         let _ = sender.await;
     }
 }
+
+/// The figure of a slow reader (run by name, printed, nothing timed is asserted): the
+/// application spends 200 µs on each 16 KiB message, so it can take at most about 78 MiB/s;
+/// the link, held back by it, should deliver close to that, every message in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput_to_a_slow_reader() {
+    const COUNT: usize = 4_000;
+    const WORK: Duration = Duration::from_micros(200);
+    let mut alice = node("slow-reader", "alice").await;
+    let mut bob = node("slow-reader", "bob").await;
+    let id = connect(&mut alice, &mut bob, "bob").await;
+    let sender = {
+        let graph = alice.graph.clone();
+        tokio::spawn(async move {
+            let payload = Bytes::from(vec![1u8; MESSAGE]);
+            for _ in 0..COUNT {
+                graph
+                    .send_data(id, DataType::from_u128(1), payload.clone())
+                    .await?;
+            }
+            graph.close_direct_connection(id).await
+        })
+    };
+    let started = std::time::Instant::now();
+    let mut read = 0;
+    while read < COUNT {
+        match tokio::time::timeout(Duration::from_secs(30), bob.events.recv()).await {
+            Ok(Some(GraphEvent::IncomingData { data, .. })) => {
+                assert_eq!(data.len(), MESSAGE);
+                read += 1;
+                let until = std::time::Instant::now() + WORK;
+                while std::time::Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            }
+            Ok(Some(GraphEvent::EventsLost { count })) => panic!("{count} events lost"),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => panic!("stopped after {read}"),
+        }
+    }
+    let elapsed = started.elapsed();
+    let rate = (COUNT * MESSAGE) as f64 / elapsed.as_secs_f64() / (1024.0 * 1024.0);
+    let ceiling = MESSAGE as f64 / WORK.as_secs_f64() / (1024.0 * 1024.0);
+    eprintln!(
+        "slow reader: {rate:.1} MiB/s delivered, the reader's own ceiling {ceiling:.1} MiB/s \
+         ({:.0}%)",
+        100.0 * rate / ceiling
+    );
+    assert_eq!(
+        sender.await.expect("sender"),
+        Ok(()),
+        "the close answers S_OK"
+    );
+}
