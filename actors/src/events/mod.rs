@@ -2,15 +2,15 @@
 //! reads, and delivery to an actix [`Recipient`].
 //!
 //! ```text
-//!  graph actor / connection actors ──publish──▶ Subscribers ──▶ queue ──▶ EventStream
-//!                                                         └──▶ try_send ──▶ Recipient
+//!  graph actor ──publish──▶ Subscribers ──▶ queue ──▶ EventStream (the application reads)
+//!  connection actors ──reserve_data, deliver──▶ │   └──▶ forward task ──▶ Recipient
 //! ```
 //!
 //! # Data pushes back; other events are kept
 //! INCOMING_DATA is never dropped. A link that reads a DATA frame first reserves room for
-//! it in every registration that takes it (an event slot and its payload bytes in a
-//! queue; one of the messages in flight to a recipient) and reads nothing more until it
-//! has that room. So a full registration stops the links that feed it, QUIC flow control
+//! it in every registration that takes it (an event slot and its payload bytes in the
+//! registration's queue) and reads nothing more until it has that room; links waiting for
+//! room in one queue are served in the order they came. So a full registration stops the links that feed it, QUIC flow control
 //! holds their senders, SendData waits once their outboxes are full, and a peer's
 //! DISCONNECT is read only after every byte before it was handed to the application: a
 //! close's S_OK means the application has every byte. With several registrations the
@@ -20,9 +20,11 @@
 //! `QueueLimits::events` of them unread beside its data, and only past that (thousands of
 //! links coming and going while the application reads nothing) loses one, counts it, and
 //! delivers one [`GraphEvent::EventsLost`] with the count as soon as it has read what was
-//! queued. A recipient gets them with `try_send`, and an EventsLost the same way when its
-//! mailbox was full. A subscriber that stops reading therefore costs at most its queue's
-//! bounds.
+//! queued. A recipient registration has a queue too, with the default limits; a task hands
+//! its events to the recipient in order, with `try_send`, waiting for room while the
+//! mailbox is full. A subscriber
+//! that stops reading therefore costs at most its queue's bounds (and, for a recipient,
+//! its mailbox).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -31,12 +33,13 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::task::AtomicWaker;
 use futures_util::Stream;
 use peergraph_engine::{EventFilter, EventType, GraphEvent, GraphHandle};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 
 /// The default most events a registration's queue holds before it drops new ones.
 pub const DEFAULT_QUEUE_EVENTS: usize = 4096;
@@ -112,11 +115,37 @@ struct QueueState {
     data_events: usize,
     /// INCOMING_DATA payload bytes held or reserved.
     data_bytes: usize,
-    /// Links waiting for room.
-    waiting: usize,
+    /// The links waiting for room, by ticket, served in order: only the first may take
+    /// room, so a large payload is not starved by small ones behind it.
+    waiting: VecDeque<u64>,
+    /// The next waiting link's ticket.
+    next_ticket: u64,
     /// Events lost since the reader last heard of a loss.
     lost: u64,
     closed: bool,
+}
+
+/// A link's place among those waiting for room in a queue: dropped before the link got
+/// room (its reader stopped), it leaves the line, so those behind it go on.
+struct Place<'a> {
+    queue: &'a Queue,
+    ticket: u64,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        let was_first = {
+            let Ok(mut state) = self.queue.state.lock() else {
+                return;
+            };
+            let was_first = state.waiting.front() == Some(&self.ticket);
+            state.waiting.retain(|&ticket| ticket != self.ticket);
+            was_first
+        };
+        if was_first {
+            self.queue.room_freed.notify_waiters();
+        }
+    }
 }
 
 /// The room one INCOMING_DATA event holds in a queue until it is read: its payload bytes
@@ -143,7 +172,8 @@ impl Queue {
                 others: 0,
                 data_events: 0,
                 data_bytes: 0,
-                waiting: 0,
+                waiting: VecDeque::new(),
+                next_ticket: 0,
                 lost: 0,
                 closed: false,
             }),
@@ -153,9 +183,10 @@ impl Queue {
     }
 
     /// Room for an INCOMING_DATA event of `bytes` payload bytes if there is some now and
-    /// no link waits before this one. A payload larger than the whole byte budget takes
-    /// all of it. `Err(())` once the queue is closed.
-    fn try_reserve(&self, bytes: usize, queued: bool) -> Result<Option<DataRoom>, ()> {
+    /// no link waits before this one (`ticket` is the caller's place among the waiting).
+    /// A payload larger than the whole byte budget takes all of it. `Err(())` once the
+    /// queue is closed.
+    fn try_reserve(&self, bytes: usize, ticket: Option<u64>) -> Result<Option<DataRoom>, ()> {
         let Ok(mut state) = self.state.lock() else {
             return Err(());
         };
@@ -163,37 +194,56 @@ impl Queue {
             return Err(());
         }
         let bytes = bytes.min(self.limits.bytes);
-        let room = state.data_events < self.limits.events
-            && state.data_bytes + bytes <= self.limits.bytes
-            && (queued || state.waiting == 0);
+        let first = state.waiting.front().copied() == ticket;
+        let room = first
+            && state.data_events < self.limits.events
+            && state.data_bytes + bytes <= self.limits.bytes;
         if !room {
             return Ok(None);
         }
+        if ticket.is_some() {
+            state.waiting.pop_front();
+        }
         state.data_events += 1;
         state.data_bytes += bytes;
+        let next_may_go = !state.waiting.is_empty();
+        drop(state);
+        if next_may_go {
+            // The next in line may fit in what is left.
+            self.room_freed.notify_waiters();
+        }
         Ok(Some(DataRoom { bytes }))
     }
 
-    /// Waits for room for an INCOMING_DATA event of `bytes` payload bytes; `None` once
-    /// the queue is closed.
+    /// Waits, in line behind the links already waiting, for room for an INCOMING_DATA
+    /// event of `bytes` payload bytes; `None` once the queue is closed. Dropping the
+    /// future gives up its place.
     async fn reserve(&self, bytes: usize) -> Option<DataRoom> {
-        if let Ok(mut state) = self.state.lock() {
-            state.waiting += 1;
-        }
-        let room = loop {
+        let ticket = {
+            let Ok(mut state) = self.state.lock() else {
+                return None;
+            };
+            let ticket = state.next_ticket;
+            state.next_ticket += 1;
+            state.waiting.push_back(ticket);
+            ticket
+        };
+        let _place = Place {
+            queue: self,
+            ticket,
+        };
+        loop {
             let freed = self.room_freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            match self.try_reserve(bytes, true) {
-                Ok(Some(room)) => break Some(room),
+            match self.try_reserve(bytes, Some(ticket)) {
+                // Served: `try_reserve` took the ticket out of the line, so dropping the
+                // place below finds nothing to give up.
+                Ok(Some(room)) => return Some(room),
                 Ok(None) => freed.await,
-                Err(()) => break None,
+                Err(()) => return None,
             }
-        };
-        if let Ok(mut state) = self.state.lock() {
-            state.waiting -= 1;
         }
-        room
     }
 
     /// Gives back room that was reserved and not used.
@@ -204,7 +254,7 @@ impl Queue {
             };
             state.data_events -= 1;
             state.data_bytes -= room.bytes;
-            state.waiting > 0
+            !state.waiting.is_empty()
         };
         if wake {
             self.room_freed.notify_waiters();
@@ -277,7 +327,7 @@ impl Queue {
                     Some(bytes) => {
                         state.data_events -= 1;
                         state.data_bytes -= bytes;
-                        wake = state.waiting > 0;
+                        wake = !state.waiting.is_empty();
                     }
                     None => state.others -= 1,
                 }
@@ -352,122 +402,83 @@ impl fmt::Debug for EventStream {
     }
 }
 
-enum Sink {
-    Queue(Arc<Queue>),
-    Recipient {
-        recipient: Recipient<PeerEvent>,
-        lost: AtomicU64,
-        /// INCOMING_DATA messages that may be in flight to the recipient at once.
-        in_flight: Arc<Semaphore>,
-    },
-}
-
 struct Subscriber {
     handle: EventHandle,
     filter: EventFilter,
-    sink: Sink,
-}
-
-/// Room one INCOMING_DATA event holds in one registration until it is read (a queue) or
-/// handled (a recipient).
-enum Room {
-    Queue(DataRoom),
-    Recipient(OwnedSemaphorePermit),
+    /// The registration's queue: read by its [`EventStream`], or by the task that hands
+    /// its events, in order, to its recipient.
+    queue: Arc<Queue>,
 }
 
 impl Subscriber {
     /// Ends the registration: a stream ends after what is queued, and links waiting for
     /// room in it go on.
     fn close(&self) {
-        match &self.sink {
-            Sink::Queue(queue) => queue.close(),
-            Sink::Recipient { in_flight, .. } => in_flight.close(),
-        }
-    }
-
-    fn message(&self, graph: GraphHandle, event: GraphEvent) -> PeerEvent {
-        PeerEvent {
-            graph,
-            registration: self.handle,
-            event,
-        }
+        self.queue.close();
     }
 
     /// Room for an INCOMING_DATA event of `bytes` payload bytes if there is some now;
     /// `Err(())` once the registration has ended.
-    fn try_reserve(&self, bytes: usize) -> Result<Option<Room>, ()> {
-        match &self.sink {
-            Sink::Queue(queue) => Ok(queue.try_reserve(bytes, false)?.map(Room::Queue)),
-            Sink::Recipient { in_flight, .. } => match in_flight.clone().try_acquire_owned() {
-                Ok(permit) => Ok(Some(Room::Recipient(permit))),
-                Err(tokio::sync::TryAcquireError::NoPermits) => Ok(None),
-                Err(tokio::sync::TryAcquireError::Closed) => Err(()),
-            },
-        }
+    fn try_reserve(&self, bytes: usize) -> Result<Option<DataRoom>, ()> {
+        self.queue.try_reserve(bytes, None)
     }
 
     /// Gives back room reserved and not used.
-    fn release(&self, room: Room) {
-        if let (Sink::Queue(queue), Room::Queue(room)) = (&self.sink, room) {
-            queue.release(room);
-        }
+    fn release(&self, room: DataRoom) {
+        self.queue.release(room);
     }
 
     /// Waits for room for an INCOMING_DATA event of `bytes` payload bytes; `None` once
     /// the registration has ended.
-    async fn reserve(&self, bytes: usize) -> Option<Room> {
-        match &self.sink {
-            Sink::Queue(queue) => queue.reserve(bytes).await.map(Room::Queue),
-            Sink::Recipient { in_flight, .. } => in_flight
-                .clone()
-                .acquire_owned()
-                .await
-                .ok()
-                .map(Room::Recipient),
-        }
+    async fn reserve(&self, bytes: usize) -> Option<DataRoom> {
+        self.queue.reserve(bytes).await
     }
 
-    /// Hands an INCOMING_DATA event over in the room reserved for it. A recipient's
-    /// message goes with `send`, which waits for mailbox room; the room is held until the
-    /// recipient has handled it.
-    fn deliver_data(&self, graph: GraphHandle, event: GraphEvent, room: Room) {
-        match (&self.sink, room) {
-            (Sink::Queue(queue), Room::Queue(room)) => queue.push_data(event, room),
-            (Sink::Recipient { recipient, .. }, Room::Recipient(permit)) => {
-                let sent = recipient.send(self.message(graph, event));
-                actix::spawn(async move {
-                    let _ = sent.await;
-                    drop(permit);
-                });
-            }
-            // A room is reserved in the sink it is delivered to.
-            _ => {}
-        }
+    /// Queues an INCOMING_DATA event in the room reserved for it.
+    fn deliver_data(&self, event: GraphEvent, room: DataRoom) {
+        self.queue.push_data(event, room);
     }
 
-    /// Delivers an event other than INCOMING_DATA; never waits.
-    fn deliver(&self, graph: GraphHandle, event: &GraphEvent) {
-        match &self.sink {
-            Sink::Queue(queue) => queue.push_other(event.clone()),
-            Sink::Recipient {
-                recipient, lost, ..
-            } => {
-                let missed = lost.load(Ordering::Relaxed);
-                if missed > 0 {
-                    if recipient
-                        .try_send(self.message(graph, GraphEvent::EventsLost { count: missed }))
-                        .is_err()
-                    {
-                        lost.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                    lost.fetch_sub(missed, Ordering::Relaxed);
+    /// Queues an event other than INCOMING_DATA; never waits.
+    fn deliver(&self, event: &GraphEvent) {
+        self.queue.push_other(event.clone());
+    }
+}
+
+/// How long the task that feeds a recipient waits at first before it offers an event to a
+/// full mailbox again; it doubles up to [`MAILBOX_RETRY_MAX`]. actix's `send` to a full
+/// mailbox parks without registering a waker and so may never finish: `try_send` again
+/// after a wait is the way to wait for room.
+const MAILBOX_RETRY_FIRST: Duration = Duration::from_micros(100);
+/// The longest wait between two offers to a full mailbox: a recipient that frees room is
+/// fed again within 10 ms.
+const MAILBOX_RETRY_MAX: Duration = Duration::from_millis(10);
+
+/// Hands a recipient registration's events to its recipient, in order, with `try_send`;
+/// while the mailbox is full it waits and offers the event again. So a recipient that
+/// falls behind fills its mailbox, then its queue, and then holds back the links that
+/// feed it, as a stream's reader does. Ends when the registration ends, or when the
+/// recipient stops (its queue is then closed, so that no link waits for it).
+async fn forward(mut stream: EventStream, graph: GraphHandle, recipient: Recipient<PeerEvent>) {
+    let registration = stream.handle();
+    while let Some(event) = stream.recv().await {
+        let mut message = PeerEvent {
+            graph,
+            registration,
+            event,
+        };
+        let mut wait = MAILBOX_RETRY_FIRST;
+        loop {
+            match recipient.try_send(message) {
+                Ok(()) => break,
+                Err(SendError::Full(again)) => {
+                    message = again;
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(MAILBOX_RETRY_MAX);
                 }
-                if recipient
-                    .try_send(self.message(graph, event.clone()))
-                    .is_err()
-                {
-                    lost.fetch_add(1, Ordering::Relaxed);
+                Err(SendError::Closed(_)) => {
+                    stream.queue.close();
+                    return;
                 }
             }
         }
@@ -477,8 +488,7 @@ impl Subscriber {
 /// Room reserved for one INCOMING_DATA event in every registration that takes it
 /// ([`Subscribers::reserve_data`]). Dropping it unused gives the room back.
 pub(crate) struct DataReservation {
-    graph: GraphHandle,
-    rooms: Vec<(Arc<Subscriber>, Room)>,
+    rooms: Vec<(Arc<Subscriber>, DataRoom)>,
 }
 
 impl Drop for DataReservation {
@@ -492,15 +502,14 @@ impl Drop for DataReservation {
 impl DataReservation {
     /// Hands `event` to every registration the room was reserved in.
     pub(crate) fn deliver(mut self, event: GraphEvent) {
-        let graph = self.graph;
         let mut rooms = std::mem::take(&mut self.rooms);
         // The last registration takes the event itself; the others a clone (the payload
         // is shared, not copied).
         if let Some((last, last_room)) = rooms.pop() {
             for (subscriber, room) in rooms {
-                subscriber.deliver_data(graph, event.clone(), room);
+                subscriber.deliver_data(event.clone(), room);
             }
-            last.deliver_data(graph, event, last_room);
+            last.deliver_data(event, last_room);
         }
     }
 }
@@ -527,27 +536,22 @@ impl Subscribers {
         self.insert(Subscriber {
             handle,
             filter,
-            sink: Sink::Queue(queue.clone()),
+            queue: queue.clone(),
         });
         EventStream { handle, queue }
     }
 
-    /// Adds a registration delivered to `recipient`.
+    /// Adds a registration delivered to `recipient`: a queue with the default limits,
+    /// and a task on the current arbiter that hands its events over in order (see
+    /// [`forward`]). Called from the graph actor, so inside actix.
     pub(crate) fn add_recipient(
         &self,
         filter: EventFilter,
         recipient: Recipient<PeerEvent>,
     ) -> EventHandle {
-        let handle = EventHandle::next();
-        self.insert(Subscriber {
-            handle,
-            filter,
-            sink: Sink::Recipient {
-                recipient,
-                lost: AtomicU64::new(0),
-                in_flight: Arc::new(Semaphore::new(DEFAULT_QUEUE_EVENTS)),
-            },
-        });
+        let stream = self.add_stream(filter, QueueLimits::default());
+        let handle = stream.handle();
+        actix::spawn(forward(stream, self.graph, recipient));
         handle
     }
 
@@ -595,7 +599,7 @@ impl Subscribers {
             return;
         };
         for subscriber in list.iter().filter(|s| s.filter.accepts(&event)) {
-            subscriber.deliver(self.graph, &event);
+            subscriber.deliver(&event);
         }
     }
 
@@ -604,13 +608,15 @@ impl Subscribers {
     /// left out; with none, the event has nowhere to go.
     pub(crate) async fn reserve_data(&self, event: &GraphEvent) -> DataReservation {
         let bytes = event.payload_len();
-        let mut rooms = Vec::new();
+        // Built first, so that room already taken is given back (by its drop) if the link
+        // stops while it waits for the rest.
+        let mut reservation = DataReservation { rooms: Vec::new() };
         // Those without room now, to wait for once the list's lock is released.
         let mut full = Vec::new();
         if let Ok(list) = self.list.read() {
             for subscriber in list.iter().filter(|s| s.filter.accepts(event)) {
                 match subscriber.try_reserve(bytes) {
-                    Ok(Some(room)) => rooms.push((subscriber.clone(), room)),
+                    Ok(Some(room)) => reservation.rooms.push((subscriber.clone(), room)),
                     Ok(None) => full.push(subscriber.clone()),
                     Err(()) => {}
                 }
@@ -618,13 +624,10 @@ impl Subscribers {
         }
         for subscriber in full {
             if let Some(room) = subscriber.reserve(bytes).await {
-                rooms.push((subscriber, room));
+                reservation.rooms.push((subscriber, room));
             }
         }
-        DataReservation {
-            graph: self.graph,
-            rooms,
-        }
+        reservation
     }
 }
 

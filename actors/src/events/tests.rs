@@ -199,3 +199,88 @@ async fn other_events_are_kept_beside_full_data() {
     assert_eq!(stream.try_recv(), Some(GraphEvent::EventsLost { count: 1 }));
     assert_eq!(stream.try_recv(), None);
 }
+
+/// A link that stops while it waits for room in one registration gives back the room it
+/// had already taken in another (it used to keep it for good, and after enough such links
+/// every link feeding that registration waited forever although it was empty).
+#[tokio::test]
+async fn a_link_that_stops_while_waiting_gives_its_room_back() {
+    use futures_util::FutureExt;
+    let subscribers = Subscribers::new(GraphHandle::new(1).expect("nonzero"));
+    let filter =
+        || EventFilter::new(vec![EventRegistration::new(EventType::IncomingData)]).expect("ok");
+    let limits = QueueLimits {
+        events: 1,
+        bytes: 1024,
+    };
+    let mut a = subscribers.add_stream(filter(), limits);
+    let mut b = subscribers.add_stream(filter(), limits);
+    let first = data(0, 10);
+    subscribers
+        .reserve_data(&first)
+        .now_or_never()
+        .expect("room")
+        .deliver(first);
+    assert_eq!(a.try_recv(), Some(data(0, 10)));
+    let second = data(1, 10);
+    let mut waiting = Box::pin(subscribers.reserve_data(&second));
+    assert!(
+        (&mut waiting).now_or_never().is_none(),
+        "room taken in A, waits on B"
+    );
+    drop(waiting); // the link's reader stops
+    assert_eq!(b.try_recv(), Some(data(0, 10)));
+    assert_eq!(a.try_recv(), None);
+    let third = data(2, 10);
+    let room = subscribers
+        .reserve_data(&third)
+        .now_or_never()
+        .expect("both are empty");
+    room.deliver(third);
+    assert_eq!(a.try_recv(), Some(data(2, 10)));
+    assert_eq!(b.try_recv(), Some(data(2, 10)));
+}
+
+/// Waiting links are served in order: a payload that needs the whole byte budget is not
+/// starved by small ones that come after it.
+#[tokio::test]
+async fn waiting_links_are_served_in_order_and_a_large_payload_is_not_starved() {
+    use futures_util::FutureExt;
+    let (subscribers, mut stream) = data_stream(QueueLimits {
+        events: 100,
+        bytes: 100,
+    });
+    let first = data(0, 50);
+    subscribers
+        .reserve_data(&first)
+        .now_or_never()
+        .expect("room")
+        .deliver(first);
+    let huge = data(1, 1000);
+    let mut waiting = Box::pin(subscribers.reserve_data(&huge));
+    assert!(
+        (&mut waiting).now_or_never().is_none(),
+        "needs the whole budget"
+    );
+    let small = data(2, 10);
+    let mut behind = Box::pin(subscribers.reserve_data(&small));
+    assert!(
+        (&mut behind).now_or_never().is_none(),
+        "a newcomer waits its turn"
+    );
+    assert_eq!(stream.try_recv(), Some(data(0, 50)));
+    waiting
+        .now_or_never()
+        .expect("the first in line gets the room")
+        .deliver(huge.clone());
+    assert!(
+        (&mut behind).now_or_never().is_none(),
+        "the budget is the large one's"
+    );
+    assert_eq!(stream.try_recv(), Some(huge));
+    behind
+        .now_or_never()
+        .expect("then the next")
+        .deliver(small.clone());
+    assert_eq!(stream.try_recv(), Some(small));
+}

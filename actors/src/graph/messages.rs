@@ -151,8 +151,10 @@ impl RegisterEvent {
 }
 
 /// `PeerGraphRegisterEvent` for actix applications: deliver the selected events as
-/// [`PeerEvent`] messages to `recipient`, with `try_send` (a full mailbox loses events and
-/// is told how many).
+/// [`PeerEvent`] messages to `recipient`, in order. The registration queues them with the
+/// default [`QueueLimits`]; a recipient that falls behind fills its mailbox, then that
+/// queue, and then holds back the links whose data it takes (nothing is lost; other events
+/// past the queue's bound are counted in one EventsLost).
 ///
 /// # Errors
 /// `E_INVALIDARG` (no registrations).
