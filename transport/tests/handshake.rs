@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::{anyhow, ensure, Context};
-use common::{loopback, within};
+use common::{loopback, within, BorrowedCertificate};
 use peergraph_engine::wire::{DisconnectReason, Message, ALPN};
 use peergraph_transport::quinn;
 use peergraph_transport::{
@@ -176,24 +176,6 @@ fn garbage_certificate_is_refused() -> anyhow::Result<()> {
         .verify_server_cert(&real, &[], &name, &[], now)
         .is_ok());
     Ok(())
-}
-
-/// Presents one node's certificate but signs the handshake with another node's key.
-#[derive(Debug)]
-struct BorrowedCertificate(Arc<rustls::sign::CertifiedKey>);
-
-impl rustls::client::ResolvesClientCert for BorrowedCertificate {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[rustls::SignatureScheme],
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(self.0.clone())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
 }
 
 #[tokio::test]

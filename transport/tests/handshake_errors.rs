@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, ensure};
-use common::{loopback, within};
+use common::{loopback, within, BorrowedCertificate};
 use peergraph_engine::wire::ALPN;
 use peergraph_transport::quinn;
 use peergraph_transport::{
@@ -107,24 +107,6 @@ async fn no_client_certificate_is_certificate_required() -> anyhow::Result<()> {
     let (node, client) = failed_handshake(tls).await?;
     assert_eq!((node, client), (CERTIFICATE_REQUIRED, CERTIFICATE_REQUIRED));
     Ok(())
-}
-
-/// Presents one node's certificate but signs the handshake with another node's key.
-#[derive(Debug)]
-struct BorrowedCertificate(Arc<rustls::sign::CertifiedKey>);
-
-impl rustls::client::ResolvesClientCert for BorrowedCertificate {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[rustls::SignatureScheme],
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(self.0.clone())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
 }
 
 #[tokio::test]

@@ -43,6 +43,17 @@ impl Link {
     }
 }
 
+/// The machine cut the link for the close timeout and ended.
+fn assert_cut_for_timeout(link: &mut Link) {
+    assert_eq!(
+        link.actions(),
+        [
+            LinkAction::CloseLink(close_code::CLOSE_TIMEOUT),
+            LinkAction::Stop
+        ]
+    );
+}
+
 fn answer_of(finished: &Finished) -> Option<Result<(), ResultCode>> {
     finished
         .answer
@@ -157,13 +168,7 @@ fn a_close_the_peer_never_confirms_times_out_and_cuts_the_link() {
     link.machine.on_timeout(link.at(4_999));
     assert!(link.actions().is_empty(), "an early timer does nothing");
     link.machine.on_timeout(link.at(5_000));
-    assert_eq!(
-        link.actions(),
-        [
-            LinkAction::CloseLink(close_code::CLOSE_TIMEOUT),
-            LinkAction::Stop
-        ]
-    );
+    assert_cut_for_timeout(&mut link);
     let finished = link.finished();
     assert_eq!(answer_of(&finished), Some(Err(ResultCode::PEER_E_TIMEOUT)));
     assert!(matches!(finished.reason, EndReason::CloseTimedOut));
@@ -186,13 +191,7 @@ fn a_close_waits_while_the_peer_makes_progress_and_times_out_after_silence() {
     link.machine.on_timeout(link.at(24_999));
     assert!(link.actions().is_empty());
     link.machine.on_timeout(link.at(25_000));
-    assert_eq!(
-        link.actions(),
-        [
-            LinkAction::CloseLink(close_code::CLOSE_TIMEOUT),
-            LinkAction::Stop
-        ]
-    );
+    assert_cut_for_timeout(&mut link);
     assert_eq!(
         answer_of(&link.finished()),
         Some(Err(ResultCode::PEER_E_TIMEOUT))
@@ -211,13 +210,7 @@ fn a_close_that_keeps_progressing_ends_at_its_overall_bound() {
     }
     assert_eq!(link.machine.poll_timeout(), Some(link.at(60_000)));
     link.machine.on_timeout(link.at(60_000));
-    assert_eq!(
-        link.actions(),
-        [
-            LinkAction::CloseLink(close_code::CLOSE_TIMEOUT),
-            LinkAction::Stop
-        ]
-    );
+    assert_cut_for_timeout(&mut link);
     assert_eq!(
         answer_of(&link.finished()),
         Some(Err(ResultCode::PEER_E_TIMEOUT))
@@ -242,13 +235,7 @@ fn a_peer_close_that_we_cannot_finish_times_out_too() {
     link.machine.on_frame(link.at(0), FrameType::Disconnect);
     link.actions();
     link.machine.on_timeout(link.at(5_000));
-    assert_eq!(
-        link.actions(),
-        [
-            LinkAction::CloseLink(close_code::CLOSE_TIMEOUT),
-            LinkAction::Stop
-        ]
-    );
+    assert_cut_for_timeout(&mut link);
     assert_eq!(
         answer_of(&link.finished()),
         None,

@@ -22,3 +22,21 @@ pub async fn within<T>(step: &str, future: impl Future<Output = T>) -> anyhow::R
         .await
         .with_context(|| format!("timed out: {step}"))
 }
+
+/// Presents one node's certificate but signs the handshake with another node's key.
+#[derive(Debug)]
+pub struct BorrowedCertificate(pub std::sync::Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for BorrowedCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
