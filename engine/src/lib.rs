@@ -41,8 +41,8 @@ pub use crate::ids::{
 };
 pub use crate::record::{
     conflict_order, is_reserved_attribute, AttributeType, AttributeValue, Attributes, Clause,
-    ClauseValue, Compare, Criterion, GraphMetadata, GraphTime, MemoryStore, NewRecord, Pattern,
-    PatternToken, Record, RecordFilter, RecordFlags, RecordId, RecordParts, RecordStore,
+    ClauseValue, Compare, Criterion, Due, GraphMetadata, GraphTime, MemoryStore, NewRecord,
+    Pattern, PatternToken, Record, RecordFilter, RecordFlags, RecordId, RecordParts, RecordStore,
     RecordType, RecordUpdate, Search, WriteCompletion, WriteOp, ATTRIBUTES_DEPTH,
     AUTOREFRESH_MIN_LIFETIME, MAX_ATTRIBUTES, MAX_ATTRIBUTES_BYTES, MAX_ATTRIBUTE_NAME_CHARS,
     MAX_SEARCH_BYTES, MAX_SEARCH_DEPTH, MAX_SEARCH_ELEMENTS, RECORD_FORMAT_VERSION,

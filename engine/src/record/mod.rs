@@ -37,6 +37,6 @@ pub use self::search::{
     MAX_SEARCH_ELEMENTS,
 };
 pub use self::store::{
-    GraphMetadata, MemoryStore, RecordFilter, RecordStore, WriteCompletion, WriteOp,
+    Due, GraphMetadata, MemoryStore, RecordFilter, RecordStore, WriteCompletion, WriteOp,
 };
 pub use self::time::GraphTime;

@@ -14,7 +14,7 @@ use std::sync::{mpsc, Mutex, PoisonError};
 use crate::graph::GraphProperties;
 use crate::ids::PeerId;
 use crate::record::id::{RecordId, RecordType};
-use crate::record::model::Record;
+use crate::record::model::{Record, RecordFlags};
 use crate::record::search::Search;
 use crate::record::time::GraphTime;
 use crate::result::{PeerError, ResultCode};
@@ -42,6 +42,39 @@ pub enum WriteOp {
     Erase(RecordId),
     /// Replaces the graph metadata.
     SetMetadata(GraphMetadata),
+    /// Keeps a record whose validation was deferred (`PEER_E_DEFERRED_VALIDATION`) apart
+    /// from the database, replacing any held copy with its id: it is not read by
+    /// [`RecordStore::get`] or [`RecordStore::visit`] until it is validated.
+    Hold(Record),
+    /// Forgets the held record with this id, if any (validated or dropped).
+    Release(RecordId),
+}
+
+/// Which time index [`RecordStore::due`] reads.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Due<'a> {
+    /// Every record and tombstone, by expiration time.
+    Expiry,
+    /// The live AUTOREFRESH records `creator` created, by expiration time: the ones this
+    /// node renews.
+    Refresh {
+        /// The creator whose records are wanted (this node's peer id).
+        creator: &'a PeerId,
+    },
+}
+
+impl Due<'_> {
+    /// True when `record` belongs in this index.
+    pub fn admits(&self, record: &Record) -> bool {
+        match self {
+            Due::Expiry => true,
+            Due::Refresh { creator } => {
+                record.flags().contains(RecordFlags::AUTOREFRESH)
+                    && !record.is_deleted()
+                    && record.creator_id() == *creator
+            }
+        }
+    }
 }
 
 /// Which records an enumeration visits; `None` fields do not filter.
@@ -130,6 +163,38 @@ pub trait RecordStore: Send + Sync {
     /// read.
     fn metadata(&self) -> Result<GraphMetadata, PeerError>;
 
+    /// The records kept apart by [`WriteOp::Hold`], in id order.
+    ///
+    /// # Errors
+    /// As [`RecordStore::visit`].
+    fn held(&self) -> Result<Vec<Record>, PeerError>;
+
+    /// Up to `limit` entries of `index` whose expiration time is at or before `until`,
+    /// earliest first (ties in id order): what expires, or what this node renews, by then.
+    /// `due(index, GraphTime::MAX, 1)` is the next one.
+    ///
+    /// The default visits every record; a store with a time index overrides it.
+    ///
+    /// # Errors
+    /// As [`RecordStore::visit`].
+    fn due(
+        &self,
+        index: Due<'_>,
+        until: GraphTime,
+        limit: usize,
+    ) -> Result<Vec<(GraphTime, RecordId)>, PeerError> {
+        let mut due = Vec::new();
+        self.visit(&RecordFilter::all(), &mut |record| {
+            if index.admits(record) && record.expiration_time() <= until {
+                due.push((record.expiration_time(), record.id()));
+            }
+            true
+        })?;
+        due.sort_unstable();
+        due.truncate(limit);
+        Ok(due)
+    }
+
     /// Writes `batch` and waits until it is durable.
     ///
     /// # Errors
@@ -172,22 +237,6 @@ pub trait RecordStore: Send + Sync {
         Ok(records)
     }
 
-    /// The ids of every record and tombstone expired at `now`: what the engine erases
-    /// (after raising EXPIRED for the live ones).
-    ///
-    /// # Errors
-    /// As [`RecordStore::visit`].
-    fn expired_ids(&self, now: GraphTime) -> Result<Vec<RecordId>, PeerError> {
-        let mut ids = Vec::new();
-        self.visit(&RecordFilter::all(), &mut |record| {
-            if record.is_expired(now) {
-                ids.push(record.id());
-            }
-            true
-        })?;
-        Ok(ids)
-    }
-
     /// Every record `filter` admits, tombstones included, in id order.
     ///
     /// # Errors
@@ -213,6 +262,7 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct MemoryState {
     records: BTreeMap<RecordId, Record>,
+    held: BTreeMap<RecordId, Record>,
     metadata: GraphMetadata,
 }
 
@@ -242,6 +292,12 @@ impl RecordStore for MemoryStore {
                         state.records.remove(&id);
                     }
                     WriteOp::SetMetadata(metadata) => state.metadata = metadata,
+                    WriteOp::Hold(record) => {
+                        state.held.insert(record.id(), record);
+                    }
+                    WriteOp::Release(id) => {
+                        state.held.remove(&id);
+                    }
                 }
             }
         }
@@ -275,6 +331,10 @@ impl RecordStore for MemoryStore {
 
     fn metadata(&self) -> Result<GraphMetadata, PeerError> {
         Ok(self.state().metadata.clone())
+    }
+
+    fn held(&self) -> Result<Vec<Record>, PeerError> {
+        Ok(self.state().held.values().cloned().collect())
     }
 }
 
@@ -397,12 +457,25 @@ mod tests {
             store.live_records(&RecordFilter::all(), Some(&search), GraphTime::ZERO),
             Ok(vec![short.clone()])
         );
-        assert_eq!(store.expired_ids(GraphTime::ZERO), Ok(vec![]));
-        assert_eq!(store.expired_ids(now), Ok(vec![short.id()]));
+        let ids = |until: GraphTime| -> Vec<RecordId> {
+            store
+                .due(Due::Expiry, until, usize::MAX)
+                .expect("readable")
+                .into_iter()
+                .map(|(_, id)| id)
+                .collect()
+        };
+        assert_eq!(ids(GraphTime::ZERO), vec![]);
+        assert_eq!(ids(now), vec![short.id()]);
         assert_eq!(
-            store.expired_ids(GraphTime::from_ticks(10 * MINUTE)),
-            Ok(vec![live.id(), deleted.id(), short.id()]),
-            "a tombstone goes when it expires"
+            ids(GraphTime::from_ticks(10 * MINUTE)),
+            vec![short.id(), live.id(), deleted.id()],
+            "earliest first; a tombstone goes when it expires"
+        );
+        assert_eq!(
+            store.due(Due::Expiry, GraphTime::MAX, 1),
+            Ok(vec![(short.expiration_time(), short.id())]),
+            "the next one"
         );
     }
 
