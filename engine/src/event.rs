@@ -4,6 +4,7 @@ use bytes::Bytes;
 
 use crate::graph::GraphStatus;
 use crate::ids::{ConnectionId, DataType, NodeId, PeerId};
+use crate::record::{RecordId, RecordType};
 use crate::result::{PeerError, ResultCode};
 
 /// The documented event types (`PEER_GRAPH_EVENT_TYPE`).
@@ -63,6 +64,20 @@ pub enum ConnectionStatus {
     ConnectionFailed = 3,
 }
 
+/// What happened to a record (`PEER_RECORD_CHANGE_TYPE`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[repr(u32)]
+pub enum RecordChangeType {
+    /// The record was added.
+    Added = 1,
+    /// The record was updated (by a call, or renewed by AUTOREFRESH).
+    Updated = 2,
+    /// The record was deleted.
+    Deleted = 3,
+    /// The record reached its expiration time and left the database.
+    Expired = 4,
+}
+
 /// A change in a connection (`PEER_EVENT_CONNECTION_CHANGE_DATA`).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ConnectionChange {
@@ -87,6 +102,18 @@ pub enum GraphEvent {
     StatusChanged {
         /// The new status flags.
         status: GraphStatus,
+    },
+    /// PROPERTY_CHANGED: the graph's properties changed (read them with GetProperties).
+    PropertyChanged,
+    /// RECORD_CHANGED (`PEER_EVENT_RECORD_CHANGE_DATA`): a record changed, by a call of
+    /// this node or (later) by a neighbor. Raised once the change is durable.
+    RecordChanged {
+        /// ADDED, UPDATED, DELETED or EXPIRED.
+        change_type: RecordChangeType,
+        /// The record's id.
+        record_id: RecordId,
+        /// The record's type.
+        record_type: RecordType,
     },
     /// DIRECT_CONNECTION: a direct connection changed.
     DirectConnection(ConnectionChange),
@@ -113,6 +140,8 @@ impl GraphEvent {
     pub fn event_type(&self) -> Option<EventType> {
         match self {
             GraphEvent::StatusChanged { .. } => Some(EventType::StatusChanged),
+            GraphEvent::PropertyChanged => Some(EventType::PropertyChanged),
+            GraphEvent::RecordChanged { .. } => Some(EventType::RecordChanged),
             GraphEvent::DirectConnection(_) => Some(EventType::DirectConnection),
             GraphEvent::IncomingData { .. } => Some(EventType::IncomingData),
             GraphEvent::EventsLost { .. } => None,

@@ -29,6 +29,7 @@ pub mod wire;
 
 pub use crate::event::{
     ConnectionChange, ConnectionStatus, EventFilter, EventRegistration, EventType, GraphEvent,
+    RecordChangeType,
 };
 pub use crate::graph::{
     negotiate_version, ConnectionFlags, ConnectionInfo, GraphProperties, GraphStatus, NodeInfo,
@@ -42,10 +43,10 @@ pub use crate::ids::{
 pub use crate::record::{
     conflict_order, is_reserved_attribute, AttributeType, AttributeValue, Attributes, Clause,
     ClauseValue, Compare, Criterion, Due, GraphMetadata, GraphTime, MemoryStore, NewRecord,
-    Pattern, PatternToken, Record, RecordFilter, RecordFlags, RecordId, RecordParts, RecordStore,
-    RecordType, RecordUpdate, Search, WriteCompletion, WriteOp, ATTRIBUTES_DEPTH,
-    AUTOREFRESH_MIN_LIFETIME, MAX_ATTRIBUTES, MAX_ATTRIBUTES_BYTES, MAX_ATTRIBUTE_NAME_CHARS,
-    MAX_SEARCH_BYTES, MAX_SEARCH_DEPTH, MAX_SEARCH_ELEMENTS, RECORD_FORMAT_VERSION,
-    RESERVED_ATTRIBUTE_NAMES,
+    Pattern, PatternToken, Record, RecordFilter, RecordFlags, RecordId, RecordParts,
+    RecordSecurity, RecordStore, RecordType, RecordUpdate, Search, SecureRecord, ValidateRecord,
+    Verdict, WriteCompletion, WriteOp, ATTRIBUTES_DEPTH, AUTOREFRESH_MIN_LIFETIME, MAX_ATTRIBUTES,
+    MAX_ATTRIBUTES_BYTES, MAX_ATTRIBUTE_NAME_CHARS, MAX_SEARCH_BYTES, MAX_SEARCH_DEPTH,
+    MAX_SEARCH_ELEMENTS, RECORD_FORMAT_VERSION, RESERVED_ATTRIBUTE_NAMES,
 };
 pub use crate::result::{code_of, PeerError, PeerResult, ResultCode};

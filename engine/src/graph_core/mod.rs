@@ -34,6 +34,7 @@
 mod admission;
 mod link;
 mod links;
+mod records;
 mod window;
 
 #[cfg(test)]
@@ -53,6 +54,10 @@ pub use self::link::{
 };
 use self::links::Attempt;
 pub use self::links::{LinkEntry, Peak, Source, ROOM_KEPT};
+pub use self::records::{
+    RecordBook, Write, WriteToken, MAX_HELD, MAX_WRITES_IN_FLIGHT, REFRESH_MARGIN, RETRY_AFTER,
+    TICK_LIMIT,
+};
 pub use self::window::{WindowShare, MAX_LINK_WINDOW, MIN_LINK_WINDOW};
 
 use self::admission::Judge;

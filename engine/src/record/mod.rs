@@ -9,6 +9,7 @@
 //! - `search`: [`Search`], the `SearchRecords` language, and its evaluator; `pattern`:
 //!   string wildcards.
 //! - `store`: the [`RecordStore`] interface and [`MemoryStore`].
+//! - `security`: [`RecordSecurity`], the validate and secure callbacks.
 //! - `xml`: the bounded element tree the attribute and search parsers share.
 
 mod attributes;
@@ -17,6 +18,7 @@ mod id;
 mod model;
 mod pattern;
 mod search;
+mod security;
 mod store;
 mod time;
 mod xml;
@@ -36,6 +38,7 @@ pub use self::search::{
     Clause, ClauseValue, Compare, Criterion, Search, MAX_SEARCH_BYTES, MAX_SEARCH_DEPTH,
     MAX_SEARCH_ELEMENTS,
 };
+pub use self::security::{RecordSecurity, SecureRecord, ValidateRecord, Verdict};
 pub use self::store::{
     Due, GraphMetadata, MemoryStore, RecordFilter, RecordStore, WriteCompletion, WriteOp,
 };
