@@ -9,15 +9,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use peergraph_engine::{
-    check_text, GraphId, GraphMetadata, PeerError, PeerId, Record, RecordFilter, RecordId,
-    RecordStore, ResultCode, WriteCompletion, WriteOp, MAX_ID_CHARS,
+    check_text, Due, GraphId, GraphMetadata, GraphTime, PeerError, PeerId, Record, RecordFilter,
+    RecordId, RecordStore, ResultCode, WriteCompletion, WriteOp, MAX_ID_CHARS,
 };
 use redb::{Database, ReadableTable};
 
 use crate::error::StoreError;
 use crate::schema::{
-    decode_metadata, BY_CREATOR, BY_TYPE, KEY_DATABASE_NAME, KEY_FORMAT, KEY_GRAPH_ID,
-    KEY_METADATA, KEY_PEER_ID, META, RECORDS, STORE_FORMAT_VERSION,
+    decode_metadata, due_key, split_due_key, BY_CREATOR, BY_EXPIRY, BY_TYPE, DUE_KEY_LEN, HELD,
+    KEY_DATABASE_NAME, KEY_FORMAT, KEY_GRAPH_ID, KEY_METADATA, KEY_PEER_ID, META, RECORDS,
+    REFRESH_BY_EXPIRY, STORE_FORMAT_VERSION,
 };
 use crate::writer::{self, Job, WRITE_QUEUE_BOUND};
 
@@ -202,9 +203,10 @@ impl RedbStore {
     }
 
     /// Writes the whole database (records, tombstones and metadata, from one consistent
-    /// snapshot) to `path` in peergraph's export format (`ExportDatabase`); see the
-    /// `export` module for the layout. The file is written under a temporary name and
-    /// renamed into place once synced. Returns how many records it holds.
+    /// snapshot; not the held records, which are not part of the graph yet) to `path` in
+    /// peergraph's export format (`ExportDatabase`); see the `export` module for the
+    /// layout. The file is written under a temporary name and renamed into place once
+    /// synced. Returns how many records it holds.
     ///
     /// # Errors
     /// - `PEER_E_DISK_FULL`, `E_ACCESSDENIED`: the file could not be written.
@@ -354,6 +356,80 @@ impl RecordStore for RedbStore {
             }
         })
     }
+
+    fn held(&self) -> Result<Vec<Record>, PeerError> {
+        self.read(|transaction| {
+            let Some(held) = open_table(transaction.open_table(HELD))? else {
+                return Ok(Vec::new());
+            };
+            let mut records = Vec::new();
+            for entry in held.iter().map_err(StoreError::storage)? {
+                let (_, bytes) = entry.map_err(StoreError::storage)?;
+                records.push(decode(bytes.value())?);
+            }
+            Ok(records)
+        })
+    }
+
+    /// Reads the time index (`records_by_expiry`, or `refresh_by_expiry` skipping other
+    /// creators' entries) from its start up to `until`, instead of visiting every record.
+    fn due(
+        &self,
+        index: Due<'_>,
+        until: GraphTime,
+        limit: usize,
+    ) -> Result<Vec<(GraphTime, RecordId)>, PeerError> {
+        self.read(|transaction| {
+            let mut due = Vec::new();
+            if limit == 0 {
+                return Ok(due);
+            }
+            let Some(records) = open_table(transaction.open_table(RECORDS))? else {
+                return Ok(due);
+            };
+            let last = due_key(until, &[u8::MAX; 16]);
+            let mut take = |key: &[u8; DUE_KEY_LEN]| -> Result<bool, StoreError> {
+                let (expiration, id) = split_due_key(key);
+                // An index entry without its record is damage, not absence.
+                if records.get(&id).map_err(StoreError::storage)?.is_none() {
+                    return Err(damaged());
+                }
+                due.push((expiration, RecordId::from_bytes(id).map_err(|_| damaged())?));
+                Ok(due.len() < limit)
+            };
+            match index {
+                Due::Expiry => {
+                    let Some(table) = open_table(transaction.open_table(BY_EXPIRY))? else {
+                        return Ok(due);
+                    };
+                    for entry in table
+                        .range::<&[u8; DUE_KEY_LEN]>(..=&last)
+                        .map_err(StoreError::storage)?
+                    {
+                        let (key, _) = entry.map_err(StoreError::storage)?;
+                        if !take(key.value())? {
+                            break;
+                        }
+                    }
+                }
+                Due::Refresh { creator } => {
+                    let Some(table) = open_table(transaction.open_table(REFRESH_BY_EXPIRY))? else {
+                        return Ok(due);
+                    };
+                    for entry in table
+                        .range::<&[u8; DUE_KEY_LEN]>(..=&last)
+                        .map_err(StoreError::storage)?
+                    {
+                        let (key, value) = entry.map_err(StoreError::storage)?;
+                        if value.value() == creator.as_str() && !take(key.value())? {
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(due)
+        })
+    }
 }
 
 pub(crate) fn damaged() -> StoreError {
@@ -450,6 +526,13 @@ fn create_new(directory: &Path, path: &Path, id: &DatabaseId) -> Result<Database
             transaction
                 .open_multimap_table(BY_CREATOR)
                 .map_err(StoreError::storage)?;
+            transaction
+                .open_table(BY_EXPIRY)
+                .map_err(StoreError::storage)?;
+            transaction
+                .open_table(REFRESH_BY_EXPIRY)
+                .map_err(StoreError::storage)?;
+            transaction.open_table(HELD).map_err(StoreError::storage)?;
         }
         transaction.commit().map_err(StoreError::storage)?;
     }
@@ -459,4 +542,65 @@ fn create_new(directory: &Path, path: &Path, id: &DatabaseId) -> Result<Database
         .and_then(|dir| dir.sync_all())
         .map_err(StoreError::io)?;
     Database::builder().open(path).map_err(StoreError::opening)
+}
+
+#[cfg(test)]
+mod tests {
+    use peergraph_engine::{Attributes, NewRecord, RecordType, MAX_RECORD_SIZE};
+
+    use super::*;
+
+    /// A time index entry whose record is gone is damage, for either index.
+    #[test]
+    fn an_index_entry_without_its_record_is_damage() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let alice = PeerId::new("alice").expect("valid");
+        let id = DatabaseId::new(GraphId::new("graph").expect("valid"), alice.clone(), "main")
+            .expect("valid");
+        let record = Record::create(
+            NewRecord {
+                record_type: RecordType::from_u128(7).expect("non-nil"),
+                attributes: Attributes::new(),
+                expiration: GraphTime::from_ticks(6_000_000_000),
+                autorefresh: true,
+                data: Vec::new(),
+            },
+            RecordId::from_u128(1).expect("non-nil"),
+            alice.clone(),
+            GraphTime::ZERO,
+            MAX_RECORD_SIZE,
+        )
+        .expect("valid record");
+        let (store, _) = RedbStore::open(dir.path(), &id).expect("created");
+        store
+            .write_and_wait(vec![WriteOp::Put(record.clone())])
+            .expect("durable");
+        let indexed = Ok(vec![(record.expiration_time(), record.id())]);
+        assert_eq!(store.due(Due::Expiry, GraphTime::MAX, 1), indexed);
+        assert_eq!(
+            store.due(Due::Refresh { creator: &alice }, GraphTime::MAX, 1),
+            indexed
+        );
+        {
+            let transaction = store.database.begin_write().expect("writable");
+            transaction
+                .open_table(RECORDS)
+                .expect("table")
+                .remove(&record.id().to_bytes())
+                .expect("removed");
+            transaction.commit().expect("committed");
+        }
+        for index in [Due::Expiry, Due::Refresh { creator: &alice }] {
+            assert_eq!(
+                store.due(index, GraphTime::MAX, 1).map_err(|e| e.code()),
+                Err(ResultCode::PEER_E_INVALID_DATABASE),
+                "{index:?}"
+            );
+        }
+        assert_eq!(
+            store.due(Due::Expiry, GraphTime::ZERO, 1),
+            Ok(vec![]),
+            "an entry past `until` is not read"
+        );
+    }
 }

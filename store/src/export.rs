@@ -14,6 +14,12 @@
 //! end            u32 0
 //! checksum       32 bytes  SHA-256 of every byte above
 //! ```
+//!
+//! An export carries the records (tombstones included) and the graph metadata, nothing
+//! else. Held records (`WriteOp::Hold`, whose validation was deferred) are not exported:
+//! they are not yet part of the graph, and the node holding them gets them again by
+//! synchronizing. The time indexes are not exported either: an import puts each record
+//! it takes through the store's write path, which indexes it.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};

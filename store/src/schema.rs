@@ -6,7 +6,18 @@
 //! | `records` | record id (16 bytes) | the record's binary form (the engine's `Record::encode`) |
 //! | `records_by_type` (multimap) | record type (16 bytes) | record ids |
 //! | `records_by_creator` (multimap) | creator peer id | record ids |
+//! | `records_by_expiry` | `due_key`: expiration ticks (u64 big-endian), record id | nothing (`()`) |
+//! | `refresh_by_expiry` | `due_key` | creator peer id |
+//! | `held` | record id (16 bytes) | the held record's binary form |
 //! | `meta` | a name below | bytes |
+//!
+//! `records_by_expiry` holds one entry per record of `records`, tombstones included: the
+//! engine's `Due::Expiry`. `refresh_by_expiry` holds one entry per live (not DELETED)
+//! AUTOREFRESH record of `records`, valued by its creator, so that `Due::Refresh` for one
+//! creator filters without decoding records: the engine's `Due::Refresh`. Both sort by
+//! expiration time, then by id, the order `RecordStore::due` answers in. `held` keeps the
+//! records whose validation was deferred (`WriteOp::Hold`), apart from `records` and
+//! from every index.
 //!
 //! `meta` holds `format` ([`STORE_FORMAT_VERSION`], one byte), the identity the file
 //! belongs to (`graph_id`, `peer_id`, `database_name`, UTF-8) and `metadata` (the graph
@@ -19,16 +30,43 @@ use redb::{MultimapTableDefinition, TableDefinition};
 
 use crate::error::StoreError;
 
-/// The layout version this crate writes and reads. Another value is refused with
-/// `PEER_E_INVALID_DATABASE`; a new layout comes with a conversion.
-pub const STORE_FORMAT_VERSION: u8 = 1;
+/// The layout version this crate writes and reads: 2, with the held records and the time
+/// indexes. Another value is refused with `PEER_E_INVALID_DATABASE`; a new layout comes
+/// with a conversion (version 1, without them, was never released, so none reads it).
+pub const STORE_FORMAT_VERSION: u8 = 2;
 
 pub(crate) const RECORDS: TableDefinition<'_, &[u8; 16], &[u8]> = TableDefinition::new("records");
 pub(crate) const BY_TYPE: MultimapTableDefinition<'_, &[u8; 16], &[u8; 16]> =
     MultimapTableDefinition::new("records_by_type");
 pub(crate) const BY_CREATOR: MultimapTableDefinition<'_, &str, &[u8; 16]> =
     MultimapTableDefinition::new("records_by_creator");
+pub(crate) const BY_EXPIRY: TableDefinition<'_, &[u8; DUE_KEY_LEN], ()> =
+    TableDefinition::new("records_by_expiry");
+pub(crate) const REFRESH_BY_EXPIRY: TableDefinition<'_, &[u8; DUE_KEY_LEN], &str> =
+    TableDefinition::new("refresh_by_expiry");
+pub(crate) const HELD: TableDefinition<'_, &[u8; 16], &[u8]> = TableDefinition::new("held");
 pub(crate) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+
+/// The length of a time index key: 8 bytes of ticks and 16 of record id.
+pub(crate) const DUE_KEY_LEN: usize = 24;
+
+/// The key of a record in the time indexes: its expiration ticks big-endian, then its id,
+/// so that byte order is expiration order, then id order.
+pub(crate) fn due_key(expiration: GraphTime, id: &[u8; 16]) -> [u8; DUE_KEY_LEN] {
+    let mut key = [0u8; DUE_KEY_LEN];
+    key[..8].copy_from_slice(&expiration.ticks().to_be_bytes());
+    key[8..].copy_from_slice(id);
+    key
+}
+
+/// The expiration time and record id a time index key holds.
+pub(crate) fn split_due_key(key: &[u8; DUE_KEY_LEN]) -> (GraphTime, [u8; 16]) {
+    let mut ticks = [0u8; 8];
+    ticks.copy_from_slice(&key[..8]);
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&key[8..]);
+    (GraphTime::from_ticks(u64::from_be_bytes(ticks)), id)
+}
 
 pub(crate) const KEY_FORMAT: &str = "format";
 pub(crate) const KEY_GRAPH_ID: &str = "graph_id";

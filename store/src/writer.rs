@@ -20,11 +20,14 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use peergraph_engine::{PeerError, Record, WriteCompletion, WriteOp};
+use peergraph_engine::{Due, PeerError, Record, WriteCompletion, WriteOp};
 use redb::{Database, MultimapTable, Table, WriteTransaction};
 
 use crate::error::StoreError;
-use crate::schema::{encode_metadata, BY_CREATOR, BY_TYPE, KEY_METADATA, META, RECORDS};
+use crate::schema::{
+    due_key, encode_metadata, BY_CREATOR, BY_EXPIRY, BY_TYPE, DUE_KEY_LEN, HELD, KEY_METADATA,
+    META, RECORDS, REFRESH_BY_EXPIRY,
+};
 
 /// Batches that may wait for the writer: 1,024. Past it a write fails at once with
 /// `E_OUTOFMEMORY` instead of queueing without bound; the caller (the graph) is the one
@@ -50,8 +53,8 @@ impl Job {
         self.batch
             .iter()
             .map(|op| match op {
-                WriteOp::Put(record) => record.encoded_len(),
-                _ => 0,
+                WriteOp::Put(record) | WriteOp::Hold(record) => record.encoded_len(),
+                WriteOp::Erase(_) | WriteOp::SetMetadata(_) | WriteOp::Release(_) => 0,
             })
             .sum()
     }
@@ -108,65 +111,119 @@ fn commit<'a>(
     transaction.commit().map_err(StoreError::storage)
 }
 
+/// Applies `batches` in `transaction`, keeping every index in step with `records`.
 pub(crate) fn apply<'a>(
     transaction: &WriteTransaction,
     batches: impl Iterator<Item = &'a [WriteOp]>,
 ) -> Result<(), StoreError> {
-    let mut records = transaction
-        .open_table(RECORDS)
-        .map_err(StoreError::storage)?;
-    let mut by_type = transaction
-        .open_multimap_table(BY_TYPE)
-        .map_err(StoreError::storage)?;
-    let mut by_creator = transaction
-        .open_multimap_table(BY_CREATOR)
-        .map_err(StoreError::storage)?;
+    let mut tables = Tables::open(transaction)?;
+    let mut held = transaction.open_table(HELD).map_err(StoreError::storage)?;
     let mut meta = transaction.open_table(META).map_err(StoreError::storage)?;
     for op in batches.flatten() {
         match op {
-            WriteOp::Put(record) => {
-                let id = record.id().to_bytes();
-                erase(&mut records, &mut by_type, &mut by_creator, &id)?;
-                records
-                    .insert(&id, record.encode().as_slice())
-                    .map_err(StoreError::storage)?;
-                by_type
-                    .insert(&record.record_type().to_bytes(), &id)
-                    .map_err(StoreError::storage)?;
-                by_creator
-                    .insert(record.creator_id().as_str(), &id)
-                    .map_err(StoreError::storage)?;
-            }
-            WriteOp::Erase(id) => {
-                erase(&mut records, &mut by_type, &mut by_creator, &id.to_bytes())?;
-            }
+            WriteOp::Put(record) => tables.put(record)?,
+            WriteOp::Erase(id) => tables.erase(&id.to_bytes())?,
             WriteOp::SetMetadata(metadata) => {
                 meta.insert(KEY_METADATA, encode_metadata(metadata).as_slice())
                     .map_err(StoreError::storage)?;
+            }
+            WriteOp::Hold(record) => {
+                held.insert(&record.id().to_bytes(), record.encode().as_slice())
+                    .map_err(StoreError::storage)?;
+            }
+            WriteOp::Release(id) => {
+                held.remove(&id.to_bytes()).map_err(StoreError::storage)?;
             }
         }
     }
     Ok(())
 }
 
-/// Removes the record with `id` and its index entries, if it is there.
-fn erase(
-    records: &mut Table<'_, &[u8; 16], &[u8]>,
-    by_type: &mut MultimapTable<'_, &[u8; 16], &[u8; 16]>,
-    by_creator: &mut MultimapTable<'_, &str, &[u8; 16]>,
-    id: &[u8; 16],
-) -> Result<(), StoreError> {
-    let Some(old) = records.remove(id).map_err(StoreError::storage)? else {
-        return Ok(());
-    };
-    let old = Record::decode(old.value()).map_err(|_| damaged())?;
-    by_type
-        .remove(&old.record_type().to_bytes(), id)
-        .map_err(StoreError::storage)?;
-    by_creator
-        .remove(old.creator_id().as_str(), id)
-        .map_err(StoreError::storage)?;
-    Ok(())
+/// The records and their indexes, open in one write transaction.
+struct Tables<'t> {
+    records: Table<'t, &'static [u8; 16], &'static [u8]>,
+    by_type: MultimapTable<'t, &'static [u8; 16], &'static [u8; 16]>,
+    by_creator: MultimapTable<'t, &'static str, &'static [u8; 16]>,
+    by_expiry: Table<'t, &'static [u8; DUE_KEY_LEN], ()>,
+    refresh_by_expiry: Table<'t, &'static [u8; DUE_KEY_LEN], &'static str>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(transaction: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Tables {
+            records: transaction
+                .open_table(RECORDS)
+                .map_err(StoreError::storage)?,
+            by_type: transaction
+                .open_multimap_table(BY_TYPE)
+                .map_err(StoreError::storage)?,
+            by_creator: transaction
+                .open_multimap_table(BY_CREATOR)
+                .map_err(StoreError::storage)?,
+            by_expiry: transaction
+                .open_table(BY_EXPIRY)
+                .map_err(StoreError::storage)?,
+            refresh_by_expiry: transaction
+                .open_table(REFRESH_BY_EXPIRY)
+                .map_err(StoreError::storage)?,
+        })
+    }
+
+    /// Stores `record` in place of any copy with its id, and indexes it.
+    fn put(&mut self, record: &Record) -> Result<(), StoreError> {
+        let id = record.id().to_bytes();
+        self.erase(&id)?;
+        self.records
+            .insert(&id, record.encode().as_slice())
+            .map_err(StoreError::storage)?;
+        self.by_type
+            .insert(&record.record_type().to_bytes(), &id)
+            .map_err(StoreError::storage)?;
+        self.by_creator
+            .insert(record.creator_id().as_str(), &id)
+            .map_err(StoreError::storage)?;
+        let key = due_key(record.expiration_time(), &id);
+        self.by_expiry
+            .insert(&key, ())
+            .map_err(StoreError::storage)?;
+        if refreshed(record) {
+            self.refresh_by_expiry
+                .insert(&key, record.creator_id().as_str())
+                .map_err(StoreError::storage)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the record with `id` and its index entries, if it is there.
+    fn erase(&mut self, id: &[u8; 16]) -> Result<(), StoreError> {
+        let Some(old) = self.records.remove(id).map_err(StoreError::storage)? else {
+            return Ok(());
+        };
+        let old = Record::decode(old.value()).map_err(|_| damaged())?;
+        self.by_type
+            .remove(&old.record_type().to_bytes(), id)
+            .map_err(StoreError::storage)?;
+        self.by_creator
+            .remove(old.creator_id().as_str(), id)
+            .map_err(StoreError::storage)?;
+        let key = due_key(old.expiration_time(), id);
+        self.by_expiry.remove(&key).map_err(StoreError::storage)?;
+        if refreshed(&old) {
+            self.refresh_by_expiry
+                .remove(&key)
+                .map_err(StoreError::storage)?;
+        }
+        Ok(())
+    }
+}
+
+/// True when `record` belongs in `refresh_by_expiry`: a live AUTOREFRESH record (of any
+/// creator; the index keeps the creator as its value).
+fn refreshed(record: &Record) -> bool {
+    Due::Refresh {
+        creator: record.creator_id(),
+    }
+    .admits(record)
 }
 
 fn damaged() -> StoreError {
