@@ -438,6 +438,16 @@ fn print_event(who: &str, event: &GraphEvent) {
         GraphEvent::StatusChanged { status } => {
             row(who, "<- STATUS_CHANGED", &format!("{status:?}"));
         }
+        GraphEvent::PropertyChanged => row(who, "<- PROPERTY_CHANGED", ""),
+        GraphEvent::RecordChanged {
+            change_type,
+            record_id,
+            ..
+        } => row(
+            who,
+            &format!("<- RECORD_CHANGED {change_type:?}"),
+            &record_id.to_string(),
+        ),
         GraphEvent::DirectConnection(change) => {
             let mut data = format!("id {}  peer {}", change.connection_id, change.peer_id);
             if let Some(node_id) = change.node_id {

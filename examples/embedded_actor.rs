@@ -145,7 +145,9 @@ impl Handler<PeerEvent> for EchoService {
             GraphEvent::EventsLost { count } => {
                 say("service", &format!("<- {count} events lost (mailbox full)"));
             }
-            GraphEvent::StatusChanged { .. } => {}
+            GraphEvent::StatusChanged { .. }
+            | GraphEvent::PropertyChanged
+            | GraphEvent::RecordChanged { .. } => {}
         }
     }
 }

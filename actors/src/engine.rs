@@ -14,12 +14,14 @@ use peergraph_engine::{
     negotiate_version, GraphHandle, GraphId, GraphProperties, PeerError, PeerId, ResultCode,
     Version, VersionData,
 };
+use peergraph_store::RedbStore;
 use peergraph_transport::NodeIdentity;
 
+use crate::database::{database_id, Database};
 use crate::facade::Graph;
 use crate::graph::{GraphActor, GraphSetup, Release};
 use crate::lifecycle::EngineState;
-use crate::options::GraphOptions;
+use crate::options::{DatabaseLocation, GraphOptions};
 use crate::registry::{GraphEntry, Registry};
 use crate::table::ConnectionTable;
 
@@ -279,17 +281,28 @@ impl Engine {
         options: GraphOptions,
     ) -> Result<Graph, PeerError> {
         self.start_graph(properties, options, true)
+            .map(|(graph, _)| graph)
     }
 
-    /// `PeerGraphOpen`: joins graph `graph_id` as `peer_id`. There is no local database
-    /// yet, so the data is always new: the reply's code is `PEER_S_GRAPH_DATA_CREATED`, and
-    /// the node is not synchronized (Listen returns `PEER_E_GRAPH_NOT_READY` until neighbor
-    /// connections and synchronization arrive in a later release). Direct connections
-    /// can be opened from it.
+    /// `PeerGraphOpen`: opens graph `graph_id` as `peer_id` with the database the options
+    /// name ([`GraphOptions::with_database`]; without one the records live in memory).
+    /// Replies with the graph and `S_OK` when the database existed, or
+    /// `PEER_S_GRAPH_DATA_CREATED` when it was made now.
+    ///
+    /// A database that has synchronized once (a creator's has) opens synchronized: the
+    /// graph may listen and change records at once. A new one is not: Listen and the
+    /// record changes answer `PEER_E_GRAPH_NOT_READY` until synchronization with a
+    /// neighbor (a later release) or an ImportDatabase of a synchronized export. Direct
+    /// connections can be opened from it either way.
     ///
     /// # Errors
-    /// `PEER_E_NOT_INITIALIZED`; `E_INVALIDARG` (an id out of range);
-    /// `PEER_E_DUPLICATE_GRAPH`; `E_FAIL`.
+    /// - `PEER_E_NOT_INITIALIZED`; `E_INVALIDARG` (an id, the database name or an option
+    ///   out of range, or only one security callback); `PEER_E_DUPLICATE_GRAPH` (open in
+    ///   this engine); `E_FAIL` (no identity could be generated).
+    /// - `PEER_E_INVALID_DATABASE` (the file is damaged, cut short, or another graph's);
+    ///   `PEER_E_GRAPH_IN_USE` (another process or engine has it open);
+    ///   `PEER_E_DATABASE_ACCESSDENIED`, `PEER_E_DISK_FULL`,
+    ///   `PEER_E_DBINITIALIZATION_FAILED` (it cannot be read or made).
     pub fn open_graph(
         &self,
         graph_id: &str,
@@ -298,16 +311,40 @@ impl Engine {
     ) -> Result<(Graph, ResultCode), PeerError> {
         self.check_initialized()?;
         let properties = GraphProperties::new(GraphId::new(graph_id)?, PeerId::new(peer_id)?);
-        let graph = self.start_graph(properties, options, false)?;
-        Ok((graph, ResultCode::PEER_S_GRAPH_DATA_CREATED))
+        self.start_graph(properties, options, false)
+    }
+
+    /// `PeerGraphDelete`: removes the database `location` names for graph `graph_id` and
+    /// peer `peer_id`. The graph must be closed.
+    ///
+    /// # Errors
+    /// `PEER_E_NOT_INITIALIZED`; `E_INVALIDARG` (an id or the name out of range);
+    /// `PEER_E_GRAPH_IN_USE` (the graph is open, here or in another process);
+    /// `PEER_E_DATABASE_NOT_PRESENT` (there is no such database);
+    /// `PEER_E_DATABASE_ACCESSDENIED`, `PEER_E_DBINITIALIZATION_FAILED` (it could not be
+    /// removed).
+    pub fn delete_graph(
+        &self,
+        graph_id: &str,
+        peer_id: &str,
+        location: &DatabaseLocation,
+    ) -> Result<(), PeerError> {
+        self.check_initialized()?;
+        let graph_id = GraphId::new(graph_id)?;
+        let id = database_id(&graph_id, &PeerId::new(peer_id)?, location)?;
+        if self.inner.registry.holds(&graph_id) {
+            return Err(PeerError::new(ResultCode::PEER_E_GRAPH_IN_USE));
+        }
+        RedbStore::delete(&location.directory, &id)?;
+        Ok(())
     }
 
     fn start_graph(
         &self,
         properties: GraphProperties,
         options: GraphOptions,
-        synchronized: bool,
-    ) -> Result<Graph, PeerError> {
+        create: bool,
+    ) -> Result<(Graph, ResultCode), PeerError> {
         self.check_initialized()?;
         properties.validate()?;
         options.validate()?;
@@ -315,6 +352,14 @@ impl Engine {
         let handle = GraphHandle::new(raw).ok_or(PeerError::new(ResultCode::E_FAIL))?;
         let registry = self.inner.registry.clone();
         registry.reserve(&properties.graph_id, handle)?;
+        let database = match Database::open(&properties, &options, create) {
+            Ok(database) => database,
+            Err(error) => {
+                registry.forget(handle, &properties.graph_id);
+                return Err(error);
+            }
+        };
+        let code = database.code;
         let identity = match options.identity.clone() {
             Some(identity) => identity,
             None => NodeIdentity::generate().map_err(|_| {
@@ -334,7 +379,7 @@ impl Engine {
             properties,
             identity,
             options,
-            synchronized,
+            database,
             table: table.clone(),
         };
         let index = self.inner.next_arbiter.fetch_add(1, Ordering::Relaxed);
@@ -342,7 +387,7 @@ impl Engine {
         let addr = GraphActor::start_in_arbiter(arbiter, move |_| GraphActor::new(setup));
         let entry = GraphEntry { addr, table };
         registry.insert(handle, entry.clone());
-        Ok(self.facade(handle, entry))
+        Ok((self.facade(handle, entry), code))
     }
 
     /// The open graph with `handle`, from any thread.

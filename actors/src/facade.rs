@@ -94,7 +94,7 @@ impl Graph {
         Ok(&self.entry)
     }
 
-    async fn call<M>(&self, message: M) -> Result<M::Result, PeerError>
+    pub(crate) async fn call<M>(&self, message: M) -> Result<M::Result, PeerError>
     where
         M: Message + Send + 'static,
         M::Result: Send,

@@ -52,6 +52,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod connection;
+mod database;
 mod engine;
 mod events;
 mod facade;
@@ -60,6 +61,7 @@ mod handshake;
 mod lifecycle;
 mod options;
 mod outbox;
+mod records;
 mod registry;
 mod table;
 
@@ -74,15 +76,18 @@ pub use crate::events::{
 };
 pub use crate::facade::{reply, Graph};
 pub use crate::graph::{
-    CloseDirectConnection, CloseGraph, ConnectionStats, EnumConnections, GetConnectionStats,
-    GetCounters, GetNodeInfo, GetStatus, GraphActor, GraphCounters, Listen, OpenDirectConnection,
-    RegisterEvent, RegisterEventRecipient, SendData, UnregisterEvent,
+    AddRecord, CloseDirectConnection, CloseGraph, ConnectionStats, DeleteRecord, EnumConnections,
+    EnumRecords, ExportDatabase, GetConnectionStats, GetCounters, GetNodeInfo, GetProperties,
+    GetRecord, GetStatus, GraphActor, GraphCounters, ImportDatabase, Listen, OpenDirectConnection,
+    RegisterEvent, RegisterEventRecipient, SearchRecords, SendData, SetProperties, UnregisterEvent,
+    UpdateRecord, ValidateDeferredRecords,
 };
 pub use crate::options::{
-    GraphOptions, Membership, DEFAULT_CLOSE_BOUND, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_NODE, DEFAULT_MAX_PENDING_HANDSHAKES,
-    DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE, DEFAULT_RECEIVE_BUDGET,
-    DEFAULT_RENEW_ENDPOINTS_AFTER, DEFAULT_TLS_HANDSHAKE_TIMEOUT, RETRY_THRESHOLD_DIVISOR,
+    DatabaseLocation, GraphOptions, Membership, DEFAULT_CLOSE_BOUND, DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_NODE,
+    DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE,
+    DEFAULT_RECEIVE_BUDGET, DEFAULT_RENEW_ENDPOINTS_AFTER, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+    RETRY_THRESHOLD_DIVISOR,
 };
 pub use crate::outbox::{OUTBOX_BYTES, OUTBOX_FRAMES};
 pub use peergraph_engine::graph_core::AllowList;
@@ -93,6 +98,11 @@ pub use peergraph_engine::{
     DataType, EventRegistration, EventType, GraphEvent, GraphHandle, GraphId, GraphProperties,
     GraphStatus, NodeId, NodeInfo, PeerError, PeerId, PeerKey, PeerResult, ResultCode, Scope,
     Version, VersionData,
+};
+/// The record model the record calls take and return.
+pub use peergraph_engine::{
+    AttributeType, AttributeValue, Attributes, GraphTime, NewRecord, Record, RecordChangeType,
+    RecordFlags, RecordId, RecordSecurity, RecordType, RecordUpdate, SecureRecord, ValidateRecord,
 };
 pub use peergraph_transport::{
     Congestion, GraphSecret, IdentityError, NodeIdentity, DEFAULT_IDLE_TIMEOUT, MIN_SECRET_LEN,

@@ -1,10 +1,11 @@
 //! The settings of a graph ([`GraphOptions`]), who may join it ([`Membership`]), and the
 //! defaults with the reasons for their values.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use peergraph_engine::graph_core::{Admission, AllowList, Limits};
-use peergraph_engine::{PeerError, PeerId, PeerKey};
+use peergraph_engine::{PeerError, PeerId, PeerKey, RecordSecurity};
 use peergraph_transport::{
     Congestion, GraphSecret, NodeIdentity, DEFAULT_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT, MIN_IDLE_TIMEOUT,
 };
@@ -150,6 +151,21 @@ pub struct GraphOptions {
     /// sends it again, a probe timeout (about a second) later. `usize::MAX` never renews;
     /// 0 is out of range (`E_INVALIDARG`).
     pub renew_endpoints_after: usize,
+    /// Where the graph's record database lives on disk: `None` (the default) keeps
+    /// records in memory only, gone when the graph closes.
+    pub database: Option<DatabaseLocation>,
+    /// The security callbacks records pass (both or neither: `E_INVALIDARG` otherwise).
+    pub security: RecordSecurity,
+}
+
+/// Where a graph's database file is: one file per (graph id, peer id, database name)
+/// under `directory` (created when missing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseLocation {
+    /// The directory the application chose.
+    pub directory: PathBuf,
+    /// The database name (`pwzDatabaseName`): 1 to 256 characters.
+    pub name: String,
 }
 
 impl Default for GraphOptions {
@@ -170,6 +186,8 @@ impl Default for GraphOptions {
             retry_threshold: None,
             receive_budget: DEFAULT_RECEIVE_BUDGET,
             renew_endpoints_after: DEFAULT_RENEW_ENDPOINTS_AFTER,
+            database: None,
+            security: RecordSecurity::default(),
         }
     }
 }
@@ -261,6 +279,22 @@ impl GraphOptions {
         self
     }
 
+    /// Keeps the graph's records in the database `name` under `directory` (see
+    /// [`GraphOptions::database`]).
+    pub fn with_database(mut self, directory: impl Into<PathBuf>, name: impl Into<String>) -> Self {
+        self.database = Some(DatabaseLocation {
+            directory: directory.into(),
+            name: name.into(),
+        });
+        self
+    }
+
+    /// Sets the security callbacks (see [`RecordSecurity`]).
+    pub fn with_security(mut self, security: RecordSecurity) -> Self {
+        self.security = security;
+        self
+    }
+
     /// Sets how many links the graph must have held before its endpoints are renewed once
     /// idle (see [`GraphOptions::renew_endpoints_after`]).
     pub fn with_renew_endpoints_after(mut self, links: usize) -> Self {
@@ -285,6 +319,7 @@ impl GraphOptions {
         {
             return Err(PeerError::INVALID_ARG);
         }
+        self.security.check()?;
         Ok(())
     }
 }

@@ -55,6 +55,11 @@ impl Registry {
     }
 
     /// How many graphs are open.
+    /// True while a graph with `graph_id` is open (or opening).
+    pub(crate) fn holds(&self, graph_id: &GraphId) -> bool {
+        self.graph_ids.contains_key(graph_id)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.graphs.len()
     }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use peergraph::{ConnectionId, ConnectionStatus, EventStream, GraphEvent};
+use peergraph::{ConnectionId, ConnectionStatus, EventStream, GraphEvent, RecordChangeType};
 
 use super::json::Object;
 use super::output::{row, status_names, status_text, with_code, Output};
@@ -101,6 +101,36 @@ pub(crate) async fn print(mut events: EventStream, out: Arc<Output>) {
                         .strings("status", names.iter().copied()),
                     || row("status", &status_text(status)),
                 );
+            }
+            GraphEvent::RecordChanged {
+                change_type,
+                record_id,
+                record_type,
+            } => {
+                let change = match change_type {
+                    RecordChangeType::Added => "added",
+                    RecordChangeType::Updated => "updated",
+                    RecordChangeType::Deleted => "deleted",
+                    RecordChangeType::Expired => "expired",
+                };
+                out.emit(
+                    Object::new()
+                        .str("event", "record_changed")
+                        .str("change", change)
+                        .str("record_id", &record_id.to_string())
+                        .str("record_type", &record_type.to_string()),
+                    || {
+                        row(
+                            "record",
+                            &format!("{change}  {record_id}  type {record_type}"),
+                        )
+                    },
+                );
+            }
+            GraphEvent::PropertyChanged => {
+                out.emit(Object::new().str("event", "property_changed"), || {
+                    row("properties", "the graph's properties changed")
+                });
             }
             GraphEvent::EventsLost { count } => {
                 out.emit(

@@ -223,7 +223,14 @@ impl Handler<CloseGraph> for GraphActor {
             return Box::pin(async move { Err(error) });
         }
         let endpoints = self.release(ctx);
-        Box::pin(drain(endpoints))
+        let database = self.shut_down_records(ctx);
+        Box::pin(async move {
+            let drained = drain(endpoints).await;
+            // Writes in flight finish and the database file closes before the reply, so
+            // the graph can be opened again at once.
+            let _ = database.await;
+            drained
+        })
     }
 }
 
@@ -232,8 +239,10 @@ impl Handler<Release> for GraphActor {
 
     fn handle(&mut self, _: Release, ctx: &mut Self::Context) -> Self::Result {
         let endpoints = self.release(ctx);
+        let database = self.shut_down_records(ctx);
         Box::pin(async move {
             let _ = drain(endpoints).await;
+            let _ = database.await;
         })
     }
 }

@@ -25,6 +25,8 @@
 
 mod handlers;
 mod messages;
+mod record_messages;
+mod records;
 mod renewal;
 
 #[cfg(test)]
@@ -50,6 +52,7 @@ use peergraph_transport::{
 use std::collections::HashMap;
 
 pub use self::messages::*;
+pub use self::record_messages::*;
 use crate::connection::{link_tag, ConnectionActor, ConnectionEnded, ConnectionSetup};
 use crate::events::Subscribers;
 use crate::handshake::{self, Link};
@@ -123,6 +126,8 @@ pub struct GraphActor {
     live_actors: Arc<AtomicUsize>,
     /// Each link's share of the receive budget.
     windows: WindowShare,
+    /// The record database.
+    records: records::Records,
 }
 
 /// What the engine gives a new graph actor.
@@ -133,7 +138,7 @@ pub(crate) struct GraphSetup {
     pub(crate) properties: GraphProperties,
     pub(crate) identity: NodeIdentity,
     pub(crate) options: GraphOptions,
-    pub(crate) synchronized: bool,
+    pub(crate) database: crate::database::Database,
     pub(crate) table: Arc<ConnectionTable>,
 }
 
@@ -145,7 +150,7 @@ impl GraphActor {
             node_id: setup.identity.node_id(),
             admission: setup.options.membership.admission(),
             limits: setup.options.limits(),
-            synchronized: setup.synchronized,
+            synchronized: setup.database.book.is_synchronized(),
         });
         let windows = WindowShare::new(setup.options.receive_budget);
         GraphActor {
@@ -166,6 +171,7 @@ impl GraphActor {
             renewals: 0,
             subscribers: Arc::new(Subscribers::new(setup.handle)),
             windows,
+            records: records::Records::new(setup.database),
         }
     }
 
@@ -189,7 +195,7 @@ impl GraphActor {
     }
 
     /// Publishes the events the core raised.
-    fn publish_events(&mut self) {
+    pub(crate) fn publish_events(&mut self) {
         while let Some(event) = self.core.poll_event() {
             self.subscribers.publish(event);
         }

@@ -69,17 +69,19 @@ fn start_graph(
     let state = EngineState::started();
     let live = state.live_connection_actors.clone();
     let table = Arc::new(ConnectionTable::new());
+    let properties = GraphProperties::new(
+        GraphId::new("g").expect("graph id"),
+        PeerId::new("alice").expect("peer id"),
+    );
+    let database = crate::database::Database::open(&properties, &options, true).expect("in memory");
     let setup = GraphSetup {
         handle: GraphHandle::new(1).expect("handle"),
         state,
         forget: Box::new(|| {}),
-        properties: GraphProperties::new(
-            GraphId::new("g").expect("graph id"),
-            PeerId::new("alice").expect("peer id"),
-        ),
+        properties,
         identity: NodeIdentity::generate().expect("identity"),
         options,
-        synchronized: true,
+        database,
         table: table.clone(),
     };
     let graph = GraphActor::start_in_arbiter(arbiter, move |_| GraphActor::new(setup));

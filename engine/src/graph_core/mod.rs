@@ -245,6 +245,13 @@ impl GraphCore {
         }
     }
 
+    /// The node's data has synchronized (or, with `false`, counts as not synchronized any
+    /// more); STATUS_CHANGED follows a change.
+    pub fn set_synchronized(&mut self, synchronized: bool) {
+        self.synchronized = synchronized;
+        self.refresh_status();
+    }
+
     /// Whether the graph may start listening.
     ///
     /// # Errors
