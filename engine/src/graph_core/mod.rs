@@ -40,6 +40,8 @@ mod window;
 #[cfg(test)]
 mod link_tests;
 #[cfg(test)]
+mod records_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::VecDeque;

@@ -20,7 +20,7 @@
 //! (Get, Enum, Search) see only what is durable. The store applies batches in order, so
 //! the events come in the calls' order too.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,6 +87,9 @@ struct Pending {
     metadata: Option<GraphMetadata>,
     /// Earliest time this write's records need a tick.
     wake: Option<GraphTime>,
+    /// When a tick's write fails, the time to look again at what it handled (the wake
+    /// that tick set leaves those records out).
+    retry: Option<GraphTime>,
 }
 
 /// One graph's record database on one node (see the module doc).
@@ -168,7 +171,7 @@ impl RecordBook {
             shutting_down: false,
             events: VecDeque::new(),
         };
-        book.next_wake = book.compute_wake(None)?;
+        book.next_wake = book.compute_wake(None, &[])?;
         Ok(book)
     }
 
@@ -599,11 +602,12 @@ impl RecordBook {
         self.next_wake = if more {
             Some(now)
         } else {
-            self.compute_wake(Some(now))?
+            self.compute_wake(Some(now), &pending.ids)?
         };
         if batch.is_empty() {
             return Ok(None);
         }
+        pending.retry = Some(now.saturating_add(RETRY_AFTER));
         Ok(Some(self.push(batch, pending)))
     }
 
@@ -637,10 +641,12 @@ impl RecordBook {
             }
             self.events.extend(pending.events);
             self.next_wake = earliest(self.next_wake, pending.wake);
-        } else if pending.metadata.is_some() && self.pending.values().all(|p| p.metadata.is_none())
-        {
-            // Nothing staged is left to build on: fall back to what is durable.
-            self.staged_metadata = self.metadata.clone();
+        } else {
+            self.next_wake = earliest(self.next_wake, pending.retry);
+            if pending.metadata.is_some() && self.pending.values().all(|p| p.metadata.is_none()) {
+                // Nothing staged is left to build on: fall back to what is durable.
+                self.staged_metadata = self.metadata.clone();
+            }
         }
         result
     }
@@ -663,7 +669,7 @@ impl RecordBook {
             .into_iter()
             .map(|record| (record.id(), record))
             .collect();
-        self.next_wake = self.compute_wake(None)?;
+        self.next_wake = self.compute_wake(None, &[])?;
         Ok(())
     }
 
@@ -697,29 +703,46 @@ impl RecordBook {
     }
 
     /// The earliest time anything durable is due, from the store's indexes and the held
-    /// records; when `after` is given, never before [`RETRY_AFTER`] past it: what is still
-    /// due then is in flight (its completion sets its own wake) or could not be renewed.
-    fn compute_wake(&self, after: Option<GraphTime>) -> Result<Option<GraphTime>, PeerError> {
-        let expiry = self
-            .store
-            .due(Due::Expiry, GraphTime::MAX, 1)?
-            .first()
-            .map(|(time, _)| *time);
-        let refresh = self
-            .store
-            .due(
-                Due::Refresh {
-                    creator: &self.peer_id,
-                },
-                GraphTime::MAX,
-                1,
-            )?
-            .first()
-            .map(|(time, _)| GraphTime::from_ticks(time.ticks().saturating_sub(margin_ticks())));
-        let held = self.held.values().map(Record::expiration_time).min();
+    /// records, leaving out `handled` (the records a tick has just expired or renewed:
+    /// they are still in the store until its write lands, and that write sets their next
+    /// wake, or its failure a retry). When `after` is given, a time at or before it is
+    /// put off to [`RETRY_AFTER`] past it: what is still due then is in flight (its
+    /// completion sets its own wake) or could not be renewed; a later time stays as it is.
+    fn compute_wake(
+        &self,
+        after: Option<GraphTime>,
+        handled: &[RecordId],
+    ) -> Result<Option<GraphTime>, PeerError> {
+        let handled: HashSet<RecordId> = handled.iter().copied().collect();
+        // The first entry of `index` not handled is among its first `handled.len() + 1`.
+        let first = |index: Due<'_>| -> Result<Option<GraphTime>, PeerError> {
+            Ok(self
+                .store
+                .due(index, GraphTime::MAX, handled.len() + 1)?
+                .into_iter()
+                .find(|(_, id)| !handled.contains(id))
+                .map(|(time, _)| time))
+        };
+        let expiry = first(Due::Expiry)?;
+        let refresh = first(Due::Refresh {
+            creator: &self.peer_id,
+        })?
+        .map(|time| GraphTime::from_ticks(time.ticks().saturating_sub(margin_ticks())));
+        let held = self
+            .held
+            .values()
+            .filter(|record| !handled.contains(&record.id()))
+            .map(Record::expiration_time)
+            .min();
         let wake = earliest(earliest(expiry, refresh), held);
         Ok(match after {
-            Some(now) => wake.map(|wake| wake.max(now.saturating_add(RETRY_AFTER))),
+            Some(now) => wake.map(|wake| {
+                if wake <= now {
+                    now.saturating_add(RETRY_AFTER)
+                } else {
+                    wake
+                }
+            }),
             None => wake,
         })
     }

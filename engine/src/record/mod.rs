@@ -43,3 +43,7 @@ pub use self::store::{
     Due, GraphMetadata, MemoryStore, RecordFilter, RecordStore, WriteCompletion, WriteOp,
 };
 pub use self::time::GraphTime;
+
+/// The record builders the record tests share, for the tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) use self::model::tests as model_tests;
