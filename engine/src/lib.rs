@@ -41,12 +41,12 @@ pub use crate::ids::{
     check_text, ConnectionId, DataType, GraphHandle, GraphId, NodeId, PeerId, PeerKey, MAX_ID_CHARS,
 };
 pub use crate::record::{
-    conflict_order, is_reserved_attribute, AttributeType, AttributeValue, Attributes, Clause,
-    ClauseValue, Compare, Criterion, Due, GraphMetadata, GraphTime, MemoryStore, NewRecord,
-    Pattern, PatternToken, Record, RecordFilter, RecordFlags, RecordId, RecordParts,
-    RecordSecurity, RecordStore, RecordType, RecordUpdate, Search, SecureRecord, ValidateRecord,
-    Verdict, WriteCompletion, WriteOp, ATTRIBUTES_DEPTH, AUTOREFRESH_MIN_LIFETIME, MAX_ATTRIBUTES,
-    MAX_ATTRIBUTES_BYTES, MAX_ATTRIBUTE_NAME_CHARS, MAX_SEARCH_BYTES, MAX_SEARCH_DEPTH,
-    MAX_SEARCH_ELEMENTS, RECORD_FORMAT_VERSION, RESERVED_ATTRIBUTE_NAMES,
+    attribute_key, conflict_order, is_reserved_attribute, AttributeType, AttributeValue,
+    Attributes, Clause, ClauseValue, Compare, Criterion, Due, GraphMetadata, GraphTime, IndexScan,
+    MemoryStore, NewRecord, Pattern, PatternToken, Record, RecordFilter, RecordFlags, RecordId,
+    RecordParts, RecordSecurity, RecordStore, RecordType, RecordUpdate, Search, SecureRecord,
+    ValidateRecord, Verdict, WriteCompletion, WriteOp, ATTRIBUTES_DEPTH, AUTOREFRESH_MIN_LIFETIME,
+    MAX_ATTRIBUTES, MAX_ATTRIBUTES_BYTES, MAX_ATTRIBUTE_NAME_CHARS, MAX_SEARCH_BYTES,
+    MAX_SEARCH_DEPTH, MAX_SEARCH_ELEMENTS, RECORD_FORMAT_VERSION, RESERVED_ATTRIBUTE_NAMES,
 };
 pub use crate::result::{code_of, PeerError, PeerResult, ResultCode};

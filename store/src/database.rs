@@ -9,16 +9,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use peergraph_engine::{
-    check_text, Due, GraphId, GraphMetadata, GraphTime, PeerError, PeerId, Record, RecordFilter,
-    RecordId, RecordStore, ResultCode, WriteCompletion, WriteOp, MAX_ID_CHARS,
+    check_text, Due, GraphId, GraphMetadata, GraphTime, IndexScan, PeerError, PeerId, Record,
+    RecordFilter, RecordId, RecordStore, ResultCode, WriteCompletion, WriteOp, MAX_ID_CHARS,
 };
 use redb::{Database, ReadableTable};
 
 use crate::error::StoreError;
 use crate::schema::{
-    decode_metadata, due_key, split_due_key, BY_CREATOR, BY_EXPIRY, BY_TYPE, DUE_KEY_LEN, HELD,
-    KEY_DATABASE_NAME, KEY_FORMAT, KEY_GRAPH_ID, KEY_METADATA, KEY_PEER_ID, META, RECORDS,
-    REFRESH_BY_EXPIRY, STORE_FORMAT_VERSION,
+    decode_metadata, due_key, split_due_key, BY_ATTRIBUTE, BY_CREATOR, BY_EXPIRY, BY_TYPE,
+    DUE_KEY_LEN, HELD, KEY_DATABASE_NAME, KEY_FORMAT, KEY_GRAPH_ID, KEY_METADATA, KEY_PEER_ID,
+    META, RECORDS, REFRESH_BY_EXPIRY, STORE_FORMAT_VERSION,
 };
 use crate::writer::{self, Job, WRITE_QUEUE_BOUND};
 
@@ -371,6 +371,35 @@ impl RecordStore for RedbStore {
         })
     }
 
+    /// Reads the attribute index (`records_by_attribute`) over each scan's key range.
+    fn scan_index(&self, scans: &[IndexScan]) -> Result<Option<Vec<RecordId>>, PeerError> {
+        self.read(|transaction| {
+            let Some(index) = open_table(transaction.open_multimap_table(BY_ATTRIBUTE))? else {
+                return Ok(None);
+            };
+            let mut ids = std::collections::BTreeSet::new();
+            for scan in scans {
+                if scan.start >= scan.end {
+                    continue;
+                }
+                let range = index
+                    .range::<&[u8]>(scan.start.as_slice()..scan.end.as_slice())
+                    .map_err(StoreError::storage)?;
+                for entry in range {
+                    let (_, values) = entry.map_err(StoreError::storage)?;
+                    for value in values {
+                        ids.insert(*value.map_err(StoreError::storage)?.value());
+                    }
+                }
+            }
+            let ids = ids
+                .into_iter()
+                .map(|id| RecordId::from_bytes(id).map_err(|_| damaged()))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(ids))
+        })
+    }
+
     /// Reads the time index (`records_by_expiry`, or `refresh_by_expiry` skipping other
     /// creators' entries) from its start up to `until`, instead of visiting every record.
     fn due(
@@ -533,6 +562,9 @@ fn create_new(directory: &Path, path: &Path, id: &DatabaseId) -> Result<Database
                 .open_table(REFRESH_BY_EXPIRY)
                 .map_err(StoreError::storage)?;
             transaction.open_table(HELD).map_err(StoreError::storage)?;
+            transaction
+                .open_multimap_table(BY_ATTRIBUTE)
+                .map_err(StoreError::storage)?;
         }
         transaction.commit().map_err(StoreError::storage)?;
     }

@@ -8,6 +8,7 @@
 //! | `records_by_creator` (multimap) | creator peer id | record ids |
 //! | `records_by_expiry` | `due_key`: expiration ticks (u64 big-endian), record id | nothing (`()`) |
 //! | `refresh_by_expiry` | `due_key` | creator peer id |
+//! | `records_by_attribute` (multimap) | the engine's `attribute_key`: name, 0, type tag, value in byte order | record ids |
 //! | `held` | record id (16 bytes) | the held record's binary form |
 //! | `meta` | a name below | bytes |
 //!
@@ -17,7 +18,9 @@
 //! creator filters without decoding records: the engine's `Due::Refresh`. Both sort by
 //! expiration time, then by id, the order `RecordStore::due` answers in. `held` keeps the
 //! records whose validation was deferred (`WriteOp::Hold`), apart from `records` and
-//! from every index.
+//! from every index. `records_by_attribute` holds one entry per application attribute of
+//! each record in `records` (tombstones have none), so that `SearchRecords` reads only
+//! the records in the ranges its plan names (`RecordStore::scan_index`).
 //!
 //! `meta` holds `format` ([`STORE_FORMAT_VERSION`], one byte), the identity the file
 //! belongs to (`graph_id`, `peer_id`, `database_name`, UTF-8) and `metadata` (the graph
@@ -44,6 +47,8 @@ pub(crate) const BY_EXPIRY: TableDefinition<'_, &[u8; DUE_KEY_LEN], ()> =
     TableDefinition::new("records_by_expiry");
 pub(crate) const REFRESH_BY_EXPIRY: TableDefinition<'_, &[u8; DUE_KEY_LEN], &str> =
     TableDefinition::new("refresh_by_expiry");
+pub(crate) const BY_ATTRIBUTE: MultimapTableDefinition<'_, &[u8], &[u8; 16]> =
+    MultimapTableDefinition::new("records_by_attribute");
 pub(crate) const HELD: TableDefinition<'_, &[u8; 16], &[u8]> = TableDefinition::new("held");
 pub(crate) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 

@@ -20,13 +20,13 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use peergraph_engine::{Due, PeerError, Record, WriteCompletion, WriteOp};
+use peergraph_engine::{attribute_key, Due, PeerError, Record, WriteCompletion, WriteOp};
 use redb::{Database, MultimapTable, Table, WriteTransaction};
 
 use crate::error::StoreError;
 use crate::schema::{
-    due_key, encode_metadata, BY_CREATOR, BY_EXPIRY, BY_TYPE, DUE_KEY_LEN, HELD, KEY_METADATA,
-    META, RECORDS, REFRESH_BY_EXPIRY,
+    due_key, encode_metadata, BY_ATTRIBUTE, BY_CREATOR, BY_EXPIRY, BY_TYPE, DUE_KEY_LEN, HELD,
+    KEY_METADATA, META, RECORDS, REFRESH_BY_EXPIRY,
 };
 
 /// Batches that may wait for the writer: 1,024. Past it a write fails at once with
@@ -146,6 +146,7 @@ struct Tables<'t> {
     by_creator: MultimapTable<'t, &'static str, &'static [u8; 16]>,
     by_expiry: Table<'t, &'static [u8; DUE_KEY_LEN], ()>,
     refresh_by_expiry: Table<'t, &'static [u8; DUE_KEY_LEN], &'static str>,
+    by_attribute: MultimapTable<'t, &'static [u8], &'static [u8; 16]>,
 }
 
 impl<'t> Tables<'t> {
@@ -165,6 +166,9 @@ impl<'t> Tables<'t> {
                 .map_err(StoreError::storage)?,
             refresh_by_expiry: transaction
                 .open_table(REFRESH_BY_EXPIRY)
+                .map_err(StoreError::storage)?,
+            by_attribute: transaction
+                .open_multimap_table(BY_ATTRIBUTE)
                 .map_err(StoreError::storage)?,
         })
     }
@@ -191,6 +195,11 @@ impl<'t> Tables<'t> {
                 .insert(&key, record.creator_id().as_str())
                 .map_err(StoreError::storage)?;
         }
+        for (name, value) in record.attributes().iter() {
+            self.by_attribute
+                .insert(attribute_key(name, value).as_slice(), &id)
+                .map_err(StoreError::storage)?;
+        }
         Ok(())
     }
 
@@ -211,6 +220,11 @@ impl<'t> Tables<'t> {
         if refreshed(&old) {
             self.refresh_by_expiry
                 .remove(&key)
+                .map_err(StoreError::storage)?;
+        }
+        for (name, value) in old.attributes().iter() {
+            self.by_attribute
+                .remove(attribute_key(name, value).as_slice(), id)
                 .map_err(StoreError::storage)?;
         }
         Ok(())

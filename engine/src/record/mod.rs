@@ -8,6 +8,8 @@
 //!   conflict order; `codec`: its versioned binary form.
 //! - `search`: [`Search`], the `SearchRecords` language, and its evaluator; `pattern`:
 //!   string wildcards.
+//! - `index`: the attribute index's keys ([`attribute_key`]) and search plans
+//!   ([`IndexScan`]).
 //! - `store`: the [`RecordStore`] interface and [`MemoryStore`].
 //! - `security`: [`RecordSecurity`], the validate and secure callbacks.
 //! - `xml`: the bounded element tree the attribute and search parsers share.
@@ -15,6 +17,7 @@
 mod attributes;
 mod codec;
 mod id;
+mod index;
 mod model;
 mod pattern;
 mod search;
@@ -29,6 +32,7 @@ pub use self::attributes::{
 };
 pub use self::codec::RECORD_FORMAT_VERSION;
 pub use self::id::{RecordId, RecordType};
+pub use self::index::{attribute_key, IndexScan};
 pub use self::model::{
     conflict_order, NewRecord, Record, RecordFlags, RecordParts, RecordUpdate,
     AUTOREFRESH_MIN_LIFETIME,

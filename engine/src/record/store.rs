@@ -14,6 +14,7 @@ use std::sync::{mpsc, Mutex, PoisonError};
 use crate::graph::GraphProperties;
 use crate::ids::PeerId;
 use crate::record::id::{RecordId, RecordType};
+use crate::record::index::IndexScan;
 use crate::record::model::{Record, RecordFlags};
 use crate::record::search::Search;
 use crate::record::time::GraphTime;
@@ -214,9 +215,23 @@ pub trait RecordStore: Send + Sync {
             .unwrap_or(Err(PeerError::new(ResultCode::E_FAIL)))
     }
 
+    /// The ids of the records with an attribute index key in any of `scans` (see
+    /// [`attribute_key`](crate::record::attribute_key)), each once, in id order; `None`
+    /// when the store keeps no attribute index (the default), so the caller scans every
+    /// record instead.
+    ///
+    /// # Errors
+    /// As [`RecordStore::visit`].
+    fn scan_index(&self, scans: &[IndexScan]) -> Result<Option<Vec<RecordId>>, PeerError> {
+        let _ = scans;
+        Ok(None)
+    }
+
     /// What `EnumRecords` and `SearchRecords` return: the records `filter` admits that are
     /// neither deleted nor expired at `now` and, when `search` is given, match it; in id
-    /// order.
+    /// order. A search is planned onto the attribute index when the store has one
+    /// ([`Search::index_scans`], [`RecordStore::scan_index`]), so only the records one of
+    /// its clauses can match are read.
     ///
     /// # Errors
     /// As [`RecordStore::visit`].
@@ -226,6 +241,25 @@ pub trait RecordStore: Send + Sync {
         search: Option<&Search>,
         now: GraphTime,
     ) -> Result<Vec<Record>, PeerError> {
+        if let Some(search) = search {
+            if let Some(scans) = search.index_scans() {
+                if let Some(ids) = self.scan_index(&scans)? {
+                    let mut records = Vec::new();
+                    for id in ids {
+                        // An id read from the index has its record in the same snapshot
+                        // unless a write came between; a missing one is skipped.
+                        let Some(record) = self.get(id)? else {
+                            continue;
+                        };
+                        let live = !record.is_deleted() && !record.is_expired(now);
+                        if live && filter.admits(&record) && search.matches(&record) {
+                            records.push(record);
+                        }
+                    }
+                    return Ok(records);
+                }
+            }
+        }
         let mut records = Vec::new();
         self.visit(filter, &mut |record| {
             let live = !record.is_deleted() && !record.is_expired(now);
