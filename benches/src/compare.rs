@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::engine_side;
 use crate::memory::{measure_in_child, Side};
 use crate::raw_side;
-use crate::report::{median, percentile, Better, Line};
+use crate::report::{median, percentile, Baseline, Better, Line};
 use crate::settings::{Metric, Settings};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -54,23 +54,39 @@ pub async fn run_metric(
             emit(throughput(metric, "MiB/s", &engine, &raw));
         }
         Metric::SmallMessages => {
+            // Raw quinn writes the frames twice per turn: batched as a careful user would
+            // (the headline's baseline), and one write each (the naive line).
             let (count, len) = (s.small_count, s.small_len);
             let engine = async |count: usize| {
                 engine_side::with_pair(timeout, async |pair| pair.transfer(count, len).await).await
             };
             let raw = async |count: usize| {
-                raw_side::with_pair(timeout, async |pair| pair.small_messages(count, len).await)
-                    .await
+                raw_side::with_pair(timeout, async |pair| {
+                    let batched = pair.small_messages_batched(count, len).await?;
+                    let naive = pair.small_messages(count, len).await?;
+                    anyhow::Ok((batched, naive))
+                })
+                .await
             };
+            let rate = |took: Duration| count as f64 / took.as_secs_f64();
             let (engine, raw) = alternate(
                 metric,
                 s,
                 Warmup::Yes,
-                async || Ok(count as f64 / engine(count).await?.as_secs_f64()),
-                async || Ok(count as f64 / raw(count).await?.as_secs_f64()),
+                async || Ok(rate(engine(count).await?)),
+                async || {
+                    raw(count)
+                        .await
+                        .map(|(batched, naive)| (rate(batched), rate(naive)))
+                },
             )
             .await?;
-            emit(throughput(metric, "msg/s", &engine, &raw));
+            let (batched, naive): (Vec<f64>, Vec<f64>) = raw.into_iter().unzip();
+            emit(throughput(metric, "msg/s", &engine, &batched).against(Baseline::RawBatched));
+            let mut line =
+                throughput(metric, "msg/s", &engine, &naive).against(Baseline::RawUnbatched);
+            line.metric = format!("{metric}_naive");
+            emit(line);
         }
         Metric::OpenCloseCycles => {
             let cycles = s.cycles;
@@ -97,6 +113,8 @@ pub async fn run_metric(
             emit(throughput(metric, "cycles/s", &engine, &raw));
         }
         Metric::CloseLatency => {
+            // Raw quinn closes twice per turn: with the same guarantee as the engine's S_OK
+            // (the headline's baseline), and with `Connection::close` alone (one way).
             let samples = s.close_samples;
             let (engine, raw) = alternate(
                 metric,
@@ -110,13 +128,25 @@ pub async fn run_metric(
                     .map(micros)
                 },
                 async || {
-                    raw_side::with_pair(timeout, async |pair| pair.close_latencies(samples).await)
-                        .await
-                        .map(micros)
+                    raw_side::with_pair(timeout, async |pair| {
+                        let confirmed = pair.confirmed_close_latencies(samples).await?;
+                        let one_way = pair.close_latencies(samples).await?;
+                        anyhow::Ok((micros(confirmed), micros(one_way)))
+                    })
+                    .await
                 },
             )
             .await?;
-            latencies(metric, &engine, &raw).into_iter().for_each(emit);
+            let (confirmed, one_way): (Vec<Vec<f64>>, Vec<Vec<f64>>) = raw.into_iter().unzip();
+            for line in latencies(metric, &engine, &confirmed) {
+                emit(line.against(Baseline::RawConfirmedClose));
+            }
+            for mut line in latencies(metric, &engine, &one_way) {
+                line.metric = line
+                    .metric
+                    .replace("close_latency", "close_latency_one_way");
+                emit(line.against(Baseline::RawOneWayClose));
+            }
         }
         Metric::EchoRtt => {
             let (samples, len) = (s.echo_samples, s.small_len);
@@ -191,13 +221,13 @@ enum Warmup {
 /// `settings.runs` repetitions of each side, alternating which goes first, so that
 /// neither side always runs on a warmer (or more fragmented) process. A side left out by
 /// `settings.only` gets no values (its median is then null).
-async fn alternate<T: std::fmt::Debug>(
+async fn alternate<E: std::fmt::Debug, R: std::fmt::Debug>(
     metric: Metric,
     settings: &Settings,
     warmup: Warmup,
-    mut engine: impl AsyncFnMut() -> anyhow::Result<T>,
-    mut raw: impl AsyncFnMut() -> anyhow::Result<T>,
-) -> anyhow::Result<(Vec<T>, Vec<T>)> {
+    mut engine: impl AsyncFnMut() -> anyhow::Result<E>,
+    mut raw: impl AsyncFnMut() -> anyhow::Result<R>,
+) -> anyhow::Result<(Vec<E>, Vec<R>)> {
     let runs = settings.runs;
     let (run_engine, run_raw) = match settings.only {
         None => (true, true),
@@ -233,6 +263,7 @@ fn throughput(metric: Metric, unit: &'static str, engine: &[f64], raw: &[f64]) -
         unit,
         engine: median(engine),
         raw_quinn: median(raw),
+        baseline: Baseline::Raw,
         better: Better::Higher,
         runs: engine.len().max(raw.len()),
     }
@@ -266,6 +297,7 @@ fn latencies(metric: Metric, engine: &[Vec<f64>], raw: &[Vec<f64>]) -> Vec<Line>
                 unit: "us",
                 engine: percentile(&engine.concat(), p),
                 raw_quinn: percentile(&raw.concat(), p),
+                baseline: Baseline::Raw,
                 better: Better::Lower,
                 runs: engine.len().max(raw.len()),
             }

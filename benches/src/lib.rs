@@ -29,6 +29,6 @@ mod settings;
 
 pub use crate::compare::run_metric;
 pub use crate::memory::{child_idle_memory, resident_kib, Side};
-pub use crate::report::{median, percentile, Better, Line};
+pub use crate::report::{median, percentile, Baseline, Better, Line};
 pub use crate::runtime::RuntimeThread;
 pub use crate::settings::{Metric, Settings};

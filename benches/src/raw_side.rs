@@ -229,6 +229,47 @@ impl RawPair {
         Ok(end - start)
     }
 
+    /// The same frames as [`small_messages`](Self::small_messages), written the way a
+    /// careful user of quinn would: gathered into 32 KiB chunks (the size the engine's
+    /// writer gathers into) and handed over with one `write_chunk` each.
+    pub(crate) async fn small_messages_batched(
+        &self,
+        count: usize,
+        len: usize,
+    ) -> anyhow::Result<Duration> {
+        const CHUNK: usize = 32 * 1024;
+        let (alice, bob) = self.link().await?;
+        let frame = data_frame(&vec![0x5a; len]);
+        let start = Instant::now();
+        let receive = self.bob.run(async move {
+            let mut frames = Frames::new(bob.recv);
+            for _ in 0..count {
+                frames.next().await?;
+            }
+            anyhow::Ok((Instant::now(), bob.send, bob._connection))
+        });
+        let send = self.alice.run(async move {
+            let mut alice = alice;
+            let mut chunk = bytes::BytesMut::with_capacity(CHUNK);
+            for _ in 0..count {
+                if chunk.len() + frame.len() > CHUNK {
+                    alice.send.write_chunk(chunk.split().freeze()).await?;
+                    chunk.reserve(CHUNK);
+                }
+                chunk.extend_from_slice(&frame);
+            }
+            if !chunk.is_empty() {
+                alice.send.write_chunk(chunk.freeze()).await?;
+            }
+            anyhow::Ok(alice)
+        });
+        let (received, sent) = tokio::join!(receive, send);
+        let (end, _, _) = received??;
+        let alice = sent??;
+        report_link(&alice._connection, count * len);
+        Ok(end - start)
+    }
+
     /// Round trips of one `len`-byte DATA frame: alice writes it, bob reads it and writes
     /// it back, alice reads it.
     pub(crate) async fn echo(
@@ -341,6 +382,51 @@ impl RawPair {
             .await;
         server.abort();
         outcome?
+    }
+
+    /// `samples` links, each made (untimed) and then closed by alice with the guarantee
+    /// CloseDirectConnection's S_OK gives: alice finishes her stream; bob reads it to its
+    /// end and finishes his; the time until alice reads bob's end of stream, when she
+    /// knows bob has read everything (docs/PROTOCOL.md §3.4 without its DISCONNECT
+    /// frames). Alice then closes the connection, untimed.
+    pub(crate) async fn confirmed_close_latencies(
+        &self,
+        samples: usize,
+    ) -> anyhow::Result<Vec<Duration>> {
+        let mut latencies = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let (alice, bob) = self.link().await?;
+            let answer = self.bob.spawn(async move {
+                let End {
+                    _connection: connection,
+                    mut send,
+                    mut recv,
+                } = bob;
+                recv.read_to_end(usize::MAX).await?;
+                send.finish()?;
+                connection.closed().await;
+                anyhow::Ok(())
+            });
+            let took = self
+                .alice
+                .run(async move {
+                    let End {
+                        _connection: connection,
+                        mut send,
+                        mut recv,
+                    } = alice;
+                    let start = Instant::now();
+                    send.finish()?;
+                    recv.read_to_end(usize::MAX).await?;
+                    let took = start.elapsed();
+                    connection.close(0u32.into(), b"close");
+                    anyhow::Ok(took)
+                })
+                .await??;
+            answer.await??;
+            latencies.push(took);
+        }
+        Ok(latencies)
     }
 
     /// Opens `count` links from alice to bob, each with its stream open at both ends and a

@@ -21,8 +21,38 @@ impl Better {
     }
 }
 
-/// One printed result: `{"metric":..,"unit":..,"engine":..,"raw_quinn":..,"ratio":..,
-/// "better":..,"runs":..}` with `ratio` always engine over raw.
+/// What the raw quinn side of a line does, so a reader knows what the ratio compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Baseline {
+    /// The same work written plainly on quinn's API, with the same guarantee.
+    Raw,
+    /// Small frames gathered into 32 KiB chunks before each write, as the engine's writer
+    /// does and a careful user would: the fair baseline for small messages.
+    RawBatched,
+    /// One `write_all` per small frame: the naive baseline, kept for reference.
+    RawUnbatched,
+    /// A close that ends once the peer has read everything and said so (our FIN, read to
+    /// the end, the peer's FIN back), the guarantee of CloseDirectConnection's S_OK.
+    RawConfirmedClose,
+    /// `Connection::close` until the peer sees it: no guarantee that data was read.
+    RawOneWayClose,
+}
+
+impl Baseline {
+    /// The name printed in the JSON line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Baseline::Raw => "raw_quinn",
+            Baseline::RawBatched => "raw_quinn_batched",
+            Baseline::RawUnbatched => "raw_quinn_unbatched",
+            Baseline::RawConfirmedClose => "raw_quinn_confirmed_close",
+            Baseline::RawOneWayClose => "raw_quinn_one_way_close",
+        }
+    }
+}
+
+/// One printed result: `{"metric":..,"unit":..,"engine":..,"raw_quinn":..,"baseline":..,
+/// "ratio":..,"better":..,"runs":..}` with `ratio` always engine over raw.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Line {
     /// The metric's name, with a suffix for its variants (`echo_rtt_p99`).
@@ -33,6 +63,8 @@ pub struct Line {
     pub engine: f64,
     /// Raw quinn's value, taken the same way.
     pub raw_quinn: f64,
+    /// What raw quinn did for `raw_quinn` (see `Baseline`).
+    pub baseline: Baseline,
     /// Which direction is good.
     pub better: Better,
     /// How many repetitions of each side the values are taken over.
@@ -40,6 +72,12 @@ pub struct Line {
 }
 
 impl Line {
+    /// The line with raw quinn's side described as `baseline`.
+    pub fn against(mut self, baseline: Baseline) -> Line {
+        self.baseline = baseline;
+        self
+    }
+
     /// Engine over raw (`None` when raw is zero or a value is not finite).
     pub fn ratio(&self) -> Option<f64> {
         let ratio = self.engine / self.raw_quinn;
@@ -51,11 +89,12 @@ impl Line {
         let mut out = String::with_capacity(160);
         let _ = write!(
             out,
-            "{{\"metric\":\"{}\",\"unit\":\"{}\",\"engine\":{},\"raw_quinn\":{},\"ratio\":{},\"better\":\"{}\",\"runs\":{}}}",
+            "{{\"metric\":\"{}\",\"unit\":\"{}\",\"engine\":{},\"raw_quinn\":{},\"baseline\":\"{}\",\"ratio\":{},\"better\":\"{}\",\"runs\":{}}}",
             self.metric,
             self.unit,
             number(self.engine, 1),
             number(self.raw_quinn, 1),
+            self.baseline.as_str(),
             self.ratio().map_or("null".to_owned(), |r| number(r, 2)),
             self.better.as_str(),
             self.runs,
@@ -107,12 +146,13 @@ mod tests {
             unit: "MiB/s",
             engine: 412.3,
             raw_quinn: 430.1,
+            baseline: Baseline::Raw,
             better: Better::Higher,
             runs: 5,
         };
         assert_eq!(
             line.to_json(),
-            r#"{"metric":"bulk_throughput","unit":"MiB/s","engine":412.3,"raw_quinn":430.1,"ratio":0.96,"better":"higher","runs":5}"#
+            r#"{"metric":"bulk_throughput","unit":"MiB/s","engine":412.3,"raw_quinn":430.1,"baseline":"raw_quinn","ratio":0.96,"better":"higher","runs":5}"#
         );
         let broken = Line {
             raw_quinn: 0.0,
