@@ -176,10 +176,16 @@ impl RecordBook {
     }
 
     /// The metadata the graph starts with, to write when the database is new (the
-    /// creator's `synchronized`, the properties).
+    /// creator's `synchronized`, the properties). A database that has not synchronized
+    /// stores no properties: the ones given at open are placeholders (the node does not
+    /// know the graph's yet), answered from memory until the first synchronization or
+    /// ImportDatabase brings the graph's own.
     pub fn initial_write(&mut self, synchronized: bool) -> Write {
         let mut metadata = self.staged_metadata.clone();
         metadata.synchronized = synchronized;
+        if !synchronized {
+            metadata.properties = None;
+        }
         self.stage_metadata(metadata, Vec::new())
     }
 
