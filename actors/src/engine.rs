@@ -249,10 +249,17 @@ impl Engine {
     /// `PeerGraphCreate`: a new graph, with this node as its creator (so it counts as
     /// synchronized and may listen at once).
     ///
+    /// With [`GraphOptions::with_database`] the records live in a new database file there
+    /// (its first metadata durable before this returns); without, in memory.
+    ///
     /// # Errors
-    /// `PEER_E_NOT_INITIALIZED`; `E_INVALIDARG` (a property or option out of range);
-    /// `PEER_E_DUPLICATE_GRAPH` (a graph with that id is open in this engine); `E_FAIL`
-    /// (no identity could be generated).
+    /// - `PEER_E_NOT_INITIALIZED`; `E_INVALIDARG` (a property or option out of range, or
+    ///   only one security callback); `PEER_E_DUPLICATE_GRAPH` (a graph with that id is
+    ///   open in this engine); `E_FAIL` (no identity could be generated).
+    /// - `PEER_E_DATABASE_ALREADY_PRESENT` (the database exists: open it with
+    ///   [`open_graph`](Engine::open_graph), or delete it with
+    ///   [`delete_graph`](Engine::delete_graph)); `PEER_E_DATABASE_ACCESSDENIED`,
+    ///   `PEER_E_DISK_FULL`, `PEER_E_DBINITIALIZATION_FAILED` (it cannot be made).
     ///
     /// # Examples
     ///

@@ -158,7 +158,8 @@ impl Graph {
     /// `PeerGraphExportDatabase` (see [`ExportDatabase`]): how many records the file holds.
     ///
     /// # Errors
-    /// `PEER_E_DATABASE_NOT_PRESENT`, `PEER_E_DISK_FULL`, `E_ACCESSDENIED`, `E_FAIL`.
+    /// `PEER_E_DATABASE_NOT_PRESENT`, `PEER_E_NOT_FOUND`, `PEER_E_DISK_FULL`,
+    /// `E_ACCESSDENIED`, `E_FAIL`.
     pub async fn export_database(&self, path: impl Into<PathBuf>) -> Result<u64, PeerError> {
         self.call(ExportDatabase { path: path.into() }).await?
     }

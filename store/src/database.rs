@@ -209,7 +209,8 @@ impl RedbStore {
     /// synced. Returns how many records it holds.
     ///
     /// # Errors
-    /// - `PEER_E_DISK_FULL`, `E_ACCESSDENIED`: the file could not be written.
+    /// - `PEER_E_DISK_FULL`, `E_ACCESSDENIED`: the file could not be written;
+    ///   `PEER_E_NOT_FOUND`: its directory does not exist.
     /// - `PEER_E_INVALID_DATABASE`: a stored record or the metadata is damaged.
     /// - `E_FAIL`: any other I/O or storage failure.
     pub fn export(&self, path: &Path) -> Result<u64, StoreError> {

@@ -146,7 +146,8 @@ pub struct SetProperties {
 ///
 /// # Errors
 /// `PEER_E_DATABASE_NOT_PRESENT` (the graph keeps its records in memory);
-/// `PEER_E_DISK_FULL`, `E_ACCESSDENIED`, `E_FAIL` (the file could not be written).
+/// `PEER_E_NOT_FOUND` (the file's directory does not exist); `PEER_E_DISK_FULL`,
+/// `E_ACCESSDENIED`, `E_FAIL` (the file could not be written).
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<u64, PeerError>")]
 pub struct ExportDatabase {
