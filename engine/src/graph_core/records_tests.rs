@@ -250,11 +250,13 @@ fn changes_wait_for_synchronization() {
         vec![WriteOp::SetMetadata(GraphMetadata {
             synchronized: false,
             last_connected: None,
-            properties: Some(properties()),
-        })]
+            properties: None,
+        })],
+        "an opener does not know the graph's properties yet: none are stored"
     );
     assert_eq!(node.commit(write), Ok(()));
     assert!(!node.book.is_synchronized());
+    assert_eq!(node.book.properties(), properties(), "still the given ones");
     assert_eq!(node.events(), vec![]);
 
     let new = new_record(at(10));
