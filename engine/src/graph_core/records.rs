@@ -183,9 +183,7 @@ impl RecordBook {
     pub fn initial_write(&mut self, synchronized: bool) -> Write {
         let mut metadata = self.staged_metadata.clone();
         metadata.synchronized = synchronized;
-        if !synchronized {
-            metadata.properties = None;
-        }
+        metadata.properties = synchronized.then(|| self.properties());
         self.stage_metadata(metadata, Vec::new())
     }
 
