@@ -2,9 +2,11 @@
 //!
 //! One node of a graph, run from a terminal or a script: it creates (or opens) the graph,
 //! listens, and obeys commands typed on standard input (`open`, `send`, `sendfile`,
-//! `close`, `enum`, `info`, `stats`, `quit`), printing each reply with its result code
-//! and every event (connected, disconnected, connection failed, incoming data) as it
-//! happens. `--json` prints one JSON object per line instead, for scripts.
+//! `close`, `enum`, `info`, `stats`, the record commands `add`, `update`, `delete`, `get`,
+//! `records`, `search`, and `quit`), printing each reply with its result code and every
+//! event (connected, disconnected, connection failed, incoming data, record changed) as it
+//! happens. `--json` prints one JSON object per line instead, for scripts; `--db DIR` keeps
+//! the graph's records in a database that the next run opens again.
 //!
 //! Two nodes in two terminals, from the repository root:
 //!

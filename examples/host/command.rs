@@ -4,7 +4,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use peergraph::ConnectionId;
+use peergraph::{AttributeType, ConnectionId, RecordId, RecordType};
+
+/// How long an `add`ed record lives unless `--ttl` says otherwise: an hour.
+pub(crate) const DEFAULT_TTL_SECS: u32 = 3600;
 
 /// What the host understands, with a one-line summary each (the `help` command prints it).
 pub(crate) const USAGE: &[(&str, &str)] = &[
@@ -30,6 +33,18 @@ pub(crate) const USAGE: &[(&str, &str)] = &[
         "stats [CONNECTION_ID]",
         "bytes sent/received, RTT, congestion window, losses",
     ),
+    (
+        "add [TYPE] [--ttl SECS] [--attr NAME=TYPE:VALUE]... TEXT",
+        "add a record (default type: note; ttl 3600 s)",
+    ),
+    ("update RECORD_ID TEXT", "replace a record's text"),
+    (
+        "delete RECORD_ID [--local]",
+        "delete a record (--local: this node's copy only)",
+    ),
+    ("get RECORD_ID", "one record: attributes, text, times"),
+    ("records [TYPE]", "list the records, or those of one type"),
+    ("search XML", "the records a <peersearch> document matches"),
     ("help", "this list"),
     ("quit", "close the graph and exit (so does end of input)"),
 ];
@@ -60,10 +75,41 @@ pub(crate) enum Command {
     Info,
     /// `stats`, or `stats CONNECTION_ID` for one connection.
     Stats { connection_id: Option<ConnectionId> },
+    /// `add [TYPE] [--ttl SECS] [--attr NAME=TYPE:VALUE]... TEXT`: TEXT is the rest of
+    /// the line after the options.
+    Add {
+        record_type: Option<RecordType>,
+        ttl_secs: u32,
+        attributes: Vec<AttributeArg>,
+        text: String,
+    },
+    /// `update RECORD_ID TEXT`.
+    Update { record_id: RecordId, text: String },
+    /// `delete RECORD_ID [--local]`.
+    Delete {
+        record_id: RecordId,
+        local_only: bool,
+    },
+    /// `get RECORD_ID`.
+    Get { record_id: RecordId },
+    /// `records [TYPE]`.
+    Records { record_type: Option<RecordType> },
+    /// `search XML`: XML is the rest of the line.
+    Search { criteria: String },
     /// `help`.
     Help,
     /// `quit`.
     Quit,
+}
+
+/// One `--attr NAME=TYPE:VALUE` of `add`, as typed: the value is checked against its
+/// type when the record is built, so that a bad one is answered as the API answers bad
+/// attribute XML (`PEER_E_INVALID_ATTRIBUTES`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AttributeArg {
+    pub(crate) name: String,
+    pub(crate) kind: AttributeType,
+    pub(crate) value: String,
 }
 
 /// A line that is not a valid command: the word it started with (the reply's name) and
@@ -156,6 +202,62 @@ pub(crate) fn parse(line: &str) -> Result<Option<Command>, BadCommand> {
             };
             Command::Stats { connection_id }
         }
+        "add" => add(rest).map_err(|message| usage(&message))?,
+        "update" => {
+            let (id, text) = split_word(rest);
+            if id.is_empty() || text.is_empty() {
+                return Err(usage("missing argument"));
+            }
+            Command::Update {
+                record_id: record_id(id).map_err(bad)?,
+                text: text.to_owned(),
+            }
+        }
+        "delete" => {
+            let (id, rest) = split_word(rest);
+            if id.is_empty() {
+                return Err(usage("missing argument"));
+            }
+            let (flag, rest) = split_word(rest);
+            no_more(rest)?;
+            let local_only = match flag {
+                "" => false,
+                "--local" => true,
+                other => return Err(usage(&format!("unexpected `{other}`"))),
+            };
+            Command::Delete {
+                record_id: record_id(id).map_err(bad)?,
+                local_only,
+            }
+        }
+        "get" => {
+            let (id, rest) = split_word(rest);
+            if id.is_empty() {
+                return Err(usage("missing argument"));
+            }
+            no_more(rest)?;
+            Command::Get {
+                record_id: record_id(id).map_err(bad)?,
+            }
+        }
+        "records" => {
+            let (kind, rest) = split_word(rest);
+            no_more(rest)?;
+            let record_type = if kind.is_empty() {
+                None
+            } else {
+                Some(record_type(kind).map_err(bad)?)
+            };
+            Command::Records { record_type }
+        }
+        "search" => {
+            if rest.is_empty() {
+                return Err(usage("missing argument"));
+            }
+            Command::Search {
+                criteria: rest.to_owned(),
+            }
+        }
         "enum" | "info" | "help" | "quit" => {
             no_more(rest)?;
             match word {
@@ -177,6 +279,93 @@ pub(crate) fn parse(line: &str) -> Result<Option<Command>, BadCommand> {
         }
     };
     Ok(Some(command))
+}
+
+/// Parses the arguments of `add`: an optional record type (a first word that is a GUID),
+/// then options, then the text (the rest of the line; `--` ends the options, for a text
+/// that starts with `--`).
+fn add(mut rest: &str) -> Result<Command, String> {
+    let mut record_type = None;
+    let (first, after) = split_word(rest);
+    if let Ok(kind) = first.parse::<RecordType>() {
+        record_type = Some(kind);
+        rest = after;
+    }
+    let mut ttl_secs = DEFAULT_TTL_SECS;
+    let mut attributes = Vec::new();
+    // Each turn takes at least one word off `rest`, so there are at most as many turns
+    // as the line has words.
+    while rest.starts_with("--") {
+        let (option, after) = split_word(rest);
+        let (value, after_value) = split_word(after);
+        if option != "--" && value.is_empty() {
+            return Err(format!("`{option}` needs a value"));
+        }
+        match option {
+            "--" => {
+                rest = after;
+                break;
+            }
+            "--ttl" => {
+                ttl_secs = value.parse().map_err(|_| {
+                    format!("`{value}` is not a number of seconds (0 to {})", u32::MAX)
+                })?;
+            }
+            "--attr" => attributes.push(attribute(value)?),
+            other => {
+                return Err(format!(
+                    "unknown option `{other}` (put `--` before a text that starts with --)"
+                ))
+            }
+        }
+        rest = after_value;
+    }
+    if rest.is_empty() {
+        return Err("missing TEXT".to_owned());
+    }
+    Ok(Command::Add {
+        record_type,
+        ttl_secs,
+        attributes,
+        text: rest.to_owned(),
+    })
+}
+
+/// Parses `NAME=TYPE:VALUE`, such as `room=string:lobby` or `seq=int:3`.
+fn attribute(text: &str) -> Result<AttributeArg, String> {
+    let malformed = || {
+        format!(
+            "`{text}` is not NAME=TYPE:VALUE, such as room=string:lobby, seq=int:3 or \
+             sent=date:2024-05-01T12:00:00Z"
+        )
+    };
+    let (name, typed) = text.split_once('=').ok_or_else(malformed)?;
+    let (kind, value) = typed.split_once(':').ok_or_else(malformed)?;
+    if name.is_empty() {
+        return Err(malformed());
+    }
+    let kind = AttributeType::from_name(kind)
+        .ok_or_else(|| format!("`{kind}` is not an attribute type: string, int or date"))?;
+    Ok(AttributeArg {
+        name: name.to_owned(),
+        kind,
+        value: value.to_owned(),
+    })
+}
+
+/// Parses a record id: a GUID, as the host prints it.
+pub(crate) fn record_id(text: &str) -> Result<RecordId, String> {
+    text.parse()
+        .map_err(|_| format!("`{text}` is not a record id: use the GUID the host printed"))
+}
+
+/// Parses a record type: a GUID.
+pub(crate) fn record_type(text: &str) -> Result<RecordType, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "`{text}` is not a record type: a GUID such as 1f0c2a6e-8d41-4b7a-9e35-60c2d8f1a947"
+        )
+    })
 }
 
 /// Parses a connection id: decimal (the form the host prints) or hexadecimal with `0x`.
@@ -249,6 +438,74 @@ mod tests {
             }))
         );
         assert_eq!(parse("enum"), Ok(Some(Command::Enum)));
+        let record = "0b7c6a52-3f1e-4d29-8a64-c15e9f20d7b3";
+        let record_id: RecordId = record.parse().expect("record id");
+        assert_eq!(
+            parse("add hello,  world"),
+            Ok(Some(Command::Add {
+                record_type: None,
+                ttl_secs: DEFAULT_TTL_SECS,
+                attributes: Vec::new(),
+                text: "hello,  world".into(),
+            }))
+        );
+        assert_eq!(
+            parse(&format!(
+                "add {record} --ttl 60 --attr room=string:lobby --attr seq=int:2 -- --hi"
+            )),
+            Ok(Some(Command::Add {
+                record_type: Some(record.parse().expect("record type")),
+                ttl_secs: 60,
+                attributes: vec![
+                    AttributeArg {
+                        name: "room".into(),
+                        kind: AttributeType::String,
+                        value: "lobby".into(),
+                    },
+                    AttributeArg {
+                        name: "seq".into(),
+                        kind: AttributeType::Int,
+                        value: "2".into(),
+                    },
+                ],
+                text: "--hi".into(),
+            }))
+        );
+        assert_eq!(
+            parse(&format!("update {record} new text")),
+            Ok(Some(Command::Update {
+                record_id,
+                text: "new text".into()
+            }))
+        );
+        assert_eq!(
+            parse(&format!("delete {record} --local")),
+            Ok(Some(Command::Delete {
+                record_id,
+                local_only: true
+            }))
+        );
+        assert_eq!(
+            parse(&format!("delete {record}")),
+            Ok(Some(Command::Delete {
+                record_id,
+                local_only: false
+            }))
+        );
+        assert_eq!(
+            parse(&format!("get {record}")),
+            Ok(Some(Command::Get { record_id }))
+        );
+        assert_eq!(
+            parse("records"),
+            Ok(Some(Command::Records { record_type: None }))
+        );
+        assert_eq!(
+            parse("search <peersearch/>"),
+            Ok(Some(Command::Search {
+                criteria: "<peersearch/>".into()
+            }))
+        );
         assert_eq!(parse("info"), Ok(Some(Command::Info)));
         assert_eq!(parse("help"), Ok(Some(Command::Help)));
         assert_eq!(parse("quit\r"), Ok(Some(Command::Quit)));
@@ -271,6 +528,17 @@ mod tests {
         assert!(message("open bob").contains("usage: open PEER_ID ADDR"));
         assert!(message("open bob localhost").contains("not a socket address"));
         assert!(message("enum now").contains("unexpected `now`"));
+        assert!(message("add").contains("missing TEXT"));
+        assert!(message("add --ttl 5").contains("missing TEXT"));
+        assert!(message("add --ttl").contains("`--ttl` needs a value"));
+        assert!(message("add --ttl soon hi").contains("`soon` is not a number"));
+        assert!(message("add --attr room hi").contains("is not NAME=TYPE:VALUE"));
+        assert!(message("add --attr room=float:1 hi").contains("`float` is not an attribute"));
+        assert!(message("add --color red hi").contains("unknown option `--color`"));
+        assert!(message("get 42").contains("`42` is not a record id"));
+        assert!(message("delete 42").contains("not a record id"));
+        assert!(message("records note").contains("not a record type"));
+        assert!(message("search").contains("usage: search XML"));
         let unknown = parse("frobnicate 1").expect_err("unknown");
         assert_eq!(unknown.command, "frobnicate");
         assert!(unknown.message.contains("unknown command `frobnicate`"));

@@ -4,20 +4,21 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use peergraph::{
-    ConnectionFlags, ConnectionId, ConnectionInfo, ConnectionStats, Graph, PeerError, ResultCode,
-    MAX_DATA_LEN,
+    AttributeType, AttributeValue, Attributes, ConnectionFlags, ConnectionId, ConnectionInfo,
+    ConnectionStats, Graph, GraphTime, NewRecord, PeerError, Record, RecordId, RecordType,
+    RecordUpdate, ResultCode, MAX_DATA_LEN,
 };
 use tokio::io::AsyncReadExt as _;
 
-use super::command::{BadCommand, Command, USAGE};
+use super::command::{AttributeArg, BadCommand, Command, USAGE};
 use super::json::Object;
 use super::output::{reply, row, status_names, status_text, with_code, Output};
-use super::{progress_wanted, FILE_CHUNK, TEXT};
+use super::{note_type, progress_wanted, FILE_CHUNK, TEXT};
 
 /// How the progress bar of `sendfile` looks: bytes done and total, rate, time left.
 const PROGRESS_TEMPLATE: &str =
@@ -79,6 +80,20 @@ impl Host {
             Command::Enum => self.enumerate().await,
             Command::Info => self.info().await,
             Command::Stats { connection_id } => self.stats(connection_id).await,
+            Command::Add {
+                record_type,
+                ttl_secs,
+                attributes,
+                text,
+            } => self.add(record_type, ttl_secs, &attributes, text).await,
+            Command::Update { record_id, text } => self.update(record_id, text).await,
+            Command::Delete {
+                record_id,
+                local_only,
+            } => self.delete(record_id, local_only).await,
+            Command::Get { record_id } => self.get(record_id).await,
+            Command::Records { record_type } => self.records(record_type).await,
+            Command::Search { criteria } => self.search(&criteria).await,
             Command::Help => self.help(),
             // The command loop handles quit itself: it is the end of the session.
             Command::Quit => {}
@@ -388,16 +403,270 @@ impl Host {
         });
     }
 
+    async fn add(
+        &self,
+        record_type: Option<RecordType>,
+        ttl_secs: u32,
+        attributes: &[AttributeArg],
+        text: String,
+    ) {
+        let record_type = record_type.unwrap_or_else(note_type);
+        let line = reply("add").str("record_type", &record_type.to_string());
+        let record = match new_record(record_type, ttl_secs, attributes, text) {
+            Ok(record) => record,
+            Err(failure) => return self.fail("add", line, failure),
+        };
+        let expires = record.expiration;
+        match self.graph.add_record(record).await {
+            Ok(id) => {
+                let line = line
+                    .str("record_id", &id.to_string())
+                    .str("expires", &expires.to_string());
+                self.succeed("add", line, || {
+                    format!(
+                        "record {id}  type {}  expires {expires}",
+                        type_name(record_type)
+                    )
+                });
+            }
+            Err(error) => self.fail("add", line, error.into()),
+        }
+    }
+
+    async fn update(&self, record_id: RecordId, text: String) {
+        let line = reply("update").str("record_id", &record_id.to_string());
+        let update = RecordUpdate {
+            data: Some(text.into_bytes()),
+            ..RecordUpdate::default()
+        };
+        match self.graph.update_record(record_id, update).await {
+            Ok(()) => self.succeed("update", line, || {
+                format!("record {record_id} has the new text")
+            }),
+            Err(error) => self.fail("update", line, error.into()),
+        }
+    }
+
+    async fn delete(&self, record_id: RecordId, local_only: bool) {
+        let line = reply("delete")
+            .str("record_id", &record_id.to_string())
+            .bool("local_only", local_only);
+        match self.graph.delete_record(record_id, local_only).await {
+            Ok(()) => self.succeed("delete", line, || {
+                if local_only {
+                    format!("record {record_id} erased from this node only")
+                } else {
+                    format!("record {record_id} deleted (a tombstone until it expires)")
+                }
+            }),
+            Err(error) => self.fail("delete", line, error.into()),
+        }
+    }
+
+    async fn get(&self, record_id: RecordId) {
+        let line = reply("get").str("record_id", &record_id.to_string());
+        match self.graph.get_record(record_id).await {
+            Ok(record) => {
+                let line = line.object("record", record_object(&record));
+                self.succeed("get", line, || record_text(&record));
+            }
+            Err(error) => self.fail("get", line, error.into()),
+        }
+    }
+
+    async fn records(&self, record_type: Option<RecordType>) {
+        let mut line = reply("records");
+        if let Some(kind) = record_type {
+            line = line.str("record_type", &kind.to_string());
+        }
+        match self.graph.enum_records(record_type, None).await {
+            Ok(records) => self.list("records", line, &records),
+            Err(error) => self.fail("records", line, error.into()),
+        }
+    }
+
+    async fn search(&self, criteria: &str) {
+        match self.graph.search_records(criteria).await {
+            Ok(records) => self.list("search", reply("search"), &records),
+            Err(error) => self.fail("search", reply("search"), error.into()),
+        }
+    }
+
+    /// The successful reply of `records` and `search`: a count, then a line or two per
+    /// record.
+    fn list(&self, command: &str, line: Object, records: &[Record]) {
+        let line = line.objects("records", records.iter().map(record_object));
+        self.succeed(command, line, || {
+            let mut text = count(records.len(), "record");
+            for record in records {
+                text.push_str(&format!(
+                    "\n{}",
+                    row(
+                        "",
+                        &format!(
+                            "{}  v{}  {}  by {}  {:?}",
+                            record.id(),
+                            record.version(),
+                            type_name(record.record_type()),
+                            record.creator_id(),
+                            String::from_utf8_lossy(record.data())
+                        )
+                    )
+                ));
+                if !record.attributes().is_empty() {
+                    text.push_str(&format!(
+                        "\n{}",
+                        row("", &format!("  {}", attributes_text(record.attributes())))
+                    ));
+                }
+            }
+            text
+        });
+    }
+
     fn help(&self) {
         let line = reply("help").strings("commands", USAGE.iter().map(|(form, _)| *form));
         self.succeed("help", line, || {
             let mut text = String::from("commands (connection ids: decimal, or 0x hex)");
             for (form, summary) in USAGE {
-                text.push_str(&format!("\n{}", row("", &format!("{form:<30}{summary}"))));
+                // A form too long for its column gets a line of its own.
+                if form.len() < 30 {
+                    text.push_str(&format!("\n{}", row("", &format!("{form:<30}{summary}"))));
+                } else {
+                    text.push_str(&format!("\n{}", row("", form)));
+                    text.push_str(&format!("\n{}", row("", &format!("{:<30}{summary}", ""))));
+                }
             }
             text
         });
     }
+}
+
+/// The record `add` makes: `attributes` checked against their types, living `ttl_secs`.
+fn new_record(
+    record_type: RecordType,
+    ttl_secs: u32,
+    attributes: &[AttributeArg],
+    text: String,
+) -> Result<NewRecord, Failure> {
+    let mut checked = Attributes::new();
+    for AttributeArg { name, kind, value } in attributes {
+        let invalid = |message: String| Failure {
+            code: ResultCode::PEER_E_INVALID_ATTRIBUTES,
+            message,
+        };
+        let typed = AttributeValue::parse(*kind, value)
+            .ok_or_else(|| invalid(format!("`{value}` is not {}", a_value_of(*kind))))?;
+        checked = checked.with(name.as_str(), typed).map_err(|error| {
+            invalid(format!(
+                "attribute `{name}`: {} (a reserved or repeated name?)",
+                error.code().description()
+            ))
+        })?;
+    }
+    let expiration = SystemTime::now()
+        .checked_add(Duration::from_secs(u64::from(ttl_secs)))
+        .ok_or_else(|| Failure::invalid(format!("--ttl {ttl_secs} is too far away")))
+        .and_then(|at| GraphTime::from_system_time(at).map_err(Failure::from))?;
+    Ok(NewRecord {
+        record_type,
+        attributes: checked,
+        expiration,
+        autorefresh: false,
+        data: text.into_bytes(),
+    })
+}
+
+/// "a string", "an int", "a date": what a value of `kind` is called in a message.
+fn a_value_of(kind: AttributeType) -> &'static str {
+    match kind {
+        AttributeType::String => "a string",
+        AttributeType::Int => "an int",
+        AttributeType::Date => "a date such as 2024-05-01T12:00:00Z",
+    }
+}
+
+/// A record type as the text output shows it: `note` for the default type, else the GUID.
+fn type_name(record_type: RecordType) -> String {
+    if record_type == note_type() {
+        "note".to_owned()
+    } else {
+        record_type.to_string()
+    }
+}
+
+/// A record as a JSON object: ids as strings, times as `date` text, the data as text.
+fn record_object(record: &Record) -> Object {
+    Object::new()
+        .str("record_id", &record.id().to_string())
+        .str("record_type", &record.record_type().to_string())
+        .u64("version", u64::from(record.version()))
+        .str("creator_id", record.creator_id().as_str())
+        .str("modified_by_id", record.modified_by_id().as_str())
+        .str("created", &record.creation_time().to_string())
+        .str("modified", &record.last_modified_time().to_string())
+        .str("expires", &record.expiration_time().to_string())
+        .objects(
+            "attributes",
+            record.attributes().iter().map(|(name, value)| {
+                Object::new()
+                    .str("name", name)
+                    .str("type", value.kind().name())
+                    .str("value", &value.to_string())
+            }),
+        )
+        .u64("bytes", record.data().len() as u64)
+        .str("text", &String::from_utf8_lossy(record.data()))
+}
+
+/// A record as the text output of `get`: several aligned lines.
+fn record_text(record: &Record) -> String {
+    let lines = [
+        format!(
+            "record {}  version {}  type {}",
+            record.id(),
+            record.version(),
+            type_name(record.record_type())
+        ),
+        format!(
+            "creator {}  modified by {}",
+            record.creator_id(),
+            record.modified_by_id()
+        ),
+        format!(
+            "created {}  modified {}",
+            record.creation_time(),
+            record.last_modified_time()
+        ),
+        format!("expires {}", record.expiration_time()),
+        format!("attributes {}", attributes_text(record.attributes())),
+        format!(
+            "text {:?} ({} bytes)",
+            String::from_utf8_lossy(record.data()),
+            record.data().len()
+        ),
+    ];
+    let mut text = String::new();
+    for (index, line) in lines.iter().enumerate() {
+        if index == 0 {
+            text.push_str(line);
+        } else {
+            text.push_str(&format!("\n{}", row("", line)));
+        }
+    }
+    text
+}
+
+/// Attributes as `room=string:lobby seq=int:2`, the form `add --attr` takes; `none`.
+fn attributes_text(attributes: &Attributes) -> String {
+    if attributes.is_empty() {
+        return "none".to_owned();
+    }
+    attributes
+        .iter()
+        .map(|(name, value)| format!("{name}={}:{value}", value.kind().name()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn connection_row(info: &ConnectionInfo) -> String {

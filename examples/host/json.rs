@@ -77,6 +77,13 @@ impl Object {
         self
     }
 
+    /// Adds an object.
+    pub(crate) fn object(mut self, key: &str, value: Object) -> Self {
+        self.key(key);
+        self.text.push_str(&value.finish());
+        self
+    }
+
     /// Adds an array of objects.
     pub(crate) fn objects(mut self, key: &str, values: impl IntoIterator<Item = Object>) -> Self {
         self.key(key);
@@ -161,6 +168,7 @@ mod tests {
             .bool("ok", true)
             .strings("status", ["LISTENING", "SYNCHRONIZED"])
             .objects("connections", [Object::new().u64("id", 7), Object::new()])
+            .object("record", Object::new().str("text", "hi"))
             .finish();
         let parsed: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
         assert_eq!(parsed["n"].as_u64(), Some(u64::MAX));
@@ -168,6 +176,7 @@ mod tests {
         assert!(parsed["bad"].is_null());
         assert_eq!(parsed["status"][1], "SYNCHRONIZED");
         assert_eq!(parsed["connections"][0]["id"], 7);
+        assert_eq!(parsed["record"]["text"], "hi");
         assert_eq!(Object::new().finish(), "{}");
     }
 }

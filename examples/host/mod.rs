@@ -16,6 +16,10 @@
 //! a long `sendfile` runs. `quit`, the end of standard input, or Ctrl-C close the graph
 //! (peers see DISCONNECTED at once) and shut the engine down.
 //!
+//! The record commands (`add`, `update`, `delete`, `get`, `records`, `search`) work on the
+//! graph's records: in memory, gone at exit, or with `--db DIR` in a database under DIR
+//! that the next run with the same graph, peer and DIR opens again.
+//!
 //! # Layout
 //! - `command`: parsing a line into a command (no I/O).
 //! - `execute`: carrying out a command and printing its reply.
@@ -39,8 +43,8 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use peergraph::{
-    DataType, Engine, EngineConfig, EventRegistration, EventType, GraphId, GraphOptions,
-    GraphProperties, GraphSecret, NodeIdentity, PeerError, PeerId, ResultCode, Version,
+    DataType, Engine, EngineConfig, EventRegistration, EventType, Graph, GraphId, GraphOptions,
+    GraphProperties, GraphSecret, NodeIdentity, PeerError, PeerId, RecordType, ResultCode, Version,
     MIN_SECRET_LEN,
 };
 use tokio::sync::mpsc;
@@ -55,6 +59,18 @@ use self::output::{row, with_code, Output};
 pub const TEXT: DataType = DataType::from_u128(0x5d0c_7e4a_91b3_4f28_a6e0_3c1d_8b27_f940);
 /// The data type of each chunk of a `sendfile`.
 pub const FILE_CHUNK: DataType = DataType::from_u128(0x2b94_e1c6_07fd_4a3e_9c58_d7a0_16e3_b25f);
+
+/// The record type `add` gives a record unless told otherwise: a "note" (its GUID; the
+/// text output shows it as `note`).
+pub const NOTE: u128 = 0x3e8a_5f21_c94d_4b70_a1d6_2f0b_78e3_95c4;
+
+/// The database name the host keeps its records under, in the `--db` directory.
+pub const DATABASE: &str = "main";
+
+/// The record type of [`NOTE`].
+pub fn note_type() -> RecordType {
+    RecordType::from_u128(NOTE).expect("NOTE is a GUID that is not nil")
+}
 
 /// Lines read from standard input but not yet run. A small bound: while a command runs
 /// (a long `sendfile`), a script writing more lines waits on its pipe instead of growing
@@ -78,24 +94,50 @@ Commands, one per line on standard input, each answered with one reply:
   info                         this node: graph, peer id, node id, addresses, status
   stats [CONNECTION_ID]        per connection: bytes sent and received, round-trip time,
                                congestion window and lost packets (quinn's statistics)
+
+Record commands (the graph's records: in memory, or kept in a database with --db DIR):
+  add [TYPE] [--ttl SECS] [--attr NAME=TYPE:VALUE]... TEXT
+                               add a record whose data is TEXT (the rest of the line after
+                               the options; `--` ends them). TYPE is a GUID, by default the
+                               type of notes; it lives SECS seconds (default 3600); each
+                               --attr adds an attribute of type string, int or date, such
+                               as room=string:lobby, seq=int:3,
+                               sent=date:2024-05-01T12:00:00Z (one word each). The reply
+                               gives the record id (a GUID)
+  update RECORD_ID TEXT        replace a record's data with TEXT
+  delete RECORD_ID [--local]   delete a record (a tombstone that lives until the record
+                               would have expired); --local erases this node's copy only
+  get RECORD_ID                one record: type, version, creator, times, attributes, text
+  records [TYPE]               list the records, or those of one type
+  search XML                   the records matching a <peersearch> document, such as
+                               <peersearch><clause attrib=\"room\" type=\"string\">lob*</clause></peersearch>
+                               (the grammar is in docs/RECORDS.md)
   help                         list the commands
   quit                         close the graph and exit; so do end of input and Ctrl-C
 
 Connection ids are printed as decimal numbers (u64); commands accept them in decimal or
-as hexadecimal with a 0x prefix. A reply carries the call's result code (S_OK, or a
-documented error such as PEER_E_CONNECTION_NOT_FOUND); a bad command or argument is
-answered with E_INVALIDARG and what is wrong, and the host goes on. Events (connected,
-disconnected, connection failed with its reason, incoming data) are printed as they happen.
+as hexadecimal with a 0x prefix. Record ids and types are GUIDs. A reply carries the
+call's result code (S_OK, or a documented error such as PEER_E_CONNECTION_NOT_FOUND); a
+bad command or argument is answered with E_INVALIDARG and what is wrong, and the host
+goes on. Events (connected, disconnected, connection failed with its reason, incoming
+data, record changed, property changed) are printed as they happen.
 
 With --json every line on standard output is one JSON object: events have an \"event\"
 field, replies a \"reply\" field naming the command, \"hr\" (the HRESULT, such as
-\"0x00000000\") and \"name\" (such as \"S_OK\"), and errors a \"message\". Logs go to standard
-error; RUST_LOG sets their level (such as RUST_LOG=peergraph=debug; default warn).
+\"0x00000000\") and \"name\" (such as \"S_OK\"), and errors a \"message\". Record
+ids and types are strings; `get` answers with a \"record\" object, `records` and
+`search` with a \"records\" array of them. Logs go to standard error; RUST_LOG sets their level
+(such as RUST_LOG=peergraph=debug; default warn).
 
 Example, in two terminals:
   peer_host --graph chat --peer bob --listen 127.0.0.1:0 --accept-direct
   peer_host --graph chat --peer alice --listen 127.0.0.1:0 --accept-direct
-then in alice's: open bob ADDR_BOB_PRINTED, send ID hello, sendfile ID FILE, close ID.";
+then in alice's: open bob ADDR_BOB_PRINTED, send ID hello, sendfile ID FILE, close ID.
+
+Records that outlive the host:
+  peer_host --graph notes --peer alice --db ./notes-db
+then: add --attr room=string:lobby lunch at one, records, quit; run it again with the same
+--graph, --peer and --db, and `records` lists the note again.";
 
 /// A peergraph node on the command line: creates (or opens) a graph, listens, and obeys
 /// commands read from standard input, printing replies and events as they happen.
@@ -104,7 +146,8 @@ then in alice's: open bob ADDR_BOB_PRINTED, send ID hello, sendfile ID FILE, clo
     name = "peer_host",
     version,
     after_help = "Commands on standard input: open, send, sendfile, close, enum, info, stats, \
-                  help, quit. --help explains them, and the output formats.",
+                  add, update, delete, get, records, search, help, quit. --help explains \
+                  them, and the output formats.",
     after_long_help = AFTER_HELP
 )]
 struct Args {
@@ -118,11 +161,23 @@ struct Args {
 
     /// Open an existing graph (PeerGraphOpen) instead of creating it (PeerGraphCreate).
     ///
-    /// An opened graph has not synchronized with the graph yet, so it cannot listen: with
-    /// --listen the host prints PEER_E_GRAPH_NOT_READY and goes on without listening. It
-    /// can still open direct connections to nodes that listen.
+    /// A graph opened without a database, or with a new one, has not synchronized with
+    /// the graph yet, so it cannot listen nor change records: with --listen the host
+    /// prints PEER_E_GRAPH_NOT_READY and goes on without listening. It can still open
+    /// direct connections to nodes that listen. A database that has synchronized once
+    /// (one this peer created) opens ready.
     #[arg(long)]
     open: bool,
+
+    /// Keep the graph's records in a database under DIR (created when missing).
+    ///
+    /// The database belongs to the graph id and peer id: the next run with the same
+    /// --graph, --peer and --db opens it again (PeerGraphOpen answers S_OK) and finds the
+    /// records. Without --open the host creates the graph, or opens it when its database
+    /// already exists; the code of the call is printed at start. Without --db records
+    /// live in memory, gone at exit.
+    #[arg(long, value_name = "DIR")]
+    db: Option<PathBuf>,
 
     /// Listen for connections at ADDR, such as 127.0.0.1:0 (port 0 picks a free port).
     ///
@@ -226,32 +281,16 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
         .startup(Version::V1_0)
         .context("PeerGraphStartup failed")?;
 
-    let graph = if args.open {
-        let (graph, code) = engine
-            .open_graph(&args.graph, &args.peer, options)
-            .with_context(|| format!("cannot open graph {} as {}", args.graph, args.peer))?;
-        let line = Object::new()
-            .str("event", "graph_opened")
-            .str("graph_id", &args.graph);
-        out.emit(with_code(line, code), || {
-            row("opened", &format!("graph {}: {code}", args.graph))
-        });
-        graph
-    } else {
-        let properties = GraphProperties::new(
-            GraphId::new(args.graph.as_str()).context("--graph must be 1 to 256 characters")?,
-            PeerId::new(args.peer.as_str()).context("--peer must be 1 to 256 characters")?,
-        );
-        engine
-            .create_graph(properties, options)
-            .with_context(|| format!("cannot create graph {}", args.graph))?
-    };
+    let graph = start_graph(&engine, &args, options, &out)?;
 
-    // INCOMING_DATA and STATUS_CHANGED always; DIRECT_CONNECTION only when asked, because
-    // registering for it is what makes the node accept direct connections.
+    // INCOMING_DATA, STATUS_CHANGED, RECORD_CHANGED and PROPERTY_CHANGED always;
+    // DIRECT_CONNECTION only when asked, because registering for it is what makes the
+    // node accept direct connections.
     let mut registrations = vec![
         EventRegistration::new(EventType::IncomingData),
         EventRegistration::new(EventType::StatusChanged),
+        EventRegistration::new(EventType::RecordChanged),
+        EventRegistration::new(EventType::PropertyChanged),
     ];
     if args.accept_direct {
         registrations.push(EventRegistration::new(EventType::DirectConnection));
@@ -389,7 +428,68 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
     Ok(())
 }
 
-/// The graph's options from the command line: identity, secret, idle timeout.
+/// Creates the graph, or opens it (`--open`, or `--db` naming a database that already
+/// exists), and prints how: the call's code and, with `--db`, where the records are.
+fn start_graph(engine: &Engine, args: &Args, options: GraphOptions, out: &Output) -> Result<Graph> {
+    let report = |event: &str, code: ResultCode, how: &str| {
+        let mut line = Object::new()
+            .str("event", event)
+            .str("graph_id", &args.graph);
+        if let Some(dir) = &args.db {
+            line = line
+                .str("db", &dir.display().to_string())
+                .str("database", DATABASE);
+        }
+        out.emit(with_code(line, code), || {
+            let mut text = format!("graph {}: {code}", args.graph);
+            if let Some(dir) = &args.db {
+                text.push_str(&format!("  database {} ({how})", dir.display()));
+            }
+            let tag = if event == "graph_opened" {
+                "opened"
+            } else {
+                "created"
+            };
+            row(tag, &text)
+        });
+    };
+    let open = |options: GraphOptions| -> Result<Graph> {
+        let (graph, code) = engine
+            .open_graph(&args.graph, &args.peer, options)
+            .with_context(|| format!("cannot open graph {} as {}", args.graph, args.peer))?;
+        let how = if code == ResultCode::S_OK {
+            "found"
+        } else {
+            "new"
+        };
+        report("graph_opened", code, how);
+        Ok(graph)
+    };
+    if args.open {
+        return open(options);
+    }
+    let properties = GraphProperties::new(
+        GraphId::new(args.graph.as_str()).context("--graph must be 1 to 256 characters")?,
+        PeerId::new(args.peer.as_str()).context("--peer must be 1 to 256 characters")?,
+    );
+    match engine.create_graph(properties, options.clone()) {
+        Ok(graph) => {
+            if args.db.is_some() {
+                report("graph_created", ResultCode::S_OK, "new");
+            }
+            Ok(graph)
+        }
+        // The database of an earlier run: open it, records and all.
+        Err(error)
+            if args.db.is_some() && error.code() == ResultCode::PEER_E_DATABASE_ALREADY_PRESENT =>
+        {
+            open(options)
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot create graph {}", args.graph)),
+    }
+}
+
+/// The graph's options from the command line: identity, secret, idle timeout, database.
 fn graph_options(args: &Args, out: &Output) -> Result<GraphOptions> {
     let mut options = GraphOptions::default();
     if let Some(path) = &args.key {
@@ -415,6 +515,9 @@ fn graph_options(args: &Args, out: &Output) -> Result<GraphOptions> {
     }
     if let Some(seconds) = args.idle_timeout {
         options = options.with_idle_timeout(Duration::from_secs(seconds));
+    }
+    if let Some(dir) = &args.db {
+        options = options.with_database(dir, DATABASE);
     }
     Ok(options)
 }

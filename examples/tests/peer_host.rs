@@ -1,5 +1,7 @@
-//! Two `peer_host` processes driven through their standard input and output in `--json`
-//! mode, as a script would: listen, open, send, sendfile, close, bad commands, quit.
+//! `peer_host` processes driven through their standard input and output in `--json`
+//! mode, as a script would: two hosts listen, open, send, sendfile, close, answer bad
+//! commands and quit; one host with `--db` adds, searches, gets and deletes records, and
+//! finds them again in its next run.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -28,10 +30,27 @@ struct Host {
 }
 
 impl Host {
+    /// A host of graph `chat` that listens on loopback and accepts direct connections.
     fn start(name: &'static str) -> Host {
+        Host::spawn(
+            name,
+            &[
+                "--graph",
+                "chat",
+                "--peer",
+                name,
+                "--listen",
+                "127.0.0.1:0",
+                "--accept-direct",
+                "--json",
+            ],
+        )
+    }
+
+    /// A host run with `args`.
+    fn spawn(name: &'static str, args: &[&str]) -> Host {
         let mut child = Command::new(env!("CARGO_BIN_EXE_peer_host"))
-            .args(["--graph", "chat", "--peer", name])
-            .args(["--listen", "127.0.0.1:0", "--accept-direct", "--json"])
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -252,4 +271,118 @@ fn two_hosts_open_send_close_and_quit() {
 
     alice.quit();
     bob.quit();
+}
+
+/// A host of graph `notes` whose records live in the database under `dir`.
+fn notes_host(dir: &std::path::Path) -> Host {
+    let dir = dir
+        .to_str()
+        .expect("the temporary directory's path is UTF-8");
+    Host::spawn(
+        "alice",
+        &["--graph", "notes", "--peer", "alice", "--db", dir, "--json"],
+    )
+}
+
+/// The ids of a `records` or `search` reply's records.
+fn record_ids(reply: &Value) -> Vec<String> {
+    reply["records"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no records array: {reply}"))
+        .iter()
+        .map(|record| {
+            record["record_id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a record id is not a string: {reply}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn records_outlive_the_host_with_db() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+
+    // First run: a new database.
+    let mut alice = notes_host(dir.path());
+    let created = alice.expect("graph_created", |v| v["event"] == "graph_created");
+    assert_eq!(created["name"], "S_OK", "{created}");
+    assert_eq!(created["database"], "main", "{created}");
+    alice.expect("started", |v| v["event"] == "started");
+
+    alice.send("add --attr room=string:lobby --attr seq=int:1 lunch at one");
+    let added = alice.reply("add", "S_OK");
+    let kept = added["record_id"]
+        .as_str()
+        .expect("id as a string")
+        .to_owned();
+    assert_eq!(kept.len(), 36, "a GUID: {added}");
+    let event = alice.expect("record added", |v| {
+        v["event"] == "record_changed" && v["record_id"] == kept.as_str()
+    });
+    assert_eq!(event["change"], "added");
+
+    alice.send("add --ttl 600 -- --a note that goes");
+    let added = alice.reply("add", "S_OK");
+    let gone = added["record_id"].as_str().expect("id").to_owned();
+
+    alice.send(
+        r#"search <peersearch><and><clause attrib="room" type="string">lob*</clause><clause attrib="seq" type="int" compare="greaterorequal">1</clause></and></peersearch>"#,
+    );
+    let found = alice.reply("search", "S_OK");
+    assert_eq!(record_ids(&found), vec![kept.clone()], "{found}");
+
+    alice.send(&format!("get {kept}"));
+    let got = alice.reply("get", "S_OK");
+    let record = &got["record"];
+    assert_eq!(record["text"], "lunch at one", "{got}");
+    assert_eq!(record["version"], 1, "{got}");
+    assert_eq!(record["creator_id"], "alice", "{got}");
+    assert_eq!(record["attributes"][0]["name"], "room", "{got}");
+    assert_eq!(record["attributes"][1]["value"], "1", "{got}");
+
+    alice.send(&format!("get {gone}"));
+    assert_eq!(
+        alice.reply("get", "S_OK")["record"]["text"],
+        "--a note that goes"
+    );
+    alice.send(&format!("delete {gone}"));
+    alice.reply("delete", "S_OK");
+    alice.expect("record deleted", |v| {
+        v["event"] == "record_changed"
+            && v["change"] == "deleted"
+            && v["record_id"] == gone.as_str()
+    });
+
+    // The call's codes come through: attributes, search, unknown records.
+    alice.send("add --attr peercreatorid=string:mallory hi");
+    alice.reply("add", "PEER_E_INVALID_ATTRIBUTES");
+    alice.send("add --attr seq=int:two hi");
+    alice.reply("add", "PEER_E_INVALID_ATTRIBUTES");
+    alice.send("search <peersearch><clause attrib=\"seq\" type=\"int\" compare=\"about\">1</clause></peersearch>");
+    alice.reply("search", "PEER_E_INVALID_SEARCH");
+    alice.send(&format!("delete {gone}"));
+    alice.reply("delete", "PEER_E_RECORD_NOT_FOUND");
+    alice.send("get nonsense");
+    alice.reply("get", "E_INVALIDARG");
+    alice.quit();
+
+    // Second run, same graph, peer and database: opened, the note is still there and the
+    // deleted one is not.
+    let mut alice = notes_host(dir.path());
+    let opened = alice.expect("graph_opened", |v| v["event"] == "graph_opened");
+    assert_eq!(opened["name"], "S_OK", "{opened}");
+    alice.expect("started", |v| v["event"] == "started");
+    alice.send("records");
+    let listed = alice.reply("records", "S_OK");
+    assert_eq!(record_ids(&listed), vec![kept.clone()], "{listed}");
+    assert_eq!(listed["records"][0]["text"], "lunch at one", "{listed}");
+    alice.send(&format!("get {gone}"));
+    alice.reply("get", "PEER_E_RECORD_NOT_FOUND");
+    alice.send(&format!("update {kept} lunch at half past one"));
+    alice.reply("update", "S_OK");
+    alice.send(&format!("get {kept}"));
+    let got = alice.reply("get", "S_OK");
+    assert_eq!(got["record"]["version"], 2, "{got}");
+    alice.quit();
 }
