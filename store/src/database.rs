@@ -15,6 +15,7 @@ use peergraph_engine::{
 use redb::{Database, ReadableTable};
 
 use crate::error::StoreError;
+use crate::handle::Handle;
 use crate::schema::{
     decode_metadata, due_key, split_due_key, BY_ATTRIBUTE, BY_CREATOR, BY_EXPIRY, BY_TYPE,
     DUE_KEY_LEN, HELD, KEY_DATABASE_NAME, KEY_FORMAT, KEY_GRAPH_ID, KEY_METADATA, KEY_PEER_ID,
@@ -107,10 +108,12 @@ impl DatabaseId {
 ///
 /// Reads run on the caller's thread against the last committed state; writes go to a
 /// writer thread of the store's own that commits them in groups (see the `writer` module)
-/// and completes each batch only once it is durable. Dropping the store finishes the
-/// queued writes, then closes the file.
+/// and completes each batch only once it is durable. After an I/O failure (a commit on a
+/// full disk) the store opens the file again before answering, so the failed call reports
+/// its code and later calls see the last commit (see the `handle` module). Dropping the
+/// store finishes the queued writes, then closes the file.
 pub struct RedbStore {
-    database: Arc<Database>,
+    database: Arc<Handle>,
     queue: Option<SyncSender<Job>>,
     writer: Option<JoinHandle<()>>,
     path: PathBuf,
@@ -214,7 +217,8 @@ impl RedbStore {
     /// - `PEER_E_INVALID_DATABASE`: a stored record or the metadata is damaged.
     /// - `E_FAIL`: any other I/O or storage failure.
     pub fn export(&self, path: &Path) -> Result<u64, StoreError> {
-        guarded(|| crate::export::export(&self.database, &self.id, path))
+        self.database
+            .with(|database| crate::export::export(database, &self.id, path))
     }
 
     /// Merges an export file into this database (`ImportDatabase`): each record is kept
@@ -230,11 +234,12 @@ impl RedbStore {
     /// - `PEER_E_NOT_FOUND`: there is no such file; `E_ACCESSDENIED`: it may not be read.
     /// - `PEER_E_DISK_FULL`, `E_FAIL`: the database could not be written.
     pub fn import(&self, path: &Path) -> Result<u64, StoreError> {
-        guarded(|| crate::export::import(&self.database, &self.id, path))
+        self.database
+            .with(|database| crate::export::import(database, &self.id, path))
     }
 
     fn start(database: Database, path: PathBuf, id: DatabaseId) -> RedbStore {
-        let database = Arc::new(database);
+        let database = Arc::new(Handle::new(database, &path));
         let (queue, receiver) = mpsc::sync_channel(WRITE_QUEUE_BOUND);
         let for_writer = Arc::clone(&database);
         let writer = std::thread::Builder::new()
@@ -255,8 +260,12 @@ impl RedbStore {
         &self,
         read: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
     ) -> Result<T, PeerError> {
-        let transaction = self.database.begin_read().map_err(StoreError::storage)?;
-        guarded(|| read(&transaction)).map_err(PeerError::from)
+        self.database
+            .with(|database| {
+                let transaction = database.begin_read().map_err(StoreError::storage)?;
+                read(&transaction)
+            })
+            .map_err(PeerError::from)
     }
 }
 
@@ -615,13 +624,19 @@ mod tests {
             indexed
         );
         {
-            let transaction = store.database.begin_write().expect("writable");
-            transaction
-                .open_table(RECORDS)
-                .expect("table")
-                .remove(&record.id().to_bytes())
+            store
+                .database
+                .with(|database| {
+                    let transaction = database.begin_write().expect("writable");
+                    transaction
+                        .open_table(RECORDS)
+                        .expect("table")
+                        .remove(&record.id().to_bytes())
+                        .expect("removed");
+                    transaction.commit().expect("committed");
+                    Ok(())
+                })
                 .expect("removed");
-            transaction.commit().expect("committed");
         }
         for index in [Due::Expiry, Due::Refresh { creator: &alice }] {
             assert_eq!(

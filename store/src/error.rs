@@ -15,12 +15,18 @@ pub struct StoreError {
     code: ResultCode,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    /// The redb handle failed for I/O and refuses every later call (see `handle`).
+    reopen: bool,
 }
 
 impl StoreError {
     /// An error with `code` and no further cause.
     pub fn new(code: ResultCode) -> Self {
-        StoreError { code, source: None }
+        StoreError {
+            code,
+            source: None,
+            reopen: false,
+        }
     }
 
     /// An error with `code`, caused by `source`.
@@ -31,6 +37,7 @@ impl StoreError {
         StoreError {
             code,
             source: Some(source.into()),
+            reopen: false,
         }
     }
 
@@ -60,10 +67,30 @@ impl StoreError {
         StoreError::with_source(code, error)
     }
 
-    /// A redb failure while reading or writing an open database.
+    /// A redb failure while reading or writing an open database. An I/O failure (a full
+    /// disk among them) leaves redb's handle refusing every later call with `PreviousIo`:
+    /// such an error [needs the handle opened again](StoreError::needs_reopen).
     pub(crate) fn storage(error: impl Into<redb::Error>) -> Self {
         let error = error.into();
-        StoreError::with_source(code_of(&error), error)
+        let reopen = matches!(error, redb::Error::Io(_) | redb::Error::PreviousIo);
+        StoreError {
+            reopen,
+            ..StoreError::with_source(code_of(&error), error)
+        }
+    }
+
+    /// The handle could not be opened again after an I/O failure: `code`, and another
+    /// attempt is due.
+    pub(crate) fn unopened(code: ResultCode) -> Self {
+        StoreError {
+            reopen: true,
+            ..StoreError::new(code)
+        }
+    }
+
+    /// True when the redb handle that answered this must be opened again.
+    pub(crate) fn needs_reopen(&self) -> bool {
+        self.reopen
     }
 
     /// An I/O failure outside redb (the directory, a rename).
@@ -163,5 +190,18 @@ mod tests {
             StoreError::storage(redb::Error::DatabaseAlreadyOpen).code(),
             ResultCode::PEER_E_GRAPH_IN_USE
         );
+    }
+
+    #[test]
+    fn only_redb_io_failures_need_the_handle_opened_again() {
+        let full = StoreError::storage(redb::Error::Io(io::Error::from_raw_os_error(28)));
+        assert_eq!(full.code(), ResultCode::PEER_E_DISK_FULL);
+        assert!(full.needs_reopen());
+        let previous = StoreError::storage(redb::Error::PreviousIo);
+        assert_eq!(previous.code(), ResultCode::E_FAIL);
+        assert!(previous.needs_reopen());
+        assert!(!StoreError::storage(redb::Error::Corrupted("x".into())).needs_reopen());
+        // A full disk under an export file is the file's failure, not the database's.
+        assert!(!StoreError::file(io::Error::from_raw_os_error(28)).needs_reopen());
     }
 }

@@ -43,10 +43,26 @@ const MAX_STRING_BYTES: usize = 1024;
 /// bytes) and fixed fields fit well within 8 KiB.
 const MAX_METADATA_BYTES: usize = 8 * 1024;
 
-/// Writes the export of `database` to `path`.
+/// Writes the export of `database` to `path`. A failed export removes what it wrote, so
+/// that an export that filled the disk does not keep it full.
 pub(crate) fn export(database: &Database, id: &DatabaseId, path: &Path) -> Result<u64, StoreError> {
     let temporary = path.with_extension("export-new");
-    let file = File::create(&temporary).map_err(StoreError::file)?;
+    let written = write_export(database, id, path, &temporary);
+    if written.is_err() {
+        // Nothing to remove when the file could not be made at all.
+        let _ = fs::remove_file(&temporary);
+    }
+    written
+}
+
+/// Writes the export under `temporary`, then renames it to `path`.
+fn write_export(
+    database: &Database,
+    id: &DatabaseId,
+    path: &Path,
+    temporary: &Path,
+) -> Result<u64, StoreError> {
+    let file = File::create(temporary).map_err(StoreError::file)?;
     let mut out = Hashing::new(BufWriter::new(file));
     let transaction = database.begin_read().map_err(StoreError::storage)?;
     let meta = open_table(transaction.open_table(META))?.ok_or_else(damaged)?;
@@ -83,7 +99,7 @@ pub(crate) fn export(database: &Database, id: &DatabaseId, path: &Path) -> Resul
         .into_inner()
         .map_err(|error| StoreError::file(error.into_error()))?;
     file.sync_all().map_err(StoreError::file)?;
-    fs::rename(&temporary, path).map_err(StoreError::file)?;
+    fs::rename(temporary, path).map_err(StoreError::file)?;
     Ok(count)
 }
 

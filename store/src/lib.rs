@@ -28,12 +28,14 @@
 //! - `database`: [`RedbStore`] (open, create, delete, reads), [`DatabaseId`], [`Opened`].
 //! - `export`: the export file format, `ExportDatabase` and `ImportDatabase`.
 //! - `writer`: the group-commit thread and its bounds.
+//! - `handle`: the redb handle, opened again after an I/O failure (a full disk).
 //! - `schema`: tables, format version, metadata encoding.
 //! - `error`: [`StoreError`], a result code with its cause.
 
 mod database;
 mod error;
 mod export;
+mod handle;
 mod schema;
 mod writer;
 

@@ -21,9 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peergraph_engine::{attribute_key, Due, PeerError, Record, WriteCompletion, WriteOp};
-use redb::{Database, MultimapTable, Table, WriteTransaction};
+use redb::{MultimapTable, Table, WriteTransaction};
 
 use crate::error::StoreError;
+use crate::handle::Handle;
 use crate::schema::{
     due_key, encode_metadata, BY_ATTRIBUTE, BY_CREATOR, BY_EXPIRY, BY_TYPE, DUE_KEY_LEN, HELD,
     KEY_METADATA, META, RECORDS, REFRESH_BY_EXPIRY,
@@ -61,7 +62,7 @@ impl Job {
 }
 
 /// Runs until every sender is gone and the queue is drained.
-pub(crate) fn run(database: Arc<Database>, queue: Receiver<Job>) {
+pub(crate) fn run(database: Arc<Handle>, queue: Receiver<Job>) {
     while let Ok(first) = queue.recv() {
         let mut bytes = first.bytes();
         let mut group = vec![first];
@@ -79,11 +80,15 @@ pub(crate) fn run(database: Arc<Database>, queue: Receiver<Job>) {
     }
 }
 
-fn commit_group(database: &Database, group: Vec<Job>) {
+/// Commits `group` in one transaction. When that fails for one batch's sake (a value too
+/// large), each batch is retried alone; when it fails for I/O (a full disk), the handle
+/// has been opened again and every batch fails with the code, since retrying each on a
+/// disk without room would open the file again once per batch.
+fn commit_group(database: &Handle, group: Vec<Job>) {
     let result = commit(database, group.iter().map(|job| job.batch.as_slice()));
     match result {
         Ok(()) => group.into_iter().for_each(|job| complete(job.done, Ok(()))),
-        Err(_) if group.len() > 1 => {
+        Err(error) if group.len() > 1 && !error.needs_reopen() => {
             for job in group {
                 let result = commit(database, std::iter::once(job.batch.as_slice()));
                 complete(job.done, result.map_err(PeerError::from));
@@ -103,12 +108,14 @@ fn complete(done: WriteCompletion, result: Result<(), PeerError>) {
 
 /// Writes `batches` in one durable transaction.
 fn commit<'a>(
-    database: &Database,
+    database: &Handle,
     batches: impl Iterator<Item = &'a [WriteOp]>,
 ) -> Result<(), StoreError> {
-    let transaction = database.begin_write().map_err(StoreError::storage)?;
-    apply(&transaction, batches)?;
-    transaction.commit().map_err(StoreError::storage)
+    database.with(|database| {
+        let transaction = database.begin_write().map_err(StoreError::storage)?;
+        apply(&transaction, batches)?;
+        transaction.commit().map_err(StoreError::storage)
+    })
 }
 
 /// Applies `batches` in `transaction`, keeping every index in step with `records`.
