@@ -758,7 +758,7 @@ fn open(
     let (graph, code) = match result {
         Ok(opened) => opened,
         Err(error) => {
-            show(GRAPH, &call, &Err::<(), _>(error));
+            show(GRAPH, &call, &Err::<(), _>(error.clone()));
             bail!(
                 "{GRAPH}: {call} failed with {}; expected {expected}",
                 error.code()

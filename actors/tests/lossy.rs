@@ -250,7 +250,7 @@ async fn close_figures_under_loss() {
         eprintln!(
             "loss {:.0}%: 1 MiB queued, close answered {:?} after {:?}",
             loss * 100.0,
-            closed.map_err(|e| e.code()),
+            closed.as_ref().map_err(|e| e.code()),
             started.elapsed()
         );
         assert_eq!(closed, Ok(()));

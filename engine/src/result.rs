@@ -159,13 +159,24 @@ impl fmt::Display for ResultCode {
     }
 }
 
-/// A failed call: the documented error code it returned.
+/// What caused an error, kept beside its code: an OS error, a limit, a mismatch.
+pub type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A failed call: the documented error code it returned and, where one is known, its
+/// cause.
 ///
-/// `Display` shows the code's name and hex value followed by its description, for example
-/// `PEER_E_CONNECTION_NOT_FOUND (0x80630103): no connection with that id exists`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+/// The code is what callers match on ([`PeerError::code`]); two errors are equal when
+/// their codes are. The cause says why in words a person can act on ("address already in
+/// use", "peer id mismatch: asked for bob, the node presented carol") and is the error's
+/// [`source`](std::error::Error::source).
+///
+/// `Display` shows the code's name and hex value, its description, then the cause: for
+/// example `PEER_E_INVALID_ADDRESS (0x80637007): the address is not valid: Address
+/// already in use (os error 98)`.
+#[derive(Clone)]
 pub struct PeerError {
     code: ResultCode,
+    cause: Option<Cause>,
 }
 
 impl PeerError {
@@ -178,15 +189,38 @@ impl PeerError {
         if code.is_success() {
             PeerError {
                 code: ResultCode::E_FAIL,
+                cause: None,
             }
         } else {
-            PeerError { code }
+            PeerError { code, cause: None }
         }
     }
 
+    /// An error carrying `code`, caused by `cause`.
+    pub fn with_cause(
+        code: ResultCode,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        PeerError::new(code).because(cause)
+    }
+
+    /// This error with `cause` as its cause (replacing any other).
+    pub fn because(
+        mut self,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        self.cause = Some(Cause::from(cause.into()));
+        self
+    }
+
     /// The documented result code.
-    pub const fn code(self) -> ResultCode {
+    pub const fn code(&self) -> ResultCode {
         self.code
+    }
+
+    /// What caused the error, when known.
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.cause.as_deref()
     }
 
     /// `E_INVALIDARG`.
@@ -200,6 +234,20 @@ impl PeerError {
         PeerError::new(ResultCode::PEER_E_CONNECTION_NOT_FOUND);
 }
 
+impl PartialEq for PeerError {
+    fn eq(&self, other: &Self) -> bool {
+        self.code == other.code
+    }
+}
+
+impl Eq for PeerError {}
+
+impl std::hash::Hash for PeerError {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.code.hash(state);
+    }
+}
+
 impl From<ResultCode> for PeerError {
     fn from(code: ResultCode) -> Self {
         PeerError::new(code)
@@ -208,17 +256,30 @@ impl From<ResultCode> for PeerError {
 
 impl fmt::Debug for PeerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PeerError({})", self.code)
+        match &self.cause {
+            Some(cause) => write!(f, "PeerError({}, cause: {cause:?})", self.code),
+            None => write!(f, "PeerError({})", self.code),
+        }
     }
 }
 
 impl fmt::Display for PeerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code, self.code.description())
+        write!(f, "{}: {}", self.code, self.code.description())?;
+        if let Some(cause) = &self.cause {
+            write!(f, ": {cause}")?;
+        }
+        Ok(())
     }
 }
 
-impl std::error::Error for PeerError {}
+impl std::error::Error for PeerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|cause| cause as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// The result of a peergraph call: a value, or the documented error code.
 pub type PeerResult<T> = Result<T, PeerError>;
@@ -235,6 +296,28 @@ pub fn code_of<T>(result: &PeerResult<T>) -> ResultCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cause_is_shown_and_kept_but_the_code_decides_equality() {
+        let io = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let error = PeerError::with_cause(ResultCode::PEER_E_INVALID_ADDRESS, io);
+        assert_eq!(error.code(), ResultCode::PEER_E_INVALID_ADDRESS);
+        assert_eq!(error, PeerError::new(ResultCode::PEER_E_INVALID_ADDRESS));
+        let shown = error.to_string();
+        assert!(
+            shown.starts_with("PEER_E_INVALID_ADDRESS (0x80637007): the address is not valid: "),
+            "{shown}"
+        );
+        assert!(shown.contains("address in use"), "{shown}");
+        let source = std::error::Error::source(&error).expect("the cause is the source");
+        assert!(source.to_string().contains("address in use"));
+        assert!(std::error::Error::source(&PeerError::INVALID_ARG).is_none());
+        let text = PeerError::INVALID_ARG.because("name over 256 characters");
+        assert_eq!(
+            text.to_string(),
+            "E_INVALIDARG (0x80070057): a parameter is not valid: name over 256 characters"
+        );
+    }
 
     #[test]
     fn values_match_the_reference() {

@@ -143,7 +143,7 @@ pub enum LinkAction {
 }
 
 /// A `Close` call's answer, as the machine keeps it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Call {
     /// No close of ours was asked for.
     None,
@@ -154,7 +154,7 @@ enum Call {
 }
 
 /// What [`LinkMachine::close`] decided.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CloseStart {
     /// The close is under way; its answer comes from [`LinkMachine::finish`].
     Started,

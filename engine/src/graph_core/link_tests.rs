@@ -57,7 +57,8 @@ fn assert_cut_for_timeout(link: &mut Link) {
 fn answer_of(finished: &Finished) -> Option<Result<(), ResultCode>> {
     finished
         .answer
-        .map(|answer| answer.map_err(PeerError::code))
+        .as_ref()
+        .map(|answer| answer.clone().map_err(|error| error.code()))
 }
 
 #[test]

@@ -224,7 +224,7 @@ impl Node {
     }
 
     fn get(&self, now: GraphTime, n: u128) -> Result<Record, ResultCode> {
-        self.book.get(now, id(n)).map_err(PeerError::code)
+        self.book.get(now, id(n)).map_err(|error| error.code())
     }
 
     fn enumerate(&self, now: GraphTime, filter: &RecordFilter) -> Vec<Record> {

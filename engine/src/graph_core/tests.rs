@@ -641,7 +641,7 @@ fn the_reached_node_must_be_listed_as_the_peer_asked_for() {
 fn opening_checks_self_and_address() {
     let core = core();
     let listening = [SocketAddr::from(([0, 0, 0, 0], 4000))];
-    let code = |result: Result<(), PeerError>| result.map_err(PeerError::code);
+    let code = |result: Result<(), PeerError>| result.map_err(|error| error.code());
     assert_eq!(
         code(core.check_open(&peer("bob"), &address(5000), &listening)),
         Err(ResultCode::PEER_E_CONNECT_SELF)
@@ -732,7 +732,7 @@ fn a_close_takes_the_entry_out_once_and_the_end_raises_disconnected() {
     assert_eq!(closing.entry.info, info);
     assert_eq!(
         core.start_close(info.connection_id)
-            .map_err(PeerError::code),
+            .map_err(|error| error.code()),
         Err(ResultCode::PEER_E_CONNECTION_NOT_FOUND),
         "a second close finds nothing"
     );
@@ -807,7 +807,7 @@ fn listening_needs_synchronized_data_and_happens_once() {
     assert_eq!(core.check_listen(), Ok(()));
     core.listening_started();
     assert_eq!(
-        core.check_listen().map_err(PeerError::code),
+        core.check_listen().map_err(|error| error.code()),
         Err(ResultCode::PEER_E_ALREADY_LISTENING)
     );
     assert!(matches!(
@@ -823,7 +823,7 @@ fn listening_needs_synchronized_data_and_happens_once() {
         synchronized: false,
     });
     assert_eq!(
-        fresh.check_listen().map_err(PeerError::code),
+        fresh.check_listen().map_err(|error| error.code()),
         Err(ResultCode::PEER_E_GRAPH_NOT_READY)
     );
 }
@@ -851,7 +851,7 @@ fn enum_and_node_info_read_the_table() {
     assert_eq!(remote.peer_id, peer("alice"));
     assert_eq!(
         core.node_info(Some(key(9).node_id()), Vec::new())
-            .map_err(PeerError::code),
+            .map_err(|error| error.code()),
         Err(ResultCode::PEER_E_NODE_NOT_FOUND)
     );
 }

@@ -307,7 +307,7 @@ mod tests {
     use super::*;
 
     fn code(text: &str) -> Option<ResultCode> {
-        Attributes::parse(text).err().map(PeerError::code)
+        Attributes::parse(text).err().map(|error| error.code())
     }
 
     #[test]

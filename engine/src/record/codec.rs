@@ -192,23 +192,29 @@ mod tests {
         let invalid = Err(ResultCode::PEER_E_INVALID_RECORD);
         for len in 0..bytes.len() {
             assert_eq!(
-                Record::decode(&bytes[..len]).map_err(PeerError::code),
+                Record::decode(&bytes[..len]).map_err(|error| error.code()),
                 invalid,
                 "{len}"
             );
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert_eq!(Record::decode(&longer).map_err(PeerError::code), invalid);
+        assert_eq!(
+            Record::decode(&longer).map_err(|error| error.code()),
+            invalid
+        );
         let mut other_format = bytes.clone();
         other_format[0] = 2;
         assert_eq!(
-            Record::decode(&other_format).map_err(PeerError::code),
+            Record::decode(&other_format).map_err(|error| error.code()),
             invalid
         );
         let mut nil_type = bytes.clone();
         nil_type[1..17].fill(0);
-        assert_eq!(Record::decode(&nil_type).map_err(PeerError::code), invalid);
+        assert_eq!(
+            Record::decode(&nil_type).map_err(|error| error.code()),
+            invalid
+        );
         // Every single-byte change either decodes to a valid record or is refused.
         for index in 0..bytes.len() {
             let mut flipped = bytes.clone();

@@ -72,7 +72,7 @@ fn create_checks_expiration_and_size() {
     let mut big = new_record(GraphTime::from_ticks(200 * MINUTE));
     big.data = vec![0; 2048];
     assert_eq!(
-        create(big, 2048).map_err(PeerError::code),
+        create(big, 2048).map_err(|error| error.code()),
         Err(ResultCode::PEER_E_MAX_RECORD_SIZE_EXCEEDED)
     );
 }
@@ -131,7 +131,7 @@ fn update_bumps_the_version_and_only_grows_expiration() {
                 expired,
                 MAX_RECORD_SIZE
             )
-            .map_err(PeerError::code),
+            .map_err(|error| error.code()),
         Err(ResultCode::PEER_E_RECORD_NOT_FOUND)
     );
 }
@@ -151,7 +151,7 @@ fn delete_leaves_a_tombstone_until_expiry() {
     assert_eq!(
         tombstone
             .deleted(peer("bob"), GraphTime::from_ticks(3000))
-            .map_err(PeerError::code),
+            .map_err(|error| error.code()),
         not_found
     );
     assert_eq!(
@@ -162,14 +162,14 @@ fn delete_leaves_a_tombstone_until_expiry() {
                 GraphTime::from_ticks(3000),
                 MAX_RECORD_SIZE
             )
-            .map_err(PeerError::code),
+            .map_err(|error| error.code()),
         not_found
     );
     assert_eq!(
         tombstone
             .clone()
             .with_security_data(vec![1], MAX_RECORD_SIZE)
-            .map_err(PeerError::code),
+            .map_err(|error| error.code()),
         Err(ResultCode::PEER_E_INVALID_RECORD)
     );
 }
@@ -261,7 +261,7 @@ fn from_parts_checks_invariants() {
     let check = |parts: RecordParts| {
         Record::from_parts(parts)
             .map(|_| ())
-            .map_err(PeerError::code)
+            .map_err(|error| error.code())
     };
     assert_eq!(check(good.clone()), Ok(()));
     assert_eq!(

@@ -514,7 +514,7 @@ mod tests {
         ];
         for case in &cases {
             assert_eq!(
-                Search::parse(case).map_err(PeerError::code),
+                Search::parse(case).map_err(|error| error.code()),
                 Err(ResultCode::PEER_E_INVALID_SEARCH),
                 "{case}"
             );
@@ -530,7 +530,7 @@ mod tests {
             "<and>".repeat(MAX_SEARCH_DEPTH),
             "</and>".repeat(MAX_SEARCH_DEPTH)
         );
-        assert_eq!(Search::parse(&deep).map_err(PeerError::code), invalid);
+        assert_eq!(Search::parse(&deep).map_err(|error| error.code()), invalid);
         let deepest = format!(
             "<peersearch>{}{leaf}{}</peersearch>",
             "<and>".repeat(MAX_SEARCH_DEPTH - 2),
@@ -541,11 +541,11 @@ mod tests {
             "<peersearch><or>{}</or></peersearch>",
             leaf.repeat(MAX_SEARCH_ELEMENTS)
         );
-        assert_eq!(Search::parse(&wide).map_err(PeerError::code), invalid);
+        assert_eq!(Search::parse(&wide).map_err(|error| error.code()), invalid);
         let big = format!(
             "<peersearch>{}</peersearch>",
             clause("a", "string", "", &"x".repeat(MAX_SEARCH_BYTES))
         );
-        assert_eq!(Search::parse(&big).map_err(PeerError::code), invalid);
+        assert_eq!(Search::parse(&big).map_err(|error| error.code()), invalid);
     }
 }
