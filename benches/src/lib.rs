@@ -16,6 +16,8 @@
 //! - `raw_side`: two raw quinn endpoints and each metric on plain streams.
 //! - `memory`: resident memory and the child process that `idle_memory` runs in.
 //! - `compare`: runs a metric on both sides, alternating, and makes its lines.
+//! - `records`: the harness of the `records` binary, peergraph's graph database against
+//!   SQLite ([`run_records`]).
 //!
 //! [`NodeIdentity`]: peergraph_transport::NodeIdentity
 
@@ -23,12 +25,14 @@ mod compare;
 mod engine_side;
 mod memory;
 mod raw_side;
+mod records;
 mod report;
 mod runtime;
 mod settings;
 
 pub use crate::compare::run_metric;
 pub use crate::memory::{child_idle_memory, resident_kib, Side};
+pub use crate::records::{run_records, RecordsLine, RecordsSettings};
 pub use crate::report::{median, percentile, Baseline, Better, Line};
 pub use crate::runtime::RuntimeThread;
 pub use crate::settings::{Metric, Settings};

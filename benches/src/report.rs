@@ -105,7 +105,7 @@ impl Line {
 
 /// A JSON number with `decimals` places, or `null` for NaN and infinities, which JSON has
 /// no spelling for.
-fn number(value: f64, decimals: usize) -> String {
+pub(crate) fn number(value: f64, decimals: usize) -> String {
     if value.is_finite() {
         format!("{value:.decimals$}")
     } else {
