@@ -307,6 +307,21 @@ impl RecordStore for RedbStore {
         })
     }
 
+    fn get_many(&self, ids: &[RecordId]) -> Result<Vec<Record>, PeerError> {
+        self.read(|transaction| {
+            let Some(records) = open_table(transaction.open_table(RECORDS))? else {
+                return Ok(Vec::new());
+            };
+            let mut found = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(bytes) = records.get(&id.to_bytes()).map_err(StoreError::storage)? {
+                    found.push(decode(bytes.value())?);
+                }
+            }
+            Ok(found)
+        })
+    }
+
     fn visit(
         &self,
         filter: &RecordFilter,

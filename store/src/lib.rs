@@ -45,6 +45,4 @@ pub use crate::database::{DatabaseId, Opened, RedbStore};
 pub use crate::error::StoreError;
 pub use crate::export::EXPORT_FORMAT_VERSION;
 pub use crate::schema::STORE_FORMAT_VERSION;
-pub use crate::writer::{
-    GROUP_COMMIT_WINDOW, MAX_GROUP_BATCHES, MAX_GROUP_BYTES, WRITE_QUEUE_BOUND,
-};
+pub use crate::writer::{MAX_GROUP_BATCHES, MAX_GROUP_BYTES, WRITE_QUEUE_BOUND};

@@ -37,11 +37,13 @@ fn graph_now() -> Result<GraphTime, PeerError> {
     GraphTime::from_system_time(SystemTime::now())
 }
 
-fn random_record_id() -> RecordId {
-    let mut bytes = [0; 16];
-    bytes[..8].copy_from_slice(&random_nonzero_u64().to_le_bytes());
-    bytes[8..].copy_from_slice(&random_nonzero_u64().to_le_bytes());
-    RecordId::from_random_bytes(bytes)
+/// A new record's id: time-ordered, so the store appends it (see
+/// [`RecordId::from_time_and_random`]).
+fn new_record_id(now: GraphTime) -> RecordId {
+    let mut random = [0; 10];
+    random[..8].copy_from_slice(&random_nonzero_u64().to_le_bytes());
+    random[8..].copy_from_slice(&random_nonzero_u64().to_le_bytes()[..2]);
+    RecordId::from_time_and_random(now, random)
 }
 
 type Reply<T> = ResponseActFuture<GraphActor, Result<T, PeerError>>;
@@ -252,12 +254,12 @@ impl Handler<AddRecord> for GraphActor {
     fn handle(&mut self, message: AddRecord, _ctx: &mut Self::Context) -> Self::Result {
         let staged = graph_now().and_then(|now| {
             let book = self.book(true)?;
-            let mut result = book.add(now, message.record.clone(), random_record_id());
+            let mut result = book.add(now, message.record.clone(), new_record_id(now));
             // 122 random bits met an id in use: draw again (bounded).
             for _ in 0..3 {
                 match &result {
                     Err(error) if error.code() == ResultCode::PEER_E_ALREADY_EXISTS => {
-                        result = book.add(now, message.record.clone(), random_record_id());
+                        result = book.add(now, message.record.clone(), new_record_id(now));
                     }
                     _ => break,
                 }

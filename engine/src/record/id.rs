@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
+use crate::record::time::GraphTime;
 use crate::result::PeerError;
 
 macro_rules! guid_id {
@@ -96,6 +97,18 @@ guid_id! {
 }
 
 impl RecordId {
+    /// A time-ordered (version 7) record id: the creation time's Unix milliseconds, then
+    /// 74 random bits from `random`. Ids a node draws as it adds records sort by when they
+    /// were added, so each new record lands at the end of the store's id-ordered trees
+    /// instead of in a random page (fewer pages rewritten per commit); the time they show
+    /// is the record's creation time, which the record carries anyway. A time before 1970
+    /// counts as 1970.
+    pub fn from_time_and_random(now: GraphTime, random: [u8; 10]) -> Self {
+        const UNIX_EPOCH_TICKS: u64 = 11_644_473_600 * 10_000_000;
+        let millis = now.ticks().saturating_sub(UNIX_EPOCH_TICKS) / 10_000;
+        RecordId(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid())
+    }
+
     /// A random (version 4) record id from 16 random bytes. The core reads no entropy
     /// itself; the driver passes the bytes in. The version and variant bits make the
     /// result non-nil whatever the bytes are.
@@ -130,6 +143,17 @@ mod tests {
         );
         assert_eq!(RecordType::from_bytes(id.to_bytes()), Ok(id));
         assert!("not a guid".parse::<RecordId>().is_err());
+    }
+
+    #[test]
+    fn time_ordered_ids_sort_by_time_and_are_never_nil() {
+        let at = |seconds: u64| GraphTime::from_ticks((11_644_473_600 + seconds) * 10_000_000);
+        let early = RecordId::from_time_and_random(at(1_000), [0xff; 10]);
+        let late = RecordId::from_time_and_random(at(1_001), [0; 10]);
+        assert!(early < late);
+        assert_eq!(late.as_uuid().get_version_num(), 7);
+        let before_1970 = RecordId::from_time_and_random(GraphTime::ZERO, [0; 10]);
+        assert!(!before_1970.as_uuid().is_nil());
     }
 
     #[test]

@@ -145,6 +145,21 @@ pub trait RecordStore: Send + Sync {
     /// storage cannot be read.
     fn get(&self, id: RecordId) -> Result<Option<Record>, PeerError>;
 
+    /// The records with these ids that are stored, in the order of `ids`, read together
+    /// (one snapshot where the store has them).
+    ///
+    /// # Errors
+    /// As [`RecordStore::get`].
+    fn get_many(&self, ids: &[RecordId]) -> Result<Vec<Record>, PeerError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(record) = self.get(*id)? {
+                found.push(record);
+            }
+        }
+        Ok(found)
+    }
+
     /// Calls `visit` with each record `filter` admits, tombstones included, in id order,
     /// until `visit` returns `false`.
     ///
@@ -244,18 +259,15 @@ pub trait RecordStore: Send + Sync {
         if let Some(search) = search {
             if let Some(scans) = search.index_scans() {
                 if let Some(ids) = self.scan_index(&scans)? {
-                    let mut records = Vec::new();
-                    for id in ids {
-                        // An id read from the index has its record in the same snapshot
-                        // unless a write came between; a missing one is skipped.
-                        let Some(record) = self.get(id)? else {
-                            continue;
-                        };
-                        let live = !record.is_deleted() && !record.is_expired(now);
-                        if live && filter.admits(&record) && search.matches(&record) {
-                            records.push(record);
-                        }
-                    }
+                    // An id read from the index has its record unless a write came
+                    // between the two reads; a missing one is skipped.
+                    let mut records = self.get_many(&ids)?;
+                    records.retain(|record| {
+                        !record.is_deleted()
+                            && !record.is_expired(now)
+                            && filter.admits(record)
+                            && search.matches(record)
+                    });
                     return Ok(records);
                 }
             }
