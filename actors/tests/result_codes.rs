@@ -738,10 +738,16 @@ async fn invalid_address() {
     }
     let held = UdpSocket::bind(loopback()).expect("bind");
     let taken = held.local_addr().expect("local address");
+    let refused = within!(graph.listen(taken)).expect_err("the port is taken");
     assert_eq!(
-        code(within!(graph.listen(taken))),
-        Err(ResultCode::PEER_E_INVALID_ADDRESS),
+        refused.code(),
+        ResultCode::PEER_E_INVALID_ADDRESS,
         "listen on {taken}, already bound"
+    );
+    let shown = refused.to_string();
+    assert!(
+        shown.contains("Address already in use") && shown.contains(&taken.to_string()),
+        "the error says why: {shown}"
     );
     assert_eq!(
         within!(graph.status()),

@@ -46,7 +46,8 @@ impl StoreError {
         self.code
     }
 
-    /// The error as the engine's [`PeerError`] (the code alone).
+    /// The error as the engine's [`PeerError`] (the code alone; `PeerError::from` keeps
+    /// the cause too).
     pub fn peer_error(&self) -> PeerError {
         PeerError::new(self.code)
     }
@@ -116,9 +117,13 @@ impl StoreError {
     }
 }
 
+/// The code, with the storage failure behind it as the [`PeerError`]'s cause.
 impl From<StoreError> for PeerError {
     fn from(error: StoreError) -> PeerError {
-        error.peer_error()
+        match error.source {
+            Some(source) => PeerError::with_cause(error.code, source),
+            None => PeerError::new(error.code),
+        }
     }
 }
 

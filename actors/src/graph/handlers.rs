@@ -31,11 +31,14 @@ impl Handler<Listen> for GraphActor {
             RenewableEndpoint::bind(message.address, &self.identity, &self.link_options(), true)
                 .map_err(|error| {
                     tracing::debug!(%error, address = %message.address, "cannot listen");
-                    PeerError::new(ResultCode::PEER_E_INVALID_ADDRESS)
+                    PeerError::with_cause(
+                        ResultCode::PEER_E_INVALID_ADDRESS,
+                        format!("cannot listen at {}: {error}", message.address),
+                    )
                 })?;
         let local = listener
             .local_addr()
-            .map_err(|_| PeerError::new(ResultCode::PEER_E_INVALID_ADDRESS))?;
+            .map_err(|error| PeerError::with_cause(ResultCode::PEER_E_INVALID_ADDRESS, error))?;
         self.accepting = Some(accept_from(listener.endpoint().clone(), self.renewals, ctx));
         self.listener = Some(listener);
         self.core.listening_started();

@@ -300,7 +300,12 @@ impl GraphActor {
                 self.run_link(link, info, Some(frame), ctx);
             }
             IncomingDecision::Refuse(reason) => {
-                tracing::debug!(?reason, peer = %connect.source_peer_id, "refusing connection");
+                tracing::info!(
+                    ?reason,
+                    peer = %connect.source_peer_id,
+                    address = %link.address,
+                    "refusing a connection"
+                );
                 ctx.spawn(handshake::refuse(link, reason).into_actor(self));
             }
             IncomingDecision::Leave => leave(&link.parts.connection),
