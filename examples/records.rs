@@ -380,6 +380,11 @@ async fn main() -> Result<()> {
         chat.graph.import_database(&export).await,
     )?;
     detail(&format!("{taken} records taken"));
+    let back = chat.graph.enum_records(None, None).await;
+    for record in back.iter().flatten() {
+        chat.expect_record(RecordChangeType::Added, record.id())
+            .await?;
+    }
     let status = ok(GRAPH, "GetStatus()", chat.graph.status().await)?;
     detail(&format!("status {}", status_text(status)));
     ensure!(status.contains(GraphStatus::SYNCHRONIZED), "{status:?}");

@@ -915,9 +915,21 @@ async fn export_and_import_answer_their_codes() {
     assert_eq!(within!(graph.enum_records(None, None)), Ok(Vec::new()));
     assert_eq!(within!(graph.status()), Ok(GraphStatus(0)));
 
-    // The export itself: the records, and the graph becomes synchronized.
+    // The export itself: the records, and the graph becomes synchronized. Each live
+    // record taken raises ADDED; the tombstone replaced nothing live and raises nothing.
+    let mut events = watch(&graph).await;
     assert_eq!(within!(graph.import_database(&export)), Ok(3));
     assert_eq!(within!(graph.enum_records(None, None)), Ok(live.clone()));
+    for record in &live {
+        assert_eq!(
+            next_event(&mut events).await,
+            GraphEvent::RecordChanged {
+                change_type: RecordChangeType::Added,
+                record_id: record.id(),
+                record_type: record.record_type(),
+            }
+        );
+    }
     assert_eq!(within!(graph.status()), Ok(GraphStatus::SYNCHRONIZED));
     assert_eq!(
         within!(graph.properties()),

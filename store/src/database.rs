@@ -15,6 +15,7 @@ use peergraph_engine::{
 use redb::{Database, ReadableTable};
 
 use crate::error::StoreError;
+use crate::export::ImportedChange;
 use crate::handle::Handle;
 use crate::schema::{
     decode_metadata, due_key, split_due_key, BY_ATTRIBUTE, BY_CREATOR, BY_EXPIRY, BY_TYPE,
@@ -234,6 +235,16 @@ impl RedbStore {
     /// - `PEER_E_NOT_FOUND`: there is no such file; `E_ACCESSDENIED`: it may not be read.
     /// - `PEER_E_DISK_FULL`, `E_FAIL`: the database could not be written.
     pub fn import(&self, path: &Path) -> Result<u64, StoreError> {
+        self.import_changes(path).map(|(taken, _)| taken)
+    }
+
+    /// [`RedbStore::import`], also returning what each taken record changed for the
+    /// application (ADDED, UPDATED or DELETED), in the file's order: what the graph raises
+    /// as RECORD_CHANGED once the import is durable.
+    ///
+    /// # Errors
+    /// As [`RedbStore::import`].
+    pub fn import_changes(&self, path: &Path) -> Result<(u64, Vec<ImportedChange>), StoreError> {
         self.database
             .with(|database| crate::export::import(database, &self.id, path))
     }

@@ -25,7 +25,9 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-use peergraph_engine::{GraphMetadata, Record, WriteOp, MAX_RECORD_SIZE};
+use peergraph_engine::{
+    GraphMetadata, Record, RecordChangeType, RecordId, RecordType, WriteOp, MAX_RECORD_SIZE,
+};
 use redb::{Database, ReadableTable};
 use ring::digest::{Context, SHA256};
 
@@ -103,8 +105,37 @@ fn write_export(
     Ok(count)
 }
 
-/// Merges the export at `path` into `database`, all or nothing.
-pub(crate) fn import(database: &Database, id: &DatabaseId, path: &Path) -> Result<u64, StoreError> {
+/// What an import changed in one record: RECORD_CHANGED's fields.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ImportedChange {
+    /// ADDED (new, or live again over a tombstone), UPDATED (a live copy replaced) or
+    /// DELETED (a tombstone over a live copy).
+    pub change_type: RecordChangeType,
+    /// The record's id.
+    pub record_id: RecordId,
+    /// The record's type.
+    pub record_type: RecordType,
+}
+
+/// What a taken copy changes for the application, given the stored one: `None` when a
+/// tombstone replaces nothing live.
+fn change_of(record: &Record, stored: Option<&Record>) -> Option<RecordChangeType> {
+    let was_live = stored.is_some_and(|stored| !stored.is_deleted());
+    match (record.is_deleted(), was_live) {
+        (false, false) => Some(RecordChangeType::Added),
+        (false, true) => Some(RecordChangeType::Updated),
+        (true, true) => Some(RecordChangeType::Deleted),
+        (true, false) => None,
+    }
+}
+
+/// Merges the export at `path` into `database`, all or nothing; returns what each taken
+/// record changed (`taken` counts tombstones that replaced nothing live too).
+pub(crate) fn import(
+    database: &Database,
+    id: &DatabaseId,
+    path: &Path,
+) -> Result<(u64, Vec<ImportedChange>), StoreError> {
     let file = File::open(path).map_err(StoreError::file)?;
     let mut input = Hashing::new(BufReader::new(file));
     if input.take::<16>()? != *MAGIC || input.take::<1>()? != [EXPORT_FORMAT_VERSION] {
@@ -120,6 +151,7 @@ pub(crate) fn import(database: &Database, id: &DatabaseId, path: &Path) -> Resul
     // redb runs one write transaction at a time: the writer thread waits for this one.
     let transaction = database.begin_write().map_err(StoreError::storage)?;
     let mut taken = 0u64;
+    let mut changes = Vec::new();
     loop {
         let bytes = input.bytes(MAX_RECORD_SIZE as usize)?;
         if bytes.is_empty() {
@@ -138,7 +170,17 @@ pub(crate) fn import(database: &Database, id: &DatabaseId, path: &Path) -> Resul
                 None => None,
             }
         };
-        if stored.is_none_or(|stored| record.supersedes(&stored)) {
+        if stored
+            .as_ref()
+            .is_none_or(|stored| record.supersedes(stored))
+        {
+            if let Some(change_type) = change_of(&record, stored.as_ref()) {
+                changes.push(ImportedChange {
+                    change_type,
+                    record_id: record.id(),
+                    record_type: record.record_type(),
+                });
+            }
             apply(
                 &transaction,
                 std::iter::once([WriteOp::Put(record)].as_slice()),
@@ -173,7 +215,7 @@ pub(crate) fn import(database: &Database, id: &DatabaseId, path: &Path) -> Resul
         std::iter::once([WriteOp::SetMetadata(merged)].as_slice()),
     )?;
     transaction.commit().map_err(StoreError::storage)?;
-    Ok(taken)
+    Ok((taken, changes))
 }
 
 /// A reader or writer that hashes every byte it passes.

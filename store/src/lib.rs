@@ -43,6 +43,6 @@ pub use peergraph_engine::RecordStore;
 
 pub use crate::database::{DatabaseId, Opened, RedbStore};
 pub use crate::error::StoreError;
-pub use crate::export::EXPORT_FORMAT_VERSION;
+pub use crate::export::{ImportedChange, EXPORT_FORMAT_VERSION};
 pub use crate::schema::STORE_FORMAT_VERSION;
 pub use crate::writer::{MAX_GROUP_BATCHES, MAX_GROUP_BYTES, WRITE_QUEUE_BOUND};

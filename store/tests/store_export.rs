@@ -7,8 +7,8 @@ use std::fs;
 
 use common::{database_id, peer, record};
 use peergraph_engine::{
-    GraphId, GraphMetadata, GraphProperties, GraphTime, RecordFilter, RecordStore, RecordUpdate,
-    ResultCode, WriteOp, MAX_RECORD_SIZE,
+    GraphId, GraphMetadata, GraphProperties, GraphTime, RecordChangeType, RecordFilter, RecordId,
+    RecordStore, RecordUpdate, ResultCode, WriteOp, MAX_RECORD_SIZE,
 };
 use peergraph_store::{DatabaseId, RedbStore};
 
@@ -155,4 +155,60 @@ fn bad_files_change_nothing() {
             .map(|error| error.code()),
         Some(ResultCode::PEER_E_NOT_FOUND)
     );
+}
+
+#[test]
+fn import_says_what_each_taken_record_changed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let now = GraphTime::from_ticks(common::TEN_MINUTES + 1);
+    let [fresh, replaced, deleted, dead] = [1, 2, 3, 4].map(|id| record(id, 10, "alice", 10));
+    let newer = replaced
+        .updated(
+            RecordUpdate {
+                data: Some(b"newer".to_vec()),
+                ..RecordUpdate::default()
+            },
+            peer("alice"),
+            now,
+            MAX_RECORD_SIZE,
+        )
+        .expect("valid");
+    let tombstone = deleted.deleted(peer("alice"), now).expect("live");
+    let dead_tombstone = dead.deleted(peer("alice"), now).expect("live");
+    let (source, _) = RedbStore::open(dir.path(), &database_id("a")).expect("created");
+    source
+        .write_and_wait(
+            [&fresh, &newer, &tombstone, &dead_tombstone]
+                .map(|r| WriteOp::Put(r.clone()))
+                .to_vec(),
+        )
+        .expect("durable");
+    let file = dir.path().join("a.export");
+    source.export(&file).expect("exported");
+
+    let (target, _) = RedbStore::open(dir.path(), &database_id("b")).expect("created");
+    target
+        .write_and_wait(vec![
+            WriteOp::Put(replaced.clone()),
+            WriteOp::Put(deleted.clone()),
+        ])
+        .expect("durable");
+    let (taken, changes) = target.import_changes(&file).expect("imported");
+    assert_eq!(taken, 4, "every copy won");
+    let seen: Vec<(RecordChangeType, RecordId)> = changes
+        .iter()
+        .map(|change| (change.change_type, change.record_id))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (RecordChangeType::Added, fresh.id()),
+            (RecordChangeType::Updated, replaced.id()),
+            (RecordChangeType::Deleted, deleted.id()),
+        ],
+        "a tombstone over nothing live changes nothing the application sees"
+    );
+    assert!(changes
+        .iter()
+        .all(|change| change.record_type == fresh.record_type()));
 }

@@ -158,7 +158,8 @@ pub struct ExportDatabase {
 /// `PeerGraphImportDatabase`: merges an export of this graph and peer into the database:
 /// each record is taken when new or when it wins the conflict order; the database counts
 /// as synchronized when the export was. Only before the graph listens or connects.
-/// Replies with how many records were taken.
+/// Replies with how many records were taken; RECORD_CHANGED follows for each (ADDED,
+/// UPDATED, or DELETED for a tombstone over a live copy).
 ///
 /// # Errors
 /// `PEER_E_GRAPH_IN_USE` (the graph has listened or had a connection);

@@ -384,11 +384,11 @@ impl GraphActor {
 }
 
 /// Runs a file operation of the store on a blocking thread, off the actor's.
-async fn blocking(
+async fn blocking<T: Send + 'static>(
     file: std::sync::Arc<RedbStore>,
     path: PathBuf,
-    work: fn(&RedbStore, &std::path::Path) -> Result<u64, StoreError>,
-) -> Result<u64, PeerError> {
+    work: fn(&RedbStore, &std::path::Path) -> Result<T, StoreError>,
+) -> Result<T, PeerError> {
     actix_rt::task::spawn_blocking(move || work(&file, &path).map_err(PeerError::from))
         .await
         .unwrap_or(Err(PeerError::new(ResultCode::E_FAIL)))
@@ -421,12 +421,15 @@ impl Handler<ImportDatabase> for GraphActor {
             return answer(Err(PeerError::new(ResultCode::PEER_E_GRAPH_IN_USE)));
         }
         Box::pin(
-            blocking(file, message.path, RedbStore::import)
+            blocking(file, message.path, RedbStore::import_changes)
                 .into_actor(self)
                 .map(|result, act, ctx| {
-                    let taken = result?;
+                    let (taken, changes) = result?;
                     if let Some(book) = act.records.book.as_mut() {
                         book.reload()?;
+                        book.changed_outside(changes.into_iter().map(|change| {
+                            (change.change_type, change.record_id, change.record_type)
+                        }));
                         let synchronized = book.is_synchronized();
                         act.core.set_synchronized(synchronized);
                         act.publish_events();

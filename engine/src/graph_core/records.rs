@@ -655,6 +655,25 @@ impl RecordBook {
         result
     }
 
+    /// Raises RECORD_CHANGED for records that changed in the store under the book
+    /// (ImportDatabase), once that change is durable.
+    pub fn changed_outside(
+        &mut self,
+        changes: impl IntoIterator<Item = (RecordChangeType, RecordId, crate::record::RecordType)>,
+    ) {
+        self.events.extend(
+            changes
+                .into_iter()
+                .map(
+                    |(change_type, record_id, record_type)| GraphEvent::RecordChanged {
+                        change_type,
+                        record_id,
+                        record_type,
+                    },
+                ),
+        );
+    }
+
     /// The store changed under the book (ImportDatabase): reads its metadata and held
     /// records again and recomputes the wake.
     ///
