@@ -453,7 +453,7 @@ fn print_event(who: &str, event: &GraphEvent) {
             if let Some(node_id) = change.node_id {
                 data.push_str(&format!("  node {node_id}"));
             }
-            if let Some(reason) = change.failure_reason {
+            if let Some(reason) = &change.failure_reason {
                 data.push_str(&format!("  reason {reason}"));
             }
             row(

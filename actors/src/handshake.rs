@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use peergraph_engine::graph_core::{judge_answer, refusal_code, Answer, HandshakeFailure};
+use peergraph_engine::graph_core::{judge_answer, refusal_error, Answer, HandshakeFailure};
 use peergraph_engine::wire::{close_code, Connect, Message, RefuseReason};
 use peergraph_engine::{PeerError, PeerKey, ResultCode};
 use peergraph_transport::{
@@ -29,8 +29,9 @@ pub(crate) struct Link {
 /// would only see a bare QUIC close.
 const REFUSE_LINGER: Duration = Duration::from_secs(2);
 
-fn failed(code: ResultCode) -> PeerError {
-    PeerError::new(code)
+/// PEER_E_CONNECTION_FAILED because of `cause`.
+fn failed(cause: impl std::fmt::Display) -> PeerError {
+    PeerError::with_cause(ResultCode::PEER_E_CONNECTION_FAILED, cause.to_string())
 }
 
 /// QUIC carries TLS alerts as transport error codes 0x100 to 0x1ff (RFC 9000, 20.1).
@@ -40,7 +41,7 @@ fn is_crypto(code: quinn::TransportErrorCode) -> bool {
 
 /// Reads a TLS or QUIC failure during the handshake as the graph core's
 /// [`HandshakeFailure`], whose code the CONNECTION_FAILED event reports.
-fn handshake_failure(error: &quinn::ConnectionError) -> PeerError {
+fn handshake_failure(error: &quinn::ConnectionError, timeout: Duration) -> PeerError {
     let failure = match error {
         quinn::ConnectionError::TransportError(transport) if is_crypto(transport.code) => {
             HandshakeFailure::Crypto
@@ -56,7 +57,7 @@ fn handshake_failure(error: &quinn::ConnectionError) -> PeerError {
         quinn::ConnectionError::TimedOut => HandshakeFailure::TimedOut,
         _ => HandshakeFailure::Failed,
     };
-    failed(failure.code())
+    failure.error(timeout, &error.to_string())
 }
 
 /// Opens a link to `address` and performs the connecting side's handshake within
@@ -78,14 +79,19 @@ pub(crate) async fn connect(
     let deadline = tokio::time::Instant::now() + timeout;
     let connecting = endpoint
         .connect(address, SERVER_NAME)
-        .map_err(|_| failed(ResultCode::PEER_E_CONNECTION_FAILED))?;
+        .map_err(|error| failed(format_args!("cannot connect to {address}: {error}")))?;
     let connection = tokio::time::timeout_at(deadline, connecting)
         .await
-        .map_err(|_elapsed| failed(ResultCode::PEER_E_CONNECTION_FAILED))?
-        .map_err(|e| handshake_failure(&e))?;
+        .map_err(|_elapsed| {
+            HandshakeFailure::TimedOut.error(timeout, "no answer to the QUIC handshake")
+        })?
+        .map_err(|error| handshake_failure(&error, timeout))?;
     let Some(peer_key) = peer_public_key(&connection).map(|key| peer_key_of(&key)) else {
         connection.close(close_code::PROTOCOL_ERROR.into(), b"no peer key");
-        return Err(failed(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED));
+        return Err(PeerError::with_cause(
+            ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED,
+            "the node presented no public key",
+        ));
     };
     let result = tokio::time::timeout_at(deadline, async {
         // The node we reached must be on the allow-list, as the peer we asked for.
@@ -93,7 +99,7 @@ pub(crate) async fn connect(
             .admission()
             .check_key(&peer_key, &request.target_peer_id)
         {
-            return Err(failed(refusal_code(reason)));
+            return Err(refusal_error(reason, &request));
         }
         if let Some(secret) = &membership.secret {
             request.proof = membership_proof(
@@ -102,15 +108,15 @@ pub(crate) async fn connect(
                 ProofRole::Connect,
                 request.connection_id,
             )
-            .ok_or(failed(ResultCode::PEER_E_CONNECTION_FAILED))?;
+            .ok_or_else(|| failed("no membership proof could be derived from the link"))?;
         }
         let (mut send, recv) = connection
             .open_bi()
             .await
-            .map_err(|_| failed(ResultCode::PEER_E_CONNECTION_FAILED))?;
+            .map_err(|error| failed(format_args!("cannot open the control stream: {error}")))?;
         write_message(&mut send, &Message::Connect(request.clone()))
             .await
-            .map_err(|_| failed(ResultCode::PEER_E_CONNECTION_FAILED))?;
+            .map_err(|error| failed(format_args!("cannot send CONNECT: {error}")))?;
         let mut reader = FrameReader::new(recv);
         let first = reader.read().await;
         let answer = match &first {
@@ -129,7 +135,7 @@ pub(crate) async fn connect(
                 )
             })
         };
-        judge_answer(&request, answer, membership.secret.is_some(), verify).map_err(failed)?;
+        judge_answer(&request, answer, membership.secret.is_some(), verify)?;
         Ok((send, reader))
     })
     .await;
@@ -149,7 +155,7 @@ pub(crate) async fn connect(
         }
         Err(_elapsed) => {
             connection.close(close_code::HANDSHAKE_TIMEOUT.into(), b"handshake timeout");
-            Err(failed(ResultCode::PEER_E_CONNECTION_FAILED))
+            Err(HandshakeFailure::TimedOut.error(timeout, "no WELCOME"))
         }
     }
 }

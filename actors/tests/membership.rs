@@ -15,8 +15,14 @@ fn secret(text: &str) -> GraphSecret {
     GraphSecret::new(text.as_bytes().to_vec()).expect("long enough")
 }
 
-/// Opens from `from` to `to` and returns the CONNECTION_FAILED reason.
+/// Opens from `from` to `to` and returns the CONNECTION_FAILED reason (its code; the
+/// cause is checked where it matters).
 async fn refused(from: &mut Node, to: &Node, to_peer: &str) -> ResultCode {
+    refusal(from, to, to_peer).await.code()
+}
+
+/// Opens from `from` to `to` and returns the CONNECTION_FAILED reason with its cause.
+async fn refusal(from: &mut Node, to: &Node, to_peer: &str) -> peergraph::PeerError {
     let id = from
         .graph
         .open_direct_connection(to_peer, to.address)
@@ -61,9 +67,11 @@ async fn a_node_without_the_secret_is_refused_and_sees_no_data() {
         GraphOptions::default().with_secret(secret("wrong horse battery")),
     )
     .await;
-    assert_eq!(
-        refused(&mut guesser, &bob, "bob").await,
-        ResultCode::PEER_E_NOT_AUTHORIZED
+    let wrong_secret = refusal(&mut guesser, &bob, "bob").await;
+    assert_eq!(wrong_secret.code(), ResultCode::PEER_E_NOT_AUTHORIZED);
+    assert!(
+        wrong_secret.to_string().contains("secrets differ"),
+        "the reason says why: {wrong_secret}"
     );
     // A member connecting to a node that does not know the secret refuses it in turn.
     let mut member = node_with("club", "carol", members).await;

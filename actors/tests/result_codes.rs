@@ -113,8 +113,15 @@ async fn outcome(events: &mut EventStream, id: ConnectionId) -> ConnectionChange
     }
 }
 
-/// Opens a direct connection from `from` and expects it to fail with `reason`.
-async fn expect_failure(from: &mut Node, peer_id: &str, address: SocketAddr, reason: ResultCode) {
+/// Opens a direct connection from `from` and expects it to fail with `reason`, whose
+/// cause says `says`.
+async fn expect_failure(
+    from: &mut Node,
+    peer_id: &str,
+    address: SocketAddr,
+    reason: ResultCode,
+    says: &str,
+) {
     let id = within!(from.graph.open_direct_connection(peer_id, address)).expect("open");
     let change = outcome(&mut from.events, id).await;
     assert_eq!(
@@ -124,8 +131,13 @@ async fn expect_failure(from: &mut Node, peer_id: &str, address: SocketAddr, rea
             connection_id: id,
             node_id: None,
             peer_id: PeerId::new(peer_id).expect("peer id"),
-            failure_reason: Some(reason),
+            failure_reason: Some(peergraph::PeerError::new(reason)),
         }
+    );
+    let shown = change.failure_reason.expect("a reason").to_string();
+    assert!(
+        shown.contains(says),
+        "the reason says why ({says}): {shown}"
     );
     let counters = within!(from.graph.counters()).expect("counters");
     assert_eq!(
@@ -880,6 +892,7 @@ async fn refused_when_the_remote_node_has_not_registered_for_direct_connections(
         "bob",
         bob_address,
         ResultCode::PEER_E_CONNECTION_REFUSED,
+        "takes no direct connections",
     )
     .await;
 
@@ -894,6 +907,7 @@ async fn refused_when_the_remote_node_has_not_registered_for_direct_connections(
         "bob",
         bob_address,
         ResultCode::PEER_E_CONNECTION_REFUSED,
+        "takes no direct connections",
     )
     .await;
     assert_eq!(
@@ -927,6 +941,7 @@ async fn failed_when_the_remote_node_is_unreachable() {
         "bob",
         address,
         ResultCode::PEER_E_CONNECTION_FAILED,
+        "no answer within 500ms",
     )
     .await;
     drop(silent);
@@ -941,6 +956,7 @@ async fn not_authenticated_when_the_node_there_is_another_peer() {
         "carol",
         bob.address,
         ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED,
+        "peer id mismatch: the node there is not carol",
     )
     .await;
     assert_eq!(
@@ -958,6 +974,7 @@ async fn not_authenticated_when_the_node_there_is_in_another_graph() {
         "bob",
         bob.address,
         ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED,
+        "graph id differs: the node is not in graph identity-a",
     )
     .await;
     assert_eq!(

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use crate::graph::GraphStatus;
 use crate::ids::{ConnectionId, DataType, NodeId, PeerId};
 use crate::record::{RecordId, RecordType};
-use crate::result::{PeerError, ResultCode};
+use crate::result::PeerError;
 
 /// The documented event types (`PEER_GRAPH_EVENT_TYPE`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -90,9 +90,11 @@ pub struct ConnectionChange {
     pub node_id: Option<NodeId>,
     /// The remote peer's id.
     pub peer_id: PeerId,
-    /// For CONNECTION_FAILED: why (PEER_E_CONNECTION_REFUSED, PEER_E_CONNECTION_FAILED,
-    /// PEER_E_CONNECTION_NOT_AUTHENTICATED, PEER_E_NOT_AUTHORIZED); otherwise `None`.
-    pub failure_reason: Option<ResultCode>,
+    /// For CONNECTION_FAILED: why, as a code (PEER_E_CONNECTION_REFUSED,
+    /// PEER_E_CONNECTION_FAILED, PEER_E_CONNECTION_NOT_AUTHENTICATED,
+    /// PEER_E_NOT_AUTHORIZED) with its cause ("peer id mismatch: asked for bob, the node
+    /// presented carol", "no answer within 10s", ...); otherwise `None`.
+    pub failure_reason: Option<PeerError>,
 }
 
 /// Something that happened in a graph, delivered to the registrations that asked for it.

@@ -34,16 +34,20 @@ pub(crate) async fn print(mut events: EventStream, out: Arc<Output>) {
                 if let Some(node_id) = change.node_id {
                     line = line.str("node_id", &node_id.to_string());
                 }
-                if let Some(reason) = change.failure_reason {
-                    line = with_code(line, reason).str("message", reason.description());
+                if let Some(reason) = &change.failure_reason {
+                    let message = reason.cause().map_or_else(
+                        || reason.code().description().to_owned(),
+                        |cause| cause.to_string(),
+                    );
+                    line = with_code(line, reason.code()).str("message", &message);
                 }
                 out.emit(line, || {
                     let mut text = format!("connection {id}  peer {}", change.peer_id);
                     if let Some(node_id) = change.node_id {
                         text.push_str(&format!("  node {node_id}"));
                     }
-                    if let Some(reason) = change.failure_reason {
-                        text.push_str(&format!("  {reason}: {}", reason.description()));
+                    if let Some(reason) = &change.failure_reason {
+                        text.push_str(&format!("  {reason}"));
                     }
                     row(tag, &text)
                 });

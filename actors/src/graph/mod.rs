@@ -324,7 +324,7 @@ impl GraphActor {
             act.attempts.remove(&connection_id);
             let outcome = match &result {
                 Ok(link) => Ok((link.peer_key, link_tag(&link.parts.connection))),
-                Err(error) => Err(error.code()),
+                Err(error) => Err(error.clone()),
             };
             // The graph may have closed as the handshake ended: `release` cancelled this
             // future, but actix still polls a cancelled future that is ready in the same

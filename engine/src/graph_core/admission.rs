@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::ids::{GraphId, PeerId, PeerKey};
-use crate::result::ResultCode;
+use crate::result::{PeerError, ResultCode};
 use crate::wire::{Connect, RefuseReason, Welcome, PROTOCOL_VERSION};
 
 /// The keys a graph admits, and the peer id each may use. Without a list every key is
@@ -159,6 +159,44 @@ pub fn refusal_code(reason: RefuseReason) -> ResultCode {
     }
 }
 
+/// The CONNECTION_FAILED reason for a REFUSE of our `request`, with what the refusal
+/// means as its cause (the code is [`refusal_code`]'s).
+pub fn refusal_error(reason: RefuseReason, request: &Connect) -> PeerError {
+    let cause = match reason {
+        RefuseReason::Busy => "the node is busy".to_owned(),
+        RefuseReason::AlreadyConnected => "the node is already connected to this one".to_owned(),
+        RefuseReason::DuplicateConnection => {
+            format!("the node already has connection {}", request.connection_id)
+        }
+        RefuseReason::DirectConnectionDisallowed => {
+            "the node takes no direct connections (nothing there is registered for \
+             DIRECT_CONNECTION events)"
+                .to_owned()
+        }
+        RefuseReason::LimitReached => "the node is at its connection limit".to_owned(),
+        RefuseReason::WrongGraph => format!(
+            "graph id differs: the node is not in graph {}",
+            request.graph_id
+        ),
+        RefuseReason::WrongPeer => format!(
+            "peer id mismatch: the node there is not {}",
+            request.target_peer_id
+        ),
+        RefuseReason::UnsupportedVersion => format!(
+            "the node does not speak protocol version {}",
+            request.version
+        ),
+        RefuseReason::KeyMismatch => format!(
+            "the node's allow-list holds another key for {}",
+            request.source_peer_id
+        ),
+        RefuseReason::NotAuthorized => {
+            "membership proof failed: the graph secrets differ".to_owned()
+        }
+    };
+    PeerError::with_cause(refusal_code(reason), cause)
+}
+
 /// What becomes of an incoming QUIC connection before any of its handshake runs
 /// ([`GraphCore::incoming_started`](super::GraphCore::incoming_started)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,6 +229,23 @@ pub enum HandshakeFailure {
 }
 
 impl HandshakeFailure {
+    /// The CONNECTION_FAILED reason the application sees, with what happened as its
+    /// cause; `timeout` is the connect timeout (for [`HandshakeFailure::TimedOut`]) and
+    /// `detail` what the QUIC stack said.
+    pub fn error(self, timeout: std::time::Duration, detail: &str) -> PeerError {
+        let cause = match self {
+            HandshakeFailure::Crypto => {
+                format!("TLS failed: the node's certificate or key did not verify ({detail})")
+            }
+            HandshakeFailure::Refused => {
+                format!("the node refused at the QUIC level: too many handshakes ({detail})")
+            }
+            HandshakeFailure::TimedOut => format!("no answer within {timeout:?}"),
+            HandshakeFailure::Failed => format!("the link failed: {detail}"),
+        };
+        PeerError::with_cause(self.code(), cause)
+    }
+
     /// The CONNECTION_FAILED reason the application sees.
     pub fn code(self) -> ResultCode {
         match self {
@@ -219,28 +274,51 @@ pub enum Answer<'a> {
 /// (`verify_proof`, asked only then).
 ///
 /// # Errors
-/// The CONNECTION_FAILED reason: `PEER_E_CONNECTION_NOT_AUTHENTICATED` for a WELCOME
-/// from another node or graph, `PEER_E_NOT_AUTHORIZED` for a bad proof, the refusal's
-/// code for REFUSE ([`refusal_code`]), `PEER_E_CONNECTION_FAILED` for anything else.
+/// The CONNECTION_FAILED reason, with its cause: `PEER_E_CONNECTION_NOT_AUTHENTICATED`
+/// for a WELCOME from another node or graph, `PEER_E_NOT_AUTHORIZED` for a bad proof, the
+/// refusal's code for REFUSE ([`refusal_error`]), `PEER_E_CONNECTION_FAILED` for
+/// anything else.
 pub fn judge_answer(
     request: &Connect,
     answer: Answer<'_>,
     proof_required: bool,
     verify_proof: impl FnOnce(&Welcome) -> bool,
-) -> Result<(), ResultCode> {
+) -> Result<(), PeerError> {
+    let not_authenticated = |cause: String| {
+        PeerError::with_cause(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED, cause)
+    };
     match answer {
-        Answer::Welcome(welcome)
-            if welcome.connection_id == request.connection_id
-                && welcome.graph_id == request.graph_id
-                && welcome.peer_id == request.target_peer_id =>
-        {
+        Answer::Welcome(welcome) if welcome.peer_id != request.target_peer_id => {
+            Err(not_authenticated(format!(
+                "peer id mismatch: asked for {}, the node presented {}",
+                request.target_peer_id, welcome.peer_id
+            )))
+        }
+        Answer::Welcome(welcome) if welcome.graph_id != request.graph_id => {
+            Err(not_authenticated(format!(
+                "graph id differs: asked for {}, the node is in {}",
+                request.graph_id, welcome.graph_id
+            )))
+        }
+        Answer::Welcome(welcome) if welcome.connection_id != request.connection_id => {
+            Err(not_authenticated(format!(
+                "the WELCOME names connection {}, not {}",
+                welcome.connection_id, request.connection_id
+            )))
+        }
+        Answer::Welcome(welcome) => {
             if proof_required && !verify_proof(welcome) {
-                return Err(ResultCode::PEER_E_NOT_AUTHORIZED);
+                return Err(PeerError::with_cause(
+                    ResultCode::PEER_E_NOT_AUTHORIZED,
+                    "membership proof failed: the graph secrets differ",
+                ));
             }
             Ok(())
         }
-        Answer::Welcome(_) => Err(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED),
-        Answer::Refuse(reason) => Err(refusal_code(reason)),
-        Answer::Other => Err(ResultCode::PEER_E_CONNECTION_FAILED),
+        Answer::Refuse(reason) => Err(refusal_error(reason, request)),
+        Answer::Other => Err(PeerError::with_cause(
+            ResultCode::PEER_E_CONNECTION_FAILED,
+            "the node answered CONNECT with neither WELCOME nor REFUSE",
+        )),
     }
 }

@@ -48,8 +48,8 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
 pub use self::admission::{
-    judge_answer, refusal_code, Admission, AllowList, Answer, HandshakeAdmission, HandshakeFailure,
-    IncomingConnect,
+    judge_answer, refusal_code, refusal_error, Admission, AllowList, Answer, HandshakeAdmission,
+    HandshakeFailure, IncomingConnect,
 };
 pub use self::link::{
     Cause, CloseStart, EndReason, Finished, LinkAction, LinkLoss, LinkMachine, Violation,
@@ -337,7 +337,7 @@ impl GraphCore {
     pub fn outgoing_ended(
         &mut self,
         connection_id: ConnectionId,
-        outcome: Result<(PeerKey, u64), ResultCode>,
+        outcome: Result<(PeerKey, u64), PeerError>,
     ) -> OutgoingDecision {
         let pending = self.links.outgoing.remove(&connection_id);
         shrink_if_sparse(&mut self.links.outgoing);
@@ -624,7 +624,7 @@ impl GraphCore {
 pub fn connection_event(
     status: ConnectionStatus,
     info: &ConnectionInfo,
-    failure_reason: Option<ResultCode>,
+    failure_reason: Option<PeerError>,
 ) -> GraphEvent {
     GraphEvent::DirectConnection(ConnectionChange {
         status,

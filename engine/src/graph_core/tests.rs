@@ -276,7 +276,7 @@ fn the_graph_limit_counts_connections_and_outgoing_attempts() {
     assert_eq!(
         core.outgoing_ended(
             ConnectionId::new(100).expect("id"),
-            Err(ResultCode::PEER_E_CONNECTION_FAILED)
+            Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED))
         ),
         OutgoingDecision::Failed
     );
@@ -558,10 +558,10 @@ fn each_refusal_gives_the_connecting_node_its_documented_code() {
     let request = connect(1);
     for (reason, code) in cases {
         assert_eq!(refusal_code(reason), code, "{reason:?}");
-        assert_eq!(
-            judge_answer(&request, Answer::Refuse(reason), false, |_| true),
-            Err(code)
-        );
+        let refused = judge_answer(&request, Answer::Refuse(reason), false, |_| true)
+            .expect_err("a refusal fails");
+        assert_eq!(refused.code(), code);
+        assert!(refused.cause().is_some(), "{reason:?} says why");
     }
 }
 
@@ -578,31 +578,46 @@ fn the_connecting_side_checks_the_welcome_it_gets() {
         judge_answer(&request, Answer::Welcome(&welcome), false, |_| false),
         Ok(())
     );
-    assert_eq!(
-        judge_answer(&request, Answer::Welcome(&welcome), true, |_| false),
-        Err(ResultCode::PEER_E_NOT_AUTHORIZED)
+    let unproved =
+        judge_answer(&request, Answer::Welcome(&welcome), true, |_| false).expect_err("no proof");
+    assert_eq!(unproved.code(), ResultCode::PEER_E_NOT_AUTHORIZED);
+    assert!(
+        unproved.to_string().contains("secrets differ"),
+        "{unproved}"
     );
-    for wrong in [
-        Welcome {
-            connection_id: ConnectionId::new(2).expect("id"),
-            ..welcome.clone()
-        },
-        Welcome {
-            graph_id: GraphId::new("other").expect("graph id"),
-            ..welcome.clone()
-        },
-        Welcome {
-            peer_id: peer("carol"),
-            ..welcome.clone()
-        },
+    for (wrong, says) in [
+        (
+            Welcome {
+                connection_id: ConnectionId::new(2).expect("id"),
+                ..welcome.clone()
+            },
+            "names connection",
+        ),
+        (
+            Welcome {
+                graph_id: GraphId::new("other").expect("graph id"),
+                ..welcome.clone()
+            },
+            "graph id differs: asked for graph, the node is in other",
+        ),
+        (
+            Welcome {
+                peer_id: peer("carol"),
+                ..welcome.clone()
+            },
+            "peer id mismatch: asked for",
+        ),
     ] {
+        let error = judge_answer(&request, Answer::Welcome(&wrong), false, |_| true)
+            .expect_err("a wrong WELCOME");
         assert_eq!(
-            judge_answer(&request, Answer::Welcome(&wrong), false, |_| true),
-            Err(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED)
+            error.code(),
+            ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED
         );
+        assert!(error.to_string().contains(says), "{error}");
     }
     assert_eq!(
-        judge_answer(&request, Answer::Other, false, |_| true),
+        judge_answer(&request, Answer::Other, false, |_| true).map_err(|error| error.code()),
         Err(ResultCode::PEER_E_CONNECTION_FAILED)
     );
     assert_eq!(
@@ -681,7 +696,10 @@ fn an_outgoing_attempt_is_adopted_or_raises_connection_failed_with_no_node_id() 
     assert_eq!(request.source_peer_id, peer("bob"));
     assert_eq!(request.target_peer_id, peer("carol"));
     assert_eq!(core.outgoing_count(), 1);
-    let failed = core.outgoing_ended(request.connection_id, Err(ResultCode::PEER_E_TIMEOUT));
+    let failed = core.outgoing_ended(
+        request.connection_id,
+        Err(PeerError::new(ResultCode::PEER_E_TIMEOUT)),
+    );
     assert_eq!(failed, OutgoingDecision::Failed);
     let raised = events(&mut core);
     assert!(matches!(
@@ -689,7 +707,7 @@ fn an_outgoing_attempt_is_adopted_or_raises_connection_failed_with_no_node_id() 
         [GraphEvent::DirectConnection(change)]
             if change.status == ConnectionStatus::ConnectionFailed
                 && change.node_id.is_none()
-                && change.failure_reason == Some(ResultCode::PEER_E_TIMEOUT)
+                && change.failure_reason == Some(PeerError::new(ResultCode::PEER_E_TIMEOUT))
     ));
     let request = core.start_outgoing(peer("carol"), address(9), || 11);
     let adopted = core.outgoing_ended(request.connection_id, Ok((key(3), 77)));
