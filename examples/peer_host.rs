@@ -16,15 +16,19 @@
 //! ```
 //!
 //! then, in alice's terminal, with the address bob printed and the connection id the
-//! `open` reply gives:
+//! `open` reply gives (the library's form, `0x` and 16 hex digits; decimal is taken too),
+//! or bob's peer id while alice has a single connection with him:
 //!
 //! ```text
 //! open bob 127.0.0.1:PORT
 //! send ID hello
-//! sendfile ID Cargo.lock
+//! sendfile bob Cargo.lock
 //! close ID
 //! quit
 //! ```
+//!
+//! With `--json` every id is a JSON string (`"connection_id":"0x71f3a9f0fefc397c"`), so
+//! that scripts in jq or JavaScript hand the next command the id unrounded.
 //!
 //! `--help` explains every option and command. The program itself is the `host` module
 //! of this package's library (`examples/host/`): `mod.rs` starts the node and runs the

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use peergraph::{AttributeType, ConnectionId, RecordId, RecordType};
+use peergraph::{AttributeType, ConnectionId, PeerId, RecordId, RecordType};
 
 /// How long an `add`ed record lives unless `--ttl` says otherwise: an hour.
 pub(crate) const DEFAULT_TTL_SECS: u32 = 3600;
@@ -16,21 +16,21 @@ pub(crate) const USAGE: &[(&str, &str)] = &[
         "open a direct connection to peer PEER_ID listening at ADDR",
     ),
     (
-        "send CONNECTION_ID TEXT",
+        "send CONNECTION TEXT",
         "send the rest of the line as one text message",
     ),
     (
-        "sendfile CONNECTION_ID PATH",
+        "sendfile CONNECTION PATH",
         "send a file in chunks of at most 1 MiB (MAX_DATA_LEN)",
     ),
-    ("close CONNECTION_ID", "close a direct connection"),
+    ("close CONNECTION", "close a direct connection"),
     ("enum", "list the direct connections"),
     (
         "info",
         "this node: graph, peer id, node id, addresses, status",
     ),
     (
-        "stats [CONNECTION_ID]",
+        "stats [CONNECTION]",
         "bytes sent/received, RTT, congestion window, losses",
     ),
     (
@@ -57,24 +57,24 @@ pub(crate) enum Command {
         peer_id: String,
         address: SocketAddr,
     },
-    /// `send CONNECTION_ID TEXT`: TEXT is the rest of the line, inner spaces included.
+    /// `send CONNECTION TEXT`: TEXT is the rest of the line, inner spaces included.
     Send {
-        connection_id: ConnectionId,
+        connection: ConnectionRef,
         text: String,
     },
-    /// `sendfile CONNECTION_ID PATH`: PATH is the rest of the line.
+    /// `sendfile CONNECTION PATH`: PATH is the rest of the line.
     SendFile {
-        connection_id: ConnectionId,
+        connection: ConnectionRef,
         path: PathBuf,
     },
-    /// `close CONNECTION_ID`.
-    Close { connection_id: ConnectionId },
+    /// `close CONNECTION`.
+    Close { connection: ConnectionRef },
     /// `enum`.
     Enum,
     /// `info`.
     Info,
-    /// `stats`, or `stats CONNECTION_ID` for one connection.
-    Stats { connection_id: Option<ConnectionId> },
+    /// `stats`, or `stats CONNECTION` for one connection.
+    Stats { connection: Option<ConnectionRef> },
     /// `add [TYPE] [--ttl SECS] [--attr NAME=TYPE:VALUE]... TEXT`: TEXT is the rest of
     /// the line after the options.
     Add {
@@ -100,6 +100,17 @@ pub(crate) enum Command {
     Help,
     /// `quit`.
     Quit,
+}
+
+/// The CONNECTION argument of `send`, `sendfile`, `close` and `stats`: a connection id,
+/// or the peer id of the one open connection with that peer (resolved when the command
+/// runs, against the connections open then).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ConnectionRef {
+    /// A connection id, in the library's text form (`0x` and 16 hex digits) or decimal.
+    Id(ConnectionId),
+    /// A peer id: the connection is the only open one with this peer.
+    Peer(PeerId),
 }
 
 /// One `--attr NAME=TYPE:VALUE` of `add`, as typed: the value is checked against its
@@ -169,15 +180,15 @@ pub(crate) fn parse(line: &str) -> Result<Option<Command>, BadCommand> {
             if id.is_empty() || rest.is_empty() {
                 return Err(usage("missing argument"));
             }
-            let connection_id = connection_id(id).map_err(bad)?;
+            let connection = connection(id).map_err(bad)?;
             if word == "send" {
                 Command::Send {
-                    connection_id,
+                    connection,
                     text: rest.to_owned(),
                 }
             } else {
                 Command::SendFile {
-                    connection_id,
+                    connection,
                     path: PathBuf::from(rest),
                 }
             }
@@ -189,18 +200,18 @@ pub(crate) fn parse(line: &str) -> Result<Option<Command>, BadCommand> {
             }
             no_more(rest)?;
             Command::Close {
-                connection_id: connection_id(id).map_err(bad)?,
+                connection: connection(id).map_err(bad)?,
             }
         }
         "stats" => {
             let (id, rest) = split_word(rest);
             no_more(rest)?;
-            let connection_id = if id.is_empty() {
+            let connection = if id.is_empty() {
                 None
             } else {
-                Some(connection_id(id).map_err(bad)?)
+                Some(connection(id).map_err(bad)?)
             };
-            Command::Stats { connection_id }
+            Command::Stats { connection }
         }
         "add" => add(rest).map_err(|message| usage(&message))?,
         "update" => {
@@ -368,16 +379,30 @@ pub(crate) fn record_type(text: &str) -> Result<RecordType, String> {
     })
 }
 
-/// Parses a connection id: decimal (the form the host prints) or hexadecimal with `0x`.
-/// 0 is no connection id (the API answers it with `E_INVALIDARG`; so does the host).
-pub(crate) fn connection_id(text: &str) -> Result<ConnectionId, String> {
-    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => text.parse().ok(),
+/// Parses a CONNECTION argument. `0x` (or `0X`) and hex digits is a connection id in the
+/// library's text form, the one the host prints; a word of decimal digits is a connection
+/// id too (the form older hosts printed); anything else is a peer id. 0 is no connection
+/// id (the API answers it with `E_INVALIDARG`; so does the host).
+pub(crate) fn connection(text: &str) -> Result<ConnectionRef, String> {
+    let not_an_id = || {
+        format!(
+            "`{text}` is not a connection id: use the id the host printed (0x and hex \
+             digits), its decimal value, or the peer id of the connection"
+        )
     };
-    parsed.and_then(|raw| ConnectionId::new(raw).ok()).ok_or_else(|| {
-        format!("`{text}` is not a connection id: use the decimal number the host printed, or 0x followed by hex digits")
-    })
+    let parsed = if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        u64::from_str_radix(hex, 16).ok()
+    } else if text.bytes().all(|byte| byte.is_ascii_digit()) {
+        text.parse().ok()
+    } else {
+        return PeerId::new(text)
+            .map(ConnectionRef::Peer)
+            .map_err(|_| not_an_id());
+    };
+    parsed
+        .and_then(|raw| ConnectionId::new(raw).ok())
+        .map(ConnectionRef::Id)
+        .ok_or_else(not_an_id)
 }
 
 /// The first whitespace-separated word of `text` and the rest, trimmed at the start.
@@ -390,8 +415,8 @@ fn split_word(text: &str) -> (&str, &str) {
 
 #[cfg(test)]
 mod tests {
-    fn id(raw: u64) -> ConnectionId {
-        ConnectionId::new(raw).expect("id")
+    fn id(raw: u64) -> ConnectionRef {
+        ConnectionRef::Id(ConnectionId::new(raw).expect("id"))
     }
 
     use super::*;
@@ -408,33 +433,45 @@ mod tests {
         assert_eq!(
             parse("  send 7   hello,  world  "),
             Ok(Some(Command::Send {
-                connection_id: id(7),
+                connection: id(7),
                 text: "hello,  world".into()
+            }))
+        );
+        assert_eq!(
+            parse("send bob hi there"),
+            Ok(Some(Command::Send {
+                connection: ConnectionRef::Peer(PeerId::new("bob").expect("peer id")),
+                text: "hi there".into()
+            }))
+        );
+        assert_eq!(
+            parse("send 0x8b3e5a1f0c2d4e69 hi"),
+            Ok(Some(Command::Send {
+                connection: id(0x8b3e_5a1f_0c2d_4e69),
+                text: "hi".into()
             }))
         );
         assert_eq!(
             parse("sendfile 0x1F /tmp/a file.bin"),
             Ok(Some(Command::SendFile {
-                connection_id: id(31),
+                connection: id(31),
                 path: "/tmp/a file.bin".into()
             }))
         );
         assert_eq!(
             parse("close 18446744073709551615"),
             Ok(Some(Command::Close {
-                connection_id: ConnectionId::new(u64::MAX).expect("id")
+                connection: id(u64::MAX)
             }))
         );
         assert_eq!(
             parse("stats"),
-            Ok(Some(Command::Stats {
-                connection_id: None
-            }))
+            Ok(Some(Command::Stats { connection: None }))
         );
         assert_eq!(
             parse("stats 9"),
             Ok(Some(Command::Stats {
-                connection_id: Some(id(9))
+                connection: Some(id(9))
             }))
         );
         assert_eq!(parse("enum"), Ok(Some(Command::Enum)));
@@ -516,15 +553,21 @@ mod tests {
     #[test]
     fn explains_what_is_wrong() {
         let message = |line: &str| parse(line).expect_err(line).message;
-        assert!(message("close abc").contains("`abc` is not a connection id"));
+        let id_text = ConnectionId::new(u64::MAX).expect("id").to_string();
+        assert_eq!(
+            parse(&format!("close {id_text}")),
+            Ok(Some(Command::Close {
+                connection: id(u64::MAX)
+            }))
+        );
+        assert!(message("close 0x").contains("`0x` is not a connection id"));
         assert!(message("close 0xZZ").contains("not a connection id"));
-        assert!(message("close -1").contains("not a connection id"));
         assert!(message("close 0X0").contains("not a connection id"));
         assert!(message("stats 0").contains("not a connection id"));
         assert!(message("close 99999999999999999999").contains("not a connection id"));
-        assert!(message("close").contains("usage: close CONNECTION_ID"));
+        assert!(message("close").contains("usage: close CONNECTION"));
         assert!(message("close 1 2").contains("unexpected `2`"));
-        assert!(message("send 7").contains("usage: send CONNECTION_ID TEXT"));
+        assert!(message("send 7").contains("usage: send CONNECTION TEXT"));
         assert!(message("open bob").contains("usage: open PEER_ID ADDR"));
         assert!(message("open bob localhost").contains("not a socket address"));
         assert!(message("enum now").contains("unexpected `now`"));

@@ -17,7 +17,7 @@ pub(crate) async fn print(mut events: EventStream, out: Arc<Output>) {
     while let Some(event) = events.recv().await {
         match event {
             GraphEvent::DirectConnection(change) => {
-                let id = change.connection_id.get();
+                let id = change.connection_id;
                 let (status, tag) = match change.status {
                     ConnectionStatus::Connected => ("connected", "connected"),
                     ConnectionStatus::Disconnected => ("disconnected", "disconnected"),
@@ -29,7 +29,7 @@ pub(crate) async fn print(mut events: EventStream, out: Arc<Output>) {
                 let mut line = Object::new()
                     .str("event", "direct_connection")
                     .str("status", status)
-                    .u64("connection_id", id)
+                    .str("connection_id", &id.to_string())
                     .str("peer_id", change.peer_id.as_str());
                 if let Some(node_id) = change.node_id {
                     line = line.str("node_id", &node_id.to_string());
@@ -57,11 +57,11 @@ pub(crate) async fn print(mut events: EventStream, out: Arc<Output>) {
                 data_type,
                 data,
             } => {
-                let id = connection_id.get();
+                let id = connection_id;
                 let bytes = data.len() as u64;
                 let line = Object::new()
                     .str("event", "incoming_data")
-                    .u64("connection_id", id)
+                    .str("connection_id", &id.to_string())
                     .str("type", &data_type.to_string())
                     .u64("bytes", bytes);
                 if data_type == TEXT {

@@ -15,7 +15,7 @@ use peergraph::{
 };
 use tokio::io::AsyncReadExt as _;
 
-use super::command::{AttributeArg, BadCommand, Command, USAGE};
+use super::command::{AttributeArg, BadCommand, Command, ConnectionRef, USAGE};
 use super::json::Object;
 use super::output::{reply, row, status_names, status_text, with_code, Output};
 use super::{note_type, progress_wanted, FILE_CHUNK, TEXT};
@@ -68,18 +68,31 @@ impl Host {
     pub(crate) async fn execute(&self, command: Command) {
         match command {
             Command::Open { peer_id, address } => self.open(&peer_id, address).await,
-            Command::Send {
-                connection_id,
-                text,
-            } => self.send(connection_id, text).await,
-            Command::SendFile {
-                connection_id,
-                path,
-            } => self.send_file(connection_id, &path).await,
-            Command::Close { connection_id } => self.close(connection_id).await,
+            Command::Send { connection, text } => {
+                if let Some(id) = self.resolve("send", &connection).await {
+                    self.send(id, text).await;
+                }
+            }
+            Command::SendFile { connection, path } => {
+                if let Some(id) = self.resolve("sendfile", &connection).await {
+                    self.send_file(id, &path).await;
+                }
+            }
+            Command::Close { connection } => {
+                if let Some(id) = self.resolve("close", &connection).await {
+                    self.close(id).await;
+                }
+            }
             Command::Enum => self.enumerate().await,
             Command::Info => self.info().await,
-            Command::Stats { connection_id } => self.stats(connection_id).await,
+            Command::Stats { connection: None } => self.stats(None).await,
+            Command::Stats {
+                connection: Some(connection),
+            } => {
+                if let Some(id) = self.resolve("stats", &connection).await {
+                    self.stats(Some(id)).await;
+                }
+            }
             Command::Add {
                 record_type,
                 ttl_secs,
@@ -109,6 +122,54 @@ impl Host {
         );
     }
 
+    /// The connection a CONNECTION argument names: the id as given, or the one open
+    /// direct connection with the given peer. When there is none, or more than one, prints
+    /// the failed reply of `command` (with the candidates' ids) and answers `None`.
+    async fn resolve(&self, command: &str, connection: &ConnectionRef) -> Option<ConnectionId> {
+        let peer_id = match connection {
+            ConnectionRef::Id(id) => return Some(*id),
+            ConnectionRef::Peer(peer_id) => peer_id,
+        };
+        let line = reply(command).str("peer_id", peer_id.as_str());
+        let connections = match self.graph.enum_connections(ConnectionFlags::DIRECT).await {
+            Ok(connections) => connections,
+            Err(error) => {
+                self.fail(command, line, error.into());
+                return None;
+            }
+        };
+        let candidates: Vec<ConnectionId> = connections
+            .iter()
+            .filter(|info| info.peer_id == *peer_id)
+            .map(|info| info.connection_id)
+            .collect();
+        match candidates.as_slice() {
+            [id] => return Some(*id),
+            [] => {
+                let failure = Failure {
+                    code: ResultCode::PEER_E_CONNECTION_NOT_FOUND,
+                    message: format!(
+                        "no open direct connection with peer `{peer_id}` (and `{peer_id}` is \
+                         not a connection id); see `enum`"
+                    ),
+                };
+                self.fail(command, line.strings("candidates", []), failure);
+            }
+            many => {
+                let ids: Vec<String> = many.iter().map(ToString::to_string).collect();
+                let failure = Failure::invalid(format!(
+                    "{} open direct connections with peer `{peer_id}`: {}; give the \
+                     connection id",
+                    many.len(),
+                    ids.join(", ")
+                ));
+                let line = line.strings("candidates", ids.iter().map(String::as_str));
+                self.fail(command, line, failure);
+            }
+        }
+        None
+    }
+
     /// Prints a failed reply: the code, its name, and the message.
     fn fail(&self, command: &str, line: Object, failure: Failure) {
         let Failure { code, message } = failure;
@@ -131,8 +192,7 @@ impl Host {
             .str("addr", &address.to_string());
         match self.graph.open_direct_connection(peer_id, address).await {
             Ok(id) => {
-                let id = id.get();
-                self.succeed("open", line.u64("connection_id", id), || {
+                self.succeed("open", line.str("connection_id", &id.to_string()), || {
                     let outcome = if self.accept_direct {
                         "the outcome follows as an event"
                     } else {
@@ -148,7 +208,7 @@ impl Host {
     async fn send(&self, connection_id: ConnectionId, text: String) {
         let bytes = text.len() as u64;
         let line = reply("send")
-            .u64("connection_id", connection_id.get())
+            .str("connection_id", &connection_id.to_string())
             .u64("bytes", bytes);
         match self
             .graph
@@ -164,7 +224,7 @@ impl Host {
 
     async fn send_file(&self, connection_id: ConnectionId, path: &Path) {
         let line = reply("sendfile")
-            .u64("connection_id", connection_id.get())
+            .str("connection_id", &connection_id.to_string())
             .str("path", &path.display().to_string());
         // Check the connection first, so that a wrong id is reported before any reading,
         // and an empty file is not "sent" on a connection that does not exist.
@@ -258,7 +318,7 @@ impl Host {
     }
 
     async fn close(&self, connection_id: ConnectionId) {
-        let line = reply("close").u64("connection_id", connection_id.get());
+        let line = reply("close").str("connection_id", &connection_id.to_string());
         match self.graph.close_direct_connection(connection_id).await {
             Ok(()) => self.succeed("close", line, || {
                 format!("connection {connection_id} closed; the peer had all the data")
@@ -274,7 +334,7 @@ impl Host {
                     "connections",
                     connections.iter().map(|info| {
                         Object::new()
-                            .u64("connection_id", info.connection_id.get())
+                            .str("connection_id", &info.connection_id.to_string())
                             .str("peer_id", info.peer_id.as_str())
                             .str("node_id", &info.node_id.to_string())
                             .str("addr", &info.address.to_string())
@@ -365,7 +425,7 @@ impl Host {
                 // Listed a moment ago, gone now: it closed in between.
                 Err(error) if only.is_none() && error == PeerError::CONNECTION_NOT_FOUND => {}
                 Err(error) => {
-                    let line = reply("stats").u64("connection_id", id.get());
+                    let line = reply("stats").str("connection_id", &id.to_string());
                     return self.fail("stats", line, error.into());
                 }
             }
@@ -374,7 +434,7 @@ impl Host {
             "connections",
             all.iter().map(|stats| {
                 Object::new()
-                    .u64("connection_id", stats.connection_id.get())
+                    .str("connection_id", &stats.connection_id.to_string())
                     .u64("bytes_sent", stats.bytes_sent)
                     .u64("bytes_received", stats.bytes_received)
                     .f64("rtt_ms", millis(stats.rtt), 3)
@@ -527,7 +587,10 @@ impl Host {
     fn help(&self) {
         let line = reply("help").strings("commands", USAGE.iter().map(|(form, _)| *form));
         self.succeed("help", line, || {
-            let mut text = String::from("commands (connection ids: decimal, or 0x hex)");
+            let mut text = String::from(
+                "commands (CONNECTION: a connection id as printed, such as 0x8b3e5a1f0c2d4e69, \
+                 or the peer id of the only connection with that peer)",
+            );
             for (form, summary) in USAGE {
                 // A form too long for its column gets a line of its own.
                 if form.len() < 30 {
@@ -674,7 +737,7 @@ fn connection_row(info: &ConnectionInfo) -> String {
         "",
         &format!(
             "{:<22}{:<16}{:<18}{}",
-            info.connection_id.get(),
+            info.connection_id.to_string(),
             info.peer_id.as_str(),
             info.node_id.to_string(),
             info.address
@@ -687,7 +750,7 @@ fn stats_row(stats: &ConnectionStats) -> String {
         "",
         &format!(
             "{:<22}{:>12}{:>12}{:>11}{:>12}{:>7}",
-            stats.connection_id.get(),
+            stats.connection_id.to_string(),
             HumanBytes(stats.bytes_sent).to_string(),
             HumanBytes(stats.bytes_received).to_string(),
             format!("{:.3} ms", millis(stats.rtt)),

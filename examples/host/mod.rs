@@ -86,13 +86,13 @@ Commands, one per line on standard input, each answered with one reply:
   open PEER_ID ADDR            open a direct connection to peer PEER_ID listening at ADDR;
                                the reply gives the connection id, the outcome follows as a
                                connected or connection failed event
-  send CONNECTION_ID TEXT      send the rest of the line as one text message
-  sendfile CONNECTION_ID PATH  send a file in chunks of at most 1 MiB (MAX_DATA_LEN); the
+  send CONNECTION TEXT         send the rest of the line as one text message
+  sendfile CONNECTION PATH     send a file in chunks of at most 1 MiB (MAX_DATA_LEN); the
                                receiver prints each chunk's size and the running total
-  close CONNECTION_ID          close a direct connection (both ends see disconnected)
+  close CONNECTION             close a direct connection (both ends see disconnected)
   enum                         list the direct connections
   info                         this node: graph, peer id, node id, addresses, status
-  stats [CONNECTION_ID]        per connection: bytes sent and received, round-trip time,
+  stats [CONNECTION]           per connection: bytes sent and received, round-trip time,
                                congestion window and lost packets (quinn's statistics)
 
 Record commands (the graph's records: in memory, or kept in a database with --db DIR):
@@ -115,24 +115,31 @@ Record commands (the graph's records: in memory, or kept in a database with --db
   help                         list the commands
   quit                         close the graph and exit; so do end of input and Ctrl-C
 
-Connection ids are printed as decimal numbers (u64); commands accept them in decimal or
-as hexadecimal with a 0x prefix. Record ids and types are GUIDs. A reply carries the
-call's result code (S_OK, or a documented error such as PEER_E_CONNECTION_NOT_FOUND); a
+Connection ids are printed as the library prints them: 0x and 16 hex digits, such as
+0x8b3e5a1f0c2d4e69 (node ids: 16 hex digits). CONNECTION is a connection id in that
+form, or in decimal (as older hosts printed it), or the peer id of the connection when
+exactly one direct connection with that peer is open (send bob hi); with none or several
+the reply is an error naming the candidates. A peer id made of decimal digits only, or
+starting with 0x, is read as a connection id. Record ids and types are GUIDs. A reply
+carries the call's result code (S_OK, or a documented error such as PEER_E_CONNECTION_NOT_FOUND); a
 bad command or argument is answered with E_INVALIDARG and what is wrong, and the host
 goes on. Events (connected, disconnected, connection failed with its reason, incoming
 data, record changed, property changed) are printed as they happen.
 
 With --json every line on standard output is one JSON object: events have an \"event\"
 field, replies a \"reply\" field naming the command, \"hr\" (the HRESULT, such as
-\"0x00000000\") and \"name\" (such as \"S_OK\"), and errors a \"message\". Record
-ids and types are strings; `get` answers with a \"record\" object, `records` and
+\"0x00000000\") and \"name\" (such as \"S_OK\"), and errors a \"message\". Every id
+is a JSON string in the text form above: \"connection_id\" (such as
+\"0x8b3e5a1f0c2d4e69\", which the next command takes as it is), \"node_id\", record ids
+and types; a CONNECTION naming no or several connections is answered with a
+\"candidates\" array of connection ids. Counts and sizes are numbers. `get` answers with a \"record\" object, `records` and
 `search` with a \"records\" array of them. Logs go to standard error; RUST_LOG sets their level
 (such as RUST_LOG=peergraph=debug; default warn).
 
 Example, in two terminals:
   peer_host --graph chat --peer bob --listen 127.0.0.1:0 --accept-direct
   peer_host --graph chat --peer alice --listen 127.0.0.1:0 --accept-direct
-then in alice's: open bob ADDR_BOB_PRINTED, send ID hello, sendfile ID FILE, close ID.
+then in alice's: open bob ADDR_BOB_PRINTED, send bob hello, sendfile bob FILE, close ID.
 
 Records that outlive the host:
   peer_host --graph notes --peer alice --db ./notes-db

@@ -154,8 +154,112 @@ impl Drop for Host {
     }
 }
 
-fn connection_event(status: &str, id: u64) -> impl Fn(&Value) -> bool + '_ {
+fn connection_event<'a>(status: &'a str, id: &'a str) -> impl Fn(&Value) -> bool + 'a {
     move |v| v["event"] == "direct_connection" && v["status"] == status && v["connection_id"] == id
+}
+
+/// The `connection_id` of a reply or event: a JSON string in the library's text form,
+/// `0x` and 16 hex digits (a JSON number would lose digits in jq or JavaScript).
+fn connection_id(value: &Value) -> String {
+    let id = value["connection_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("connection_id is not a string: {value}"));
+    assert!(
+        id.len() == 18 && id.starts_with("0x") && id[2..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "connection_id {id}"
+    );
+    id.to_owned()
+}
+
+/// Alice opens a connection to bob; answers the two hosts and the connection's id, once
+/// both ends saw it connected.
+fn connected_pair() -> (Host, Host, String) {
+    let mut alice = Host::start("alice");
+    let mut bob = Host::start("bob");
+    let listening = |v: &Value| v["event"] == "listening";
+    alice.expect("listening event", listening);
+    let bob_start = bob.expect("listening event", listening);
+    let bob_address = bob_start["addr"].as_str().expect("addr").to_owned();
+    alice.send(&format!("open bob {bob_address}"));
+    let id = connection_id(&alice.reply("open", "S_OK"));
+    alice.expect("connected", connection_event("connected", &id));
+    bob.expect("connected", connection_event("connected", &id));
+    (alice, bob, id)
+}
+
+#[test]
+fn json_ids_round_trip_and_peer_ids_name_connections() {
+    let (mut alice, mut bob, id) = connected_pair();
+
+    // The id exactly as the JSON carried it, through a JSON parser, into the next send:
+    // a number above 2^53 would have come back rounded and unknown.
+    let reparsed: Value = serde_json::from_str(&format!("{{\"id\":\"{id}\"}}")).expect("JSON");
+    let typed = reparsed["id"].as_str().expect("a string");
+    alice.send(&format!("send {typed} by id"));
+    let sent = alice.reply("send", "S_OK");
+    assert_eq!(sent["connection_id"], id.as_str(), "{sent}");
+    let data = bob.expect("incoming data", |v| v["event"] == "incoming_data");
+    assert_eq!(connection_id(&data), id);
+    assert_eq!(data["text"], "by id");
+
+    // `enum` and `stats` print the same form.
+    alice.send("enum");
+    let listed = alice.reply("enum", "S_OK");
+    assert_eq!(connection_id(&listed["connections"][0]), id, "{listed}");
+    alice.send("stats");
+    let stats = alice.reply("stats", "S_OK");
+    assert_eq!(connection_id(&stats["connections"][0]), id, "{stats}");
+
+    // One connection with bob: `bob` names it, at either end by the other's peer id.
+    alice.send("send bob by peer id");
+    let sent = alice.reply("send", "S_OK");
+    assert_eq!(sent["connection_id"], id.as_str(), "{sent}");
+    let data = bob.expect("incoming data", |v| v["event"] == "incoming_data");
+    assert_eq!(data["text"], "by peer id");
+    bob.send("stats alice");
+    let stats = bob.reply("stats", "S_OK");
+    assert_eq!(connection_id(&stats["connections"][0]), id, "{stats}");
+
+    // A second connection with bob makes `bob` ambiguous: the error names both.
+    let bob_address = {
+        bob.send("info");
+        let info = bob.reply("info", "S_OK");
+        info["addresses"][0]
+            .as_str()
+            .expect("an address")
+            .to_owned()
+    };
+    alice.send(&format!("open bob {bob_address}"));
+    let second = connection_id(&alice.reply("open", "S_OK"));
+    alice.expect("connected", connection_event("connected", &second));
+    alice.send("send bob which one");
+    let ambiguous = alice.reply("send", "E_INVALIDARG");
+    let mut candidates: Vec<&str> = ambiguous["candidates"]
+        .as_array()
+        .map(|ids| ids.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    candidates.sort_unstable();
+    let mut wanted = vec![id.as_str(), second.as_str()];
+    wanted.sort_unstable();
+    assert_eq!(candidates, wanted, "{ambiguous}");
+    assert!(
+        ambiguous["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&id) && m.contains(&second)),
+        "{ambiguous}"
+    );
+
+    // Closing one by id leaves `bob` naming the other.
+    alice.send(&format!("close {second}"));
+    alice.reply("close", "S_OK");
+    alice.expect("disconnected", connection_event("disconnected", &second));
+    alice.send("close bob");
+    let closed = alice.reply("close", "S_OK");
+    assert_eq!(closed["connection_id"], id.as_str(), "{closed}");
+    bob.expect("disconnected", connection_event("disconnected", &id));
+
+    alice.quit();
+    bob.quit();
 }
 
 #[test]
@@ -175,7 +279,8 @@ fn two_hosts_open_send_close_and_quit() {
 
     alice.send(&format!("open bob {bob_address}"));
     let opened = alice.reply("open", "S_OK");
-    let id = opened["connection_id"].as_u64().expect("a decimal id");
+    let id = connection_id(&opened);
+    let id = id.as_str();
     alice.expect("connected", connection_event("connected", id));
     let connected = bob.expect("connected", connection_event("connected", id));
     assert_eq!(connected["peer_id"], "alice");
@@ -188,9 +293,10 @@ fn two_hosts_open_send_close_and_quit() {
     assert_eq!(data["text"], "hello");
     assert_eq!(data["bytes"], 5);
 
-    // Text that needs escaping survives the trip, and ids are accepted in hex too.
+    // Text that needs escaping survives the trip, and ids are accepted in decimal too.
     let tricky = "quote \" backslash \\ tab \t unicode é";
-    alice.send(&format!("send {id:#x} {tricky}"));
+    let decimal = u64::from_str_radix(&id[2..], 16).expect("hex digits");
+    alice.send(&format!("send {decimal} {tricky}"));
     alice.reply("send", "S_OK");
     let data = bob.expect("incoming data", |v| v["event"] == "incoming_data");
     assert_eq!(data["text"], tricky);
@@ -243,14 +349,19 @@ fn two_hosts_open_send_close_and_quit() {
     alice.reply("stats", "E_INVALIDARG");
 
     // A bad command or argument is answered, and the host goes on.
-    bob.send("close abc");
+    bob.send("close 0xZZ");
     let bad = bob.reply("close", "E_INVALIDARG");
     assert!(
         bad["message"]
             .as_str()
-            .is_some_and(|m| m.contains("`abc` is not a connection id")),
+            .is_some_and(|m| m.contains("`0xZZ` is not a connection id")),
         "{bad}"
     );
+    // A word that is no id is a peer id; bob has no connection with carol.
+    bob.send("close carol");
+    let unknown = bob.reply("close", "PEER_E_CONNECTION_NOT_FOUND");
+    assert_eq!(unknown["peer_id"], "carol", "{unknown}");
+    assert_eq!(unknown["candidates"], Value::Array(Vec::new()), "{unknown}");
     bob.send("frobnicate");
     bob.reply("frobnicate", "E_INVALIDARG");
 
