@@ -598,7 +598,7 @@ fn the_connecting_side_checks_the_welcome_it_gets() {
                 graph_id: GraphId::new("other").expect("graph id"),
                 ..welcome.clone()
             },
-            "graph id differs: asked for graph, the node is in other",
+            "graph id differs: asked for chat, the node is in other",
         ),
         (
             Welcome {
