@@ -13,8 +13,17 @@
 //!
 //! The command loop answers one command at a time, in order; the event printer runs beside
 //! it, so connections, disconnections and incoming data print as they happen, even while
-//! a long `sendfile` runs. `quit`, the end of standard input, or Ctrl-C close the graph
-//! (peers see DISCONNECTED at once) and shut the engine down.
+//! a long `sendfile` runs. `quit`, the end of standard input, SIGINT (Ctrl-C) or SIGTERM
+//! stop the host like a daemon: every direct connection is closed with
+//! CloseDirectConnection (all at once, within a few seconds), so peers see DISCONNECTED
+//! at once and have all the data; then the graph closes, the engine shuts down, and the
+//! exit code is 0. At the end of input, connections still opening come up (or fail)
+//! first, and a command naming a connection still opening waits for it (at most the
+//! connect timeout), so `printf 'open bob ADDR\nsend bob hi\n' | peer_host ...` delivers
+//! "hi". A signal that comes while a command runs lets it finish for a second, or answers
+//! it as interrupted. Lines over [`MAX_LINE_LEN`] (1 MiB) are skipped as they are read and
+//! answered with E_INVALIDARG. Logs carry ANSI colours only when standard error is a
+//! terminal.
 //!
 //! The record commands (`add`, `update`, `delete`, `get`, `records`, `search`) work on the
 //! graph's records: in memory, gone at exit, or with `--db DIR` in a database under DIR
@@ -107,7 +116,7 @@ Commands, one per line on standard input, each answered with one reply:
                                receiver prints each chunk's size and the running total
   close CONNECTION             close a direct connection (both ends see disconnected)
   enum                         list the direct connections
-  info                         this node: graph, peer id, node id, addresses, status
+  info                         this node: graph id, peer id, node id, addresses, status
   stats [CONNECTION]           per connection: bytes sent and received, round-trip time,
                                congestion window and lost packets (quinn's statistics)
 
@@ -129,7 +138,15 @@ Record commands (the graph's records: in memory, or kept in a database with --db
                                <peersearch><clause attrib=\"room\" type=\"string\">lob*</clause></peersearch>
                                (the grammar is in docs/RECORDS.md)
   help                         list the commands
-  quit                         close the graph and exit; so do end of input and Ctrl-C
+  quit                         close every connection and the graph, and exit (code 0);
+                               so do end of input, SIGINT (Ctrl-C) and SIGTERM. At end
+                               of input, commands already read finish first, and
+                               connections still opening come up before they close
+
+A line is at most 1 MiB (1048576 bytes); a longer one is skipped without being read into
+memory and answered with E_INVALIDARG, and the host goes on. A command naming a
+connection that is still opening (open bob ADDR, then send bob hi) waits for it to come
+up, at most the connect timeout (10 s).
 
 Connection ids are printed as the library prints them: 0x and 16 hex digits, such as
 0x8b3e5a1f0c2d4e69 (node ids: 16 hex digits). CONNECTION is a connection id in that
@@ -150,7 +167,8 @@ is a JSON string in the text form above: \"connection_id\" (such as
 and types; a CONNECTION naming no or several connections is answered with a
 \"candidates\" array of connection ids. Counts and sizes are numbers. `get` answers with a \"record\" object, `records` and
 `search` with a \"records\" array of them. Logs go to standard error; RUST_LOG sets their level
-(such as RUST_LOG=peergraph=debug; default warn).
+(such as RUST_LOG=peergraph=debug; default warn), in colour only when standard error is a
+terminal.
 
 Example, in two terminals:
   peer_host --graph chat --peer bob --listen 127.0.0.1:0 --accept-direct
@@ -247,8 +265,8 @@ struct Args {
     json: bool,
 }
 
-/// Runs the peer host with the process's arguments; the exit code is 0 after `quit` or
-/// the end of input, 1 when the host cannot start.
+/// Runs the peer host with the process's arguments; the exit code is 0 after `quit`, the
+/// end of input, SIGINT or SIGTERM, 1 when the host cannot start.
 pub fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
