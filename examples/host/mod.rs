@@ -476,9 +476,11 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
     // PeerGraphClose ends every connection with LEAVING (peers report DISCONNECTED) and
     // ends the event stream; then PeerGraphShutdown.
     let closed = graph.close().await;
+    tracing::debug!("graph closed");
     if let Err(error) = engine.shutdown().await {
         tracing::warn!(%error, "shutdown");
     }
+    tracing::debug!("engine shut down");
     if tokio::time::timeout(EVENT_DRAIN_TIMEOUT, printer)
         .await
         .is_err()

@@ -2,7 +2,7 @@
 //! that a command naming one (by id, or by its peer id) waits for it instead of failing,
 //! and the end of standard input waits for them before closing the graph.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -14,34 +14,60 @@ use tokio::sync::Notify;
 /// `--accept-direct`, which get no such events.
 const POLL: Duration = Duration::from_millis(50);
 
+/// How many outcomes are remembered for connections not (yet) noted as opening: the
+/// event printer can see a connection's outcome before the command loop notes it.
+const EARLY: usize = 64;
+
 /// Connections being opened: id → (peer id, when to stop waiting for it).
 #[derive(Default)]
 pub(crate) struct Opening {
-    pending: Mutex<HashMap<ConnectionId, (String, Instant)>>,
+    state: Mutex<State>,
     settled: Notify,
 }
 
+#[derive(Default)]
+struct State {
+    pending: HashMap<ConnectionId, (String, Instant)>,
+    /// The last [`EARLY`] ids settled while not pending.
+    early: VecDeque<ConnectionId>,
+}
+
 impl Opening {
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, (String, Instant)>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Notes that connection `id` to `peer_id` is being opened, for at most `wait`.
+    /// Notes that connection `id` to `peer_id` is being opened, for at most `wait`,
+    /// unless its outcome came already.
     pub(crate) fn add(&self, id: ConnectionId, peer_id: &str, wait: Duration) {
-        self.pending()
+        let mut state = self.state();
+        if let Some(at) = state.early.iter().position(|early| *early == id) {
+            state.early.remove(at);
+            return;
+        }
+        state
+            .pending
             .insert(id, (peer_id.to_owned(), Instant::now() + wait));
     }
 
     /// The outcome of connection `id` is known (connected, failed, or given up on).
     pub(crate) fn settle(&self, id: ConnectionId) {
-        if self.pending().remove(&id).is_some() {
+        let mut state = self.state();
+        if state.pending.remove(&id).is_some() {
+            drop(state);
             self.settled.notify_waiters();
+        } else {
+            if state.early.len() == EARLY {
+                state.early.pop_front();
+            }
+            state.early.push_back(id);
         }
     }
 
     /// The connections still opening: all of them, or those to `peer_id`.
     pub(crate) fn ids(&self, peer_id: Option<&str>) -> Vec<ConnectionId> {
-        self.pending()
+        self.state()
+            .pending
             .iter()
             .filter(|(_, (peer, _))| peer_id.is_none_or(|wanted| wanted == peer))
             .map(|(id, _)| *id)
@@ -58,7 +84,8 @@ impl Opening {
         // Bounded by the deadline: every round sleeps at most POLL or ends.
         loop {
             let notified = self.settled.notified();
-            let Some(deadline) = self.pending().get(&id).map(|(_, deadline)| *deadline) else {
+            let deadline = self.state().pending.get(&id).map(|(_, deadline)| *deadline);
+            let Some(deadline) = deadline else {
                 return;
             };
             let now = Instant::now();
@@ -68,5 +95,30 @@ impl Opening {
             }
             let _ = tokio::time::timeout(POLL.min(deadline - now), notified).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use peergraph::ConnectionId;
+
+    use super::Opening;
+
+    #[test]
+    fn an_outcome_before_the_open_reply_settles_the_connection() {
+        let (early, late) = match (ConnectionId::new(7), ConnectionId::new(8)) {
+            (Ok(early), Ok(late)) => (early, late),
+            _ => panic!("connection ids"),
+        };
+        let opening = Opening::default();
+        opening.settle(early);
+        opening.add(early, "bob", Duration::from_secs(10));
+        opening.add(late, "bob", Duration::from_secs(10));
+        assert_eq!(opening.ids(Some("bob")), vec![late]);
+        assert!(opening.ids(Some("carol")).is_empty());
+        opening.settle(late);
+        assert!(opening.ids(None).is_empty());
     }
 }
