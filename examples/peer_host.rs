@@ -6,7 +6,9 @@
 //! `records`, `search`, and `quit`), printing each reply with its result code and every
 //! event (connected, disconnected, connection failed, incoming data, record changed) as it
 //! happens. `--json` prints one JSON object per line instead, for scripts; `--db DIR` keeps
-//! the graph's records in a database that the next run opens again.
+//! the graph's records in a database that the next run opens again. `quit`, the end of
+//! input, SIGINT and SIGTERM close every connection gracefully (peers see DISCONNECTED at
+//! once), then the graph, and exit 0; piped input finishes before the host exits.
 //!
 //! Two nodes in two terminals, from the repository root:
 //!

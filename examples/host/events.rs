@@ -7,17 +7,20 @@ use std::sync::Arc;
 use peergraph::{ConnectionId, ConnectionStatus, EventStream, GraphEvent, RecordChangeType};
 
 use super::json::Object;
+use super::opening::Opening;
 use super::output::{row, status_names, status_text, with_code, Output};
 use super::{FILE_CHUNK, TEXT};
 
 /// Prints every event of `events` until the stream ends.
-pub(crate) async fn print(mut events: EventStream, out: Arc<Output>) {
+/// Settles, in `opening`, each connection whose outcome an event reports.
+pub(crate) async fn print(mut events: EventStream, out: Arc<Output>, opening: Arc<Opening>) {
     // Bytes of file chunks received per connection, for the running total.
     let mut received: HashMap<ConnectionId, u64> = HashMap::new();
     while let Some(event) = events.recv().await {
         match event {
             GraphEvent::DirectConnection(change) => {
                 let id = change.connection_id;
+                opening.settle(id);
                 let (status, tag) = match change.status {
                     ConnectionStatus::Connected => ("connected", "connected"),
                     ConnectionStatus::Disconnected => ("disconnected", "disconnected"),

@@ -11,12 +11,13 @@ use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use peergraph::{
     AttributeType, AttributeValue, Attributes, ConnectionFlags, ConnectionId, ConnectionInfo,
     ConnectionStats, Graph, GraphTime, NewRecord, PeerError, Record, RecordId, RecordType,
-    RecordUpdate, ResultCode, MAX_DATA_LEN,
+    RecordUpdate, ResultCode, DEFAULT_CONNECT_TIMEOUT, MAX_DATA_LEN,
 };
 use tokio::io::AsyncReadExt as _;
 
 use super::command::{AttributeArg, BadCommand, Command, ConnectionRef, USAGE};
 use super::json::Object;
+use super::opening::Opening;
 use super::output::{reply, row, status_names, status_text, with_code, Output};
 use super::{note_type, progress_wanted, FILE_CHUNK, TEXT};
 
@@ -27,9 +28,15 @@ const PROGRESS_TEMPLATE: &str =
 /// Runs commands against one graph.
 pub(crate) struct Host {
     graph: Graph,
+    graph_id: String,
     out: Arc<Output>,
     accept_direct: bool,
+    opening: Arc<Opening>,
 }
+
+/// How long a command naming a connection that is still opening waits for it: the
+/// library's connect timeout (the host does not change it), and a margin for the event.
+const OPEN_WAIT: Duration = Duration::from_secs(DEFAULT_CONNECT_TIMEOUT.as_secs() + 1);
 
 /// A failed command: the result code, and what to say beyond the code's description.
 struct Failure {
@@ -56,12 +63,99 @@ impl Failure {
 }
 
 impl Host {
-    pub(crate) fn new(graph: Graph, out: Arc<Output>, accept_direct: bool) -> Self {
+    pub(crate) fn new(
+        graph: Graph,
+        graph_id: String,
+        out: Arc<Output>,
+        accept_direct: bool,
+        opening: Arc<Opening>,
+    ) -> Self {
         Host {
             graph,
+            graph_id,
             out,
             accept_direct,
+            opening,
         }
+    }
+
+    /// Waits (each at most [`OPEN_WAIT`]) until every connection being opened is up or
+    /// has failed: at the end of input, so that the graph closes them gracefully.
+    pub(crate) async fn settle_opening(&self) {
+        for id in self.opening.ids(None) {
+            self.wait_opened(id).await;
+        }
+    }
+
+    /// Waits until connection `id` is no longer being opened (see [`Opening::wait`]).
+    async fn wait_opened(&self, id: ConnectionId) {
+        let graph = &self.graph;
+        self.opening
+            .wait(
+                id,
+                || async move { graph.connection_stats(id).await.is_ok() },
+            )
+            .await;
+    }
+
+    /// Closes every open direct connection with CloseDirectConnection, all at once and
+    /// within `limit`, so that the peers see DISCONNECTED at once and have all the data.
+    /// Answers how many closed in time.
+    pub(crate) async fn close_all(&self, limit: Duration) -> usize {
+        let connections = match self.graph.enum_connections(ConnectionFlags::DIRECT).await {
+            Ok(connections) => connections,
+            Err(error) => {
+                tracing::warn!(%error, "listing the connections to close");
+                return 0;
+            }
+        };
+        let mut closing = tokio::task::JoinSet::new();
+        for info in connections {
+            let graph = self.graph.clone();
+            let id = info.connection_id;
+            closing.spawn(async move { (id, graph.close_direct_connection(id).await) });
+        }
+        let mut closed = 0;
+        let all = async {
+            while let Some(done) = closing.join_next().await {
+                match done {
+                    Ok((_, Ok(()))) => closed += 1,
+                    Ok((id, Err(error))) => tracing::debug!(%id, %error, "closing at exit"),
+                    Err(error) => tracing::warn!(%error, "closing at exit"),
+                }
+            }
+        };
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!("some connections did not close in time; the graph closes them");
+        }
+        closed
+    }
+
+    /// Answers a line longer than `max` bytes, which was skipped unread.
+    pub(crate) fn line_too_long(&self, command: &str, bytes: u64, max: usize) {
+        let line = reply(command)
+            .u64("bytes", bytes)
+            .u64("max_bytes", max as u64);
+        self.fail(
+            command,
+            line,
+            Failure::invalid(format!(
+                "a line of {bytes} bytes is longer than the limit of {max} bytes; skipped"
+            )),
+        );
+    }
+
+    /// Answers for a command that a signal cut short.
+    pub(crate) fn interrupted(&self, command: &str) {
+        self.fail(
+            command,
+            reply(command),
+            Failure {
+                code: ResultCode::E_FAIL,
+                message: "interrupted by a signal before it finished; the host is stopping"
+                    .to_owned(),
+            },
+        );
     }
 
     /// Runs one command and prints its reply.
@@ -127,9 +221,15 @@ impl Host {
     /// the failed reply of `command` (with the candidates' ids) and answers `None`.
     async fn resolve(&self, command: &str, connection: &ConnectionRef) -> Option<ConnectionId> {
         let peer_id = match connection {
-            ConnectionRef::Id(id) => return Some(*id),
+            ConnectionRef::Id(id) => {
+                self.wait_opened(*id).await;
+                return Some(*id);
+            }
             ConnectionRef::Peer(peer_id) => peer_id,
         };
+        for id in self.opening.ids(Some(peer_id.as_str())) {
+            self.wait_opened(id).await;
+        }
         let line = reply(command).str("peer_id", peer_id.as_str());
         let connections = match self.graph.enum_connections(ConnectionFlags::DIRECT).await {
             Ok(connections) => connections,
@@ -192,6 +292,7 @@ impl Host {
             .str("addr", &address.to_string());
         match self.graph.open_direct_connection(peer_id, address).await {
             Ok(id) => {
+                self.opening.add(id, peer_id, OPEN_WAIT);
                 self.succeed("open", line.str("connection_id", &id.to_string()), || {
                     let outcome = if self.accept_direct {
                         "the outcome follows as an event"
@@ -377,6 +478,7 @@ impl Host {
         let addresses: Vec<String> = info.addresses.iter().map(ToString::to_string).collect();
         let names = status_names(status);
         let line = reply("info")
+            .str("graph_id", &self.graph_id)
             .str("peer_id", info.peer_id.as_str())
             .str("node_id", &info.node_id.to_string())
             .strings("addresses", addresses.iter().map(String::as_str))
@@ -395,7 +497,8 @@ impl Host {
                 "refused"
             };
             format!(
-                "peer {}  node {}  {addresses}\n{}",
+                "graph {}  peer {}  node {}  {addresses}\n{}",
+                self.graph_id,
                 info.peer_id,
                 info.node_id,
                 row(

@@ -13,8 +13,17 @@
 //!
 //! The command loop answers one command at a time, in order; the event printer runs beside
 //! it, so connections, disconnections and incoming data print as they happen, even while
-//! a long `sendfile` runs. `quit`, the end of standard input, or Ctrl-C close the graph
-//! (peers see DISCONNECTED at once) and shut the engine down.
+//! a long `sendfile` runs. `quit`, the end of standard input, SIGINT (Ctrl-C) or SIGTERM
+//! stop the host like a daemon: every direct connection is closed with
+//! CloseDirectConnection (all at once, within a few seconds), so peers see DISCONNECTED
+//! at once and have all the data; then the graph closes, the engine shuts down, and the
+//! exit code is 0. At the end of input, connections still opening come up (or fail)
+//! first, and a command naming a connection still opening waits for it (at most the
+//! connect timeout), so `printf 'open bob ADDR\nsend bob hi\n' | peer_host ...` delivers
+//! "hi". A signal that comes while a command runs lets it finish for a second, or answers
+//! it as interrupted. Lines over [`MAX_LINE_LEN`] (1 MiB) are skipped as they are read and
+//! answered with E_INVALIDARG. Logs carry ANSI colours only when standard error is a
+//! terminal.
 //!
 //! The record commands (`add`, `update`, `delete`, `get`, `records`, `search`) work on the
 //! graph's records: in memory, gone at exit, or with `--db DIR` in a database under DIR
@@ -31,9 +40,10 @@ mod command;
 mod events;
 mod execute;
 mod json;
+mod opening;
 mod output;
 
-use std::io::{self, BufRead as _, IsTerminal as _};
+use std::io::{self, BufRead, IsTerminal as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -47,12 +57,14 @@ use peergraph::{
     GraphProperties, GraphSecret, NodeIdentity, PeerError, PeerId, RecordType, ResultCode, Version,
     MIN_SECRET_LEN,
 };
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing_subscriber::EnvFilter;
 
 use self::command::Command;
 use self::execute::Host;
 use self::json::Object;
+use self::opening::Opening;
 use self::output::{row, with_code, Output};
 
 /// The data type of a `send` message: UTF-8 text.
@@ -81,6 +93,19 @@ const LINE_QUEUE: usize = 64;
 /// events that were already queued.
 const EVENT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long the host waits, when it stops, for its direct connections to close
+/// gracefully (CloseDirectConnection on each, all at once); the graph's close then ends
+/// whatever is left.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a command that was running when a signal came may still take to finish
+/// before the host answers it as interrupted.
+const COMMAND_GRACE: Duration = Duration::from_secs(1);
+
+/// The longest command line, in bytes (newline excluded): 1 MiB. A longer line is
+/// skipped as it is read, never held whole in memory, and answered with E_INVALIDARG.
+pub const MAX_LINE_LEN: usize = 1 << 20;
+
 const AFTER_HELP: &str = "\
 Commands, one per line on standard input, each answered with one reply:
   open PEER_ID ADDR            open a direct connection to peer PEER_ID listening at ADDR;
@@ -91,7 +116,7 @@ Commands, one per line on standard input, each answered with one reply:
                                receiver prints each chunk's size and the running total
   close CONNECTION             close a direct connection (both ends see disconnected)
   enum                         list the direct connections
-  info                         this node: graph, peer id, node id, addresses, status
+  info                         this node: graph id, peer id, node id, addresses, status
   stats [CONNECTION]           per connection: bytes sent and received, round-trip time,
                                congestion window and lost packets (quinn's statistics)
 
@@ -113,7 +138,15 @@ Record commands (the graph's records: in memory, or kept in a database with --db
                                <peersearch><clause attrib=\"room\" type=\"string\">lob*</clause></peersearch>
                                (the grammar is in docs/RECORDS.md)
   help                         list the commands
-  quit                         close the graph and exit; so do end of input and Ctrl-C
+  quit                         close every connection and the graph, and exit (code 0);
+                               so do end of input, SIGINT (Ctrl-C) and SIGTERM. At end
+                               of input, commands already read finish first, and
+                               connections still opening come up before they close
+
+A line is at most 1 MiB (1048576 bytes); a longer one is skipped without being read into
+memory and answered with E_INVALIDARG, and the host goes on. A command naming a
+connection that is still opening (open bob ADDR, then send bob hi) waits for it to come
+up, at most the connect timeout (10 s).
 
 Connection ids are printed as the library prints them: 0x and 16 hex digits, such as
 0x8b3e5a1f0c2d4e69 (node ids: 16 hex digits). CONNECTION is a connection id in that
@@ -134,7 +167,8 @@ is a JSON string in the text form above: \"connection_id\" (such as
 and types; a CONNECTION naming no or several connections is answered with a
 \"candidates\" array of connection ids. Counts and sizes are numbers. `get` answers with a \"record\" object, `records` and
 `search` with a \"records\" array of them. Logs go to standard error; RUST_LOG sets their level
-(such as RUST_LOG=peergraph=debug; default warn).
+(such as RUST_LOG=peergraph=debug; default warn), in colour only when standard error is a
+terminal.
 
 Example, in two terminals:
   peer_host --graph chat --peer bob --listen 127.0.0.1:0 --accept-direct
@@ -231,8 +265,8 @@ struct Args {
     json: bool,
 }
 
-/// Runs the peer host with the process's arguments; the exit code is 0 after `quit` or
-/// the end of input, 1 when the host cannot start.
+/// Runs the peer host with the process's arguments; the exit code is 0 after `quit`, the
+/// end of input, SIGINT or SIGTERM, 1 when the host cannot start.
 pub fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
@@ -240,6 +274,7 @@ pub fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
         .init();
     let out = Arc::new(Output::new(args.json));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -273,10 +308,14 @@ pub fn main() -> ExitCode {
 }
 
 /// Why the command loop ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Stop {
     Quit,
     EndOfInput,
+    /// SIGINT (Ctrl-C).
     Interrupted,
+    /// SIGTERM.
+    Terminated,
 }
 
 async fn run(args: Args, out: Arc<Output>) -> Result<()> {
@@ -374,28 +413,49 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
         );
     }
 
-    let printer = tokio::spawn(events::print(events, out.clone()));
+    let opening = Arc::new(Opening::default());
+    let printer = tokio::spawn(events::print(events, out.clone(), opening.clone()));
 
-    let host = Host::new(graph.clone(), out.clone(), args.accept_direct);
+    let host = Host::new(
+        graph.clone(),
+        args.graph.clone(),
+        out.clone(),
+        args.accept_direct,
+        opening,
+    );
+    let mut signals = Signals::new();
     let mut lines = stdin_lines()?;
-    let interrupted = interrupted();
-    tokio::pin!(interrupted);
     let stop = loop {
         let line = tokio::select! {
             line = lines.recv() => line,
-            () = &mut interrupted => break Stop::Interrupted,
+            stop = signals.recv() => break stop,
         };
-        let Some(line) = line else {
-            break Stop::EndOfInput;
+        let line = match line {
+            None => break Stop::EndOfInput,
+            Some(Input::Line(line)) => line,
+            Some(Input::TooLong { bytes, command }) => {
+                host.line_too_long(&command, bytes, MAX_LINE_LEN);
+                continue;
+            }
         };
         match command::parse(&line) {
             Ok(None) => {}
             Ok(Some(Command::Quit)) => break Stop::Quit,
             Ok(Some(command)) => {
                 tracing::debug!(?command, "running");
+                let running = host.execute(command);
+                tokio::pin!(running);
                 tokio::select! {
-                    () = host.execute(command) => {}
-                    () = &mut interrupted => break Stop::Interrupted,
+                    () = &mut running => {}
+                    stop = signals.recv() => {
+                        // Every command is answered: let it finish for a moment, or say
+                        // it was cut short.
+                        if tokio::time::timeout(COMMAND_GRACE, &mut running).await.is_err() {
+                            let word = line.split_whitespace().next().unwrap_or_default();
+                            host.interrupted(word);
+                        }
+                        break stop;
+                    }
                 }
             }
             Err(bad) => host.bad_command(&bad),
@@ -403,12 +463,24 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
     };
     out.clear_bar();
 
+    // At the end of input, what is pending finishes first: connections still opening
+    // come up (or fail), so that the closes below reach them.
+    if stop == Stop::EndOfInput {
+        host.settle_opening().await;
+    }
+    // Every link closes gracefully (the peers see DISCONNECTED at once, with all the
+    // data), bounded in time.
+    let links = host.close_all(CLOSE_TIMEOUT).await;
+    tracing::debug!(links, "direct connections closed");
+
     // PeerGraphClose ends every connection with LEAVING (peers report DISCONNECTED) and
     // ends the event stream; then PeerGraphShutdown.
     let closed = graph.close().await;
+    tracing::debug!("graph closed");
     if let Err(error) = engine.shutdown().await {
         tracing::warn!(%error, "shutdown");
     }
+    tracing::debug!("engine shut down");
     if tokio::time::timeout(EVENT_DRAIN_TIMEOUT, printer)
         .await
         .is_err()
@@ -420,11 +492,11 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
         Stop::Quit => out.emit(with_code(output::reply("quit"), code), || {
             row("quit", &format!("{code}  graph closed"))
         }),
-        Stop::EndOfInput | Stop::Interrupted => {
-            let reason = if matches!(stop, Stop::EndOfInput) {
-                "end of input"
-            } else {
-                "interrupted"
+        Stop::EndOfInput | Stop::Interrupted | Stop::Terminated => {
+            let reason = match stop {
+                Stop::EndOfInput => "end of input",
+                Stop::Terminated => "terminated",
+                _ => "interrupted",
             };
             let line = Object::new().str("event", "stopped").str("reason", reason);
             out.emit(with_code(line, code), || {
@@ -546,11 +618,19 @@ fn read_secret(path: &Path) -> Result<GraphSecret> {
     })
 }
 
+/// One line of standard input, as the reading thread hands it over.
+enum Input {
+    /// A line of at most [`MAX_LINE_LEN`] bytes, newline included.
+    Line(String),
+    /// A longer line, skipped: its length (newline included) and its first word.
+    TooLong { bytes: u64, command: String },
+}
+
 /// Reads standard input on a thread of its own (a blocking read cannot be cancelled, and
 /// must not hold up the runtime's exit) and hands over each line. Bytes that are not
 /// UTF-8 become U+FFFD, so such a line is answered as a bad command rather than ending
 /// the input.
-fn stdin_lines() -> Result<mpsc::Receiver<String>> {
+fn stdin_lines() -> Result<mpsc::Receiver<Input>> {
     let (sender, receiver) = mpsc::channel(LINE_QUEUE);
     std::thread::Builder::new()
         .name("stdin".into())
@@ -558,16 +638,13 @@ fn stdin_lines() -> Result<mpsc::Receiver<String>> {
             let mut input = io::stdin().lock();
             let mut line = Vec::new();
             loop {
-                line.clear();
-                match input.read_until(b'\n', &mut line) {
-                    Ok(0) => break,
-                    Ok(_) => {
-                        let text = String::from_utf8_lossy(&line).into_owned();
-                        if sender.blocking_send(text).is_err() {
+                match read_line(&mut input, &mut line, MAX_LINE_LEN) {
+                    Ok(None) => break,
+                    Ok(Some(read)) => {
+                        if sender.blocking_send(read).is_err() {
                             break;
                         }
                     }
-                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                     Err(error) => {
                         tracing::warn!(%error, "reading standard input");
                         break;
@@ -579,14 +656,117 @@ fn stdin_lines() -> Result<mpsc::Receiver<String>> {
     Ok(receiver)
 }
 
-/// Resolves on Ctrl-C; never, if the signal cannot be watched.
-async fn interrupted() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
+/// Reads the next line of `input` into `line`, holding at most `max` bytes of it (newline
+/// excluded): a longer line is read through to its newline and dropped, its first word
+/// kept for the reply. `None` at the end of input.
+fn read_line(
+    input: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<Option<Input>> {
+    line.clear();
+    let mut total: u64 = 0;
+    let mut command: Option<String> = None;
+    // Each round consumes at least one byte, or ends: bounded by the line's length.
+    loop {
+        let available = match input.fill_buf() {
+            Ok(available) => available,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if available.is_empty() {
+            if total == 0 {
+                return Ok(None);
+            }
+            break;
+        }
+        let newline = available.iter().position(|&b| b == b'\n');
+        let used = newline.map_or(available.len(), |at| at + 1);
+        let content = newline.unwrap_or(available.len());
+        total += used as u64;
+        if command.is_none() {
+            if line.len() + content > max {
+                let mut head = std::mem::take(line);
+                head.extend_from_slice(&available[..content.min(64)]);
+                let head = String::from_utf8_lossy(&head).into_owned();
+                command = Some(head.split_whitespace().next().unwrap_or("line").to_owned());
+            } else {
+                line.extend_from_slice(&available[..used]);
+            }
+        }
+        input.consume(used);
+        if newline.is_some() {
+            break;
+        }
+    }
+    Ok(Some(match command {
+        None => Input::Line(String::from_utf8_lossy(line).into_owned()),
+        Some(command) => Input::TooLong {
+            bytes: total,
+            command,
+        },
+    }))
+}
+
+/// SIGINT and SIGTERM, watched from the start of the command loop.
+struct Signals {
+    interrupt: Option<Signal>,
+    terminate: Option<Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        let watch = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(signal) => Some(signal),
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch {name}");
+                None
+            }
+        };
+        Signals {
+            interrupt: watch(SignalKind::interrupt(), "SIGINT"),
+            terminate: watch(SignalKind::terminate(), "SIGTERM"),
+        }
+    }
+
+    /// The next signal, as the reason to stop; never, for a signal that cannot be
+    /// watched.
+    async fn recv(&mut self) -> Stop {
+        async fn next(signal: Option<&mut Signal>) {
+            if let Some(signal) = signal {
+                if signal.recv().await.is_some() {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await;
+        }
+        tokio::select! {
+            () = next(self.interrupt.as_mut()) => Stop::Interrupted,
+            () = next(self.terminate.as_mut()) => Stop::Terminated,
+        }
     }
 }
 
 /// True when a progress bar makes sense: text output to an interactive terminal.
 fn progress_wanted(out: &Output) -> bool {
     !out.is_json() && io::stdout().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read_line, Input};
+
+    #[test]
+    fn lines_over_the_bound_are_skipped_to_their_newline() {
+        let mut input = &b"send bob 0123456789\nsend bob hi\nlast"[..];
+        let mut line = Vec::new();
+        let mut next = || read_line(&mut input, &mut line, 12).ok().flatten();
+        assert!(matches!(
+            next(),
+            Some(Input::TooLong { bytes: 20, command }) if command == "send"
+        ));
+        assert!(matches!(next(), Some(Input::Line(text)) if text == "send bob hi\n"));
+        assert!(matches!(next(), Some(Input::Line(text)) if text == "last"));
+        assert!(next().is_none());
+    }
 }

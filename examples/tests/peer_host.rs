@@ -32,19 +32,23 @@ struct Host {
 impl Host {
     /// A host of graph `chat` that listens on loopback and accepts direct connections.
     fn start(name: &'static str) -> Host {
-        Host::spawn(
+        Host::start_with(name, &[])
+    }
+
+    /// A host as [`Host::start`] makes it, with `more` arguments.
+    fn start_with(name: &'static str, more: &[&str]) -> Host {
+        let mut args = vec![
+            "--graph",
+            "chat",
+            "--peer",
             name,
-            &[
-                "--graph",
-                "chat",
-                "--peer",
-                name,
-                "--listen",
-                "127.0.0.1:0",
-                "--accept-direct",
-                "--json",
-            ],
-        )
+            "--listen",
+            "127.0.0.1:0",
+            "--accept-direct",
+            "--json",
+        ];
+        args.extend_from_slice(more);
+        Host::spawn(name, &args)
     }
 
     /// A host run with `args`.
@@ -89,10 +93,20 @@ impl Host {
     /// The first line not yet claimed that satisfies `wanted`, waiting for it if needed;
     /// others are kept for later calls. Every line must be one JSON object.
     fn expect(&mut self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        self.expect_within(LINE_TIMEOUT, what, wanted)
+    }
+
+    /// As [`Host::expect`], waiting at most `limit`.
+    fn expect_within(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Value {
         if let Some(index) = self.unclaimed.iter().position(&wanted) {
             return self.unclaimed.remove(index);
         }
-        let deadline = Instant::now() + LINE_TIMEOUT;
+        let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match self.lines.recv_timeout(left) {
@@ -131,17 +145,32 @@ impl Host {
     fn quit(&mut self) {
         self.send("quit");
         self.reply("quit", "S_OK");
+        self.exits_ok("quit");
+    }
+
+    /// Waits (bounded) for the process to exit with status 0 with no more output, after
+    /// `what`.
+    fn exits_ok(&mut self, what: &str) {
         self.stdin.take();
         // The reader thread hangs up when the process closes its output, at exit.
         match self.lines.recv_timeout(LINE_TIMEOUT) {
-            Ok(line) => panic!("{}: a line after the quit reply: {line}", self.name),
+            Ok(line) => panic!("{}: a line after {what}: {line}", self.name),
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                panic!("{}: still running after quit", self.name)
+                panic!("{}: still running after {what}", self.name)
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {}
         }
         let status = self.child.wait().expect("wait");
         assert!(status.success(), "{}: exit status {status}", self.name);
+    }
+
+    /// Sends the process `signal` (such as `-TERM`) with kill(1).
+    fn signal(&mut self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal}: {status}");
     }
 }
 
@@ -495,5 +524,77 @@ fn records_outlive_the_host_with_db() {
     alice.send(&format!("get {kept}"));
     let got = alice.reply("get", "S_OK");
     assert_eq!(got["record"]["version"], 2, "{got}");
+    alice.quit();
+}
+
+#[test]
+fn sigterm_closes_every_link_at_once_and_exits_0() {
+    // An idle timeout far above the wait below: bob can only see the disconnection that
+    // quickly if alice closes the link on SIGTERM.
+    let mut alice = Host::start_with("alice", &["--idle-timeout", "30"]);
+    let mut bob = Host::start_with("bob", &["--idle-timeout", "30"]);
+    let listening = |v: &Value| v["event"] == "listening";
+    alice.expect("listening event", listening);
+    let bob_start = bob.expect("listening event", listening);
+    let bob_address = bob_start["addr"].as_str().expect("addr").to_owned();
+    alice.send(&format!("open bob {bob_address}"));
+    let id = connection_id(&alice.reply("open", "S_OK"));
+    alice.expect("connected", connection_event("connected", &id));
+    bob.expect("connected", connection_event("connected", &id));
+
+    alice.signal("-TERM");
+    bob.expect_within(
+        Duration::from_secs(5),
+        "disconnected within 5 s of SIGTERM",
+        connection_event("disconnected", &id),
+    );
+    let stopped = alice.expect("stopped event", |v| v["event"] == "stopped");
+    assert_eq!(stopped["reason"], "terminated", "{stopped}");
+    assert_eq!(stopped["name"], "S_OK", "{stopped}");
+    alice.exits_ok("SIGTERM");
+    bob.quit();
+}
+
+#[test]
+fn piped_open_then_send_delivers_before_exit() {
+    let mut bob = Host::start("bob");
+    let bob_start = bob.expect("listening event", |v| v["event"] == "listening");
+    let bob_address = bob_start["addr"].as_str().expect("addr").to_owned();
+
+    // The whole script at once, then the end of input: `send bob` names a connection
+    // that is still opening, and must wait for it.
+    let mut alice = Host::start("alice");
+    alice.send(&format!("open bob {bob_address}\nsend bob hi"));
+    alice.stdin.take();
+    alice.reply("open", "S_OK");
+    alice.reply("send", "S_OK");
+    let stopped = alice.expect("stopped event", |v| v["event"] == "stopped");
+    assert_eq!(stopped["reason"], "end of input", "{stopped}");
+    alice.exits_ok("the end of input");
+
+    let got = bob.expect("incoming data", |v| v["event"] == "incoming_data");
+    assert_eq!(got["text"], "hi", "{got}");
+    bob.expect("disconnected", |v| {
+        v["event"] == "direct_connection" && v["status"] == "disconnected"
+    });
+    bob.quit();
+}
+
+#[test]
+fn an_over_long_line_is_refused_and_the_host_goes_on() {
+    let mut alice = Host::start("alice");
+    alice.expect("listening event", |v| v["event"] == "listening");
+    // 2 MiB, over the 1 MiB bound: skipped as it is read.
+    let long = format!("send bob {}", "x".repeat(2 << 20));
+    alice.send(&long);
+    let refused = alice.reply("send", "E_INVALIDARG");
+    assert_eq!(refused["max_bytes"], 1 << 20, "{refused}");
+    assert_eq!(refused["bytes"], long.len() + 1, "{refused}");
+
+    // The next line is a command of its own, and `info` names the graph.
+    alice.send("info");
+    let info = alice.reply("info", "S_OK");
+    assert_eq!(info["graph_id"], "chat", "{info}");
+    assert_eq!(info["peer_id"], "alice", "{info}");
     alice.quit();
 }
