@@ -32,10 +32,11 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context as _, Result};
 use bytes::Bytes;
 use peergraph::{
-    code_of, ConnectionFlags, ConnectionId, ConnectionStatus, DataType, Engine, EngineConfig,
+    ConnectionFlags, ConnectionId, ConnectionStatus, DataType, Engine, EngineConfig,
     EventRegistration, EventStream, EventType, Graph, GraphEvent, GraphId, GraphOptions,
-    GraphProperties, GraphStatus, NodeInfo, PeerId, PeerResult, ResultCode, Version,
+    GraphProperties, GraphStatus, NodeInfo, PeerId, ResultCode, Version,
 };
+use peergraph_examples::transcript::{columns, detail, fails, note, ok, row, section};
 use tracing_subscriber::EnvFilter;
 
 /// The data type of a whisper. Any GUID will do, as long as sender and receiver agree on
@@ -61,6 +62,7 @@ const BUSY: GraphStatus = GraphStatus(IDLE.0 | GraphStatus::HAS_CONNECTIONS.0);
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    columns(WHO_WIDTH, CALL_WIDTH);
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
@@ -486,53 +488,4 @@ fn print_event(who: &str, event: &GraphEvent) {
             row(who, "<- (events lost)", &format!("{count} dropped"));
         }
     }
-}
-
-/// Prints a call and what it returned: the result code, and under it the code's
-/// description when the call failed.
-fn show<T>(who: &str, call: &str, result: &PeerResult<T>) {
-    let code = code_of(result);
-    row(who, call, &code.to_string());
-    if result.is_err() {
-        row("", "", code.description());
-    }
-}
-
-/// Prints a call that should succeed, and returns its value, or fails the demonstration.
-fn ok<T>(who: &str, call: &str, result: PeerResult<T>) -> Result<T> {
-    show(who, call, &result);
-    result.with_context(|| format!("{who}: {call} failed; expected S_OK"))
-}
-
-/// Prints a call that should fail with `expected`, or fails the demonstration.
-fn fails<T>(who: &str, call: &str, result: PeerResult<T>, expected: ResultCode) -> Result<()> {
-    show(who, call, &result);
-    let got = code_of(&result);
-    if got != expected {
-        bail!("{who}: {call} returned {got}; expected {expected}");
-    }
-    Ok(())
-}
-
-/// One line of the transcript, in three columns.
-fn row(who: &str, call: &str, result: &str) {
-    println!("{who:<WHO_WIDTH$}{call:<CALL_WIDTH$} {result}");
-}
-
-/// A line of detail, indented under the call it belongs to.
-fn detail(text: &str) {
-    println!("{:<WHO_WIDTH$}  {text}", "");
-}
-
-/// A line of narration between calls.
-fn note(text: &str) {
-    println!("{text}");
-}
-
-/// A step's heading.
-fn section(title: &str) {
-    println!(
-        "\n== {title} {}",
-        "=".repeat(70usize.saturating_sub(title.len()))
-    );
 }

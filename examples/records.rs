@@ -46,9 +46,10 @@ use clap::Parser;
 use peergraph::{
     code_of, Attributes, DatabaseLocation, Engine, EngineConfig, EventRegistration, EventStream,
     EventType, Graph, GraphEvent, GraphId, GraphOptions, GraphProperties, GraphStatus, GraphTime,
-    NewRecord, PeerError, PeerId, PeerResult, Record, RecordChangeType, RecordId, RecordSecurity,
-    RecordType, RecordUpdate, ResultCode, Version,
+    NewRecord, PeerError, PeerId, Record, RecordChangeType, RecordId, RecordSecurity, RecordType,
+    RecordUpdate, ResultCode, Version,
 };
+use peergraph_examples::transcript::{columns, detail, fails, note, ok, row, section, show};
 use tracing_subscriber::EnvFilter;
 
 /// The record type of a chat line. Any GUID will do, as long as every node agrees on it.
@@ -101,6 +102,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    columns(WHO_WIDTH, CALL_WIDTH);
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -890,53 +892,4 @@ fn print_event(who: &str, event: &GraphEvent) {
         }
         other => row(who, "<- (other event)", &format!("{other:?}")),
     }
-}
-
-/// Prints a call and what it returned: the result code, and under it the code's
-/// description when the call failed.
-fn show<T>(who: &str, call: &str, result: &PeerResult<T>) {
-    let code = code_of(result);
-    row(who, call, &code.to_string());
-    if result.is_err() {
-        row("", "", code.description());
-    }
-}
-
-/// Prints a call that should succeed, and returns its value, or fails the demonstration.
-fn ok<T>(who: &str, call: &str, result: PeerResult<T>) -> Result<T> {
-    show(who, call, &result);
-    result.with_context(|| format!("{who}: {call} failed; expected S_OK"))
-}
-
-/// Prints a call that should fail with `expected`, or fails the demonstration.
-fn fails<T>(who: &str, call: &str, result: PeerResult<T>, expected: ResultCode) -> Result<()> {
-    show(who, call, &result);
-    let got = code_of(&result);
-    if got != expected {
-        bail!("{who}: {call} returned {got}; expected {expected}");
-    }
-    Ok(())
-}
-
-/// One line of the transcript, in three columns.
-fn row(who: &str, call: &str, result: &str) {
-    println!("{who:<WHO_WIDTH$} {call:<CALL_WIDTH$} {result}");
-}
-
-/// A line of detail, indented under the call it belongs to.
-fn detail(text: &str) {
-    println!("{:<WHO_WIDTH$}   {text}", "");
-}
-
-/// A line of narration between calls.
-fn note(text: &str) {
-    println!("{text}");
-}
-
-/// A step's heading.
-fn section(title: &str) {
-    println!(
-        "\n== {title} {}",
-        "=".repeat(70usize.saturating_sub(title.len()))
-    );
 }
