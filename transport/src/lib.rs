@@ -20,8 +20,8 @@ mod tls;
 
 pub use crate::endpoint::{
     bind_endpoint, client_config, server_config, transport_config, Congestion, EndpointError,
-    LinkOptions, DEFAULT_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT, MIN_IDLE_TIMEOUT, SERVER_NAME,
-    SOCKET_BUFFER_BYTES,
+    LinkOptions, DEFAULT_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT, MIN_IDLE_TIMEOUT, MTU_SEARCH_STEP,
+    SERVER_NAME, SOCKET_BUFFER_BYTES,
 };
 pub use crate::framed::{write_message, DataFrame, FrameReader, ReadFrameError};
 pub use crate::identity::{
