@@ -35,6 +35,7 @@
 //! - `events`: printing the graph's events.
 //! - `output`: the two output formats, and the progress bar of `sendfile`.
 //! - `json`: the JSON line writer.
+//! - `prompt`: the prompt on a terminal (line editing, history), or lines from a pipe.
 
 mod command;
 mod events;
@@ -42,6 +43,7 @@ mod execute;
 mod json;
 mod opening;
 mod output;
+mod prompt;
 
 use std::io::{self, BufRead, IsTerminal as _};
 use std::net::SocketAddr;
@@ -53,9 +55,9 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use peergraph::{
-    DataType, Engine, EngineConfig, EventRegistration, EventType, Graph, GraphId, GraphOptions,
-    GraphProperties, GraphSecret, NodeIdentity, PeerError, PeerId, RecordType, ResultCode, Version,
-    MIN_SECRET_LEN,
+    Congestion, DataType, Engine, EngineConfig, EventRegistration, EventType, Graph, GraphId,
+    GraphOptions, GraphProperties, GraphSecret, NodeIdentity, PeerError, PeerId, RecordType,
+    ResultCode, Version, MIN_SECRET_LEN,
 };
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
@@ -260,9 +262,47 @@ struct Args {
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     idle_timeout: Option<u64>,
 
+    /// The congestion controller of the graph's links: cubic or bbr.
+    ///
+    /// Measured on loopback and through a lossy relay: see benches/RESULTS.md.
+    #[arg(long, value_enum, value_name = "CC", default_value_t = CongestionChoice::DEFAULT)]
+    congestion: CongestionChoice,
+
     /// Print one JSON object per line on standard output, for scripts.
     #[arg(long)]
     json: bool,
+}
+
+/// The congestion controllers `--congestion` offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum CongestionChoice {
+    /// CUBIC: backs off on every loss, as TCP does.
+    Cubic,
+    /// BBR: paces at the bandwidth and round-trip time it measures, so random loss does
+    /// not slow it down.
+    Bbr,
+}
+
+impl CongestionChoice {
+    /// The host's default, chosen from measurements (benches/RESULTS.md, "Congestion
+    /// controller").
+    const DEFAULT: CongestionChoice = CongestionChoice::Cubic;
+
+    /// The library's controller.
+    fn congestion(self) -> Congestion {
+        match self {
+            CongestionChoice::Cubic => Congestion::Cubic,
+            CongestionChoice::Bbr => Congestion::Bbr,
+        }
+    }
+
+    /// Its name, as `--congestion` takes it and `info` prints it.
+    fn name(self) -> &'static str {
+        match self {
+            CongestionChoice::Cubic => "cubic",
+            CongestionChoice::Bbr => "bbr",
+        }
+    }
 }
 
 /// Runs the peer host with the process's arguments; the exit code is 0 after `quit`, the
@@ -421,17 +461,25 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
         args.graph.clone(),
         out.clone(),
         args.accept_direct,
+        args.congestion.name(),
         opening,
     );
     let mut signals = Signals::new();
-    let mut lines = stdin_lines()?;
+    let mut lines = if prompt::wanted(out.is_json()) {
+        prompt::Lines::prompt(out.clone())?
+    } else {
+        prompt::Lines::piped(stdin_lines()?)
+    };
     let stop = loop {
+        // Every line read before was answered: the prompt may show again.
+        lines.answered();
         let line = tokio::select! {
             line = lines.recv() => line,
             stop = signals.recv() => break stop,
         };
         let line = match line {
             None => break Stop::EndOfInput,
+            Some(Input::Interrupted) => break Stop::Interrupted,
             Some(Input::Line(line)) => line,
             Some(Input::TooLong { bytes, command }) => {
                 host.line_too_long(&command, bytes, MAX_LINE_LEN);
@@ -461,6 +509,7 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
             Err(bad) => host.bad_command(&bad),
         }
     };
+    lines.close();
     out.clear_bar();
 
     // At the end of input, what is pending finishes first: connections still opening
@@ -570,7 +619,7 @@ fn start_graph(engine: &Engine, args: &Args, options: GraphOptions, out: &Output
 
 /// The graph's options from the command line: identity, secret, idle timeout, database.
 fn graph_options(args: &Args, out: &Output) -> Result<GraphOptions> {
-    let mut options = GraphOptions::default();
+    let mut options = GraphOptions::default().with_congestion(args.congestion.congestion());
     if let Some(path) = &args.key {
         let created = !path.exists();
         let identity = NodeIdentity::load_or_generate(path)
@@ -624,6 +673,9 @@ enum Input {
     Line(String),
     /// A longer line, skipped: its length (newline included) and its first word.
     TooLong { bytes: u64, command: String },
+    /// Ctrl-C at the prompt (the terminal is in raw mode, so it is a key, not SIGINT):
+    /// the host stops as on SIGINT.
+    Interrupted,
 }
 
 /// Reads standard input on a thread of its own (a blocking read cannot be cancelled, and
