@@ -11,7 +11,9 @@
 //!                  stdout: aligned text, or one JSON object per line (--json)
 //! ```
 //!
-//! The command loop answers one command at a time, in order; the event printer runs beside
+//! On a terminal the thread is a prompt with line editing and history (`prompt`), and
+//! Output prints through it, above the line being typed. The command loop answers one
+//! command at a time, in order; the event printer runs beside
 //! it, so connections, disconnections and incoming data print as they happen, even while
 //! a long `sendfile` runs. `quit`, the end of standard input, SIGINT (Ctrl-C) or SIGTERM
 //! stop the host like a daemon: every direct connection is closed with
@@ -118,7 +120,8 @@ Commands, one per line on standard input, each answered with one reply:
                                receiver prints each chunk's size and the running total
   close CONNECTION             close a direct connection (both ends see disconnected)
   enum                         list the direct connections
-  info                         this node: graph id, peer id, node id, addresses, status
+  info                         this node: graph id, peer id, node id, addresses, status,
+                               congestion controller
   stats [CONNECTION]           per connection: bytes sent and received, round-trip time,
                                congestion window and lost packets (quinn's statistics)
 
@@ -144,6 +147,14 @@ Record commands (the graph's records: in memory, or kept in a database with --db
                                so do end of input, SIGINT (Ctrl-C) and SIGTERM. At end
                                of input, commands already read finish first, and
                                connections still opening come up before they close
+
+On a terminal (standard input and output both terminals, without --json) the host shows
+a prompt, `peer_host> `, with line editing (arrows, Home, End, Ctrl-A, Ctrl-E, Ctrl-W)
+and a history of the last 1000 lines in memory (Up and Down; nothing is written to
+disk). The prompt comes back once a command is answered, so sendfile's progress bar has
+the screen to itself; events print above the line being typed. Ctrl-C at the prompt
+stops the host as SIGINT does (to clear the line, Ctrl-U); Ctrl-D on an empty line ends
+the input. Piped or redirected input is read line by line with no prompt.
 
 A line is at most 1 MiB (1048576 bytes); a longer one is skipped without being read into
 memory and answered with E_INVALIDARG, and the host goes on. A command naming a
@@ -262,9 +273,17 @@ struct Args {
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     idle_timeout: Option<u64>,
 
-    /// The congestion controller of the graph's links: cubic or bbr.
+    /// The congestion controller of the graph's links: bbr (the default) or cubic.
     ///
-    /// Measured on loopback and through a lossy relay: see benches/RESULTS.md.
+    /// Measured by bulk transfers between two nodes on one machine (benches/RESULTS.md,
+    /// "Congestion controller"; `cargo run --release -p peergraph-benches --bin
+    /// congestion`), BBR's throughput over CUBIC's: even on clean loopback (1.01), a
+    /// little lower through a relay adding 10 ms each way (0.91), 11 to 16 times higher
+    /// when the relay also drops 1 % of the datagrams, 21 times with 5 %. Random loss (Wi-Fi,
+    /// mobile, long paths) costs CUBIC far more than clean links cost BBR, hence bbr.
+    /// cubic is quinn's and the library's default: gentler with other traffic sharing a
+    /// congested link (through the relay's queue BBR put 16 to 37 % more bytes on the
+    /// wire than it delivered, CUBIC 3 to 6 %), and quinn calls its BBR experimental.
     #[arg(long, value_enum, value_name = "CC", default_value_t = CongestionChoice::DEFAULT)]
     congestion: CongestionChoice,
 
@@ -286,7 +305,7 @@ enum CongestionChoice {
 impl CongestionChoice {
     /// The host's default, chosen from measurements (benches/RESULTS.md, "Congestion
     /// controller").
-    const DEFAULT: CongestionChoice = CongestionChoice::Cubic;
+    const DEFAULT: CongestionChoice = CongestionChoice::Bbr;
 
     /// The library's controller.
     fn congestion(self) -> Congestion {
@@ -465,10 +484,17 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
         opening,
     );
     let mut signals = Signals::new();
-    let mut lines = if prompt::wanted(out.is_json()) {
-        prompt::Lines::prompt(out.clone())?
-    } else {
-        prompt::Lines::piped(stdin_lines()?)
+    let prompted = prompt::wanted(out.is_json())
+        .then(|| prompt::Lines::prompt(out.clone()))
+        .and_then(|prompted| {
+            // A terminal the line editor does not support still takes plain lines.
+            prompted
+                .inspect_err(|error| tracing::info!("no prompt: {error:#}"))
+                .ok()
+        });
+    let mut lines = match prompted {
+        Some(lines) => lines,
+        None => prompt::Lines::piped(stdin_lines()?),
     };
     let stop = loop {
         // Every line read before was answered: the prompt may show again.

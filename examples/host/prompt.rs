@@ -80,10 +80,10 @@ impl Lines {
             .auto_add_history(false)
             .build();
         let mut editor = DefaultEditor::with_config(config).context("cannot start the prompt")?;
+        // Fails on a terminal the editor does not support (TERM=dumb): no prompt then.
         let printer = editor
             .create_external_printer()
             .context("cannot print around the prompt")?;
-        out.attach_printer(Box::new(printer));
         let saved = termios::tcgetattr(io::stdin()).ok();
         // One line at a time: the prompt waits for the command loop to take each.
         let (sender, receiver) = mpsc::channel(1);
@@ -94,6 +94,7 @@ impl Lines {
             .name("prompt".into())
             .spawn(move || read_lines(editor, &sender, &turns, &flag))
             .context("cannot start the thread of the prompt")?;
+        out.attach_printer(Box::new(printer));
         Ok(Lines {
             receiver,
             prompt: Some(Prompt {

@@ -2,6 +2,7 @@
 //! around the line being typed, Ctrl-C and Ctrl-D. The host runs in a tmux pane (a real
 //! pseudo-terminal) on a tmux server of the test's own; keys go in with `send-keys`, and
 //! the screen is read back with `capture-pane`.
+//! And `--congestion`, which `info` reports.
 //!
 //! A terminal sends no event when it changes, so the tests poll the pane, every
 //! [`POLL`], each wait bounded by [`PANE_TIMEOUT`]. Without tmux on the machine the tests
@@ -318,4 +319,16 @@ fn sendfile_at_the_prompt_is_answered_before_the_prompt_comes_back() {
     let screen = pane.wait("exit", |screen| screen.contains("exit status"));
     assert!(screen.contains("exit status 0"), "{screen}");
     bob.quit();
+}
+
+#[test]
+fn info_names_the_congestion_controller_bbr_unless_told() {
+    let mut default = Host::start("alice");
+    default.send("info");
+    assert_eq!(default.reply("info", "S_OK")["congestion"], "bbr");
+    default.quit();
+    let mut cubic = Host::start_with("bob", &["--congestion", "cubic"]);
+    cubic.send("info");
+    assert_eq!(cubic.reply("info", "S_OK")["congestion"], "cubic");
+    cubic.quit();
 }
