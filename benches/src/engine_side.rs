@@ -46,7 +46,7 @@ pub(crate) const OPEN_WINDOW: usize = 64;
 /// did. With Retry the burst overflows a UDP receive buffer (the kernel's `RcvbufErrors`
 /// rose by about 1,100 over 3,000 links; by none without Retry), and some handshakes do
 /// not recover from the lost packets in time. Still open.
-fn bench_options() -> GraphOptions {
+pub(crate) fn bench_options() -> GraphOptions {
     GraphOptions::default()
         .with_handshake_limits(DEFAULT_MAX_PENDING_HANDSHAKES, OPEN_WINDOW)
         .with_retry_threshold(usize::MAX)
@@ -119,7 +119,7 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    async fn start(peer_id: &'static str) -> anyhow::Result<Node> {
+    async fn start(peer_id: &'static str, options: GraphOptions) -> anyhow::Result<Node> {
         // Inside an actix system the engine runs its graphs on the current arbiter.
         let engine = Engine::with_config(EngineConfig::default())?;
         engine.startup(Version::V1_0).map_err(peer)?;
@@ -127,9 +127,7 @@ impl Node {
             GraphId::new("bench").map_err(peer)?,
             PeerId::new(peer_id).map_err(peer)?,
         );
-        let graph = engine
-            .create_graph(properties, bench_options())
-            .map_err(peer)?;
+        let graph = engine.create_graph(properties, options).map_err(peer)?;
         let events = graph
             .register_event_with(
                 vec![
@@ -378,10 +376,17 @@ where
 impl EnginePair {
     /// Two hosts, each with a started engine and a listening graph.
     pub(crate) async fn start() -> anyhow::Result<EnginePair> {
+        EnginePair::start_with(bench_options()).await
+    }
+
+    /// Like [`EnginePair::start`], both graphs with `options`.
+    pub(crate) async fn start_with(options: GraphOptions) -> anyhow::Result<EnginePair> {
         let alice_host = Host::start("engine-alice")?;
         let bob_host = Host::start("engine-bob")?;
-        let alice = alice_host.run(Node::start("alice")).await??;
-        let bob = bob_host.run(Node::start("bob")).await??;
+        let alice = alice_host
+            .run(Node::start("alice", options.clone()))
+            .await??;
+        let bob = bob_host.run(Node::start("bob", options)).await??;
         Ok(EnginePair {
             bob_address: bob.address,
             alice: Some(alice),
@@ -399,6 +404,16 @@ impl EnginePair {
         if let Some(bob) = self.bob.take() {
             let _ = self.bob_host.run(bob.stop()).await;
         }
+    }
+
+    /// Where bob listens.
+    pub(crate) fn bob_address(&self) -> SocketAddr {
+        self.bob_address
+    }
+
+    /// Makes alice dial `address` (a relay in front of bob) instead of bob's own.
+    pub(crate) fn dial_through(&mut self, address: SocketAddr) {
+        self.bob_address = address;
     }
 
     async fn connect(&mut self) -> anyhow::Result<ConnectionId> {

@@ -16,23 +16,30 @@
 //! - `raw_side`: two raw quinn endpoints and each metric on plain streams.
 //! - `memory`: resident memory and the child process that `idle_memory` runs in.
 //! - `compare`: runs a metric on both sides, alternating, and makes its lines.
+//! - `congestion`: the harness of the `congestion` binary, CUBIC against BBR on loopback
+//!   and through a lossy relay ([`run_congestion`]).
+//! - `relay`: a seeded lossy UDP [`Relay`].
 //! - `records`: the harness of the `records` binary, peergraph's graph database against
 //!   SQLite ([`run_records`]).
 //!
 //! [`NodeIdentity`]: peergraph_transport::NodeIdentity
 
 mod compare;
+mod congestion;
 mod engine_side;
 mod memory;
 mod raw_side;
 mod records;
+mod relay;
 mod report;
 mod runtime;
 mod settings;
 
 pub use crate::compare::run_metric;
+pub use crate::congestion::{run_congestion, Condition, CongestionLine, CongestionSettings};
 pub use crate::memory::{child_idle_memory, resident_kib, Side};
 pub use crate::records::{run_records, RecordsLine, RecordsSettings};
+pub use crate::relay::{Impairment, Relay, QUEUE_DATAGRAMS};
 pub use crate::report::{median, percentile, Baseline, Better, Line};
 pub use crate::runtime::RuntimeThread;
 pub use crate::settings::{Metric, Settings};

@@ -31,6 +31,8 @@ pub(crate) struct Host {
     graph_id: String,
     out: Arc<Output>,
     accept_direct: bool,
+    /// The links' congestion controller (`--congestion`), as `info` prints it.
+    congestion: &'static str,
     opening: Arc<Opening>,
 }
 
@@ -68,6 +70,7 @@ impl Host {
         graph_id: String,
         out: Arc<Output>,
         accept_direct: bool,
+        congestion: &'static str,
         opening: Arc<Opening>,
     ) -> Self {
         Host {
@@ -75,6 +78,7 @@ impl Host {
             graph_id,
             out,
             accept_direct,
+            congestion,
             opening,
         }
     }
@@ -484,6 +488,7 @@ impl Host {
             .strings("addresses", addresses.iter().map(String::as_str))
             .strings("status", names.iter().copied())
             .bool("accept_direct", self.accept_direct)
+            .str("congestion", self.congestion)
             .u64("connections", connections);
         self.succeed("info", line, || {
             let addresses = if addresses.is_empty() {
@@ -504,9 +509,10 @@ impl Host {
                 row(
                     "",
                     &format!(
-                        "status {}; {}; direct connections {direct}",
+                        "status {}; {}; direct connections {direct}; congestion {}",
                         status_text(status),
-                        count(connections as usize, "connection")
+                        count(connections as usize, "connection"),
+                        self.congestion
                     )
                 )
             )

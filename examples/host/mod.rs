@@ -11,7 +11,9 @@
 //!                  stdout: aligned text, or one JSON object per line (--json)
 //! ```
 //!
-//! The command loop answers one command at a time, in order; the event printer runs beside
+//! On a terminal the thread is a prompt with line editing and history (`prompt`), and
+//! Output prints through it, above the line being typed. The command loop answers one
+//! command at a time, in order; the event printer runs beside
 //! it, so connections, disconnections and incoming data print as they happen, even while
 //! a long `sendfile` runs. `quit`, the end of standard input, SIGINT (Ctrl-C) or SIGTERM
 //! stop the host like a daemon: every direct connection is closed with
@@ -35,6 +37,7 @@
 //! - `events`: printing the graph's events.
 //! - `output`: the two output formats, and the progress bar of `sendfile`.
 //! - `json`: the JSON line writer.
+//! - `prompt`: the prompt on a terminal (line editing, history), or lines from a pipe.
 
 mod command;
 mod events;
@@ -42,6 +45,7 @@ mod execute;
 mod json;
 mod opening;
 mod output;
+mod prompt;
 
 use std::io::{self, BufRead, IsTerminal as _};
 use std::net::SocketAddr;
@@ -53,9 +57,9 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use peergraph::{
-    DataType, Engine, EngineConfig, EventRegistration, EventType, Graph, GraphId, GraphOptions,
-    GraphProperties, GraphSecret, NodeIdentity, PeerError, PeerId, RecordType, ResultCode, Version,
-    MIN_SECRET_LEN,
+    Congestion, DataType, Engine, EngineConfig, EventRegistration, EventType, Graph, GraphId,
+    GraphOptions, GraphProperties, GraphSecret, NodeIdentity, PeerError, PeerId, RecordType,
+    ResultCode, Version, MIN_SECRET_LEN,
 };
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
@@ -116,7 +120,8 @@ Commands, one per line on standard input, each answered with one reply:
                                receiver prints each chunk's size and the running total
   close CONNECTION             close a direct connection (both ends see disconnected)
   enum                         list the direct connections
-  info                         this node: graph id, peer id, node id, addresses, status
+  info                         this node: graph id, peer id, node id, addresses, status,
+                               congestion controller
   stats [CONNECTION]           per connection: bytes sent and received, round-trip time,
                                congestion window and lost packets (quinn's statistics)
 
@@ -142,6 +147,14 @@ Record commands (the graph's records: in memory, or kept in a database with --db
                                so do end of input, SIGINT (Ctrl-C) and SIGTERM. At end
                                of input, commands already read finish first, and
                                connections still opening come up before they close
+
+On a terminal (standard input and output both terminals, without --json) the host shows
+a prompt, `peer_host> `, with line editing (arrows, Home, End, Ctrl-A, Ctrl-E, Ctrl-W)
+and a history of the last 1000 lines in memory (Up and Down; nothing is written to
+disk). The prompt comes back once a command is answered, so sendfile's progress bar has
+the screen to itself; events print above the line being typed. Ctrl-C at the prompt
+stops the host as SIGINT does (to clear the line, Ctrl-U); Ctrl-D on an empty line ends
+the input. Piped or redirected input is read line by line with no prompt.
 
 A line is at most 1 MiB (1048576 bytes); a longer one is skipped without being read into
 memory and answered with E_INVALIDARG, and the host goes on. A command naming a
@@ -260,9 +273,55 @@ struct Args {
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     idle_timeout: Option<u64>,
 
+    /// The congestion controller of the graph's links: bbr (the default) or cubic.
+    ///
+    /// Measured by bulk transfers between two nodes on one machine (benches/RESULTS.md,
+    /// "Congestion controller"; `cargo run --release -p peergraph-benches --bin
+    /// congestion`), BBR's throughput over CUBIC's: even on clean loopback (1.01), a
+    /// little lower through a relay adding 10 ms each way (0.91), 11 to 16 times higher
+    /// when the relay also drops 1 % of the datagrams, 21 times with 5 %. Random loss (Wi-Fi,
+    /// mobile, long paths) costs CUBIC far more than clean links cost BBR, hence bbr.
+    /// cubic is quinn's and the library's default: gentler with other traffic sharing a
+    /// congested link (through the relay's queue BBR put 16 to 37 % more bytes on the
+    /// wire than it delivered, CUBIC 3 to 6 %), and quinn calls its BBR experimental.
+    #[arg(long, value_enum, value_name = "CC", default_value_t = CongestionChoice::DEFAULT)]
+    congestion: CongestionChoice,
+
     /// Print one JSON object per line on standard output, for scripts.
     #[arg(long)]
     json: bool,
+}
+
+/// The congestion controllers `--congestion` offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum CongestionChoice {
+    /// CUBIC: backs off on every loss, as TCP does.
+    Cubic,
+    /// BBR: paces at the bandwidth and round-trip time it measures, so random loss does
+    /// not slow it down.
+    Bbr,
+}
+
+impl CongestionChoice {
+    /// The host's default, chosen from measurements (benches/RESULTS.md, "Congestion
+    /// controller").
+    const DEFAULT: CongestionChoice = CongestionChoice::Bbr;
+
+    /// The library's controller.
+    fn congestion(self) -> Congestion {
+        match self {
+            CongestionChoice::Cubic => Congestion::Cubic,
+            CongestionChoice::Bbr => Congestion::Bbr,
+        }
+    }
+
+    /// Its name, as `--congestion` takes it and `info` prints it.
+    fn name(self) -> &'static str {
+        match self {
+            CongestionChoice::Cubic => "cubic",
+            CongestionChoice::Bbr => "bbr",
+        }
+    }
 }
 
 /// Runs the peer host with the process's arguments; the exit code is 0 after `quit`, the
@@ -421,17 +480,32 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
         args.graph.clone(),
         out.clone(),
         args.accept_direct,
+        args.congestion.name(),
         opening,
     );
     let mut signals = Signals::new();
-    let mut lines = stdin_lines()?;
+    let prompted = prompt::wanted(out.is_json())
+        .then(|| prompt::Lines::prompt(out.clone()))
+        .and_then(|prompted| {
+            // A terminal the line editor does not support still takes plain lines.
+            prompted
+                .inspect_err(|error| tracing::info!("no prompt: {error:#}"))
+                .ok()
+        });
+    let mut lines = match prompted {
+        Some(lines) => lines,
+        None => prompt::Lines::piped(stdin_lines()?),
+    };
     let stop = loop {
+        // Every line read before was answered: the prompt may show again.
+        lines.answered();
         let line = tokio::select! {
             line = lines.recv() => line,
             stop = signals.recv() => break stop,
         };
         let line = match line {
             None => break Stop::EndOfInput,
+            Some(Input::Interrupted) => break Stop::Interrupted,
             Some(Input::Line(line)) => line,
             Some(Input::TooLong { bytes, command }) => {
                 host.line_too_long(&command, bytes, MAX_LINE_LEN);
@@ -461,6 +535,7 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
             Err(bad) => host.bad_command(&bad),
         }
     };
+    lines.close();
     out.clear_bar();
 
     // At the end of input, what is pending finishes first: connections still opening
@@ -570,7 +645,7 @@ fn start_graph(engine: &Engine, args: &Args, options: GraphOptions, out: &Output
 
 /// The graph's options from the command line: identity, secret, idle timeout, database.
 fn graph_options(args: &Args, out: &Output) -> Result<GraphOptions> {
-    let mut options = GraphOptions::default();
+    let mut options = GraphOptions::default().with_congestion(args.congestion.congestion());
     if let Some(path) = &args.key {
         let created = !path.exists();
         let identity = NodeIdentity::load_or_generate(path)
@@ -624,6 +699,9 @@ enum Input {
     Line(String),
     /// A longer line, skipped: its length (newline included) and its first word.
     TooLong { bytes: u64, command: String },
+    /// Ctrl-C at the prompt (the terminal is in raw mode, so it is a key, not SIGINT):
+    /// the host stops as on SIGINT.
+    Interrupted,
 }
 
 /// Reads standard input on a thread of its own (a blocking read cannot be cancelled, and

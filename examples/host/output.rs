@@ -1,12 +1,15 @@
 //! Everything the host prints on standard output: one line per event or reply, either as
 //! aligned text for people or as one JSON object per line (`--json`), and the progress bar
-//! of a running `sendfile`, which other lines are printed around.
+//! of a running `sendfile`, which other lines are printed around. While the prompt is
+//! shown on a terminal, lines go through the line editor, which prints them above the
+//! line being typed.
 
 use std::io::{self, Write as _};
 use std::sync::{Mutex, PoisonError};
 
 use indicatif::ProgressBar;
 use peergraph::{GraphStatus, ResultCode};
+use rustyline::ExternalPrinter;
 
 use super::json::Object;
 
@@ -19,6 +22,9 @@ const TAG_WIDTH: usize = 13;
 pub(crate) struct Output {
     json: bool,
     bar: Mutex<Option<ProgressBar>>,
+    /// The line editor's printer, while the prompt runs: it clears the line being typed,
+    /// prints, and draws the prompt and the line again.
+    printer: Mutex<Option<Box<dyn ExternalPrinter + Send>>>,
 }
 
 impl Output {
@@ -27,6 +33,7 @@ impl Output {
         Output {
             json,
             bar: Mutex::new(None),
+            printer: Mutex::new(None),
         }
     }
 
@@ -57,11 +64,36 @@ impl Output {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        let mut printer = self.printer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut write = || match printer.as_mut() {
+            Some(printer) => {
+                // Outside the prompt (while a command runs) the printer writes straight
+                // to the terminal, so the line carries its own newline.
+                if let Err(error) = printer.print(format!("{line}\n")) {
+                    tracing::debug!(%error, "the prompt's printer failed; printing directly");
+                    write_line(line);
+                }
+            }
+            None => write_line(line),
+        };
         match bar {
             // Clears the bar, prints, and draws the bar again below the line.
-            Some(bar) => bar.suspend(|| write_line(line)),
-            None => write_line(line),
+            Some(bar) => bar.suspend(write),
+            None => write(),
         }
+    }
+
+    /// Prints every line through `printer` until [`Output::detach_printer`].
+    pub(crate) fn attach_printer(&self, printer: Box<dyn ExternalPrinter + Send>) {
+        *self.printer.lock().unwrap_or_else(PoisonError::into_inner) = Some(printer);
+    }
+
+    /// Prints lines directly again: the prompt is gone.
+    pub(crate) fn detach_printer(&self) {
+        self.printer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 
     /// Shows `bar` until [`Output::clear_bar`]; lines printed meanwhile go above it.
