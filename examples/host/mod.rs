@@ -35,6 +35,8 @@
 //! - `events`: printing the graph's events.
 //! - `output`: the two output formats, and the progress bar of `sendfile`.
 //! - `json`: the JSON line writer.
+//! - `transfer`: files, sent by `sendfile` and received (and saved with `--save-dir`),
+//!   with their wire format.
 
 mod command;
 mod events;
@@ -42,6 +44,9 @@ mod execute;
 mod json;
 mod opening;
 mod output;
+mod transfer;
+
+pub use self::transfer::{FILE_ABORT, FILE_HEADER};
 
 use std::io::{self, BufRead, IsTerminal as _};
 use std::net::SocketAddr;
@@ -58,7 +63,7 @@ use peergraph::{
     MIN_SECRET_LEN,
 };
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing_subscriber::EnvFilter;
 
 use self::command::Command;
@@ -69,7 +74,7 @@ use self::output::{row, with_code, Output};
 
 /// The data type of a `send` message: UTF-8 text.
 pub const TEXT: DataType = DataType::from_u128(0x5d0c_7e4a_91b3_4f28_a6e0_3c1d_8b27_f940);
-/// The data type of each chunk of a `sendfile`.
+/// The data type of each chunk of a `sendfile` (after a [`FILE_HEADER`]).
 pub const FILE_CHUNK: DataType = DataType::from_u128(0x2b94_e1c6_07fd_4a3e_9c58_d7a0_16e3_b25f);
 
 /// The record type `add` gives a record unless told otherwise: a "note" (its GUID; the
@@ -260,6 +265,19 @@ struct Args {
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     idle_timeout: Option<u64>,
 
+    /// Save the files peers send (sendfile) in DIR (created when missing).
+    ///
+    /// A file is written as it comes to a hidden partial file in DIR (.NAME.PID-N.part),
+    /// and named NAME only once all its bytes came and their SHA-256 is the one its
+    /// header announced; an existing file is never replaced (NAME (1), NAME (2)...
+    /// instead). A name with a directory, `..`, a drive (`C:`) or a control character is
+    /// refused, so nothing is written outside DIR. A file that does not arrive whole
+    /// (closed link, sender stopped, hash wrong, this host stopping) leaves nothing in
+    /// DIR. Each file ends in one file_received event with its path, bytes, sha256 and
+    /// whether it is complete. Without --save-dir files are checked, not kept.
+    #[arg(long, value_name = "DIR")]
+    save_dir: Option<PathBuf>,
+
     /// Print one JSON object per line on standard output, for scripts.
     #[arg(long)]
     json: bool,
@@ -320,6 +338,10 @@ enum Stop {
 
 async fn run(args: Args, out: Arc<Output>) -> Result<()> {
     let options = graph_options(&args, &out)?;
+    if let Some(dir) = &args.save_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--save-dir {}: cannot create it", dir.display()))?;
+    }
     // One worker thread: the host runs a single graph, and its actor lives on one arbiter.
     let engine = Engine::with_config(EngineConfig { workers: Some(1) })
         .context("cannot start the engine's worker thread")?;
@@ -414,7 +436,16 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
     }
 
     let opening = Arc::new(Opening::default());
-    let printer = tokio::spawn(events::print(events, out.clone(), opening.clone()));
+    // Turns true when the host starts stopping: a running sendfile gives up, and files
+    // still coming in are incomplete.
+    let (stopping, stop) = watch::channel(false);
+    let printer = tokio::spawn(events::print(
+        events,
+        out.clone(),
+        opening.clone(),
+        args.save_dir.clone(),
+        stop.clone(),
+    ));
 
     let host = Host::new(
         graph.clone(),
@@ -422,6 +453,7 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
         out.clone(),
         args.accept_direct,
         opening,
+        stop,
     );
     let mut signals = Signals::new();
     let mut lines = stdin_lines()?;
@@ -448,8 +480,10 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
                 tokio::select! {
                     () = &mut running => {}
                     stop = signals.recv() => {
-                        // Every command is answered: let it finish for a moment, or say
-                        // it was cut short.
+                        // Every command is answered: let it finish for a moment (a
+                        // sendfile gives up at once, with the bytes sent), or say it was
+                        // cut short.
+                        stopping.send_replace(true);
                         if tokio::time::timeout(COMMAND_GRACE, &mut running).await.is_err() {
                             let word = line.split_whitespace().next().unwrap_or_default();
                             host.interrupted(word);
@@ -461,6 +495,7 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
             Err(bad) => host.bad_command(&bad),
         }
     };
+    stopping.send_replace(true);
     out.clear_bar();
 
     // At the end of input, what is pending finishes first: connections still opening
@@ -745,11 +780,6 @@ impl Signals {
             () = next(self.terminate.as_mut()) => Stop::Terminated,
         }
     }
-}
-
-/// True when a progress bar makes sense: text output to an interactive terminal.
-fn progress_wanted(out: &Output) -> bool {
-    !out.is_json() && io::stdout().is_terminal()
 }
 
 #[cfg(test)]

@@ -1,11 +1,14 @@
 //! Everything the host prints on standard output: one line per event or reply, either as
 //! aligned text for people or as one JSON object per line (`--json`), and the progress bar
-//! of a running `sendfile`, which other lines are printed around.
+//! of a running `sendfile` or of a file being received, which other lines are printed
+//! around. One bar shows at a time: a transfer that starts while another's bar shows goes
+//! without one.
 
-use std::io::{self, Write as _};
+use std::io::{self, IsTerminal as _, Write as _};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use indicatif::ProgressBar;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use peergraph::{GraphStatus, ResultCode};
 
 use super::json::Object;
@@ -18,8 +21,15 @@ const TAG_WIDTH: usize = 13;
 /// line is written whole, so lines from the two never mix.
 pub(crate) struct Output {
     json: bool,
-    bar: Mutex<Option<ProgressBar>>,
+    /// The bar on the screen, with the token its owner hides it by.
+    bar: Mutex<Option<(BarToken, ProgressBar)>>,
+    next_token: AtomicU64,
 }
+
+/// Names the progress bar [`Output::show_bar`] put on the screen, so that its owner
+/// removes its own bar and no other.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct BarToken(u64);
 
 impl Output {
     /// Output as JSON lines (`json`) or as text.
@@ -27,6 +37,7 @@ impl Output {
         Output {
             json,
             bar: Mutex::new(None),
+            next_token: AtomicU64::new(0),
         }
     }
 
@@ -56,7 +67,8 @@ impl Output {
             .bar
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+            .as_ref()
+            .map(|(_, bar)| bar.clone());
         match bar {
             // Clears the bar, prints, and draws the bar again below the line.
             Some(bar) => bar.suspend(|| write_line(line)),
@@ -64,14 +76,40 @@ impl Output {
         }
     }
 
-    /// Shows `bar` until [`Output::clear_bar`]; lines printed meanwhile go above it.
-    pub(crate) fn set_bar(&self, bar: ProgressBar) {
-        *self.bar.lock().unwrap_or_else(PoisonError::into_inner) = Some(bar);
+    /// A progress bar of `len` bytes drawn with `template`, shown until
+    /// [`Output::hide_bar`] with its token or [`Output::clear_bar`]; lines printed
+    /// meanwhile go above it. `None` when no bar is wanted: in `--json` mode, when
+    /// standard output is not a terminal, or while another bar shows.
+    pub(crate) fn bar(&self, len: u64, template: &str) -> Option<(BarToken, ProgressBar)> {
+        if self.json || !io::stdout().is_terminal() {
+            return None;
+        }
+        let mut slot = self.bar.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_some() {
+            return None;
+        }
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stdout());
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        let token = BarToken(self.next_token.fetch_add(1, Ordering::Relaxed));
+        *slot = Some((token, bar.clone()));
+        Some((token, bar))
     }
 
-    /// Removes the progress bar from the screen.
+    /// Removes the bar `token` names from the screen, if it still shows.
+    pub(crate) fn hide_bar(&self, token: BarToken) {
+        let mut slot = self.bar.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_some_and(|(shown, _)| *shown == token) {
+            if let Some((_, bar)) = slot.take() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+
+    /// Removes whatever progress bar shows from the screen.
     pub(crate) fn clear_bar(&self) {
-        if let Some(bar) = self
+        if let Some((_, bar)) = self
             .bar
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
