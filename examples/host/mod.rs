@@ -25,6 +25,10 @@
 //! answered with E_INVALIDARG. Logs carry ANSI colours only when standard error is a
 //! terminal.
 //!
+//! `sendfile` sends a file with its name, size and SHA-256 first; every host checks the
+//! files it receives, and one started with `--save-dir DIR` saves them there, whole or not
+//! at all (see `transfer`).
+//!
 //! The record commands (`add`, `update`, `delete`, `get`, `records`, `search`) work on the
 //! graph's records: in memory, gone at exit, or with `--db DIR` in a database under DIR
 //! that the next run with the same graph, peer and DIR opens again.
@@ -117,8 +121,12 @@ Commands, one per line on standard input, each answered with one reply:
                                the reply gives the connection id, the outcome follows as a
                                connected or connection failed event
   send CONNECTION TEXT         send the rest of the line as one text message
-  sendfile CONNECTION PATH     send a file in chunks of at most 1 MiB (MAX_DATA_LEN); the
-                               receiver prints each chunk's size and the running total
+  sendfile CONNECTION PATH     send a file: a header with its name (PATH's base name), size
+                               and SHA-256, then chunks of at most 1 MiB (MAX_DATA_LEN).
+                               The reply gives the bytes, chunks and SHA-256 sent; a signal
+                               or a closed link ends it early, answered with an error and
+                               the bytes sent. The receiver checks the hash and, started
+                               with --save-dir DIR, saves the file there (see below)
   close CONNECTION             close a direct connection (both ends see disconnected)
   enum                         list the direct connections
   info                         this node: graph id, peer id, node id, addresses, status
@@ -175,10 +183,22 @@ and types; a CONNECTION naming no or several connections is answered with a
 (such as RUST_LOG=peergraph=debug; default warn), in colour only when standard error is a
 terminal.
 
+Files: a host prints file_incoming when a file begins and one file_received when it
+ends, with \"file_name\", \"path\" (null unless saved), \"bytes\" received, \"size\",
+\"sha256\" (null unless checked) and \"complete\" (false with a \"message\" when the
+header was refused, the hash differs, the sender gave up, the link closed or this host
+stopped). With --save-dir DIR the bytes go, as they come, to a hidden DIR/.NAME.PID-N.part,
+named NAME only once the hash matched; an existing NAME is never replaced (NAME (1)...
+instead); names with a directory, `..`, a drive or control characters are refused; an
+incomplete file leaves nothing in DIR. The chunks of a saved file are not printed one by
+one: a progress bar shows on a terminal. Without --save-dir files are checked, not kept,
+and each chunk prints with the running total. At most 8 files come in at once.
+
 Example, in two terminals:
-  peer_host --graph chat --peer bob --listen 127.0.0.1:0 --accept-direct
+  peer_host --graph chat --peer bob --listen 127.0.0.1:0 --accept-direct --save-dir inbox
   peer_host --graph chat --peer alice --listen 127.0.0.1:0 --accept-direct
-then in alice's: open bob ADDR_BOB_PRINTED, send bob hello, sendfile bob FILE, close ID.
+then in alice's: open bob ADDR_BOB_PRINTED, send bob hello, sendfile bob FILE (bob finds
+it in inbox/), close ID.
 
 Records that outlive the host:
   peer_host --graph notes --peer alice --db ./notes-db
