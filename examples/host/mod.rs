@@ -358,10 +358,19 @@ enum Stop {
 
 async fn run(args: Args, out: Arc<Output>) -> Result<()> {
     let options = graph_options(&args, &out)?;
-    if let Some(dir) = &args.save_dir {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("--save-dir {}: cannot create it", dir.display()))?;
-    }
+    // An absolute save directory, so that the paths file_received prints name the files
+    // wherever a script runs.
+    let save_dir = match &args.save_dir {
+        None => None,
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("--save-dir {}: cannot create it", dir.display()))?;
+            Some(
+                std::fs::canonicalize(dir)
+                    .with_context(|| format!("--save-dir {}", dir.display()))?,
+            )
+        }
+    };
     // One worker thread: the host runs a single graph, and its actor lives on one arbiter.
     let engine = Engine::with_config(EngineConfig { workers: Some(1) })
         .context("cannot start the engine's worker thread")?;
@@ -463,7 +472,7 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
         events,
         out.clone(),
         opening.clone(),
-        args.save_dir.clone(),
+        save_dir,
         stop.clone(),
     ));
 

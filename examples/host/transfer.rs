@@ -1005,6 +1005,123 @@ mod tests {
         assert!(decode_abort(&[]).contains("malformed"));
     }
 
+    /// A header's bytes for `content` under `name`.
+    fn header_for(name: &str, content: &[u8]) -> Vec<u8> {
+        let sha256 = digest::digest(&digest::SHA256, content);
+        Header {
+            name: name.to_owned(),
+            size: content.len() as u64,
+            sha256: sha256.as_ref().try_into().expect("32 bytes"),
+        }
+        .encode()
+    }
+
+    /// What a receiver saving in a new directory, inside a parent of its own, does with
+    /// crafted messages: names that would leave the directory write nothing anywhere, a
+    /// wrong hash or too many bytes leave nothing, and a good file is saved whole.
+    #[tokio::test]
+    async fn crafted_files_never_leave_the_directory_nor_look_whole() {
+        let parent = tempfile::TempDir::new().expect("a directory");
+        let dir = parent.path().join("inbox");
+        std::fs::create_dir(&dir).expect("the save directory");
+        let out = Arc::new(Output::new(true));
+        let mut receiver = Receiver::new(Some(dir.clone()), out);
+        let id = ConnectionId::new(7).expect("not zero");
+        let entries = |path: &Path| std::fs::read_dir(path).expect("read a directory").count();
+
+        for name in [
+            "../escaped",
+            "/tmp/escaped",
+            "..",
+            "C:escaped",
+            "sub\\escaped",
+        ] {
+            assert!(
+                receiver
+                    .data(id, FILE_HEADER, &header_for(name, b"evil"))
+                    .await
+            );
+            // The refused file's bytes are dropped quietly, and create nothing.
+            assert!(receiver.data(id, FILE_CHUNK, b"evil").await);
+            assert!(receiver.files.is_empty(), "{name}");
+        }
+        assert_eq!(entries(&dir), 0);
+        assert_eq!(entries(parent.path()), 1, "only the save directory");
+
+        // A malformed header: the chunks after it are stray, printed as before.
+        assert!(receiver.data(id, FILE_HEADER, &[1, 2, 3]).await);
+        assert!(!receiver.data(id, FILE_CHUNK, b"stray").await);
+
+        // The bytes of another content: the hash differs, and nothing is kept.
+        assert!(
+            receiver
+                .data(id, FILE_HEADER, &header_for("a.txt", b"right"))
+                .await
+        );
+        assert_eq!(entries(&dir), 1, "the partial file");
+        assert!(receiver.data(id, FILE_CHUNK, b"wrong").await);
+        assert_eq!(entries(&dir), 0);
+
+        // More bytes than announced: nothing is kept.
+        assert!(
+            receiver
+                .data(id, FILE_HEADER, &header_for("b.txt", b"abc"))
+                .await
+        );
+        assert!(receiver.data(id, FILE_CHUNK, b"abcd").await);
+        assert_eq!(entries(&dir), 0);
+
+        // The sender gives up half-way: nothing is kept.
+        assert!(
+            receiver
+                .data(id, FILE_HEADER, &header_for("c.txt", b"abcdef"))
+                .await
+        );
+        assert!(receiver.data(id, FILE_CHUNK, b"abc").await);
+        assert!(
+            receiver
+                .data(id, FILE_ABORT, &encode_abort("read error"))
+                .await
+        );
+        assert_eq!(entries(&dir), 0);
+
+        // A good file in two chunks is saved whole, under its name.
+        assert!(
+            receiver
+                .data(id, FILE_HEADER, &header_for("d.txt", b"hello world"))
+                .await
+        );
+        assert!(receiver.data(id, FILE_CHUNK, b"hello ").await);
+        assert!(receiver.data(id, FILE_CHUNK, b"world").await);
+        assert_eq!(
+            std::fs::read(dir.join("d.txt")).expect("the saved file"),
+            b"hello world"
+        );
+        assert_eq!(entries(&dir), 1);
+
+        // A file cut by the link's end, or by the host stopping, leaves nothing.
+        assert!(
+            receiver
+                .data(id, FILE_HEADER, &header_for("e.txt", b"abcdef"))
+                .await
+        );
+        assert!(receiver.data(id, FILE_CHUNK, b"abc").await);
+        receiver.disconnected(id).await;
+        assert!(
+            receiver
+                .data(id, FILE_HEADER, &header_for("f.txt", b"abcdef"))
+                .await
+        );
+        assert!(receiver.data(id, FILE_CHUNK, b"abc").await);
+        receiver.stop("stopping").await;
+        assert!(
+            receiver.data(id, FILE_CHUNK, b"def").await,
+            "dropped quietly"
+        );
+        assert_eq!(entries(&dir), 1);
+        assert_eq!(entries(parent.path()), 1);
+    }
+
     #[test]
     fn hex_is_lowercase_and_whole() {
         assert_eq!(hex(&[0x00, 0xab, 0x0f]), "00ab0f");

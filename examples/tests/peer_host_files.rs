@@ -174,7 +174,8 @@ fn a_file_is_saved_whole_with_its_hash_checked_and_never_replaces_one() {
     assert_eq!(received["sha256"], expected.as_str(), "{received}");
     assert!(received.get("message").is_none(), "{received}");
     let saved = PathBuf::from(received["path"].as_str().expect("a path"));
-    assert_eq!(saved, save.path().join("data.bin"));
+    let canonical = fs::canonicalize(save.path()).expect("the save directory's path");
+    assert_eq!(saved, canonical.join("data.bin"));
     assert!(fs::read(&saved).expect("read the saved file") == content);
 
     // The same name again is saved beside the first, which stays as it was.
@@ -186,7 +187,7 @@ fn a_file_is_saved_whole_with_its_hash_checked_and_never_replaces_one() {
     assert_eq!(again["complete"], true, "{again}");
     assert_eq!(again["sha256"], sha256(&other).as_str(), "{again}");
     let second = PathBuf::from(again["path"].as_str().expect("a path"));
-    assert_eq!(second, save.path().join("data (1).bin"));
+    assert_eq!(second, canonical.join("data (1).bin"));
     assert!(fs::read(&second).expect("read the second file") == other);
     assert!(fs::read(&saved).expect("read the first file") == content);
 
