@@ -26,7 +26,7 @@ pub(crate) struct Output {
     next_token: AtomicU64,
 }
 
-/// Names the progress bar [`Output::show_bar`] put on the screen, so that its owner
+/// Names the progress bar [`Output::bar`] put on the screen, so that its owner
 /// removes its own bar and no other.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct BarToken(u64);

@@ -1,75 +1,21 @@
-//! File transfer between hosts: `sendfile` on the sending side, and on the receiving side
-//! the check of every file that comes, saved under `--save-dir DIR` when one is given.
-//!
-//! # Wire format (version 1)
-//! A file travels on one direct connection as messages of three data types; messages on
-//! one connection arrive in order, so no transfer id is needed, and a connection carries
-//! one file at a time (a host runs one command at a time).
-//!
-//! ```text
-//! FILE_HEADER  version (1 byte, 1) | size (u64, big-endian) | SHA-256 (32 bytes)
-//!              | name length (u16, big-endian) | name (UTF-8, a base name)
-//! FILE_CHUNK   the next bytes of the content, at most MAX_DATA_LEN (1 MiB) each;
-//!              the file ends when `size` bytes came
-//! FILE_ABORT   version (1 byte, 1) | reason (UTF-8, at most 256 bytes): the sender gave
-//!              up before the end (a read error, a signal)
-//! ```
-//!
-//! The sender reads the file twice: once to hash it, so that the header carries the
-//! SHA-256 before any chunk, and once to send it, hashing again; a file that changes in
-//! between is reported (its receiver finds the hash wrong). A name is refused, by the
-//! sender and by the receiver, when it is empty, `.` or `..`, longer than
-//! [`MAX_NAME_LEN`] bytes, or holds `/`, `\`, `:` (a drive, as in `C:`), NUL or another
-//! control character: a file is only ever written inside the save directory.
-//!
-//! # Receiving
-//! Every header starts a file, and every file ends in exactly one `file_received` event:
-//! `complete: true` once `size` bytes came and their SHA-256 is the announced one,
-//! `complete: false` (with a `message`) when the header is refused, more bytes come than
-//! announced, the hash differs, the sender aborts, the connection closes, or the host
-//! stops (quit, end of input, SIGINT, SIGTERM). With `--save-dir DIR` the bytes go, as
-//! they come, to a hidden partial file in DIR (`.NAME.PID-N.part`), which becomes NAME
-//! only when the hash matched; an existing file is never replaced: the file becomes
-//! `NAME (1)`, `NAME (2)`... (before the extension). An incomplete file's partial is
-//! removed, so nothing that looks whole is left (a host killed with SIGKILL leaves its
-//! `.part` file). Chunks of a file being saved are not printed one by one: a
-//! `file_incoming` event says a file began, a progress bar shows on a terminal, and
-//! `file_received` says how it ended. Without `--save-dir` the host still checks each
-//! file's hash and prints both events (`path` null), and prints each chunk as before.
-//! At most [`MAX_INCOMING`] files are received at once; further headers are refused.
+//! The receiving side: each connection's file in progress, hashed as it comes and, with a
+//! save directory, written to a partial file that is named only once the hash matched.
 
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
 use indicatif::{HumanBytes, ProgressBar};
-use peergraph::{ConnectionId, DataType, Graph, ResultCode, MAX_DATA_LEN};
+use peergraph::{ConnectionId, DataType};
 use ring::digest;
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
-use tokio::sync::watch;
+use tokio::io::AsyncWriteExt as _;
 
-use super::json::Object;
-use super::output::{row, BarToken, Output};
-use super::FILE_CHUNK;
-
-/// The data type of the header that starts a file: its name, size and SHA-256.
-pub const FILE_HEADER: DataType = DataType::from_u128(0x8f41_d2a7_3c65_4e19_b0d8_5a2e_c471_9b36);
-/// The data type of the message that ends a file early: the sender's reason.
-pub const FILE_ABORT: DataType = DataType::from_u128(0x61c3_9e08_f2b4_47d5_8a1f_e63d_0c59_a284);
-
-/// The version of the wire format this host writes and reads.
-const VERSION: u8 = 1;
-
-/// The longest file name, in bytes: short enough that the partial file's name (a dot, the
-/// name, a counter and `.part`) stays within the 255 bytes most file systems allow.
-pub(crate) const MAX_NAME_LEN: usize = 200;
-
-/// The longest reason a FILE_ABORT carries, in bytes.
-const MAX_REASON_LEN: usize = 256;
+use super::{check_name, decode_abort, hex, Header, FILE_ABORT, FILE_HEADER};
+use crate::host::json::Object;
+use crate::host::output::{row, BarToken, Output};
+use crate::host::FILE_CHUNK;
 
 /// The most files a host receives at once, over all its connections: each holds an open
 /// file and a partial on disk.
@@ -78,384 +24,12 @@ pub(crate) const MAX_INCOMING: usize = 8;
 /// How many `NAME (N)` names a received file tries when NAME is taken.
 const MAX_RENAMES: u32 = 100;
 
-/// How long a sender that stops early waits to queue its FILE_ABORT: the link may be
-/// full, and the host is usually stopping.
-const ABORT_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// How the progress bar of `sendfile` looks: bytes done and total, rate, time left.
-const SEND_TEMPLATE: &str = "{bar:32} {bytes}/{total_bytes}  {binary_bytes_per_sec}  {eta} left";
-
 /// How the progress bar of a file being received looks: its name first.
 const RECEIVE_TEMPLATE: &str =
     "{msg} {bar:32} {bytes}/{total_bytes}  {binary_bytes_per_sec}  {eta} left";
 
-/// What a FILE_HEADER announces.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Header {
-    /// The file's base name, as sent (checked with [`check_name`] before use).
-    pub(crate) name: String,
-    /// The content's length in bytes.
-    pub(crate) size: u64,
-    /// The content's SHA-256.
-    pub(crate) sha256: [u8; 32],
-}
-
-impl Header {
-    /// The header as FILE_HEADER's bytes. The name must be at most [`MAX_NAME_LEN`] bytes
-    /// ([`check_name`]), so its length fits.
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let name = self.name.as_bytes();
-        let len = u16::try_from(name.len()).unwrap_or(u16::MAX);
-        let mut bytes = Vec::with_capacity(1 + 8 + 32 + 2 + name.len());
-        bytes.push(VERSION);
-        bytes.extend_from_slice(&self.size.to_be_bytes());
-        bytes.extend_from_slice(&self.sha256);
-        bytes.extend_from_slice(&len.to_be_bytes());
-        bytes.extend_from_slice(&name[..usize::from(len)]);
-        bytes
-    }
-
-    /// Reads FILE_HEADER's bytes; says what is wrong with malformed ones. The name is not
-    /// checked here (see [`check_name`]), so that a refused name still tells the size of
-    /// the content to skip.
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Header, String> {
-        let (&version, rest) = bytes.split_first().ok_or("an empty file header")?;
-        if version != VERSION {
-            return Err(format!(
-                "a file header of version {version} (this host reads version {VERSION})"
-            ));
-        }
-        let short = || format!("a file header of {} bytes is too short", bytes.len());
-        let (size, rest) = rest.split_first_chunk::<8>().ok_or_else(short)?;
-        let (sha256, rest) = rest.split_first_chunk::<32>().ok_or_else(short)?;
-        let (len, name) = rest.split_first_chunk::<2>().ok_or_else(short)?;
-        let len = usize::from(u16::from_be_bytes(*len));
-        if name.len() != len {
-            return Err(format!(
-                "a file header announces a name of {len} bytes and holds {}",
-                name.len()
-            ));
-        }
-        let name = std::str::from_utf8(name).map_err(|_| "a file name that is not UTF-8")?;
-        Ok(Header {
-            name: name.to_owned(),
-            size: u64::from_be_bytes(*size),
-            sha256: *sha256,
-        })
-    }
-}
-
-/// Checks that `name` is a plain file name that stays inside the directory it is joined
-/// to: not empty, `.` or `..`, at most [`MAX_NAME_LEN`] bytes, and without `/`, `\`, `:`
-/// (drives such as `C:`, and Windows' alternate streams), NUL or control characters.
-pub(crate) fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("an empty file name".to_owned());
-    }
-    if name == "." || name == ".." {
-        return Err(format!("the file name `{name}` is not a file"));
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "a file name of {} bytes is longer than {MAX_NAME_LEN}",
-            name.len()
-        ));
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|&c| matches!(c, '/' | '\\' | ':') || c.is_control())
-    {
-        return Err(format!(
-            "the file name {name:?} holds {bad:?}: only a base name, without a directory \
-             or drive, is accepted"
-        ));
-    }
-    Ok(())
-}
-
-/// A FILE_ABORT's bytes with `reason`, cut to [`MAX_REASON_LEN`] bytes.
-fn encode_abort(reason: &str) -> Vec<u8> {
-    let mut end = reason.len().min(MAX_REASON_LEN);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut bytes = Vec::with_capacity(1 + end);
-    bytes.push(VERSION);
-    bytes.extend_from_slice(&reason.as_bytes()[..end]);
-    bytes
-}
-
-/// The reason a FILE_ABORT gives (malformed bytes give a reason that says so).
-fn decode_abort(bytes: &[u8]) -> String {
-    match bytes.split_first() {
-        Some((&VERSION, reason)) => {
-            let reason = &reason[..reason.len().min(MAX_REASON_LEN)];
-            String::from_utf8_lossy(reason).into_owned()
-        }
-        _ => "the sender gave up (a malformed abort message)".to_owned(),
-    }
-}
-
-/// A SHA-256 as lowercase hex.
-pub(crate) fn hex(sha256: &[u8]) -> String {
-    sha256.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Answers when the host starts stopping; never if the flag's sender is gone.
-pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    if stop.wait_for(|stopping| *stopping).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// A `sendfile` that went through.
-pub(crate) struct Sent {
-    /// The name the receiver was given.
-    pub(crate) name: String,
-    /// The file's bytes, all sent.
-    pub(crate) bytes: u64,
-    /// The FILE_CHUNK messages sent.
-    pub(crate) chunks: u64,
-    /// The content's SHA-256, in hex.
-    pub(crate) sha256: String,
-}
-
-/// A `sendfile` that did not: its code, what went wrong, and the bytes sent before.
-pub(crate) struct SendFailure {
-    pub(crate) code: ResultCode,
-    pub(crate) message: String,
-    pub(crate) bytes: u64,
-}
-
-impl SendFailure {
-    fn new(code: ResultCode, message: String) -> Self {
-        SendFailure {
-            code,
-            message,
-            bytes: 0,
-        }
-    }
-}
-
-/// Sends the regular file at `path` on `connection_id`: a FILE_HEADER, then its content
-/// in FILE_CHUNKs of at most [`MAX_DATA_LEN`] bytes, waiting while the connection's
-/// outbox is full. Gives up, with a FILE_ABORT when the link is still up, when reading
-/// fails or `stop` turns true (the host got a signal).
-///
-/// # Errors
-/// E_INVALIDARG for a path that cannot be opened, is not a regular file or has a name
-/// [`check_name`] refuses; E_FAIL for a read error, a file that changed while it was
-/// sent, or a signal; the codes of `send_data` (such as PEER_E_CONNECTION_NOT_FOUND when
-/// the link closed).
-pub(crate) async fn send_file(
-    graph: &Graph,
-    connection_id: ConnectionId,
-    path: &Path,
-    out: &Output,
-    stop: &watch::Receiver<bool>,
-) -> Result<Sent, SendFailure> {
-    let name = path
-        .file_name()
-        .and_then(|name| name.to_str())
-        .ok_or_else(|| {
-            SendFailure::new(
-                ResultCode::E_INVALIDARG,
-                format!("{} has no file name in UTF-8", path.display()),
-            )
-        })?
-        .to_owned();
-    check_name(&name).map_err(|message| SendFailure::new(ResultCode::E_INVALIDARG, message))?;
-    let cannot = |error: io::Error| {
-        SendFailure::new(
-            ResultCode::E_INVALIDARG,
-            format!("cannot open {}: {error}", path.display()),
-        )
-    };
-    let mut file = tokio::fs::File::open(path).await.map_err(cannot)?;
-    let metadata = file.metadata().await.map_err(cannot)?;
-    if !metadata.is_file() {
-        return Err(SendFailure::new(
-            ResultCode::E_INVALIDARG,
-            format!("{} is not a regular file", path.display()),
-        ));
-    }
-    let size = metadata.len();
-    let interrupted = || {
-        SendFailure::new(
-            ResultCode::E_FAIL,
-            "interrupted by a signal before it finished; the host is stopping".to_owned(),
-        )
-    };
-    let read_failed = |error: io::Error| {
-        SendFailure::new(
-            ResultCode::E_FAIL,
-            format!("reading {}: {error}", path.display()),
-        )
-    };
-
-    // First pass: the hash the header carries.
-    let mut hasher = digest::Context::new(&digest::SHA256);
-    let mut buffer = Vec::with_capacity(MAX_DATA_LEN);
-    let mut hashed = 0u64;
-    loop {
-        if *stop.borrow() {
-            return Err(interrupted());
-        }
-        let read = read_chunk(&mut file, &mut buffer, size - hashed)
-            .await
-            .map_err(read_failed)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer);
-        hashed += read as u64;
-    }
-    if hashed != size {
-        return Err(SendFailure::new(
-            ResultCode::E_FAIL,
-            format!(
-                "{} shrank from {size} to {hashed} bytes while it was read",
-                path.display()
-            ),
-        ));
-    }
-    let sha256: [u8; 32] =
-        hasher.finish().as_ref().try_into().map_err(|_| {
-            SendFailure::new(ResultCode::E_FAIL, "a SHA-256 not of 32 bytes".into())
-        })?;
-    file.rewind().await.map_err(read_failed)?;
-
-    let header = Header {
-        name: name.clone(),
-        size,
-        sha256,
-    };
-    graph
-        .send_data(connection_id, FILE_HEADER, Bytes::from(header.encode()))
-        .await
-        .map_err(|error| SendFailure::new(error.code(), error.code().description().to_owned()))?;
-
-    // Second pass: the chunks, hashed again.
-    let bar = out.bar(size, SEND_TEMPLATE);
-    let sent = stream(
-        graph,
-        connection_id,
-        &mut file,
-        size,
-        bar.as_ref().map(|(_, bar)| bar),
-        stop,
-    )
-    .await;
-    if let Some((token, _)) = bar {
-        out.hide_bar(token);
-    }
-    let (again, chunks) = match sent {
-        Ok(sent) => sent,
-        Err((bytes, failure, link_up)) => {
-            if link_up {
-                let reason = format!("the sender stopped: {}", failure.message);
-                let abort = graph.send_data(
-                    connection_id,
-                    FILE_ABORT,
-                    Bytes::from(encode_abort(&reason)),
-                );
-                if !matches!(tokio::time::timeout(ABORT_TIMEOUT, abort).await, Ok(Ok(()))) {
-                    tracing::debug!(%connection_id, "the abort of a file was not queued");
-                }
-            }
-            return Err(SendFailure { bytes, ..failure });
-        }
-    };
-    // A file that grew is sent to its announced size; one that changed is sent whole,
-    // and its receiver finds the hash wrong.
-    let grew = read_chunk(&mut file, &mut buffer, 1)
-        .await
-        .is_ok_and(|read| read > 0);
-    if grew || again != sha256 {
-        return Err(SendFailure {
-            bytes: size,
-            ..SendFailure::new(
-                ResultCode::E_FAIL,
-                format!(
-                    "{} changed while it was sent; the receiver finds its hash wrong",
-                    path.display()
-                ),
-            )
-        });
-    }
-    Ok(Sent {
-        name,
-        bytes: size,
-        chunks,
-        sha256: hex(&sha256),
-    })
-}
-
-/// The chunks of a file whose header went out: answers the SHA-256 of what was sent and
-/// the number of chunks, or the bytes sent before a failure, the failure, and whether the
-/// link is still up.
-async fn stream(
-    graph: &Graph,
-    connection_id: ConnectionId,
-    file: &mut tokio::fs::File,
-    size: u64,
-    bar: Option<&ProgressBar>,
-    stop: &watch::Receiver<bool>,
-) -> Result<([u8; 32], u64), (u64, SendFailure, bool)> {
-    let mut hasher = digest::Context::new(&digest::SHA256);
-    let mut stop = stop.clone();
-    let (mut sent, mut chunks) = (0u64, 0u64);
-    while sent < size {
-        let mut chunk = Vec::with_capacity(MAX_DATA_LEN);
-        let read = read_chunk(file, &mut chunk, size - sent)
-            .await
-            .map_err(|error| {
-                let message = format!("reading the file: {error}");
-                (sent, SendFailure::new(ResultCode::E_FAIL, message), true)
-            })?;
-        if read == 0 {
-            let message = format!("the file shrank to {sent} bytes while it was sent");
-            return Err((sent, SendFailure::new(ResultCode::E_FAIL, message), true));
-        }
-        hasher.update(&chunk);
-        tokio::select! {
-            biased;
-            () = stopped(&mut stop) => {
-                let message =
-                    "interrupted by a signal before it finished; the host is stopping";
-                return Err((sent, SendFailure::new(ResultCode::E_FAIL, message.into()), true));
-            }
-            // Waits while the connection's outbox is full: the file is read no faster
-            // than the network takes it.
-            queued = graph.send_data(connection_id, FILE_CHUNK, Bytes::from(chunk)) => {
-                if let Err(error) = queued {
-                    let failure =
-                        SendFailure::new(error.code(), error.code().description().to_owned());
-                    return Err((sent, failure, false));
-                }
-            }
-        }
-        sent += read as u64;
-        chunks += 1;
-        if let Some(bar) = bar {
-            bar.set_position(sent);
-        }
-    }
-    let sha256 = hasher.finish().as_ref().try_into().unwrap_or([0; 32]);
-    Ok((sha256, chunks))
-}
-
-/// Reads the next at most [`MAX_DATA_LEN`] bytes, and at most `left`, into `buffer`
-/// (cleared first); answers how many.
-async fn read_chunk(
-    file: &mut tokio::fs::File,
-    buffer: &mut Vec<u8>,
-    left: u64,
-) -> io::Result<usize> {
-    buffer.clear();
-    let limit = left.min(MAX_DATA_LEN as u64);
-    file.take(limit).read_to_end(buffer).await
-}
+/// Numbers the partial files this process creates, so their names never collide.
+static PARTIALS: AtomicU64 = AtomicU64::new(0);
 
 /// The receiving side: the files coming in on each connection, checked and, with a save
 /// directory, written there. Owned by the event printer, which hands it every file
@@ -487,9 +61,6 @@ struct Incoming {
     partial: Option<(tokio::fs::File, PathBuf)>,
     bar: Option<(BarToken, ProgressBar)>,
 }
-
-/// Numbers the partial files this process creates, so their names never collide.
-static PARTIALS: AtomicU64 = AtomicU64::new(0);
 
 impl Receiver {
     /// Receives files, saving them in `save_dir` when there is one.
@@ -913,77 +484,7 @@ fn numbered(name: &str, number: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn headers_round_trip() {
-        let header = Header {
-            name: "report é.pdf".to_owned(),
-            size: 12_345_678_901,
-            sha256: [7; 32],
-        };
-        assert_eq!(Header::decode(&header.encode()), Ok(header));
-    }
-
-    #[test]
-    fn malformed_headers_are_refused_with_a_reason() {
-        let good = Header {
-            name: "a.txt".to_owned(),
-            size: 3,
-            sha256: [1; 32],
-        }
-        .encode();
-        assert!(Header::decode(&[]).is_err());
-        let mut other_version = good.clone();
-        other_version[0] = 2;
-        assert!(Header::decode(&other_version).is_err_and(|message| message.contains("version 2")));
-        // Every truncation, and a byte too many, is refused without a panic.
-        for len in 0..good.len() {
-            assert!(Header::decode(&good[..len]).is_err(), "{len} bytes");
-        }
-        let mut long = good.clone();
-        long.push(b'x');
-        assert!(Header::decode(&long).is_err());
-        let mut not_utf8 = good;
-        let last = not_utf8.len() - 1;
-        not_utf8[last] = 0xff;
-        assert!(Header::decode(&not_utf8).is_err_and(|message| message.contains("UTF-8")));
-    }
-
-    #[test]
-    fn names_that_leave_the_directory_are_refused() {
-        for bad in [
-            "",
-            ".",
-            "..",
-            "../etc/passwd",
-            "..\\boot.ini",
-            "/etc/passwd",
-            "dir/file",
-            "C:",
-            "C:evil.txt",
-            "c:\\windows\\x",
-            "file.txt:stream",
-            "nul\0byte",
-            "line\nbreak",
-            "bell\u{7}",
-            "delete\u{7f}",
-            "next\u{85}line",
-        ] {
-            assert!(check_name(bad).is_err(), "{bad:?} was accepted");
-        }
-        assert!(check_name(&"x".repeat(MAX_NAME_LEN + 1)).is_err());
-        for good in [
-            "report.pdf",
-            "..hidden",
-            "a..b",
-            ".bashrc",
-            "naïve café.txt",
-            "spaces and (brackets).tar.gz",
-        ] {
-            assert_eq!(check_name(good), Ok(()), "{good:?}");
-        }
-        assert_eq!(check_name(&"é".repeat(MAX_NAME_LEN / 2)), Ok(()));
-    }
+    use crate::host::transfer::encode_abort;
 
     #[test]
     fn numbered_names_keep_the_extension() {
@@ -992,17 +493,6 @@ mod tests {
         assert_eq!(numbered("archive.tar.gz", 1), "archive.tar (1).gz");
         assert_eq!(numbered(".bashrc", 1), ".bashrc (1)");
         assert_eq!(numbered("README", 3), "README (3)");
-    }
-
-    #[test]
-    fn aborts_round_trip_and_are_bounded() {
-        assert_eq!(decode_abort(&encode_abort("disk full")), "disk full");
-        let long = "é".repeat(MAX_REASON_LEN);
-        let encoded = encode_abort(&long);
-        assert!(encoded.len() <= 1 + MAX_REASON_LEN);
-        assert!(decode_abort(&encoded).chars().all(|c| c == 'é'));
-        assert!(decode_abort(&[9, b'x']).contains("malformed"));
-        assert!(decode_abort(&[]).contains("malformed"));
     }
 
     /// A header's bytes for `content` under `name`.
@@ -1120,10 +610,5 @@ mod tests {
         );
         assert_eq!(entries(&dir), 1);
         assert_eq!(entries(parent.path()), 1);
-    }
-
-    #[test]
-    fn hex_is_lowercase_and_whole() {
-        assert_eq!(hex(&[0x00, 0xab, 0x0f]), "00ab0f");
     }
 }
