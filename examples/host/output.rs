@@ -24,6 +24,8 @@ pub(crate) struct Output {
     /// The bar on the screen, with the token its owner hides it by.
     bar: Mutex<Option<(BarToken, ProgressBar)>>,
     next_token: AtomicU64,
+    /// Where lines go instead of standard output, in unit tests that read them back.
+    captured: Option<Mutex<Vec<String>>>,
 }
 
 /// Names the progress bar [`Output::bar`] put on the screen, so that its owner
@@ -38,7 +40,29 @@ impl Output {
             json,
             bar: Mutex::new(None),
             next_token: AtomicU64::new(0),
+            captured: None,
         }
+    }
+
+    /// JSON output kept in memory, for unit tests: [`Output::take_lines`] reads it.
+    #[cfg(test)]
+    pub(crate) fn captured() -> Self {
+        Output {
+            captured: Some(Mutex::new(Vec::new())),
+            ..Output::new(true)
+        }
+    }
+
+    /// The lines printed since the last call, each parsed as JSON (captured output only).
+    #[cfg(test)]
+    pub(crate) fn take_lines(&self) -> Vec<serde_json::Value> {
+        let lines = self.captured.as_ref().map_or_else(Vec::new, |lines| {
+            std::mem::take(&mut *lines.lock().unwrap_or_else(PoisonError::into_inner))
+        });
+        lines
+            .iter()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect()
     }
 
     /// True in `--json` mode.
@@ -63,6 +87,11 @@ impl Output {
     }
 
     fn print(&self, line: &str) {
+        if let Some(lines) = &self.captured {
+            let mut lines = lines.lock().unwrap_or_else(PoisonError::into_inner);
+            lines.push(line.to_owned());
+            return;
+        }
         let bar = self
             .bar
             .lock()

@@ -514,10 +514,30 @@ mod tests {
         let parent = tempfile::TempDir::new().expect("a directory");
         let dir = parent.path().join("inbox");
         std::fs::create_dir(&dir).expect("the save directory");
-        let out = Arc::new(Output::new(true));
-        let mut receiver = Receiver::new(Some(dir.clone()), out);
+        let out = Arc::new(Output::captured());
+        let mut receiver = Receiver::new(Some(dir.clone()), out.clone());
         let id = ConnectionId::new(7).expect("not zero");
         let entries = |path: &Path| std::fs::read_dir(path).expect("read a directory").count();
+        // The one file_received printed since the last call: incomplete with a message
+        // holding `why`, or complete when `why` is empty.
+        let ended = |why: &str| {
+            let lines = out.take_lines();
+            let ended: Vec<_> = lines
+                .iter()
+                .filter(|line| line["event"] == "file_received")
+                .collect();
+            assert_eq!(ended.len(), 1, "{lines:?}");
+            let line = ended[0].clone();
+            assert_eq!(line["complete"], why.is_empty(), "{line}");
+            if !why.is_empty() {
+                assert!(
+                    line["message"].as_str().is_some_and(|m| m.contains(why)),
+                    "{line}"
+                );
+                assert!(line["path"].is_null() && line["sha256"].is_null(), "{line}");
+            }
+            line
+        };
 
         for name in [
             "../escaped",
@@ -526,63 +546,57 @@ mod tests {
             "C:escaped",
             "sub\\escaped",
         ] {
-            assert!(
-                receiver
-                    .data(id, FILE_HEADER, &header_for(name, b"evil"))
-                    .await
-            );
+            let header = header_for(name, b"evil");
+            assert!(receiver.data(id, FILE_HEADER, &header).await);
             // The refused file's bytes are dropped quietly, and create nothing.
             assert!(receiver.data(id, FILE_CHUNK, b"evil").await);
             assert!(receiver.files.is_empty(), "{name}");
+            ended(if name == ".." {
+                "not a file"
+            } else {
+                "only a base name"
+            });
         }
         assert_eq!(entries(&dir), 0);
         assert_eq!(entries(parent.path()), 1, "only the save directory");
 
         // A malformed header: the chunks after it are stray, printed as before.
         assert!(receiver.data(id, FILE_HEADER, &[1, 2, 3]).await);
+        ended("too short");
         assert!(!receiver.data(id, FILE_CHUNK, b"stray").await);
 
         // The bytes of another content: the hash differs, and nothing is kept.
-        assert!(
-            receiver
-                .data(id, FILE_HEADER, &header_for("a.txt", b"right"))
-                .await
-        );
+        let header = header_for("a.txt", b"right");
+        assert!(receiver.data(id, FILE_HEADER, &header).await);
         assert_eq!(entries(&dir), 1, "the partial file");
         assert!(receiver.data(id, FILE_CHUNK, b"wrong").await);
+        ended("SHA-256");
         assert_eq!(entries(&dir), 0);
 
         // More bytes than announced: nothing is kept.
-        assert!(
-            receiver
-                .data(id, FILE_HEADER, &header_for("b.txt", b"abc"))
-                .await
-        );
+        let header = header_for("b.txt", b"abc");
+        assert!(receiver.data(id, FILE_HEADER, &header).await);
         assert!(receiver.data(id, FILE_CHUNK, b"abcd").await);
+        ended("more bytes");
         assert_eq!(entries(&dir), 0);
 
         // The sender gives up half-way: nothing is kept.
-        assert!(
-            receiver
-                .data(id, FILE_HEADER, &header_for("c.txt", b"abcdef"))
-                .await
-        );
+        let header = header_for("c.txt", b"abcdef");
+        assert!(receiver.data(id, FILE_HEADER, &header).await);
         assert!(receiver.data(id, FILE_CHUNK, b"abc").await);
-        assert!(
-            receiver
-                .data(id, FILE_ABORT, &encode_abort("read error"))
-                .await
-        );
+        let abort = encode_abort("read error");
+        assert!(receiver.data(id, FILE_ABORT, &abort).await);
+        assert_eq!(ended("read error")["bytes"], 3);
         assert_eq!(entries(&dir), 0);
 
         // A good file in two chunks is saved whole, under its name.
-        assert!(
-            receiver
-                .data(id, FILE_HEADER, &header_for("d.txt", b"hello world"))
-                .await
-        );
+        let header = header_for("d.txt", b"hello world");
+        assert!(receiver.data(id, FILE_HEADER, &header).await);
         assert!(receiver.data(id, FILE_CHUNK, b"hello ").await);
         assert!(receiver.data(id, FILE_CHUNK, b"world").await);
+        let saved = ended("");
+        assert_eq!(saved["path"], dir.join("d.txt").display().to_string());
+        assert_eq!(saved["bytes"], 11);
         assert_eq!(
             std::fs::read(dir.join("d.txt")).expect("the saved file"),
             b"hello world"
@@ -590,24 +604,22 @@ mod tests {
         assert_eq!(entries(&dir), 1);
 
         // A file cut by the link's end, or by the host stopping, leaves nothing.
-        assert!(
-            receiver
-                .data(id, FILE_HEADER, &header_for("e.txt", b"abcdef"))
-                .await
-        );
+        let header = header_for("e.txt", b"abcdef");
+        assert!(receiver.data(id, FILE_HEADER, &header).await);
         assert!(receiver.data(id, FILE_CHUNK, b"abc").await);
         receiver.disconnected(id).await;
-        assert!(
-            receiver
-                .data(id, FILE_HEADER, &header_for("f.txt", b"abcdef"))
-                .await
-        );
+        ended("closed");
+        let header = header_for("f.txt", b"abcdef");
+        assert!(receiver.data(id, FILE_HEADER, &header).await);
         assert!(receiver.data(id, FILE_CHUNK, b"abc").await);
         receiver.stop("stopping").await;
+        ended("stopping");
         assert!(
             receiver.data(id, FILE_CHUNK, b"def").await,
             "dropped quietly"
         );
+        assert!(receiver.data(id, FILE_HEADER, &header).await);
+        ended("stopping");
         assert_eq!(entries(&dir), 1);
         assert_eq!(entries(parent.path()), 1);
     }
