@@ -168,10 +168,24 @@ pub(crate) fn decode_abort(bytes: &[u8]) -> String {
     match bytes.split_first() {
         Some((&VERSION, reason)) => {
             let reason = &reason[..reason.len().min(MAX_REASON_LEN)];
-            String::from_utf8_lossy(reason).into_owned()
+            printable(&String::from_utf8_lossy(reason))
         }
         _ => "the sender gave up (a malformed abort message)".to_owned(),
     }
+}
+
+/// `text` from a peer, with its control characters escaped (`\u{1b}`), so that printing
+/// it cannot drive the terminal.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// A SHA-256 as lowercase hex.
@@ -270,6 +284,13 @@ mod tests {
         assert!(decode_abort(&encoded).chars().all(|c| c == 'é'));
         assert!(decode_abort(&[9, b'x']).contains("malformed"));
         assert!(decode_abort(&[]).contains("malformed"));
+    }
+
+    #[test]
+    fn text_from_peers_cannot_drive_the_terminal() {
+        assert_eq!(printable("clear\u{1b}[2J\r\n"), "clear\\u{1b}[2J\\r\\n");
+        assert_eq!(printable("naïve café"), "naïve café");
+        assert_eq!(decode_abort(&[1, 0x1b, b'x']), "\\u{1b}x");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use peergraph::{ConnectionId, DataType};
 use ring::digest;
 use tokio::io::AsyncWriteExt as _;
 
-use super::{check_name, decode_abort, hex, Header, FILE_ABORT, FILE_HEADER};
+use super::{check_name, decode_abort, hex, printable, Header, FILE_ABORT, FILE_HEADER};
 use crate::host::json::Object;
 use crate::host::output::{row, BarToken, Output};
 use crate::host::FILE_CHUNK;
@@ -360,7 +360,7 @@ impl Receiver {
             line = line.str("message", message);
         }
         self.out.emit(line, || {
-            let name = report.name.unwrap_or("a file");
+            let name = report.name.map_or("a file".to_owned(), printable);
             let text = match (report.message, &path) {
                 (None, Some(path)) => format!(
                     "{name}  {} on connection {id}, SHA-256 checked; saved as {path}",
