@@ -21,7 +21,7 @@ pub(crate) const USAGE: &[(&str, &str)] = &[
     ),
     (
         "sendfile CONNECTION PATH",
-        "send a file in chunks of at most 1 MiB (MAX_DATA_LEN)",
+        "send a file (name, size, SHA-256, then 1 MiB chunks)",
     ),
     ("close CONNECTION", "close a direct connection"),
     ("enum", "list the direct connections"),

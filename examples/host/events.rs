@@ -2,21 +2,43 @@
 //! beside the command loop. It ends when the stream does (the graph closed).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use peergraph::{ConnectionId, ConnectionStatus, EventStream, GraphEvent, RecordChangeType};
+use tokio::sync::watch;
 
 use super::json::Object;
 use super::opening::Opening;
 use super::output::{row, status_names, status_text, with_code, Output};
+use super::transfer::{stopped, Receiver};
 use super::{FILE_CHUNK, TEXT};
 
 /// Prints every event of `events` until the stream ends.
-/// Settles, in `opening`, each connection whose outcome an event reports.
-pub(crate) async fn print(mut events: EventStream, out: Arc<Output>, opening: Arc<Opening>) {
+/// Settles, in `opening`, each connection whose outcome an event reports. Files that come
+/// are checked and, with `save_dir`, saved there (see `transfer`); those still coming
+/// when `stop` turns true (the host is stopping) or the stream ends are incomplete.
+pub(crate) async fn print(
+    mut events: EventStream,
+    out: Arc<Output>,
+    opening: Arc<Opening>,
+    save_dir: Option<PathBuf>,
+    mut stop: watch::Receiver<bool>,
+) {
     // Bytes of file chunks received per connection, for the running total.
     let mut received: HashMap<ConnectionId, u64> = HashMap::new();
-    while let Some(event) = events.recv().await {
+    let mut files = Receiver::new(save_dir, out.clone());
+    let mut stopping = false;
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            () = stopped(&mut stop), if !stopping => {
+                stopping = true;
+                files.stop("the host is stopping").await;
+                continue;
+            }
+        };
+        let Some(event) = event else { break };
         match event {
             GraphEvent::DirectConnection(change) => {
                 let id = change.connection_id;
@@ -28,6 +50,7 @@ pub(crate) async fn print(mut events: EventStream, out: Arc<Output>, opening: Ar
                 };
                 if change.status != ConnectionStatus::Connected {
                     received.remove(&change.connection_id);
+                    files.disconnected(id).await;
                 }
                 let mut line = Object::new()
                     .str("event", "direct_connection")
@@ -61,6 +84,9 @@ pub(crate) async fn print(mut events: EventStream, out: Arc<Output>, opening: Ar
                 data,
             } => {
                 let id = connection_id;
+                if files.data(id, data_type, &data).await {
+                    continue;
+                }
                 let bytes = data.len() as u64;
                 let line = Object::new()
                     .str("event", "incoming_data")
@@ -154,4 +180,5 @@ pub(crate) async fn print(mut events: EventStream, out: Arc<Output>, opening: Ar
             }
         }
     }
+    files.stop("the graph closed").await;
 }

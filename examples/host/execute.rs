@@ -7,23 +7,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::HumanBytes;
 use peergraph::{
     AttributeType, AttributeValue, Attributes, ConnectionFlags, ConnectionId, ConnectionInfo,
     ConnectionStats, Graph, GraphTime, NewRecord, PeerError, Record, RecordId, RecordType,
-    RecordUpdate, ResultCode, DEFAULT_CONNECT_TIMEOUT, MAX_DATA_LEN,
+    RecordUpdate, ResultCode, DEFAULT_CONNECT_TIMEOUT,
 };
-use tokio::io::AsyncReadExt as _;
+use tokio::sync::watch;
 
 use super::command::{AttributeArg, BadCommand, Command, ConnectionRef, USAGE};
 use super::json::Object;
 use super::opening::Opening;
 use super::output::{reply, row, status_names, status_text, with_code, Output};
-use super::{note_type, progress_wanted, FILE_CHUNK, TEXT};
-
-/// How the progress bar of `sendfile` looks: bytes done and total, rate, time left.
-const PROGRESS_TEMPLATE: &str =
-    "{bar:32} {bytes}/{total_bytes}  {binary_bytes_per_sec}  {eta} left";
+use super::transfer::{self, SendFailure, Sent};
+use super::{note_type, TEXT};
 
 /// Runs commands against one graph.
 pub(crate) struct Host {
@@ -34,6 +31,8 @@ pub(crate) struct Host {
     /// The links' congestion controller (`--congestion`), as `info` prints it.
     congestion: &'static str,
     opening: Arc<Opening>,
+    /// Turns true when the host starts stopping: a running `sendfile` gives up.
+    stop: watch::Receiver<bool>,
 }
 
 /// How long a command naming a connection that is still opening waits for it: the
@@ -72,6 +71,7 @@ impl Host {
         accept_direct: bool,
         congestion: &'static str,
         opening: Arc<Opening>,
+        stop: watch::Receiver<bool>,
     ) -> Self {
         Host {
             graph,
@@ -80,6 +80,7 @@ impl Host {
             accept_direct,
             congestion,
             opening,
+            stop,
         }
     }
 
@@ -337,87 +338,42 @@ impl Host {
             return self.fail("sendfile", line, error.into());
         }
         let started = Instant::now();
-        let outcome = self.stream_file(connection_id, path).await;
-        self.out.clear_bar();
+        let outcome =
+            transfer::send_file(&self.graph, connection_id, path, &self.out, &self.stop).await;
         let elapsed = started.elapsed();
         match outcome {
-            Ok((bytes, chunks)) => {
-                let line = line.u64("bytes", bytes).u64("chunks", chunks).f64(
-                    "seconds",
-                    elapsed.as_secs_f64(),
-                    3,
-                );
+            Ok(Sent {
+                name,
+                bytes,
+                chunks,
+                sha256,
+            }) => {
+                let line = line
+                    .str("file_name", &name)
+                    .u64("bytes", bytes)
+                    .u64("chunks", chunks)
+                    .str("sha256", &sha256)
+                    .f64("seconds", elapsed.as_secs_f64(), 3);
                 self.succeed("sendfile", line, || {
                     format!(
-                        "{} ({bytes} bytes) in {chunks} chunks on connection {connection_id}, \
-                         {:.2} s, {}/s",
+                        "{name}  {} ({bytes} bytes) in {chunks} chunks on connection \
+                         {connection_id}, {:.2} s, {}/s, SHA-256 {sha256}",
                         HumanBytes(bytes),
                         elapsed.as_secs_f64(),
                         HumanBytes(rate(bytes, elapsed))
                     )
                 });
             }
-            Err((sent, mut failure)) => {
-                if sent > 0 {
-                    failure.message = format!("{} (after {sent} bytes)", failure.message);
+            Err(SendFailure {
+                code,
+                mut message,
+                bytes,
+            }) => {
+                if bytes > 0 {
+                    message = format!("{message} (after {bytes} bytes)");
                 }
-                self.fail("sendfile", line.u64("bytes", sent), failure);
-            }
-        }
-    }
-
-    /// Sends the file at `path` in chunks of at most [`MAX_DATA_LEN`] bytes; returns the
-    /// bytes and chunks sent, or the bytes sent before the failure.
-    async fn stream_file(
-        &self,
-        connection_id: ConnectionId,
-        path: &Path,
-    ) -> Result<(u64, u64), (u64, Failure)> {
-        let mut file = tokio::fs::File::open(path).await.map_err(|error| {
-            (
-                0,
-                Failure::invalid(format!("cannot open {}: {error}", path.display())),
-            )
-        })?;
-        let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-        let bar = progress_wanted(&self.out).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stdout());
-            if let Ok(style) = ProgressStyle::with_template(PROGRESS_TEMPLATE) {
-                bar.set_style(style);
-            }
-            self.out.set_bar(bar.clone());
-            bar
-        });
-        let (mut sent, mut chunks) = (0u64, 0u64);
-        loop {
-            let mut chunk = Vec::with_capacity(MAX_DATA_LEN);
-            let read = (&mut file)
-                .take(MAX_DATA_LEN as u64)
-                .read_to_end(&mut chunk)
-                .await
-                .map_err(|error| {
-                    let message = format!("reading {}: {error}", path.display());
-                    (
-                        sent,
-                        Failure {
-                            code: ResultCode::E_FAIL,
-                            message,
-                        },
-                    )
-                })?;
-            if read == 0 {
-                return Ok((sent, chunks));
-            }
-            // Waits while the connection's outbox is full: the file is read no faster
-            // than the network takes it.
-            self.graph
-                .send_data(connection_id, FILE_CHUNK, Bytes::from(chunk))
-                .await
-                .map_err(|error| (sent, Failure::from(error)))?;
-            sent += read as u64;
-            chunks += 1;
-            if let Some(bar) = &bar {
-                bar.set_position(sent);
+                let failure = Failure { code, message };
+                self.fail("sendfile", line.u64("bytes", bytes), failure);
             }
         }
     }

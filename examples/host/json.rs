@@ -52,6 +52,18 @@ impl Object {
         self
     }
 
+    /// Adds a string field, or `null` when there is no value.
+    pub(crate) fn opt_str(mut self, key: &str, value: Option<&str>) -> Self {
+        match value {
+            Some(value) => self.str(key, value),
+            None => {
+                self.key(key);
+                self.text.push_str("null");
+                self
+            }
+        }
+    }
+
     /// Adds a boolean field.
     pub(crate) fn bool(mut self, key: &str, value: bool) -> Self {
         self.key(key);

@@ -27,6 +27,10 @@
 //! answered with E_INVALIDARG. Logs carry ANSI colours only when standard error is a
 //! terminal.
 //!
+//! `sendfile` sends a file with its name, size and SHA-256 first; every host checks the
+//! files it receives, and one started with `--save-dir DIR` saves them there, whole or not
+//! at all (see `transfer`).
+//!
 //! The record commands (`add`, `update`, `delete`, `get`, `records`, `search`) work on the
 //! graph's records: in memory, gone at exit, or with `--db DIR` in a database under DIR
 //! that the next run with the same graph, peer and DIR opens again.
@@ -38,6 +42,8 @@
 //! - `output`: the two output formats, and the progress bar of `sendfile`.
 //! - `json`: the JSON line writer.
 //! - `prompt`: the prompt on a terminal (line editing, history), or lines from a pipe.
+//! - `transfer`: files, sent by `sendfile` and received (and saved with `--save-dir`),
+//!   with their wire format.
 
 mod command;
 mod events;
@@ -46,6 +52,9 @@ mod json;
 mod opening;
 mod output;
 mod prompt;
+mod transfer;
+
+pub use self::transfer::{FILE_ABORT, FILE_HEADER};
 
 use std::io::{self, BufRead, IsTerminal as _};
 use std::net::SocketAddr;
@@ -62,7 +71,7 @@ use peergraph::{
     ResultCode, Version, MIN_SECRET_LEN,
 };
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing_subscriber::EnvFilter;
 
 use self::command::Command;
@@ -73,7 +82,7 @@ use self::output::{row, with_code, Output};
 
 /// The data type of a `send` message: UTF-8 text.
 pub const TEXT: DataType = DataType::from_u128(0x5d0c_7e4a_91b3_4f28_a6e0_3c1d_8b27_f940);
-/// The data type of each chunk of a `sendfile`.
+/// The data type of each chunk of a `sendfile` (after a [`FILE_HEADER`]).
 pub const FILE_CHUNK: DataType = DataType::from_u128(0x2b94_e1c6_07fd_4a3e_9c58_d7a0_16e3_b25f);
 
 /// The record type `add` gives a record unless told otherwise: a "note" (its GUID; the
@@ -116,8 +125,12 @@ Commands, one per line on standard input, each answered with one reply:
                                the reply gives the connection id, the outcome follows as a
                                connected or connection failed event
   send CONNECTION TEXT         send the rest of the line as one text message
-  sendfile CONNECTION PATH     send a file in chunks of at most 1 MiB (MAX_DATA_LEN); the
-                               receiver prints each chunk's size and the running total
+  sendfile CONNECTION PATH     send a file: a header with its name (PATH's base name), size
+                               and SHA-256, then chunks of at most 1 MiB (MAX_DATA_LEN).
+                               The reply gives the bytes, chunks and SHA-256 sent; a signal
+                               or a closed link ends it early, answered with an error and
+                               the bytes sent. The receiver checks the hash and, started
+                               with --save-dir DIR, saves the file there (see below)
   close CONNECTION             close a direct connection (both ends see disconnected)
   enum                         list the direct connections
   info                         this node: graph id, peer id, node id, addresses, status,
@@ -183,10 +196,22 @@ and types; a CONNECTION naming no or several connections is answered with a
 (such as RUST_LOG=peergraph=debug; default warn), in colour only when standard error is a
 terminal.
 
+Files: a host prints file_incoming when a file begins and one file_received when it
+ends, with \"file_name\", \"path\" (null unless saved), \"bytes\" received, \"size\",
+\"sha256\" (null unless checked) and \"complete\" (false with a \"message\" when the
+header was refused, the hash differs, the sender gave up, the link closed or this host
+stopped). With --save-dir DIR the bytes go, as they come, to a hidden DIR/.NAME.PID-N.part,
+named NAME only once the hash matched; an existing NAME is never replaced (NAME (1)...
+instead); names with a directory, `..`, a drive or control characters are refused; an
+incomplete file leaves nothing in DIR. The chunks of a saved file are not printed one by
+one: a progress bar shows on a terminal. Without --save-dir files are checked, not kept,
+and each chunk prints with the running total. At most 8 files come in at once.
+
 Example, in two terminals:
-  peer_host --graph chat --peer bob --listen 127.0.0.1:0 --accept-direct
+  peer_host --graph chat --peer bob --listen 127.0.0.1:0 --accept-direct --save-dir inbox
   peer_host --graph chat --peer alice --listen 127.0.0.1:0 --accept-direct
-then in alice's: open bob ADDR_BOB_PRINTED, send bob hello, sendfile bob FILE, close ID.
+then in alice's: open bob ADDR_BOB_PRINTED, send bob hello, sendfile bob FILE (bob finds
+it in inbox/), close ID.
 
 Records that outlive the host:
   peer_host --graph notes --peer alice --db ./notes-db
@@ -287,6 +312,19 @@ struct Args {
     #[arg(long, value_enum, value_name = "CC", default_value_t = CongestionChoice::DEFAULT)]
     congestion: CongestionChoice,
 
+    /// Save the files peers send (sendfile) in DIR (created when missing).
+    ///
+    /// A file is written as it comes to a hidden partial file in DIR (.NAME.PID-N.part),
+    /// and named NAME only once all its bytes came and their SHA-256 is the one its
+    /// header announced; an existing file is never replaced (NAME (1), NAME (2)...
+    /// instead). A name with a directory, `..`, a drive (`C:`) or a control character is
+    /// refused, so nothing is written outside DIR. A file that does not arrive whole
+    /// (closed link, sender stopped, hash wrong, this host stopping) leaves nothing in
+    /// DIR. Each file ends in one file_received event with its path, bytes, sha256 and
+    /// whether it is complete. Without --save-dir files are checked, not kept.
+    #[arg(long, value_name = "DIR")]
+    save_dir: Option<PathBuf>,
+
     /// Print one JSON object per line on standard output, for scripts.
     #[arg(long)]
     json: bool,
@@ -379,6 +417,19 @@ enum Stop {
 
 async fn run(args: Args, out: Arc<Output>) -> Result<()> {
     let options = graph_options(&args, &out)?;
+    // An absolute save directory, so that the paths file_received prints name the files
+    // wherever a script runs.
+    let save_dir = match &args.save_dir {
+        None => None,
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("--save-dir {}: cannot create it", dir.display()))?;
+            Some(
+                std::fs::canonicalize(dir)
+                    .with_context(|| format!("--save-dir {}", dir.display()))?,
+            )
+        }
+    };
     // One worker thread: the host runs a single graph, and its actor lives on one arbiter.
     let engine = Engine::with_config(EngineConfig { workers: Some(1) })
         .context("cannot start the engine's worker thread")?;
@@ -473,7 +524,16 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
     }
 
     let opening = Arc::new(Opening::default());
-    let printer = tokio::spawn(events::print(events, out.clone(), opening.clone()));
+    // Turns true when the host starts stopping: a running sendfile gives up, and files
+    // still coming in are incomplete.
+    let (stopping, stop) = watch::channel(false);
+    let printer = tokio::spawn(events::print(
+        events,
+        out.clone(),
+        opening.clone(),
+        save_dir,
+        stop.clone(),
+    ));
 
     let host = Host::new(
         graph.clone(),
@@ -482,6 +542,7 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
         args.accept_direct,
         args.congestion.name(),
         opening,
+        stop,
     );
     let mut signals = Signals::new();
     let prompted = prompt::wanted(out.is_json())
@@ -522,8 +583,10 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
                 tokio::select! {
                     () = &mut running => {}
                     stop = signals.recv() => {
-                        // Every command is answered: let it finish for a moment, or say
-                        // it was cut short.
+                        // Every command is answered: let it finish for a moment (a
+                        // sendfile gives up at once, with the bytes sent), or say it was
+                        // cut short.
+                        stopping.send_replace(true);
                         if tokio::time::timeout(COMMAND_GRACE, &mut running).await.is_err() {
                             let word = line.split_whitespace().next().unwrap_or_default();
                             host.interrupted(word);
@@ -536,6 +599,7 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
         }
     };
     lines.close();
+    stopping.send_replace(true);
     out.clear_bar();
 
     // At the end of input, what is pending finishes first: connections still opening
@@ -823,11 +887,6 @@ impl Signals {
             () = next(self.terminate.as_mut()) => Stop::Terminated,
         }
     }
-}
-
-/// True when a progress bar makes sense: text output to an interactive terminal.
-fn progress_wanted(out: &Output) -> bool {
-    !out.is_json() && io::stdout().is_terminal()
 }
 
 #[cfg(test)]

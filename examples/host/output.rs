@@ -1,13 +1,15 @@
 //! Everything the host prints on standard output: one line per event or reply, either as
 //! aligned text for people or as one JSON object per line (`--json`), and the progress bar
-//! of a running `sendfile`, which other lines are printed around. While the prompt is
-//! shown on a terminal, lines go through the line editor, which prints them above the
-//! line being typed.
+//! of a running `sendfile` or of a file being received, which other lines are printed
+//! around. One bar shows at a time: a transfer that starts while another's bar shows goes
+//! without one. While the prompt is shown on a terminal, lines go through the line
+//! editor, which prints them above the line being typed.
 
-use std::io::{self, Write as _};
+use std::io::{self, IsTerminal as _, Write as _};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use indicatif::ProgressBar;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use peergraph::{GraphStatus, ResultCode};
 use rustyline::ExternalPrinter;
 
@@ -21,11 +23,20 @@ const TAG_WIDTH: usize = 13;
 /// line is written whole, so lines from the two never mix.
 pub(crate) struct Output {
     json: bool,
-    bar: Mutex<Option<ProgressBar>>,
+    /// The bar on the screen, with the token its owner hides it by.
+    bar: Mutex<Option<(BarToken, ProgressBar)>>,
+    next_token: AtomicU64,
+    /// Where lines go instead of standard output, in unit tests that read them back.
+    captured: Option<Mutex<Vec<String>>>,
     /// The line editor's printer, while the prompt runs: it clears the line being typed,
     /// prints, and draws the prompt and the line again.
     printer: Mutex<Option<Box<dyn ExternalPrinter + Send>>>,
 }
+
+/// Names the progress bar [`Output::bar`] put on the screen, so that its owner
+/// removes its own bar and no other.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct BarToken(u64);
 
 impl Output {
     /// Output as JSON lines (`json`) or as text.
@@ -33,8 +44,31 @@ impl Output {
         Output {
             json,
             bar: Mutex::new(None),
+            next_token: AtomicU64::new(0),
+            captured: None,
             printer: Mutex::new(None),
         }
+    }
+
+    /// JSON output kept in memory, for unit tests: [`Output::take_lines`] reads it.
+    #[cfg(test)]
+    pub(crate) fn captured() -> Self {
+        Output {
+            captured: Some(Mutex::new(Vec::new())),
+            ..Output::new(true)
+        }
+    }
+
+    /// The lines printed since the last call, each parsed as JSON (captured output only).
+    #[cfg(test)]
+    pub(crate) fn take_lines(&self) -> Vec<serde_json::Value> {
+        let lines = self.captured.as_ref().map_or_else(Vec::new, |lines| {
+            std::mem::take(&mut *lines.lock().unwrap_or_else(PoisonError::into_inner))
+        });
+        lines
+            .iter()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect()
     }
 
     /// True in `--json` mode.
@@ -59,11 +93,17 @@ impl Output {
     }
 
     fn print(&self, line: &str) {
+        if let Some(lines) = &self.captured {
+            let mut lines = lines.lock().unwrap_or_else(PoisonError::into_inner);
+            lines.push(line.to_owned());
+            return;
+        }
         let bar = self
             .bar
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+            .as_ref()
+            .map(|(_, bar)| bar.clone());
         let mut printer = self.printer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut write = || match printer.as_mut() {
             Some(printer) => {
@@ -96,14 +136,40 @@ impl Output {
             .take();
     }
 
-    /// Shows `bar` until [`Output::clear_bar`]; lines printed meanwhile go above it.
-    pub(crate) fn set_bar(&self, bar: ProgressBar) {
-        *self.bar.lock().unwrap_or_else(PoisonError::into_inner) = Some(bar);
+    /// A progress bar of `len` bytes drawn with `template`, shown until
+    /// [`Output::hide_bar`] with its token or [`Output::clear_bar`]; lines printed
+    /// meanwhile go above it. `None` when no bar is wanted: in `--json` mode, when
+    /// standard output is not a terminal, or while another bar shows.
+    pub(crate) fn bar(&self, len: u64, template: &str) -> Option<(BarToken, ProgressBar)> {
+        if self.json || !io::stdout().is_terminal() {
+            return None;
+        }
+        let mut slot = self.bar.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_some() {
+            return None;
+        }
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stdout());
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        let token = BarToken(self.next_token.fetch_add(1, Ordering::Relaxed));
+        *slot = Some((token, bar.clone()));
+        Some((token, bar))
     }
 
-    /// Removes the progress bar from the screen.
+    /// Removes the bar `token` names from the screen, if it still shows.
+    pub(crate) fn hide_bar(&self, token: BarToken) {
+        let mut slot = self.bar.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_some_and(|(shown, _)| *shown == token) {
+            if let Some((_, bar)) = slot.take() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+
+    /// Removes whatever progress bar shows from the screen.
     pub(crate) fn clear_bar(&self) {
-        if let Some(bar) = self
+        if let Some((_, bar)) = self
             .bar
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -128,6 +128,11 @@ impl Host {
         }
     }
 
+    /// The lines read so far that no `expect` claimed yet.
+    pub fn unclaimed(&self) -> &[Value] {
+        &self.unclaimed
+    }
+
     /// The reply to `command`; checks that it carries `name` and its hr.
     pub fn reply(&mut self, command: &str, name: &str) -> Value {
         let reply = self.expect(&format!("reply to {command}"), |v| v["reply"] == command);
