@@ -200,8 +200,9 @@ pub struct GraphMetrics {
     pub bytes_received: u64,
     /// The closes of live links by this node's CloseDirectConnection, by the code each
     /// was answered with, one entry for each of [`CLOSE_CODES`] in that order (zeros
-    /// included). A close of an id with no link (answered `PEER_E_CONNECTION_NOT_FOUND`
-    /// at once) closed nothing and is not counted.
+    /// included). A close answered at once (no link with that id, or its close already
+    /// under way: `PEER_E_CONNECTION_NOT_FOUND`) closed nothing and is not counted; one
+    /// that finds the peer closing first is counted with that code.
     pub closes: Vec<(ResultCode, u64)>,
     /// The links that ended, whoever ended them, by why: one entry for each of
     /// [`LinkEnd::ALL`] in that order.
