@@ -17,10 +17,11 @@ use peergraph_engine::{
 use crate::events::{EventHandle, EventStream, QueueLimits};
 use crate::graph::{
     outbox_for_send, CloseGraph, ConnectionStats, EnumConnections, GetConnectionStats, GetCounters,
-    GetNodeInfo, GetStatus, GraphActor, GraphCounters, Listen, OpenDirectConnection, RegisterEvent,
-    StartClose, UnregisterEvent,
+    GetMetrics, GetNodeInfo, GetStatus, GraphActor, GraphCounters, Listen, OpenDirectConnection,
+    RegisterEvent, StartClose, UnregisterEvent,
 };
 use crate::lifecycle::EngineState;
+use crate::metrics::GraphMetrics;
 use crate::registry::{GraphEntry, Registry};
 
 /// Turns the outcome of `addr.send(message).await` into the call's result: a graph actor
@@ -365,6 +366,20 @@ impl Graph {
     /// Only the common codes.
     pub async fn counters(&self) -> Result<GraphCounters, PeerError> {
         self.call(GetCounters).await?
+    }
+
+    /// The graph's metrics (see [`GraphMetrics`]): direct connections open now, and
+    /// totals since the graph was created or opened: connections opened by direction,
+    /// UDP bytes sent and received (ended links included), closes by their result code,
+    /// links ended by why, events lost by registrations that fell behind, and incoming
+    /// handshakes refused by reason. Cheap: a few integers, and quinn's statistics of each
+    /// open link.
+    ///
+    /// # Errors
+    /// Only the common codes: `PEER_E_INVALID_GRAPH` once the graph is closed,
+    /// `PEER_E_NOT_INITIALIZED` after the last shutdown.
+    pub async fn metrics(&self) -> Result<GraphMetrics, PeerError> {
+        self.call(GetMetrics).await?
     }
 
     /// The transport statistics of one connection (see [`GetConnectionStats`]): bytes

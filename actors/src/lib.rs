@@ -38,6 +38,7 @@
 //! - `table`: the index of a graph's link handles that other threads read.
 //! - `handshake`: CONNECT / WELCOME / REFUSE on a new link.
 //! - `events`: registrations, [`EventStream`], [`PeerEvent`].
+//! - `metrics`: [`GraphMetrics`], the graph's counters for monitoring.
 //!
 //! # What is exported
 //! What an application calls or receives: the engine and the facade, [`GraphActor`] and
@@ -59,6 +60,7 @@ mod facade;
 mod graph;
 mod handshake;
 mod lifecycle;
+mod metrics;
 mod options;
 mod outbox;
 mod records;
@@ -77,11 +79,12 @@ pub use crate::events::{
 pub use crate::facade::{reply, Graph};
 pub use crate::graph::{
     AddRecord, CloseDirectConnection, CloseGraph, ConnectionStats, DeleteRecord, EnumConnections,
-    EnumRecords, ExportDatabase, GetConnectionStats, GetCounters, GetNodeInfo, GetProperties,
-    GetRecord, GetStatus, GraphActor, GraphCounters, ImportDatabase, Listen, OpenDirectConnection,
-    RegisterEvent, RegisterEventRecipient, SearchRecords, SendData, SetProperties, UnregisterEvent,
-    UpdateRecord, ValidateDeferredRecords,
+    EnumRecords, ExportDatabase, GetConnectionStats, GetCounters, GetMetrics, GetNodeInfo,
+    GetProperties, GetRecord, GetStatus, GraphActor, GraphCounters, ImportDatabase, Listen,
+    OpenDirectConnection, RegisterEvent, RegisterEventRecipient, SearchRecords, SendData,
+    SetProperties, UnregisterEvent, UpdateRecord, ValidateDeferredRecords,
 };
+pub use crate::metrics::{GraphMetrics, LinkEnd, Refusal, CLOSE_CODES};
 pub use crate::options::{
     DatabaseLocation, GraphOptions, Membership, DEFAULT_CLOSE_BOUND, DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_NODE,

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use super::command::{AttributeArg, BadCommand, Command, ConnectionRef, USAGE};
 use super::json::Object;
+use super::metrics;
 use super::opening::Opening;
 use super::output::{reply, row, status_names, status_text, with_code, Output};
 use super::transfer::{self, SendFailure, Sent};
@@ -495,7 +496,15 @@ impl Host {
                 }
             }
         }
-        let line = reply("stats").objects(
+        // Without a connection, the graph's counters too: the same as --metrics serves.
+        let graph_metrics = match only {
+            Some(_) => None,
+            None => match self.graph.metrics().await {
+                Ok(graph_metrics) => Some(graph_metrics),
+                Err(error) => return self.fail("stats", reply("stats"), error.into()),
+            },
+        };
+        let mut line = reply("stats").objects(
             "connections",
             all.iter().map(|stats| {
                 Object::new()
@@ -507,6 +516,9 @@ impl Host {
                     .u64("lost_packets", stats.lost_packets)
             }),
         );
+        if let Some(graph_metrics) = &graph_metrics {
+            line = line.object("metrics", metrics::json(graph_metrics));
+        }
         self.succeed("stats", line, || {
             let mut text = count(all.len(), "connection");
             if !all.is_empty() {
@@ -523,6 +535,9 @@ impl Host {
             }
             for stats in &all {
                 text.push_str(&format!("\n{}", stats_row(stats)));
+            }
+            if let Some(graph_metrics) = &graph_metrics {
+                text.push_str(&format!("\n{}", metrics::text(graph_metrics)));
             }
             text
         });

@@ -44,11 +44,13 @@
 //! - `prompt`: the prompt on a terminal (line editing, history), or lines from a pipe.
 //! - `transfer`: files, sent by `sendfile` and received (and saved with `--save-dir`),
 //!   with their wire format.
+//! - `metrics`: `--metrics`, the graph's counters over HTTP, and their `stats` rows.
 
 mod command;
 mod events;
 mod execute;
 mod json;
+mod metrics;
 mod opening;
 mod output;
 mod prompt;
@@ -136,7 +138,11 @@ Commands, one per line on standard input, each answered with one reply:
   info                         this node: graph id, peer id, node id, addresses, status,
                                congestion controller
   stats [CONNECTION]           per connection: bytes sent and received, round-trip time,
-                               congestion window and lost packets (quinn's statistics)
+                               congestion window and lost packets (quinn's statistics);
+                               without CONNECTION also the graph's counters, the same
+                               as --metrics serves: links open and opened, bytes, closes
+                               by result code, links ended by why, events lost,
+                               handshakes refused by reason
 
 Record commands (the graph's records: in memory, or kept in a database with --db DIR):
   add [TYPE] [--ttl SECS] [--attr NAME=TYPE:VALUE]... TEXT
@@ -212,6 +218,28 @@ Example, in two terminals:
   peer_host --graph chat --peer alice --listen 127.0.0.1:0 --accept-direct
 then in alice's: open bob ADDR_BOB_PRINTED, send bob hello, sendfile bob FILE (bob finds
 it in inbox/), close ID.
+
+Metrics for Prometheus:
+  peer_host --graph chat --peer bob --listen 127.0.0.1:0 --metrics 127.0.0.1:9464
+then: curl http://127.0.0.1:9464/metrics. The OpenMetrics text format (Content-Type
+application/openmetrics-text; version=1.0.0), names prefixed peergraph_:
+  peergraph_connections{kind}                     gauge: direct connections open now
+  peergraph_pending_connections{direction}        gauge: outgoing attempts, incoming
+                                                  handshakes under way
+  peergraph_connections_opened_total{kind,direction}   connections opened, in and out
+  peergraph_connect_failures_total                outgoing attempts that failed
+  peergraph_bytes_total{direction}                UDP bytes sent/received, all links
+  peergraph_closes_total{code}                    this node's closes by result code
+                                                  (S_OK, PEER_E_TIMEOUT, ...)
+  peergraph_links_ended_total{reason}             links ended: local_close,
+                                                  remote_close, lost, close_timed_out, ...
+  peergraph_events_lost_total                     events lost by a slow reader
+  peergraph_handshakes_refused_total{reason}      incoming handshakes refused:
+                                                  not_authorized, wrong_graph,
+                                                  limit_reached, too_many_handshakes, ...
+  peergraph_handshakes_retried_total, peergraph_handshakes_failed_total
+Totals count from the graph's start. Only GET (and HEAD) of /metrics is served: other
+paths get 404, other methods 405; one request per connection, at most 8 at once.
 
 Records that outlive the host:
   peer_host --graph notes --peer alice --db ./notes-db
@@ -324,6 +352,16 @@ struct Args {
     /// whether it is complete. Without --save-dir files are checked, not kept.
     #[arg(long, value_name = "DIR")]
     save_dir: Option<PathBuf>,
+
+    /// Serve the graph's counters at http://ADDR/metrics, such as 127.0.0.1:9464 (port 0
+    /// picks a free port), for Prometheus.
+    ///
+    /// The OpenMetrics text format: links open and opened by kind and direction, bytes,
+    /// closes by result code, links ended by why, events lost, handshakes refused by
+    /// reason (all named peergraph_...; --help lists them). The address actually bound
+    /// is printed at start. `stats` shows the same counters.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 
     /// Print one JSON object per line on standard output, for scripts.
     #[arg(long)]
@@ -523,6 +561,11 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
         );
     }
 
+    let metrics_server = match args.metrics {
+        None => None,
+        Some(address) => Some(serve_metrics(address, &graph, &out).await?),
+    };
+
     let opening = Arc::new(Opening::default());
     // Turns true when the host starts stopping: a running sendfile gives up, and files
     // still coming in are incomplete.
@@ -611,6 +654,9 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
     // data), bounded in time.
     let links = host.close_all(CLOSE_TIMEOUT).await;
     tracing::debug!(links, "direct connections closed");
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
 
     // PeerGraphClose ends every connection with LEAVING (peers report DISCONNECTED) and
     // ends the event stream; then PeerGraphShutdown.
@@ -644,6 +690,29 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Binds `address` and serves the graph's counters there; prints the address bound.
+async fn serve_metrics(
+    address: SocketAddr,
+    graph: &Graph,
+    out: &Output,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot serve metrics at {address}"))?;
+    let bound = listener
+        .local_addr()
+        .with_context(|| format!("cannot read the metrics address bound at {address}"))?;
+    let url = format!("http://{bound}{}", metrics::PATH);
+    out.emit(
+        Object::new()
+            .str("event", "metrics")
+            .str("addr", &bound.to_string())
+            .str("url", &url),
+        || row("metrics", &format!("{url}  (OpenMetrics text)")),
+    );
+    Ok(tokio::spawn(metrics::serve(listener, graph.clone())))
 }
 
 /// Creates the graph, or opens it (`--open`, or `--db` naming a database that already

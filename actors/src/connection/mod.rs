@@ -32,7 +32,7 @@ use peergraph_engine::graph_core::{
     Cause, CloseStart, EndReason, LinkAction, LinkLoss, LinkMachine, Violation,
 };
 use peergraph_engine::wire::{close_code, DisconnectReason, FrameType, Message};
-use peergraph_engine::{ConnectionId, ConnectionInfo, GraphEvent, PeerError};
+use peergraph_engine::{code_of, ConnectionId, ConnectionInfo, GraphEvent, PeerError, ResultCode};
 use peergraph_transport::{FrameReader, ReadFrameError};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -50,6 +50,11 @@ pub(crate) struct ConnectionEnded {
     /// The QUIC link's `stable_id`: the table entry of this id is removed only if it is
     /// this link's (a peer could reuse the id of a link still closing here).
     pub(crate) link: u64,
+    /// The code the close under way is answered with, if one was asked for.
+    pub(crate) close_answer: Option<ResultCode>,
+    /// UDP bytes sent and received on the link until now (quinn's statistics).
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
 }
 
 /// The tag of a QUIC link in the graph core's table: its `stable_id`.
@@ -86,17 +91,24 @@ impl Drop for EndGuard {
         }
         self.live_actors.fetch_sub(1, Ordering::Relaxed);
         tracing::debug!(connection_id = %self.info.connection_id, reason = %finished.reason, "connection ended");
+        let reply = self.reply.take().map(|reply| {
+            let answer = finished
+                .answer
+                .unwrap_or(Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)));
+            (reply, answer)
+        });
+        let stats = self.connection.stats();
         // One message per connection: bounded by the number of connections, so do_send
         // cannot be driven by a peer to grow the graph's mailbox.
         self.graph.do_send(ConnectionEnded {
             info: self.info.clone(),
             reason: finished.reason,
             link: link_tag(&self.connection),
+            close_answer: reply.as_ref().map(|(_, answer)| code_of(answer)),
+            bytes_sent: stats.udp_tx.bytes,
+            bytes_received: stats.udp_rx.bytes,
         });
-        if let Some(reply) = self.reply.take() {
-            let answer = finished.answer.unwrap_or(Err(PeerError::new(
-                peergraph_engine::ResultCode::PEER_E_CONNECTION_FAILED,
-            )));
+        if let Some((reply, answer)) = reply {
             let _ = reply.send(answer);
         }
     }

@@ -276,24 +276,26 @@ impl Queue {
         self.waker.wake();
     }
 
-    /// Queues an event other than INCOMING_DATA, or counts it lost past the bound.
-    fn push_other(&self, event: GraphEvent) {
+    /// Queues an event other than INCOMING_DATA, or counts it lost past the bound (and
+    /// then answers true).
+    fn push_other(&self, event: GraphEvent) -> bool {
         {
             let Ok(mut state) = self.state.lock() else {
-                return;
+                return false;
             };
             if state.closed {
-                return;
+                return false;
             }
             if state.others >= self.limits.events {
                 state.lost += 1;
-                return;
+                return true;
             }
             Self::report_loss(&mut state);
             state.others += 1;
             state.events.push_back((event, None));
         }
         self.waker.wake();
+        false
     }
 
     /// Puts a pending loss report in the queue, before the next event.
@@ -439,9 +441,10 @@ impl Subscriber {
         self.queue.push_data(event, room);
     }
 
-    /// Queues an event other than INCOMING_DATA; never waits.
-    fn deliver(&self, event: &GraphEvent) {
-        self.queue.push_other(event.clone());
+    /// Queues an event other than INCOMING_DATA; never waits. True if it was lost (the
+    /// queue was full).
+    fn deliver(&self, event: &GraphEvent) -> bool {
+        self.queue.push_other(event.clone())
     }
 }
 
@@ -519,6 +522,9 @@ impl DataReservation {
 pub(crate) struct Subscribers {
     graph: GraphHandle,
     list: RwLock<Vec<Arc<Subscriber>>>,
+    /// Events lost, over every registration there has been: the sum of the counts of the
+    /// EventsLost events raised or to be raised.
+    lost: AtomicU64,
 }
 
 impl Subscribers {
@@ -526,6 +532,7 @@ impl Subscribers {
         Subscribers {
             graph,
             list: RwLock::new(Vec::new()),
+            lost: AtomicU64::new(0),
         }
     }
 
@@ -598,9 +605,21 @@ impl Subscribers {
         let Ok(list) = self.list.read() else {
             return;
         };
+        let mut lost = 0;
         for subscriber in list.iter().filter(|s| s.filter.accepts(&event)) {
-            subscriber.deliver(&event);
+            if subscriber.deliver(&event) {
+                lost += 1;
+            }
         }
+        if lost > 0 {
+            self.lost.fetch_add(lost, Ordering::Relaxed);
+        }
+    }
+
+    /// Events lost so far by every registration there has been (see
+    /// [`GraphEvent::EventsLost`]).
+    pub(crate) fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
     }
 
     /// Waits until every registration that takes `event` (INCOMING_DATA) has room for it,

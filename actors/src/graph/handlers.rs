@@ -14,12 +14,13 @@ use tokio::sync::oneshot;
 use super::renewal::{accept_from, drain};
 use super::{
     outbox_for_send, CloseAnswer, CloseDirectConnection, CloseGraph, ConnectionStats,
-    EnumConnections, GetConnectionStats, GetCounters, GetNodeInfo, GetStatus, GraphActor,
-    GraphCounters, Listen, OpenDirectConnection, RegisterEvent, RegisterEventRecipient, Release,
-    SendData, StartClose, UnregisterEvent,
+    EnumConnections, GetConnectionStats, GetCounters, GetMetrics, GetNodeInfo, GetStatus,
+    GraphActor, GraphCounters, Listen, OpenDirectConnection, RegisterEvent, RegisterEventRecipient,
+    Release, SendData, StartClose, UnregisterEvent,
 };
 use crate::connection::Close;
 use crate::handshake;
+use crate::metrics::{Current, GraphMetrics};
 
 impl Handler<Listen> for GraphActor {
     type Result = Result<SocketAddr, PeerError>;
@@ -158,6 +159,35 @@ impl Handler<GetCounters> for GraphActor {
             quic_connections: self.quic_connections(),
             endpoint_renewals: self.renewals,
         })
+    }
+}
+
+impl Handler<GetMetrics> for GraphActor {
+    type Result = Result<GraphMetrics, PeerError>;
+
+    fn handle(&mut self, _: GetMetrics, _ctx: &mut Self::Context) -> Self::Result {
+        self.ready()?;
+        // Clone the links out of the table first, so no table lock is held while quinn
+        // takes each connection's lock.
+        let links: Vec<quinn::Connection> = self
+            .table
+            .iter()
+            .map(|entry| entry.connection.clone())
+            .collect();
+        let (mut live_sent, mut live_received) = (0u64, 0u64);
+        for link in links {
+            let stats = link.stats();
+            live_sent = live_sent.saturating_add(stats.udp_tx.bytes);
+            live_received = live_received.saturating_add(stats.udp_rx.bytes);
+        }
+        Ok(self.tally.metrics(Current {
+            direct_connections: self.core.connection_count(),
+            pending_outgoing: self.core.outgoing_count(),
+            pending_incoming: self.core.incoming_count(),
+            live_sent,
+            live_received,
+            events_lost: self.subscribers.lost(),
+        }))
     }
 }
 

@@ -19,6 +19,7 @@ use peergraph_engine::{
 use tokio::sync::oneshot;
 
 use crate::events::{EventHandle, EventStream, PeerEvent, QueueLimits};
+use crate::metrics::GraphMetrics;
 
 /// `PeerGraphListen`: accept links at `address` (port 0 picks a free port). Replies with
 /// the bound address.
@@ -207,6 +208,18 @@ pub struct GraphCounters {
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "Result<GraphCounters, PeerError>")]
 pub struct GetCounters;
+
+/// `GraphMetrics`: the graph's [`GraphMetrics`]: links open now and totals since it was
+/// created or opened (links opened, bytes, closes by result code, links ended by why,
+/// events lost, handshakes refused by reason). [`GetCounters`] stays as it was, for the
+/// graph's internals (QUIC connections held, endpoint renewals).
+///
+/// # Errors
+/// Only the common codes: `PEER_E_INVALID_GRAPH` once the graph is closed,
+/// `PEER_E_NOT_INITIALIZED` after the last shutdown.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<GraphMetrics, PeerError>")]
+pub struct GetMetrics;
 
 /// Transport statistics of one live connection, from its QUIC link (quinn's
 /// `Connection::stats`). Not part of the Windows API: for monitoring, such as a peer host's

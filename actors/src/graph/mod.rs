@@ -57,6 +57,7 @@ use crate::connection::{link_tag, ConnectionActor, ConnectionEnded, ConnectionSe
 use crate::events::Subscribers;
 use crate::handshake::{self, Link};
 use crate::lifecycle::EngineState;
+use crate::metrics::{LinkTotals, Tally};
 use crate::options::GraphOptions;
 use crate::outbox::{check_payload, outbox, Outbox};
 use crate::table::{outbox_of, ConnectionEntry, ConnectionTable};
@@ -128,6 +129,8 @@ pub struct GraphActor {
     windows: WindowShare,
     /// The record database.
     records: records::Records,
+    /// The totals [`GetMetrics`] reports.
+    tally: Tally,
 }
 
 /// What the engine gives a new graph actor.
@@ -172,6 +175,7 @@ impl GraphActor {
             subscribers: Arc::new(Subscribers::new(setup.handle)),
             windows,
             records: records::Records::new(setup.database),
+            tally: Tally::default(),
         }
     }
 
@@ -212,6 +216,11 @@ impl GraphActor {
         ctx: &mut Context<Self>,
     ) {
         let (outbox, outbox_receiver) = outbox();
+        if welcome.is_some() {
+            self.tally.opened_incoming += 1;
+        } else {
+            self.tally.opened_outgoing += 1;
+        }
         if let Some(welcome) = welcome {
             // The outbox is new and empty, so the WELCOME is queued first, before any data.
             let _ = outbox.control(welcome);
@@ -264,6 +273,7 @@ impl GraphActor {
     ) {
         self.core.incoming_ended(source);
         let Some((link, connect)) = accepted else {
+            self.tally.handshakes_failed += 1;
             return;
         };
         let incoming = IncomingConnect {
@@ -300,6 +310,7 @@ impl GraphActor {
                 self.run_link(link, info, Some(frame), ctx);
             }
             IncomingDecision::Refuse(reason) => {
+                self.tally.refused(reason.into());
                 tracing::info!(
                     ?reason,
                     peer = %connect.source_peer_id,
@@ -332,7 +343,10 @@ impl GraphActor {
             match (act.core.outgoing_ended(connection_id, outcome), result) {
                 (OutgoingDecision::Adopt(info), Ok(link)) => act.run_link(link, info, None, ctx),
                 (OutgoingDecision::Leave, Ok(link)) => leave(&link.parts.connection),
-                _ => {
+                (decision, _) => {
+                    if decision == OutgoingDecision::Failed {
+                        act.tally.outgoing_failed += 1;
+                    }
                     act.publish_events();
                     act.renew_when_idle(ctx);
                 }
@@ -404,6 +418,12 @@ impl Handler<ConnectionEnded> for GraphActor {
         let id = message.info.connection_id;
         tracing::debug!(connection_id = %id, reason = %message.reason, "connection actor ended");
         let closed = self.core.is_closed();
+        self.tally.link_ended(LinkTotals {
+            reason: &message.reason,
+            close_answer: message.close_answer,
+            bytes_sent: message.bytes_sent,
+            bytes_received: message.bytes_received,
+        });
         let ended = self.core.link_ended(&message.info, message.link);
         if ended.removed {
             self.table.remove(&id);

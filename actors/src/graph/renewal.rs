@@ -12,6 +12,7 @@ use peergraph_transport::{bind_endpoint, RenewableEndpoint};
 
 use super::GraphActor;
 use crate::handshake;
+use crate::metrics::Refusal;
 
 /// How long closing a graph waits for its endpoint to go idle, so that peers receive the
 /// LEAVING close code rather than timing out.
@@ -188,6 +189,7 @@ impl StreamHandler<Accepted> for GraphActor {
         {
             HandshakeAdmission::Accept => {}
             HandshakeAdmission::Retry => {
+                self.tally.handshakes_retried += 1;
                 // Stateless: quinn sends the Retry and forgets the connection. `retry`
                 // fails only for an address already validated, which the core never sends
                 // here; refusing is the answer that keeps nothing either.
@@ -197,6 +199,10 @@ impl StreamHandler<Accepted> for GraphActor {
                 return;
             }
             HandshakeAdmission::Refuse => {
+                // Refused for its load; a closed graph refuses everything, uncounted.
+                if !self.core.is_closed() {
+                    self.tally.refused(Refusal::TooManyHandshakes);
+                }
                 incoming.refuse();
                 return;
             }
