@@ -330,7 +330,7 @@ fn unbase32(text: &str) -> Result<Vec<u8>, TicketError> {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TicketError {
     /// The text does not start with `pg` and a version.
-    #[error("not a ticket: a ticket starts with pg1")]
+    #[error("a ticket starts with pg1")]
     NotATicket,
     /// Another version of the format (the digit after `pg`).
     #[error("ticket version {0} is not supported (this build reads version 1, pg1...)")]
