@@ -217,26 +217,33 @@ impl Graph {
     ///
     /// ```
     /// use peergraph::{
-    ///     Engine, GraphId, GraphOptions, GraphProperties, NodeIdentity, PeerId, Ticket, Version,
+    ///     ConnectionStatus, Engine, EventRegistration, EventType, GraphEvent, GraphId,
+    ///     GraphOptions, GraphProperties, NodeIdentity, PeerId, Ticket, Version,
     /// };
     ///
     /// # #[tokio::main]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let engine = Engine::new()?;
-    /// engine.startup(Version::V1_0)?;
-    /// let chat = |peer: &str| -> Result<GraphProperties, peergraph::PeerError> {
-    ///     Ok(GraphProperties::new(GraphId::new("chat")?, PeerId::new(peer)?))
+    /// // Each node on its own engine (one engine holds one graph of an id).
+    /// let node = |peer: &str, options: GraphOptions| -> Result<_, Box<dyn std::error::Error>> {
+    ///     let engine = Engine::new()?;
+    ///     engine.startup(Version::V1_0)?;
+    ///     let properties = GraphProperties::new(GraphId::new("chat")?, PeerId::new(peer)?);
+    ///     let graph = engine.create_graph(properties, options)?;
+    ///     Ok((engine, graph))
     /// };
+    /// let direct = || vec![EventRegistration::new(EventType::DirectConnection)];
     /// // Bob knows his key because he made his identity.
     /// let identity = NodeIdentity::generate()?;
     /// let key = identity.peer_key();
-    /// let bob = engine.create_graph(chat("bob")?, GraphOptions::default().with_identity(identity))?;
+    /// let (_bob_engine, bob) = node("bob", GraphOptions::default().with_identity(identity))?;
+    /// let _bob_events = bob.register_event(direct()).await?;
     /// let address = bob.listen("127.0.0.1:0".parse()?).await?;
     /// // He hands out his ticket; alice reads it and opens to the key it names.
     /// let ticket = Ticket::new(PeerId::new("bob")?, key, vec![address])?.to_string();
     /// let ticket: Ticket = ticket.parse()?;
     ///
-    /// let alice = engine.create_graph(chat("alice")?, GraphOptions::default())?;
+    /// let (_alice_engine, alice) = node("alice", GraphOptions::default())?;
+    /// let mut events = alice.register_event(direct()).await?;
     /// let id = alice
     ///     .open_direct_connection_pinned(
     ///         ticket.peer_id().as_str(),
@@ -244,7 +251,13 @@ impl Graph {
     ///         *ticket.key(),
     ///     )
     ///     .await?;
-    /// # let _ = id;
+    /// match events.recv().await {
+    ///     Some(GraphEvent::DirectConnection(change)) if change.connection_id == id => {
+    ///         assert_eq!(change.status, ConnectionStatus::Connected);
+    ///         assert_eq!(change.node_id, Some(ticket.node_id()));
+    ///     }
+    ///     other => panic!("unexpected {other:?}"),
+    /// }
     /// # Ok(())
     /// # }
     /// ```
