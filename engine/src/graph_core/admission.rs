@@ -233,8 +233,8 @@ pub fn refusal_error(reason: RefuseReason, request: &Connect) -> PeerError {
         ),
         // The node does not say which rule refused: a proof, or the key.
         RefuseReason::NotAuthorized if request.proof.is_empty() => {
-            "not authorized: the node admits only the keys on its allow-list, or members \
-             that prove a graph secret this node does not have"
+            "the node admits only the keys on its allow-list, or members that prove a \
+             graph secret this node does not have"
                 .to_owned()
         }
         RefuseReason::NotAuthorized => "membership proof failed: the graph secrets differ, \
