@@ -11,7 +11,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use peergraph_engine::{
     ConnectionFlags, ConnectionId, ConnectionInfo, DataType, EventRegistration, GraphHandle,
-    GraphStatus, NodeId, NodeInfo, PeerError, PeerId,
+    GraphStatus, NodeId, NodeInfo, PeerError, PeerId, PeerKey,
 };
 
 use crate::events::{EventHandle, EventStream, QueueLimits};
@@ -196,7 +196,85 @@ impl Graph {
         address: SocketAddr,
     ) -> Result<ConnectionId, PeerError> {
         let peer_id = PeerId::new(peer_id)?;
-        self.call(OpenDirectConnection { peer_id, address }).await?
+        self.call(OpenDirectConnection {
+            peer_id,
+            address,
+            expected_key: None,
+        })
+        .await?
+    }
+
+    /// Opens a direct connection to node `peer_id` at `address`, as
+    /// [`open_direct_connection`](Graph::open_direct_connection), and requires the node
+    /// there to present `key` (from its [`Ticket`](crate::Ticket)): a node with another
+    /// key is left before CONNECT is sent, and the outcome is CONNECTION_FAILED with
+    /// `PEER_E_CONNECTION_NOT_AUTHENTICATED` and the cause "node key mismatch: expected
+    /// ..., the node presented ...".
+    ///
+    /// # Errors
+    /// As [`open_direct_connection`](Graph::open_direct_connection).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use peergraph::{
+    ///     ConnectionStatus, Engine, EventRegistration, EventType, GraphEvent, GraphId,
+    ///     GraphOptions, GraphProperties, NodeIdentity, PeerId, Ticket, Version,
+    /// };
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Each node on its own engine (one engine holds one graph of an id).
+    /// let node = |peer: &str, options: GraphOptions| -> Result<_, Box<dyn std::error::Error>> {
+    ///     let engine = Engine::new()?;
+    ///     engine.startup(Version::V1_0)?;
+    ///     let properties = GraphProperties::new(GraphId::new("chat")?, PeerId::new(peer)?);
+    ///     let graph = engine.create_graph(properties, options)?;
+    ///     Ok((engine, graph))
+    /// };
+    /// let direct = || vec![EventRegistration::new(EventType::DirectConnection)];
+    /// // Bob knows his key because he made his identity.
+    /// let identity = NodeIdentity::generate()?;
+    /// let key = identity.peer_key();
+    /// let (_bob_engine, bob) = node("bob", GraphOptions::default().with_identity(identity))?;
+    /// let _bob_events = bob.register_event(direct()).await?;
+    /// let address = bob.listen("127.0.0.1:0".parse()?).await?;
+    /// // He hands out his ticket; alice reads it and opens to the key it names.
+    /// let ticket = Ticket::new(PeerId::new("bob")?, key, vec![address])?.to_string();
+    /// let ticket: Ticket = ticket.parse()?;
+    ///
+    /// let (_alice_engine, alice) = node("alice", GraphOptions::default())?;
+    /// let mut events = alice.register_event(direct()).await?;
+    /// let id = alice
+    ///     .open_direct_connection_pinned(
+    ///         ticket.peer_id().as_str(),
+    ///         ticket.addresses()[0],
+    ///         *ticket.key(),
+    ///     )
+    ///     .await?;
+    /// match events.recv().await {
+    ///     Some(GraphEvent::DirectConnection(change)) if change.connection_id == id => {
+    ///         assert_eq!(change.status, ConnectionStatus::Connected);
+    ///         assert_eq!(change.node_id, Some(ticket.node_id()));
+    ///     }
+    ///     other => panic!("unexpected {other:?}"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn open_direct_connection_pinned(
+        &self,
+        peer_id: &str,
+        address: SocketAddr,
+        key: PeerKey,
+    ) -> Result<ConnectionId, PeerError> {
+        let peer_id = PeerId::new(peer_id)?;
+        self.call(OpenDirectConnection {
+            peer_id,
+            address,
+            expected_key: Some(key),
+        })
+        .await?
     }
 
     /// `PeerGraphSendData`: sends data of type `data_type` on a connection (see

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use peergraph_engine::graph_core::{judge_answer, refusal_error, Answer, HandshakeFailure};
+use peergraph_engine::graph_core::{judge_answer, Answer, HandshakeFailure};
 use peergraph_engine::wire::{close_code, Connect, Message, RefuseReason};
 use peergraph_engine::{PeerError, PeerKey, ResultCode};
 use peergraph_transport::{
@@ -61,7 +61,8 @@ fn handshake_failure(error: &quinn::ConnectionError, timeout: Duration) -> PeerE
 }
 
 /// Opens a link to `address` and performs the connecting side's handshake within
-/// `timeout`: TLS, then CONNECT, then WELCOME (checked against what was asked) or REFUSE.
+/// `timeout`: TLS (the key the node presents must be `expected_key`, when given), then
+/// CONNECT, then WELCOME (checked against what was asked) or REFUSE.
 /// A handshake that fails after TLS closes the link with REFUSED, one that runs out of
 /// time with HANDSHAKE_TIMEOUT.
 ///
@@ -73,6 +74,7 @@ pub(crate) async fn connect(
     endpoint: quinn::Endpoint,
     address: SocketAddr,
     mut request: Connect,
+    expected_key: Option<PeerKey>,
     membership: Membership,
     timeout: Duration,
 ) -> Result<Link, PeerError> {
@@ -94,13 +96,13 @@ pub(crate) async fn connect(
         ));
     };
     let result = tokio::time::timeout_at(deadline, async {
-        // The node we reached must be on the allow-list, as the peer we asked for.
-        if let Err(reason) = membership
-            .admission()
-            .check_key(&peer_key, &request.target_peer_id)
-        {
-            return Err(refusal_error(reason, &request));
-        }
+        // The node we reached must show the pinned key, if any, and be on the allow-list
+        // as the peer we asked for.
+        membership.admission().check_reached(
+            &peer_key,
+            &request.target_peer_id,
+            expected_key.as_ref(),
+        )?;
         if let Some(secret) = &membership.secret {
             request.proof = membership_proof(
                 &connection,

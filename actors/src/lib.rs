@@ -100,7 +100,8 @@ pub use peergraph_engine::{
     code_of, ConnectionChange, ConnectionFlags, ConnectionId, ConnectionInfo, ConnectionStatus,
     DataType, EventRegistration, EventType, GraphEvent, GraphHandle, GraphId, GraphProperties,
     GraphStatus, NodeId, NodeInfo, PeerError, PeerId, PeerKey, PeerResult, ResultCode, Scope,
-    Version, VersionData,
+    Ticket, TicketError, Version, VersionData, MAX_TICKET_ADDRESSES, MAX_TICKET_CHARS,
+    TICKET_PREFIX,
 };
 /// The record model the record calls take and return.
 pub use peergraph_engine::{

@@ -68,6 +68,7 @@ async fn messages_to_the_graph_actor_inside_a_system() {
             .send(OpenDirectConnection {
                 peer_id: PeerId::new("bob").expect("peer id"),
                 address: listen_at[1],
+                expected_key: None,
             })
             .await,
     )

@@ -18,6 +18,7 @@
 //!   ([`GraphCore`]), and each link's close ([`LinkMachine`]).
 //! - `record`: records and the graph database: [`Record`] and its rules, [`Attributes`],
 //!   [`GraphTime`], the search language, and the store interface.
+//! - `ticket`: [`Ticket`], one string with a node's peer id, key and addresses.
 
 mod event;
 mod graph;
@@ -25,6 +26,7 @@ pub mod graph_core;
 mod ids;
 mod record;
 mod result;
+mod ticket;
 pub mod wire;
 
 pub use crate::event::{
@@ -50,3 +52,6 @@ pub use crate::record::{
     MAX_SEARCH_DEPTH, MAX_SEARCH_ELEMENTS, RECORD_FORMAT_VERSION, RESERVED_ATTRIBUTE_NAMES,
 };
 pub use crate::result::{code_of, PeerError, PeerResult, ResultCode};
+pub use crate::ticket::{
+    Ticket, TicketError, MAX_TICKET_ADDRESSES, MAX_TICKET_CHARS, TICKET_PREFIX,
+};

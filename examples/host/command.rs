@@ -1,10 +1,11 @@
 //! The host's commands: one per line of standard input, parsed here into [`Command`]s
 //! with no I/O, so that every malformed line gets an exact message.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use peergraph::{AttributeType, ConnectionId, PeerId, RecordId, RecordType};
+use peergraph::{AttributeType, ConnectionId, PeerId, RecordId, RecordType, Ticket};
+
+use super::address::Target;
 
 /// How long an `add`ed record lives unless `--ttl` says otherwise: an hour.
 pub(crate) const DEFAULT_TTL_SECS: u32 = 3600;
@@ -13,7 +14,11 @@ pub(crate) const DEFAULT_TTL_SECS: u32 = 3600;
 pub(crate) const USAGE: &[(&str, &str)] = &[
     (
         "open PEER_ID ADDR",
-        "open a direct connection to peer PEER_ID listening at ADDR",
+        "open a direct connection to peer PEER_ID listening at ADDR (HOST:PORT)",
+    ),
+    (
+        "open TICKET",
+        "open a direct connection to the node of a ticket (see info); its key must match",
     ),
     (
         "send CONNECTION TEXT",
@@ -27,7 +32,7 @@ pub(crate) const USAGE: &[(&str, &str)] = &[
     ("enum", "list the direct connections"),
     (
         "info",
-        "this node: graph, peer id, node id, addresses, status",
+        "this node: graph, peer id, node id, addresses, status, ticket",
     ),
     (
         "stats [CONNECTION]",
@@ -52,11 +57,10 @@ pub(crate) const USAGE: &[(&str, &str)] = &[
 /// One parsed command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Command {
-    /// `open PEER_ID ADDR`.
-    Open {
-        peer_id: String,
-        address: SocketAddr,
-    },
+    /// `open PEER_ID ADDR`: ADDR is an IP socket address or a host name and port.
+    Open { peer_id: String, target: Target },
+    /// `open TICKET`: the peer id, key and addresses a ticket holds.
+    OpenTicket { ticket: Box<Ticket> },
     /// `send CONNECTION TEXT`: TEXT is the rest of the line, inner spaces included.
     Send {
         connection: ConnectionRef,
@@ -161,18 +165,27 @@ pub(crate) fn parse(line: &str) -> Result<Option<Command>, BadCommand> {
         "open" => {
             let (peer_id, rest) = split_word(rest);
             let (address, rest) = split_word(rest);
-            if peer_id.is_empty() || address.is_empty() {
+            if peer_id.is_empty() {
                 return Err(usage("missing argument"));
             }
             no_more(rest)?;
-            let address = address.parse().map_err(|_| {
-                bad(format!(
-                    "`{address}` is not a socket address such as 127.0.0.1:5000 or [::1]:5000"
-                ))
-            })?;
-            Command::Open {
-                peer_id: peer_id.to_owned(),
-                address,
+            if address.is_empty() {
+                // One argument: a ticket.
+                let ticket = peer_id.parse::<Ticket>().map_err(|error| {
+                    bad(format!(
+                        "`{}` is not a ticket: {error}; usage: open PEER_ID ADDR, or open \
+                         TICKET",
+                        abridged(peer_id)
+                    ))
+                })?;
+                Command::OpenTicket {
+                    ticket: Box::new(ticket),
+                }
+            } else {
+                Command::Open {
+                    peer_id: peer_id.to_owned(),
+                    target: address.parse().map_err(bad)?,
+                }
             }
         }
         "send" | "sendfile" => {
@@ -279,14 +292,15 @@ pub(crate) fn parse(line: &str) -> Result<Option<Command>, BadCommand> {
             }
         }
         _ => {
+            let mut words: Vec<&str> = USAGE
+                .iter()
+                .filter_map(|(form, _)| form.split(' ').next())
+                .collect();
+            words.dedup();
             return Err(bad(format!(
                 "unknown command `{word}`; commands: {}",
-                USAGE
-                    .iter()
-                    .filter_map(|(form, _)| form.split(' ').next())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )))
+                words.join(", ")
+            )));
         }
     };
     Ok(Some(command))
@@ -405,6 +419,14 @@ pub(crate) fn connection(text: &str) -> Result<ConnectionRef, String> {
         .ok_or_else(not_an_id)
 }
 
+/// `text` as a message quotes it: at most 24 characters, then an ellipsis.
+fn abridged(text: &str) -> String {
+    match text.char_indices().nth(24) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 /// The first whitespace-separated word of `text` and the rest, trimmed at the start.
 fn split_word(text: &str) -> (&str, &str) {
     match text.split_once(char::is_whitespace) {
@@ -427,7 +449,29 @@ mod tests {
             parse("open bob 127.0.0.1:5000"),
             Ok(Some(Command::Open {
                 peer_id: "bob".into(),
-                address: "127.0.0.1:5000".parse().expect("address"),
+                target: Target::Socket("127.0.0.1:5000".parse().expect("address")),
+            }))
+        );
+        assert_eq!(
+            parse("open bob localhost:5000"),
+            Ok(Some(Command::Open {
+                peer_id: "bob".into(),
+                target: Target::Name {
+                    host: "localhost".into(),
+                    port: 5000
+                },
+            }))
+        );
+        let ticket = Ticket::new(
+            PeerId::new("bob").expect("peer id"),
+            peergraph::PeerKey([3; 32]),
+            vec!["127.0.0.1:5000".parse().expect("address")],
+        )
+        .expect("ticket");
+        assert_eq!(
+            parse(&format!("open {ticket}")),
+            Ok(Some(Command::OpenTicket {
+                ticket: Box::new(ticket)
             }))
         );
         assert_eq!(
@@ -568,8 +612,18 @@ mod tests {
         assert!(message("close").contains("usage: close CONNECTION"));
         assert!(message("close 1 2").contains("unexpected `2`"));
         assert!(message("send 7").contains("usage: send CONNECTION TEXT"));
-        assert!(message("open bob").contains("usage: open PEER_ID ADDR"));
-        assert!(message("open bob localhost").contains("not a socket address"));
+        assert!(message("open").contains("usage: open PEER_ID ADDR"));
+        let not_a_ticket = message("open bob");
+        assert!(
+            not_a_ticket.contains("`bob` is not a ticket"),
+            "{not_a_ticket}"
+        );
+        assert!(not_a_ticket.contains("usage: open PEER_ID ADDR, or open TICKET"));
+        let long = message(&format!("open pg1{}", "a".repeat(100)));
+        assert!(long.contains("damaged") && long.contains("…"), "{long}");
+        assert!(message("open pg2aaaa").contains("version 2 is not supported"));
+        assert!(message("open bob localhost").contains("is not an address"));
+        assert!(message("open bob 127.0.0.1:5000 extra").contains("unexpected `extra`"));
         assert!(message("enum now").contains("unexpected `now`"));
         assert!(message("add").contains("missing TEXT"));
         assert!(message("add --ttl 5").contains("missing TEXT"));

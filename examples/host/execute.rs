@@ -10,11 +10,12 @@ use bytes::Bytes;
 use indicatif::HumanBytes;
 use peergraph::{
     AttributeType, AttributeValue, Attributes, ConnectionFlags, ConnectionId, ConnectionInfo,
-    ConnectionStats, Graph, GraphTime, NewRecord, PeerError, Record, RecordId, RecordType,
-    RecordUpdate, ResultCode, DEFAULT_CONNECT_TIMEOUT,
+    ConnectionStats, Graph, GraphTime, NewRecord, PeerError, PeerKey, Record, RecordId, RecordType,
+    RecordUpdate, ResultCode, Ticket, DEFAULT_CONNECT_TIMEOUT,
 };
 use tokio::sync::watch;
 
+use super::address::{ticket_addresses, Target};
 use super::command::{AttributeArg, BadCommand, Command, ConnectionRef, USAGE};
 use super::json::Object;
 use super::metrics;
@@ -34,6 +35,8 @@ pub(crate) struct Host {
     opening: Arc<Opening>,
     /// Turns true when the host starts stopping: a running `sendfile` gives up.
     stop: watch::Receiver<bool>,
+    /// This node's key, for its ticket.
+    key: PeerKey,
 }
 
 /// How long a command naming a connection that is still opening waits for it: the
@@ -56,6 +59,17 @@ impl From<PeerError> for Failure {
 }
 
 impl Failure {
+    /// The error's code, and its cause when it has one (such as what the resolver said).
+    fn with_cause(error: &PeerError) -> Self {
+        let description = error.code().description();
+        Failure {
+            code: error.code(),
+            message: error
+                .cause()
+                .map_or_else(|| description.to_owned(), |cause| cause.to_string()),
+        }
+    }
+
     fn invalid(message: String) -> Self {
         Failure {
             code: ResultCode::E_INVALIDARG,
@@ -73,6 +87,7 @@ impl Host {
         congestion: &'static str,
         opening: Arc<Opening>,
         stop: watch::Receiver<bool>,
+        key: PeerKey,
     ) -> Self {
         Host {
             graph,
@@ -82,6 +97,7 @@ impl Host {
             congestion,
             opening,
             stop,
+            key,
         }
     }
 
@@ -167,7 +183,8 @@ impl Host {
     /// Runs one command and prints its reply.
     pub(crate) async fn execute(&self, command: Command) {
         match command {
-            Command::Open { peer_id, address } => self.open(&peer_id, address).await,
+            Command::Open { peer_id, target } => self.open(&peer_id, &target).await,
+            Command::OpenTicket { ticket } => self.open_ticket(&ticket).await,
             Command::Send { connection, text } => {
                 if let Some(id) = self.resolve("send", &connection).await {
                     self.send(id, text).await;
@@ -292,11 +309,73 @@ impl Host {
         });
     }
 
-    async fn open(&self, peer_id: &str, address: SocketAddr) {
+    /// `open PEER_ID ADDR`: ADDR resolved (a host name), then [`Host::open_at`].
+    async fn open(&self, peer_id: &str, target: &Target) {
+        let mut line = reply("open").str("peer_id", peer_id);
+        if let Target::Name { .. } = target {
+            line = line.str("target", &target.to_string());
+        }
+        match target.resolve().await {
+            Ok(addresses) => self.open_at(peer_id, &addresses, None, line).await,
+            Err(error) => self.fail("open", line, Failure::with_cause(&error)),
+        }
+    }
+
+    /// `open TICKET`: the ticket's addresses in turn, each pinned to its key.
+    async fn open_ticket(&self, ticket: &Ticket) {
+        let peer_id = ticket.peer_id().as_str();
         let line = reply("open")
             .str("peer_id", peer_id)
-            .str("addr", &address.to_string());
-        match self.graph.open_direct_connection(peer_id, address).await {
+            .str("node_id", &ticket.node_id().to_string());
+        if ticket.addresses().is_empty() {
+            let failure = Failure::invalid(format!(
+                "the ticket of {peer_id} lists no address: that node does not listen (it \
+                 can open to this one, or serve in --allow-peer)"
+            ));
+            return self.fail("open", line, failure);
+        }
+        self.open_at(peer_id, ticket.addresses(), Some(*ticket.key()), line)
+            .await;
+    }
+
+    /// Opens a direct connection to `peer_id` at the first of `addresses` where one comes
+    /// up, in order: each address but the last is waited for (at most the connect
+    /// timeout) and, when no connection comes of it, the next is tried; the last is
+    /// answered at once, its outcome following as an event. With `key`, the node must
+    /// present that key (PEER_E_CONNECTION_NOT_AUTHENTICATED otherwise).
+    async fn open_at(
+        &self,
+        peer_id: &str,
+        addresses: &[SocketAddr],
+        key: Option<PeerKey>,
+        line: Object,
+    ) {
+        let Some((last, earlier)) = addresses.split_last() else {
+            return self.fail("open", line, Failure::invalid("no address".to_owned()));
+        };
+        for &address in earlier {
+            let outcome = match self.start_open(peer_id, address, key).await {
+                Ok(id) => {
+                    self.opening.add(id, peer_id, OPEN_WAIT);
+                    self.wait_opened(id).await;
+                    if self.graph.connection_stats(id).await.is_ok() {
+                        let line = line
+                            .str("addr", &address.to_string())
+                            .str("connection_id", &id.to_string());
+                        return self.succeed("open", line, || {
+                            format!("connection {id} to {peer_id} at {address} is up")
+                        });
+                    }
+                    format!("connection {id} did not come up")
+                }
+                Err(error) => error.to_string(),
+            };
+            self.out
+                .note(&format!("{address}: {outcome}; trying the next address"));
+        }
+        let address = *last;
+        let line = line.str("addr", &address.to_string());
+        match self.start_open(peer_id, address, key).await {
             Ok(id) => {
                 self.opening.add(id, peer_id, OPEN_WAIT);
                 self.succeed("open", line.str("connection_id", &id.to_string()), || {
@@ -309,6 +388,23 @@ impl Host {
                 });
             }
             Err(error) => self.fail("open", line, error.into()),
+        }
+    }
+
+    /// PeerGraphOpenDirectConnection, pinned to `key` when given.
+    async fn start_open(
+        &self,
+        peer_id: &str,
+        address: SocketAddr,
+        key: Option<PeerKey>,
+    ) -> Result<ConnectionId, PeerError> {
+        match key {
+            Some(key) => {
+                self.graph
+                    .open_direct_connection_pinned(peer_id, address, key)
+                    .await
+            }
+            None => self.graph.open_direct_connection(peer_id, address).await,
         }
     }
 
@@ -436,12 +532,21 @@ impl Host {
             Ok(counters) => counters.connections as u64,
             Err(error) => return self.fail("info", reply("info"), error.into()),
         };
+        let ticket = match Ticket::new(
+            info.peer_id.clone(),
+            self.key,
+            ticket_addresses(&info.addresses),
+        ) {
+            Ok(ticket) => ticket.to_string(),
+            Err(error) => return self.fail("info", reply("info"), Failure::with_cause(&error)),
+        };
         let addresses: Vec<String> = info.addresses.iter().map(ToString::to_string).collect();
         let names = status_names(status);
         let line = reply("info")
             .str("graph_id", &self.graph_id)
             .str("peer_id", info.peer_id.as_str())
             .str("node_id", &info.node_id.to_string())
+            .str("ticket", &ticket)
             .strings("addresses", addresses.iter().map(String::as_str))
             .strings("status", names.iter().copied())
             .bool("accept_direct", self.accept_direct)
@@ -459,7 +564,7 @@ impl Host {
                 "refused"
             };
             format!(
-                "graph {}  peer {}  node {}  {addresses}\n{}",
+                "graph {}  peer {}  node {}  {addresses}\n{}\n{}",
                 self.graph_id,
                 info.peer_id,
                 info.node_id,
@@ -471,7 +576,8 @@ impl Host {
                         count(connections as usize, "connection"),
                         self.congestion
                     )
-                )
+                ),
+                row("", &format!("ticket {ticket}"))
             )
         });
     }

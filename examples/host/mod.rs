@@ -45,7 +45,10 @@
 //! - `transfer`: files, sent by `sendfile` and received (and saved with `--save-dir`),
 //!   with their wire format.
 //! - `metrics`: `--metrics`, the graph's counters over HTTP, and their `stats` rows.
+//! - `address`: HOST:PORT targets and their resolution, and the addresses a ticket lists.
+//! - `opening`: the connections still opening, which commands naming them wait for.
 
+mod address;
 mod command;
 mod events;
 mod execute;
@@ -69,13 +72,14 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use peergraph::{
     Congestion, DataType, Engine, EngineConfig, EventRegistration, EventType, Graph, GraphId,
-    GraphOptions, GraphProperties, GraphSecret, NodeIdentity, PeerError, PeerId, RecordType,
-    ResultCode, Version, MIN_SECRET_LEN,
+    GraphOptions, GraphProperties, GraphSecret, NodeIdentity, PeerError, PeerId, PeerKey,
+    RecordType, ResultCode, Ticket, Version, MIN_SECRET_LEN,
 };
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tracing_subscriber::EnvFilter;
 
+use self::address::{ticket_addresses, Target};
 use self::command::Command;
 use self::execute::Host;
 use self::json::Object;
@@ -123,9 +127,14 @@ pub const MAX_LINE_LEN: usize = 1 << 20;
 
 const AFTER_HELP: &str = "\
 Commands, one per line on standard input, each answered with one reply:
-  open PEER_ID ADDR            open a direct connection to peer PEER_ID listening at ADDR;
+  open PEER_ID ADDR            open a direct connection to peer PEER_ID listening at ADDR
+                               (127.0.0.1:4000, [::1]:4000, or a name: localhost:4000);
                                the reply gives the connection id, the outcome follows as a
                                connected or connection failed event
+  open TICKET                  open a direct connection to the node of TICKET (the string
+                               `info` prints): its peer id, at its addresses in turn, and
+                               only if the node there has the ticket's key (another key:
+                               PEER_E_CONNECTION_NOT_AUTHENTICATED, node key mismatch)
   send CONNECTION TEXT         send the rest of the line as one text message
   sendfile CONNECTION PATH     send a file: a header with its name (PATH's base name), size
                                and SHA-256, then chunks of at most 1 MiB (MAX_DATA_LEN).
@@ -136,7 +145,7 @@ Commands, one per line on standard input, each answered with one reply:
   close CONNECTION             close a direct connection (both ends see disconnected)
   enum                         list the direct connections
   info                         this node: graph id, peer id, node id, addresses, status,
-                               congestion controller
+                               congestion controller and its ticket
   stats [CONNECTION]           per connection: bytes sent and received, round-trip time,
                                congestion window and lost packets (quinn's statistics);
                                without CONNECTION also the graph's counters, the same
@@ -213,11 +222,24 @@ incomplete file leaves nothing in DIR. The chunks of a saved file are not printe
 one: a progress bar shows on a terminal. Without --save-dir files are checked, not kept,
 and each chunk prints with the running total. At most 8 files come in at once.
 
+A ticket (pg1 and base32, printed by `info`) holds a node's peer id, its key (the SHA-256
+digest of its public key; the node id is its first 8 bytes) and the addresses it listens
+at; for a node listening at 0.0.0.0 or [::], the address this machine reaches others
+from, then loopback. A name in ADDR or --listen is resolved when used, IPv4 first, at
+most 5 s; one that does not resolve is answered with PEER_E_INVALID_ADDRESS and the
+resolver's message. When ADDR or a ticket gives several addresses, each but the last is
+waited for (at most the connect timeout) and the next tried if no connection came of it.
+
 Example, in two terminals:
   peer_host --graph chat --peer bob --listen 127.0.0.1:0 --accept-direct --save-dir inbox
   peer_host --graph chat --peer alice --listen 127.0.0.1:0 --accept-direct
-then in alice's: open bob ADDR_BOB_PRINTED, send bob hello, sendfile bob FILE (bob finds
-it in inbox/), close ID.
+then in bob's: info (copy the ticket line); in alice's: open TICKET_OF_BOB, send bob hello,
+sendfile bob FILE (bob finds it in inbox/), close bob. Without a ticket: open bob
+ADDR_BOB_PRINTED.
+
+Only known nodes: start bob with --allow-peer TICKET_OF_ALICE (run alice with --key FILE
+so her key, and so her ticket, stays the same from run to run); other keys are refused
+with PEER_E_NOT_AUTHORIZED.
 
 Metrics for Prometheus:
   peer_host --graph chat --peer bob --listen 127.0.0.1:0 --metrics 127.0.0.1:9464
@@ -286,12 +308,15 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     db: Option<PathBuf>,
 
-    /// Listen for connections at ADDR, such as 127.0.0.1:0 (port 0 picks a free port).
+    /// Listen for connections at ADDR, such as 127.0.0.1:0 (port 0 picks a free port) or
+    /// localhost:4000.
     ///
-    /// The address actually bound is printed at start. Without --listen the node only
-    /// makes outgoing connections.
+    /// A host name is resolved at start (IPv4 first; the first address is bound, and one
+    /// that does not resolve stops the host with PEER_E_INVALID_ADDRESS). The address
+    /// actually bound is printed at start. Without --listen the node only makes outgoing
+    /// connections.
     #[arg(long, value_name = "ADDR")]
-    listen: Option<SocketAddr>,
+    listen: Option<Target>,
 
     /// Load the node's key and certificate from FILE, or create them there.
     ///
@@ -318,6 +343,17 @@ struct Args {
     /// secret.
     #[arg(long, value_name = "FILE")]
     secret_file: Option<PathBuf>,
+
+    /// Admit only the nodes of the TICKETs (repeatable): their keys, each as its peer id.
+    ///
+    /// Every link, incoming and outgoing, must be with a listed key under its listed peer
+    /// id: another key is refused (the connecting node sees PEER_E_NOT_AUTHORIZED; the
+    /// refusing node logs it at info level, RUST_LOG=peergraph=info), a listed key under
+    /// another peer id too (PEER_E_CONNECTION_NOT_AUTHENTICATED), and this node's own
+    /// `open` reaches only listed nodes. Only the ticket's peer id and key count here,
+    /// not its addresses. A node's key stays the same between runs with --key.
+    #[arg(long = "allow-peer", value_name = "TICKET")]
+    allow_peer: Vec<Ticket>,
 
     /// Close a link after SECS seconds without traffic (1 to 86400; default 10).
     ///
@@ -454,7 +490,7 @@ enum Stop {
 }
 
 async fn run(args: Args, out: Arc<Output>) -> Result<()> {
-    let options = graph_options(&args, &out)?;
+    let (options, key) = graph_options(&args, &out)?;
     // An absolute save directory, so that the paths file_received prints name the files
     // wherever a script runs.
     let save_dir = match &args.save_dir {
@@ -496,34 +532,26 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
         .await
         .context("PeerGraphRegisterEvent failed")?;
 
-    let listening = match args.listen {
+    let listening = match &args.listen {
         None => None,
-        Some(address) => match graph.listen(address).await {
-            Ok(bound) => Some(bound),
-            Err(error) if error.code() == ResultCode::PEER_E_GRAPH_NOT_READY => {
-                let message = "an opened graph cannot listen until it has synchronized with \
-                               the graph; going on without listening (it can still open \
-                               direct connections)";
-                let line = Object::new()
-                    .str("event", "listen_failed")
-                    .str("addr", &address.to_string());
-                out.emit(
-                    with_code(line, error.code()).str("message", message),
-                    || row("not listening", &format!("{}: {message}", error.code())),
-                );
-                None
-            }
-            Err(error) => {
-                return Err(error).with_context(|| format!("cannot listen at {address}"));
-            }
-        },
+        Some(target) => {
+            let address = *target
+                .resolve()
+                .await
+                .with_context(|| format!("--listen {target}"))?
+                .first()
+                .context("no address to listen at")?;
+            listen(&graph, address, &out).await?
+        }
     };
-
     let me = graph
         .node_info(None)
         .await
         .context("PeerGraphGetNodeInfo failed")?;
     let node_id = me.node_id.to_string();
+    let ticket = Ticket::new(me.peer_id.clone(), key, ticket_addresses(&me.addresses))
+        .context("cannot make this node's ticket")?
+        .to_string();
     let start = match listening {
         Some(address) => Object::new()
             .str("event", "listening")
@@ -535,6 +563,7 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
             .str("graph_id", &args.graph)
             .str("peer_id", &args.peer)
             .str("node_id", &node_id)
+            .str("ticket", &ticket)
             .bool("accept_direct", args.accept_direct),
         || {
             let place = listening.map_or("not listening".to_owned(), |a| a.to_string());
@@ -543,13 +572,14 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
             } else {
                 "started"
             };
-            row(
+            let first = row(
                 tag,
                 &format!(
                     "{place}  graph {}  peer {}  node {node_id}",
                     args.graph, args.peer
                 ),
-            )
+            );
+            format!("{first}\n{}", row("ticket", &ticket))
         },
     );
     if args.accept_direct {
@@ -586,6 +616,7 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
         args.congestion.name(),
         opening,
         stop,
+        key,
     );
     let mut signals = Signals::new();
     let prompted = prompt::wanted(out.is_json())
@@ -715,6 +746,28 @@ async fn serve_metrics(
     Ok(tokio::spawn(metrics::serve(listener, graph.clone())))
 }
 
+/// Listens at `address`, and answers the bound address; `None` (after saying why) for a
+/// graph that cannot listen yet.
+async fn listen(graph: &Graph, address: SocketAddr, out: &Output) -> Result<Option<SocketAddr>> {
+    match graph.listen(address).await {
+        Ok(bound) => Ok(Some(bound)),
+        Err(error) if error.code() == ResultCode::PEER_E_GRAPH_NOT_READY => {
+            let message = "an opened graph cannot listen until it has synchronized with \
+                           the graph; going on without listening (it can still open \
+                           direct connections)";
+            let line = Object::new()
+                .str("event", "listen_failed")
+                .str("addr", &address.to_string());
+            out.emit(
+                with_code(line, error.code()).str("message", message),
+                || row("not listening", &format!("{}: {message}", error.code())),
+            );
+            Ok(None)
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot listen at {address}")),
+    }
+}
+
 /// Creates the graph, or opens it (`--open`, or `--db` naming a database that already
 /// exists), and prints how: the call's code and, with `--db`, where the records are.
 fn start_graph(engine: &Engine, args: &Args, options: GraphOptions, out: &Output) -> Result<Graph> {
@@ -776,9 +829,12 @@ fn start_graph(engine: &Engine, args: &Args, options: GraphOptions, out: &Output
     }
 }
 
-/// The graph's options from the command line: identity, secret, idle timeout, database.
-fn graph_options(args: &Args, out: &Output) -> Result<GraphOptions> {
+/// The graph's options from the command line: identity, secret, allow-list, idle
+/// timeout, congestion controller, database; and the node's key, for its ticket (a key made here when there is
+/// no --key, so that the host knows it).
+fn graph_options(args: &Args, out: &Output) -> Result<(GraphOptions, PeerKey)> {
     let mut options = GraphOptions::default().with_congestion(args.congestion.congestion());
+    let key;
     if let Some(path) = &args.key {
         let created = !path.exists();
         let identity = NodeIdentity::load_or_generate(path)
@@ -795,10 +851,39 @@ fn graph_options(args: &Args, out: &Output) -> Result<GraphOptions> {
                 &format!("{} ({how})  node {}", path.display(), identity.node_id()),
             )
         });
+        key = identity.peer_key();
+        options = options.with_identity(identity);
+    } else {
+        let identity = NodeIdentity::generate().context("cannot make a key for this node")?;
+        key = identity.peer_key();
         options = options.with_identity(identity);
     }
     if let Some(path) = &args.secret_file {
         options = options.with_secret(read_secret(path)?);
+    }
+    for ticket in &args.allow_peer {
+        options = options.with_allowed_peer(*ticket.key(), ticket.peer_id().clone());
+    }
+    if !args.allow_peer.is_empty() {
+        let line = Object::new().str("event", "allow_list").objects(
+            "allowed",
+            args.allow_peer.iter().map(|ticket| {
+                Object::new()
+                    .str("peer_id", ticket.peer_id().as_str())
+                    .str("node_id", &ticket.node_id().to_string())
+            }),
+        );
+        out.emit(line, || {
+            let listed: Vec<String> = args
+                .allow_peer
+                .iter()
+                .map(|ticket| format!("{} (node {})", ticket.peer_id(), ticket.node_id()))
+                .collect();
+            row(
+                "allow-list",
+                &format!("only these nodes may connect: {}", listed.join(", ")),
+            )
+        });
     }
     if let Some(seconds) = args.idle_timeout {
         options = options.with_idle_timeout(Duration::from_secs(seconds));
@@ -806,7 +891,7 @@ fn graph_options(args: &Args, out: &Output) -> Result<GraphOptions> {
     if let Some(dir) = &args.db {
         options = options.with_database(dir, DATABASE);
     }
-    Ok(options)
+    Ok((options, key))
 }
 
 /// The graph secret in `path`: its bytes less trailing newlines (`\n` or `\r\n`).

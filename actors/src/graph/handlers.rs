@@ -53,7 +53,11 @@ impl Handler<OpenDirectConnection> for GraphActor {
 
     fn handle(&mut self, message: OpenDirectConnection, ctx: &mut Self::Context) -> Self::Result {
         self.ready()?;
-        let OpenDirectConnection { peer_id, address } = message;
+        let OpenDirectConnection {
+            peer_id,
+            address,
+            expected_key,
+        } = message;
         self.core
             .check_open(&peer_id, &address, &self.listen_addresses())?;
         let endpoint = self.endpoint_for(&address)?;
@@ -63,7 +67,14 @@ impl Handler<OpenDirectConnection> for GraphActor {
         let connection_id = request.connection_id;
         let membership = self.options.membership.clone();
         let timeout = self.options.connect_timeout;
-        let handshake = handshake::connect(endpoint, address, request, membership, timeout);
+        let handshake = handshake::connect(
+            endpoint,
+            address,
+            request,
+            expected_key,
+            membership,
+            timeout,
+        );
         self.start_outgoing(connection_id, handshake, ctx);
         Ok(connection_id)
     }

@@ -13,7 +13,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use peergraph_engine::{
     ConnectionFlags, ConnectionId, ConnectionInfo, DataType, EventRegistration, GraphStatus,
-    NodeId, NodeInfo, PeerError, PeerId,
+    NodeId, NodeInfo, PeerError, PeerId, PeerKey,
 };
 
 use tokio::sync::oneshot;
@@ -40,8 +40,9 @@ pub struct Listen {
 /// `PEER_E_CONNECTION_REFUSED` (the node does not take direct connections, or is at its
 /// limit), `PEER_E_CONNECTION_FAILED` (unreachable within the connect timeout),
 /// `PEER_E_CONNECTION_NOT_AUTHENTICATED` (the node there is not `peer_id` of this graph, or
-/// its key is listed for another peer id), or `PEER_E_NOT_AUTHORIZED` (membership not
-/// proved, on either side)).
+/// its key is listed for another peer id, or it presented a key other than
+/// `expected_key`), or `PEER_E_NOT_AUTHORIZED` (membership not proved, on either side, or
+/// its key is not on this graph's allow-list)).
 ///
 /// # Errors
 /// `PEER_E_CONNECT_SELF` (this
@@ -55,6 +56,12 @@ pub struct OpenDirectConnection {
     pub peer_id: PeerId,
     /// The remote node's address.
     pub address: SocketAddr,
+    /// The key the node at `address` must present (a [`Ticket`](crate::Ticket)'s key), or
+    /// `None` to take any key the allow-list admits. A node with another key is left
+    /// before CONNECT is sent: CONNECTION_FAILED with
+    /// `PEER_E_CONNECTION_NOT_AUTHENTICATED` ("node key mismatch: expected ..., the node
+    /// presented ...").
+    pub expected_key: Option<PeerKey>,
 }
 
 /// `PeerGraphSendData`: send `data` of type `data_type` on a connection. Replies S_OK once

@@ -314,6 +314,7 @@ impl GraphActor {
                 tracing::info!(
                     ?reason,
                     peer = %connect.source_peer_id,
+                    key = %link.peer_key,
                     address = %link.address,
                     "refusing a connection"
                 );

@@ -71,6 +71,47 @@ impl Admission {
             .as_ref()
             .map_or(Ok(()), |list| list.check(key, peer_id))
     }
+
+    /// Whether the node an outgoing attempt reached may be linked with, judged on the key
+    /// its TLS certificate `presented` before CONNECT is sent: it must be the key the
+    /// application pinned for this attempt (`expected`, from a ticket), if any, then be on
+    /// the allow-list as `target`, the peer asked for.
+    ///
+    /// # Errors
+    /// `PEER_E_CONNECTION_NOT_AUTHENTICATED` for a key other than the pinned one ("node
+    /// key mismatch: expected ..., the node presented ...") or one the allow-list holds for
+    /// another peer; `PEER_E_NOT_AUTHORIZED` for a key off the allow-list.
+    pub fn check_reached(
+        &self,
+        presented: &PeerKey,
+        target: &PeerId,
+        expected: Option<&PeerKey>,
+    ) -> Result<(), PeerError> {
+        if let Some(expected) = expected.filter(|expected| *expected != presented) {
+            return Err(PeerError::with_cause(
+                ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED,
+                format!(
+                    "node key mismatch: expected {expected} (node {}), the node presented \
+                     {presented} (node {})",
+                    expected.node_id(),
+                    presented.node_id()
+                ),
+            ));
+        }
+        self.check_key(presented, target).map_err(|reason| {
+            let cause = match reason {
+                RefuseReason::KeyMismatch => format!(
+                    "this node's allow-list holds key {presented} for another peer than {target}"
+                ),
+                _ => format!(
+                    "node key not allowed: the node presented {presented} (node {}), which \
+                     this node's allow-list does not hold",
+                    presented.node_id()
+                ),
+            };
+            PeerError::with_cause(refusal_code(reason), cause)
+        })
+    }
 }
 
 /// What a node knows about an incoming CONNECT when it judges it: the frame, the key the
@@ -190,9 +231,15 @@ pub fn refusal_error(reason: RefuseReason, request: &Connect) -> PeerError {
             "the node's allow-list holds another key for {}",
             request.source_peer_id
         ),
-        RefuseReason::NotAuthorized => {
-            "membership proof failed: the graph secrets differ".to_owned()
+        // The node does not say which rule refused: a proof, or the key.
+        RefuseReason::NotAuthorized if request.proof.is_empty() => {
+            "the node admits only the keys on its allow-list, or members that prove a \
+             graph secret this node does not have"
+                .to_owned()
         }
+        RefuseReason::NotAuthorized => "membership proof failed: the graph secrets differ, \
+                                        or the node's allow-list does not hold this node's key"
+            .to_owned(),
     };
     PeerError::with_cause(refusal_code(reason), cause)
 }

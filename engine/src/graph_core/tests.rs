@@ -198,6 +198,56 @@ fn the_allow_list_refuses_unlisted_keys_and_listed_keys_under_another_peer_id() 
 }
 
 #[test]
+fn a_reached_node_must_show_the_pinned_key_then_be_on_the_allow_list() {
+    let open = Admission::default();
+    assert_eq!(open.check_reached(&key(1), &peer("bob"), None), Ok(()));
+    assert_eq!(
+        open.check_reached(&key(1), &peer("bob"), Some(&key(1))),
+        Ok(())
+    );
+    let mismatch = open
+        .check_reached(&key(2), &peer("bob"), Some(&key(1)))
+        .expect_err("another key");
+    assert_eq!(
+        mismatch.code(),
+        ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED
+    );
+    let cause = mismatch.to_string();
+    assert!(
+        cause.contains(&format!("node key mismatch: expected {}", key(1))),
+        "{cause}"
+    );
+    assert!(cause.contains(&format!("presented {}", key(2))), "{cause}");
+    assert!(cause.contains(&key(2).node_id().to_string()), "{cause}");
+
+    let listed = Admission {
+        proof_required: false,
+        allowed: Some(AllowList::default().with(key(1), peer("bob"))),
+    };
+    assert_eq!(listed.check_reached(&key(1), &peer("bob"), None), Ok(()));
+    let unlisted = listed
+        .check_reached(&key(2), &peer("bob"), None)
+        .expect_err("unlisted");
+    assert_eq!(unlisted.code(), ResultCode::PEER_E_NOT_AUTHORIZED);
+    assert!(
+        unlisted.to_string().contains("node key not allowed"),
+        "{unlisted}"
+    );
+    let other_peer = listed
+        .check_reached(&key(1), &peer("carol"), None)
+        .expect_err("listed for bob");
+    assert_eq!(
+        other_peer.code(),
+        ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED
+    );
+    // The pin is judged first: a listed key that is not the pinned one is a mismatch.
+    let pinned_elsewhere = listed
+        .check_reached(&key(1), &peer("bob"), Some(&key(3)))
+        .expect_err("not the pinned key");
+    assert!(pinned_elsewhere.to_string().contains("node key mismatch"));
+}
+
+#[test]
 fn a_required_proof_is_checked_after_identity_and_refuses_when_wrong() {
     let admission = Admission {
         proof_required: true,
