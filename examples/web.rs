@@ -330,6 +330,7 @@ async fn open(
     let open = OpenDirectConnection {
         peer_id: peer_id.clone(),
         address,
+        expected_key: None,
     };
     let connection_id = call(&graph, open, CALL_WAIT).await?;
     let change = outcomes.of(connection_id).await?;

@@ -27,16 +27,23 @@ use super::{note_type, TEXT};
 /// Runs commands against one graph.
 pub(crate) struct Host {
     graph: Graph,
-    graph_id: String,
+    node: NodeFacts,
     out: Arc<Output>,
-    accept_direct: bool,
-    /// The links' congestion controller (`--congestion`), as `info` prints it.
-    congestion: &'static str,
     opening: Arc<Opening>,
     /// Turns true when the host starts stopping: a running `sendfile` gives up.
     stop: watch::Receiver<bool>,
+}
+
+/// What `info` says about this node beyond what the graph answers.
+pub(crate) struct NodeFacts {
+    /// The graph id, as given (`--graph`).
+    pub(crate) graph_id: String,
+    /// Whether DIRECT_CONNECTION is registered for (`--accept-direct`).
+    pub(crate) accept_direct: bool,
+    /// The links' congestion controller (`--congestion`).
+    pub(crate) congestion: &'static str,
     /// This node's key, for its ticket.
-    key: PeerKey,
+    pub(crate) key: PeerKey,
 }
 
 /// How long a command naming a connection that is still opening waits for it: the
@@ -81,23 +88,17 @@ impl Failure {
 impl Host {
     pub(crate) fn new(
         graph: Graph,
-        graph_id: String,
+        node: NodeFacts,
         out: Arc<Output>,
-        accept_direct: bool,
-        congestion: &'static str,
         opening: Arc<Opening>,
         stop: watch::Receiver<bool>,
-        key: PeerKey,
     ) -> Self {
         Host {
             graph,
-            graph_id,
+            node,
             out,
-            accept_direct,
-            congestion,
             opening,
             stop,
-            key,
         }
     }
 
@@ -379,7 +380,7 @@ impl Host {
             Ok(id) => {
                 self.opening.add(id, peer_id, OPEN_WAIT);
                 self.succeed("open", line.str("connection_id", &id.to_string()), || {
-                    let outcome = if self.accept_direct {
+                    let outcome = if self.node.accept_direct {
                         "the outcome follows as an event"
                     } else {
                         "its outcome is not reported without --accept-direct; see `enum`"
@@ -534,7 +535,7 @@ impl Host {
         };
         let ticket = match Ticket::new(
             info.peer_id.clone(),
-            self.key,
+            self.node.key,
             ticket_addresses(&info.addresses),
         ) {
             Ok(ticket) => ticket.to_string(),
@@ -543,14 +544,14 @@ impl Host {
         let addresses: Vec<String> = info.addresses.iter().map(ToString::to_string).collect();
         let names = status_names(status);
         let line = reply("info")
-            .str("graph_id", &self.graph_id)
+            .str("graph_id", &self.node.graph_id)
             .str("peer_id", info.peer_id.as_str())
             .str("node_id", &info.node_id.to_string())
             .str("ticket", &ticket)
             .strings("addresses", addresses.iter().map(String::as_str))
             .strings("status", names.iter().copied())
-            .bool("accept_direct", self.accept_direct)
-            .str("congestion", self.congestion)
+            .bool("accept_direct", self.node.accept_direct)
+            .str("congestion", self.node.congestion)
             .u64("connections", connections);
         self.succeed("info", line, || {
             let addresses = if addresses.is_empty() {
@@ -558,14 +559,14 @@ impl Host {
             } else {
                 addresses.join(", ")
             };
-            let direct = if self.accept_direct {
+            let direct = if self.node.accept_direct {
                 "accepted"
             } else {
                 "refused"
             };
             format!(
                 "graph {}  peer {}  node {}  {addresses}\n{}\n{}",
-                self.graph_id,
+                self.node.graph_id,
                 info.peer_id,
                 info.node_id,
                 row(
@@ -574,7 +575,7 @@ impl Host {
                         "status {}; {}; direct connections {direct}; congestion {}",
                         status_text(status),
                         count(connections as usize, "connection"),
-                        self.congestion
+                        self.node.congestion
                     )
                 ),
                 row("", &format!("ticket {ticket}"))

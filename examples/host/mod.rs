@@ -81,7 +81,7 @@ use tracing_subscriber::EnvFilter;
 
 use self::address::{ticket_addresses, Target};
 use self::command::Command;
-use self::execute::Host;
+use self::execute::{Host, NodeFacts};
 use self::json::Object;
 use self::opening::Opening;
 use self::output::{row, with_code, Output};
@@ -608,16 +608,13 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
         stop.clone(),
     ));
 
-    let host = Host::new(
-        graph.clone(),
-        args.graph.clone(),
-        out.clone(),
-        args.accept_direct,
-        args.congestion.name(),
-        opening,
-        stop,
+    let node = NodeFacts {
+        graph_id: args.graph.clone(),
+        accept_direct: args.accept_direct,
+        congestion: args.congestion.name(),
         key,
-    );
+    };
+    let host = Host::new(graph.clone(), node, out.clone(), opening, stop);
     let mut signals = Signals::new();
     let prompted = prompt::wanted(out.is_json())
         .then(|| prompt::Lines::prompt(out.clone()))
