@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use common::{connected_pair, connection_event, connection_id, Host};
+use common::{connected_pair, connected_pair_with, connection_event, connection_id, Host};
 
 #[test]
 fn json_ids_round_trip_and_peer_ids_name_connections() {
@@ -326,16 +326,8 @@ fn records_outlive_the_host_with_db() {
 fn sigterm_closes_every_link_at_once_and_exits_0() {
     // An idle timeout far above the wait below: bob can only see the disconnection that
     // quickly if alice closes the link on SIGTERM.
-    let mut alice = Host::start_with("alice", &["--idle-timeout", "30"]);
-    let mut bob = Host::start_with("bob", &["--idle-timeout", "30"]);
-    let listening = |v: &Value| v["event"] == "listening";
-    alice.expect("listening event", listening);
-    let bob_start = bob.expect("listening event", listening);
-    let bob_address = bob_start["addr"].as_str().expect("addr").to_owned();
-    alice.send(&format!("open bob {bob_address}"));
-    let id = connection_id(&alice.reply("open", "S_OK"));
-    alice.expect("connected", connection_event("connected", &id));
-    bob.expect("connected", connection_event("connected", &id));
+    let idle = ["--idle-timeout", "30"];
+    let (mut alice, mut bob, id) = connected_pair_with(&idle, &idle);
 
     alice.signal("-TERM");
     bob.expect_within(

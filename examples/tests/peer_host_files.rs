@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use common::{connection_event, connection_id, Host};
+use common::{connected_pair_with, connection_event, Host};
 
 /// The size of a file that cannot cross loopback in the moment a test takes to react to
 /// its first event: 256 MiB, sparse, so that making it costs nothing.
@@ -64,22 +64,6 @@ fn names_in(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Alice (with `alice_args`) opens a connection to bob (with `bob_args`); answers the two
-/// hosts and the connection's id once both ends saw it connected.
-fn pair(alice_args: &[&str], bob_args: &[&str]) -> (Host, Host, String) {
-    let mut alice = Host::start_with("alice", alice_args);
-    let mut bob = Host::start_with("bob", bob_args);
-    let listening = |v: &Value| v["event"] == "listening";
-    alice.expect("listening event", listening);
-    let bob_start = bob.expect("listening event", listening);
-    let bob_address = bob_start["addr"].as_str().expect("addr").to_owned();
-    alice.send(&format!("open bob {bob_address}"));
-    let id = connection_id(&alice.reply("open", "S_OK"));
-    alice.expect("connected", connection_event("connected", &id));
-    bob.expect("connected", connection_event("connected", &id));
-    (alice, bob, id)
-}
-
 fn file_received(v: &Value) -> bool {
     v["event"] == "file_received"
 }
@@ -102,7 +86,7 @@ fn big_transfer(alice_args: &[&str], bob_args: &[&str]) -> BigTransfer {
     let save_dir = save.path().to_str().expect("a UTF-8 path").to_owned();
     let mut bob_all = vec!["--save-dir", save_dir.as_str()];
     bob_all.extend_from_slice(bob_args);
-    let (mut alice, mut bob, id) = pair(alice_args, &bob_all);
+    let (mut alice, mut bob, id) = connected_pair_with(alice_args, &bob_all);
     alice.send(&format!("sendfile {id} {}", path.display()));
     let incoming = bob.expect("file_incoming", |v| v["event"] == "file_incoming");
     assert_eq!(incoming["connection_id"], id, "{incoming}");
@@ -150,7 +134,7 @@ fn a_file_is_saved_whole_with_its_hash_checked_and_never_replaces_one() {
     let save = TempDir::new().expect("a save directory");
     let source = TempDir::new().expect("a source directory");
     let save_dir = save.path().to_str().expect("a UTF-8 path");
-    let (mut alice, mut bob, id) = pair(&[], &["--save-dir", save_dir]);
+    let (mut alice, mut bob, id) = connected_pair_with(&[], &["--save-dir", save_dir]);
 
     // Five and a bit MiB of pseudo-random bytes: six chunks.
     let content = random_bytes((5 << 20) + 12_345, 0x9e37_79b9_7f4a_7c15);

@@ -208,8 +208,13 @@ pub fn connection_id(value: &Value) -> String {
 /// Alice opens a connection to bob; answers the two hosts and the connection's id, once
 /// both ends saw it connected.
 pub fn connected_pair() -> (Host, Host, String) {
-    let mut alice = Host::start("alice");
-    let mut bob = Host::start("bob");
+    connected_pair_with(&[], &[])
+}
+
+/// [`connected_pair`] with more arguments for each host.
+pub fn connected_pair_with(alice_args: &[&str], bob_args: &[&str]) -> (Host, Host, String) {
+    let mut alice = Host::start_with("alice", alice_args);
+    let mut bob = Host::start_with("bob", bob_args);
     let listening = |v: &Value| v["event"] == "listening";
     alice.expect("listening event", listening);
     let bob_start = bob.expect("listening event", listening);
