@@ -31,7 +31,7 @@ use actix::prelude::*;
 use peergraph_engine::graph_core::{
     Cause, CloseStart, EndReason, LinkAction, LinkLoss, LinkMachine, Violation,
 };
-use peergraph_engine::wire::{close_code, DisconnectReason, FrameType, Message};
+use peergraph_engine::wire::{close_code, DisconnectReason, Message};
 use peergraph_engine::{code_of, ConnectionId, ConnectionInfo, GraphEvent, PeerError, ResultCode};
 use peergraph_transport::{FrameReader, ReadFrameError};
 use tokio::sync::oneshot;
@@ -362,8 +362,7 @@ impl ConnectionActor {
     /// A DATA frame, with the room reserved for it in the registrations that take it:
     /// handed to the application unless the machine says it breaks the protocol.
     fn on_data(&mut self, event: GraphEvent, room: DataReservation, ctx: &mut Context<Self>) {
-        let now = Self::now();
-        if self.machine().on_frame(now, FrameType::Data) {
+        if self.machine().on_data() {
             room.deliver(event);
         }
         self.drive(ctx);

@@ -287,15 +287,29 @@ impl LinkMachine {
         CloseStart::Started
     }
 
+    /// A DATA frame was read: true when it is to be delivered, false (a protocol error)
+    /// after the peer's DISCONNECT. The same as [`on_frame`](Self::on_frame) with
+    /// [`FrameType::Data`], without the time: DATA moves no deadline, so the reader of a
+    /// busy link does not read the clock once per frame.
+    pub fn on_data(&mut self) -> bool {
+        if self.peer_disconnected {
+            self.protocol_error(Violation::FrameAfterDisconnect(FrameType::Data));
+            return false;
+        }
+        true
+    }
+
     /// A frame of `frame_type` was read. True when it is application data to deliver;
     /// DISCONNECT is handled here, anything else breaks the protocol.
     pub fn on_frame(&mut self, now: Instant, frame_type: FrameType) -> bool {
+        if frame_type == FrameType::Data {
+            return self.on_data();
+        }
         if self.peer_disconnected {
             self.protocol_error(Violation::FrameAfterDisconnect(frame_type));
             return false;
         }
         match frame_type {
-            FrameType::Data => true,
             FrameType::Disconnect => {
                 self.on_peer_disconnect(now);
                 false

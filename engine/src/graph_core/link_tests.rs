@@ -81,6 +81,7 @@ fn a_normal_close_sends_disconnect_then_fin_and_answers_s_ok() {
     );
     // The peer's frames sent before its DISCONNECT are still delivered.
     assert!(link.machine.on_frame(link.at(20), FrameType::Data));
+    assert!(link.machine.on_data());
     assert!(!link.machine.on_frame(link.at(30), FrameType::Disconnect));
     assert_eq!(link.actions(), [LinkAction::Finish]);
     link.machine.on_peer_finished();
@@ -376,10 +377,14 @@ fn a_disconnect_that_cannot_be_queued_answers_connection_failed() {
 #[test]
 fn protocol_violations_close_the_link_with_protocol_error() {
     type Provoke = fn(&mut Link);
-    let cases: [(&str, Provoke); 5] = [
+    let cases: [(&str, Provoke); 6] = [
         ("data after DISCONNECT", |link| {
             link.machine.on_frame(link.at(0), FrameType::Disconnect);
             link.machine.on_frame(link.at(1), FrameType::Data);
+        }),
+        ("data after DISCONNECT, read without the time", |link| {
+            link.machine.on_frame(link.at(0), FrameType::Disconnect);
+            assert!(!link.machine.on_data());
         }),
         ("CONNECT on an open link", |link| {
             link.machine.on_frame(link.at(0), FrameType::Connect);
