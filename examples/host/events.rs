@@ -23,11 +23,12 @@ pub(crate) async fn print(
     out: Arc<Output>,
     opening: Arc<Opening>,
     save_dir: Option<PathBuf>,
+    max_file_size: u64,
     mut stop: watch::Receiver<bool>,
 ) {
     // Bytes of file chunks received per connection, for the running total.
     let mut received: HashMap<ConnectionId, u64> = HashMap::new();
-    let mut files = Receiver::new(save_dir, out.clone());
+    let mut files = Receiver::new(save_dir, max_file_size, out.clone());
     let mut stopping = false;
     loop {
         let event = tokio::select! {

@@ -95,6 +95,9 @@ pub const FILE_CHUNK: DataType = DataType::from_u128(0x2b94_e1c6_07fd_4a3e_9c58_
 /// text output shows it as `note`).
 pub const NOTE: u128 = 0x3e8a_5f21_c94d_4b70_a1d6_2f0b_78e3_95c4;
 
+/// The largest file `--save-dir` takes unless `--max-file-size` says otherwise: 4 GiB.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 << 30;
+
 /// The database name the host keeps its records under, in the `--db` directory.
 pub const DATABASE: &str = "main";
 
@@ -218,7 +221,8 @@ header was refused, the hash differs, the sender gave up, the link closed or thi
 stopped). With --save-dir DIR the bytes go, as they come, to a hidden DIR/.NAME.PID-N.part,
 named NAME only once the hash matched; an existing NAME is never replaced (NAME (1)...
 instead); names with a directory, `..`, a drive or control characters are refused; an
-incomplete file leaves nothing in DIR. The chunks of a saved file are not printed one by
+incomplete file leaves nothing in DIR. A file over --max-file-size (4 GiB by default)
+is refused before a byte of it is written. The chunks of a saved file are not printed one by
 one: a progress bar shows on a terminal. Without --save-dir files are checked, not kept,
 and each chunk prints with the running total. At most 8 files come in at once.
 
@@ -388,6 +392,15 @@ struct Args {
     /// whether it is complete. Without --save-dir files are checked, not kept.
     #[arg(long, value_name = "DIR")]
     save_dir: Option<PathBuf>,
+
+    /// The largest file --save-dir takes, in bytes (default 4294967296, 4 GiB).
+    ///
+    /// A file whose header announces more is refused before a byte of it is written: one
+    /// file_received with complete false and the reason, and its chunks are dropped. Each
+    /// file is also bounded by the disk: a write that fails (disk full) ends the file
+    /// incomplete and removes its partial file.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_FILE_SIZE)]
+    max_file_size: u64,
 
     /// Serve the graph's counters at http://ADDR/metrics, such as 127.0.0.1:9464 (port 0
     /// picks a free port), for Prometheus.
@@ -605,6 +618,7 @@ async fn run(args: Args, out: Arc<Output>) -> Result<()> {
         out.clone(),
         opening.clone(),
         save_dir,
+        args.max_file_size,
         stop.clone(),
     ));
 

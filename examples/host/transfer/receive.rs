@@ -36,6 +36,8 @@ static PARTIALS: AtomicU64 = AtomicU64::new(0);
 /// message and every closed connection.
 pub(crate) struct Receiver {
     save_dir: Option<PathBuf>,
+    /// The largest file saved (`--max-file-size`); a header announcing more is refused.
+    max_file_size: u64,
     out: Arc<Output>,
     files: HashMap<ConnectionId, State>,
     /// Set once the host stops: further headers are refused.
@@ -63,10 +65,12 @@ struct Incoming {
 }
 
 impl Receiver {
-    /// Receives files, saving them in `save_dir` when there is one.
-    pub(crate) fn new(save_dir: Option<PathBuf>, out: Arc<Output>) -> Self {
+    /// Receives files, saving them in `save_dir` when there is one, if they are at most
+    /// `max_file_size` bytes.
+    pub(crate) fn new(save_dir: Option<PathBuf>, max_file_size: u64, out: Arc<Output>) -> Self {
         Receiver {
             save_dir,
+            max_file_size,
             out,
             files: HashMap::new(),
             stopping: false,
@@ -140,6 +144,11 @@ impl Receiver {
             Some("the host is stopping".to_owned())
         } else if let Err(message) = check_name(&header.name) {
             Some(message)
+        } else if self.save_dir.is_some() && header.size > self.max_file_size {
+            Some(format!(
+                "the file is {} bytes, over this host's --max-file-size of {} bytes",
+                header.size, self.max_file_size
+            ))
         } else if self.receiving() >= MAX_INCOMING {
             Some(format!(
                 "{MAX_INCOMING} files are being received already; try again later"
@@ -515,7 +524,7 @@ mod tests {
         let dir = parent.path().join("inbox");
         std::fs::create_dir(&dir).expect("the save directory");
         let out = Arc::new(Output::captured());
-        let mut receiver = Receiver::new(Some(dir.clone()), out.clone());
+        let mut receiver = Receiver::new(Some(dir.clone()), 64, out.clone());
         let id = ConnectionId::new(7).expect("not zero");
         let entries = |path: &Path| std::fs::read_dir(path).expect("read a directory").count();
         // The one file_received printed since the last call: incomplete with a message
@@ -559,6 +568,20 @@ mod tests {
         }
         assert_eq!(entries(&dir), 0);
         assert_eq!(entries(parent.path()), 1, "only the save directory");
+
+        // A file over the size bound is refused before anything is written, and its bytes
+        // are dropped quietly.
+        let big = [7u8; 65];
+        assert!(
+            receiver
+                .data(id, FILE_HEADER, &header_for("big.bin", &big))
+                .await
+        );
+        assert_eq!(entries(&dir), 0);
+        assert!(receiver.data(id, FILE_CHUNK, &big).await);
+        assert!(receiver.files.is_empty());
+        ended("--max-file-size of 64 bytes");
+        assert_eq!(entries(&dir), 0);
 
         // A malformed header: the chunks after it are stray, printed as before.
         assert!(receiver.data(id, FILE_HEADER, &[1, 2, 3]).await);
