@@ -57,11 +57,10 @@ struct Failure {
 }
 
 impl From<PeerError> for Failure {
+    /// The error's code, and its cause when it has one (the OS error, the size limit, what
+    /// the resolver said), else the code's description.
     fn from(error: PeerError) -> Self {
-        Failure {
-            code: error.code(),
-            message: error.code().description().to_owned(),
-        }
+        Failure::with_cause(&error)
     }
 }
 
@@ -318,7 +317,7 @@ impl Host {
         }
         match target.resolve().await {
             Ok(addresses) => self.open_at(peer_id, &addresses, None, line).await,
-            Err(error) => self.fail("open", line, Failure::with_cause(&error)),
+            Err(error) => self.fail("open", line, error.into()),
         }
     }
 
@@ -539,7 +538,7 @@ impl Host {
             ticket_addresses(&info.addresses),
         ) {
             Ok(ticket) => ticket.to_string(),
-            Err(error) => return self.fail("info", reply("info"), Failure::with_cause(&error)),
+            Err(error) => return self.fail("info", reply("info"), error.into()),
         };
         let addresses: Vec<String> = info.addresses.iter().map(ToString::to_string).collect();
         let names = status_names(status);

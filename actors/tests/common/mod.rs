@@ -228,9 +228,14 @@ impl Impairment {
     };
 }
 
+/// Datagrams a [`Relay`] holds back at once, each way; past it, a datagram is dropped, as
+/// a router with a full queue drops it.
+pub const RELAY_QUEUE: usize = 8192;
+
 /// A seeded, lossy UDP relay between one client and one server address, written for the
 /// tests (the kernel here has no netem, and this needs no privileges). It can also stop
-/// forwarding altogether, to partition the two sides.
+/// forwarding altogether, to partition the two sides. Delayed datagrams wait in a queue of
+/// at most [`RELAY_QUEUE`] each way.
 pub struct Relay {
     /// Where clients send to reach the server.
     pub address: SocketAddr,
@@ -285,6 +290,7 @@ impl Relay {
                 (back.clone(), front.clone())
             };
             let (forwarding, client, dice) = (forwarding.clone(), client.clone(), dice.clone());
+            let queue = Arc::new(tokio::sync::Semaphore::new(RELAY_QUEUE));
             tasks.push(tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
                 while let Ok((len, sender)) = from.recv_from(&mut buf).await {
@@ -324,12 +330,13 @@ impl Relay {
                         for _ in 0..copies {
                             let _ = to.send_to(&datagram, target).await;
                         }
-                    } else {
+                    } else if let Ok(place) = queue.clone().try_acquire_owned() {
                         tokio::spawn(async move {
                             tokio::time::sleep(delay).await;
                             for _ in 0..copies {
                                 let _ = to.send_to(&datagram, target).await;
                             }
+                            std::mem::drop(place);
                         });
                     }
                 }
