@@ -102,15 +102,25 @@ pub async fn run_metric(
                     Ok(cycles as f64 / took.as_secs_f64())
                 },
                 async || {
-                    let took = raw_side::with_pair(timeout, async |pair| {
-                        pair.open_close_cycles(cycles).await
+                    raw_side::with_pair(timeout, async |pair| {
+                        let plain = pair.open_close_cycles(cycles).await?;
+                        let same_steps = pair.open_close_cycles_same_steps(cycles).await?;
+                        let rate = |took: Duration| cycles as f64 / took.as_secs_f64();
+                        anyhow::Ok((rate(plain), rate(same_steps)))
                     })
-                    .await?;
-                    Ok(cycles as f64 / took.as_secs_f64())
+                    .await
                 },
             )
             .await?;
-            emit(throughput(metric, "cycles/s", &engine, &raw));
+            // The headline: raw quinn's cycle as a user writes it (connect, close). The
+            // second line: raw quinn taking the engine's protocol steps, which shows what
+            // the engine itself adds.
+            let (plain, same_steps): (Vec<f64>, Vec<f64>) = raw.into_iter().unzip();
+            emit(throughput(metric, "cycles/s", &engine, &plain));
+            let mut line = throughput(metric, "cycles/s", &engine, &same_steps)
+                .against(Baseline::RawSameSteps);
+            line.metric = format!("{metric}_same_steps");
+            emit(line);
         }
         Metric::CloseLatency => {
             // Raw quinn closes twice per turn: with the same guarantee as the engine's S_OK

@@ -356,6 +356,62 @@ impl RawPair {
         outcome?
     }
 
+    /// `cycles` times, the engine's protocol steps on raw quinn (docs/PROTOCOL.md §3.1 and
+    /// §3.4 with the same frame sizes): connect, a CONNECT-sized request and a
+    /// WELCOME-sized answer on the link's stream, then alice's DISCONNECT-sized frame and
+    /// end of stream, bob's read to the end and his own frame and end of stream; the cycle
+    /// ends when alice reads bob's end, the moment the engine answers S_OK.
+    pub(crate) async fn open_close_cycles_same_steps(
+        &self,
+        cycles: usize,
+    ) -> anyhow::Result<Duration> {
+        /// The sizes of the benchmark's CONNECT, WELCOME and DISCONNECT frames.
+        const CONNECT: [u8; 35] = [1; 35];
+        const WELCOME: [u8; 26] = [2; 26];
+        const DISCONNECT: [u8; 6] = [4; 6];
+        let endpoint = self.bob_endpoint.clone();
+        let server = self.bob.spawn(async move {
+            while let Some(incoming) = endpoint.accept().await {
+                tokio::spawn(async move {
+                    let serve = async {
+                        let connection = incoming.await?;
+                        let (mut send, mut recv) = connection.accept_bi().await?;
+                        let mut connect = [0u8; CONNECT.len()];
+                        recv.read_exact(&mut connect).await?;
+                        send.write_all(&WELCOME).await?;
+                        recv.read_to_end(usize::MAX).await?;
+                        send.write_all(&DISCONNECT).await?;
+                        send.finish()?;
+                        connection.closed().await;
+                        anyhow::Ok(())
+                    };
+                    let _ = serve.await;
+                });
+            }
+        });
+        let (endpoint, address) = (self.alice_endpoint.clone(), self.bob_address);
+        let outcome = self
+            .alice
+            .run(async move {
+                let start = Instant::now();
+                for _ in 0..cycles {
+                    let connection = endpoint.connect(address, SERVER_NAME)?.await?;
+                    let (mut send, mut recv) = connection.open_bi().await?;
+                    send.write_all(&CONNECT).await?;
+                    let mut welcome = [0u8; WELCOME.len()];
+                    recv.read_exact(&mut welcome).await?;
+                    send.write_all(&DISCONNECT).await?;
+                    send.finish()?;
+                    recv.read_to_end(usize::MAX).await?;
+                    connection.close(1u32.into(), b"disconnect");
+                }
+                anyhow::Ok(start.elapsed())
+            })
+            .await;
+        server.abort();
+        outcome?
+    }
+
     /// `samples` links, each made (untimed, until bob has it too) and then closed by
     /// alice: the time from `close()` until bob's `closed()` resolves.
     pub(crate) async fn close_latencies(&self, samples: usize) -> anyhow::Result<Vec<Duration>> {

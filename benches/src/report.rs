@@ -36,6 +36,10 @@ pub enum Baseline {
     RawConfirmedClose,
     /// `Connection::close` until the peer sees it: no guarantee that data was read.
     RawOneWayClose,
+    /// The engine's protocol steps written on quinn: a CONNECT-sized request and a
+    /// WELCOME-sized answer on the link's stream after the handshake, then a confirmed
+    /// close. What the engine's open and close would cost with nothing of its own.
+    RawSameSteps,
 }
 
 impl Baseline {
@@ -47,6 +51,7 @@ impl Baseline {
             Baseline::RawUnbatched => "raw_quinn_unbatched",
             Baseline::RawConfirmedClose => "raw_quinn_confirmed_close",
             Baseline::RawOneWayClose => "raw_quinn_one_way_close",
+            Baseline::RawSameSteps => "raw_quinn_same_steps",
         }
     }
 }

@@ -210,7 +210,7 @@ impl GraphActor {
     /// is the answer to send first, on an incoming link.
     fn run_link(
         &mut self,
-        link: Link,
+        mut link: Link,
         info: ConnectionInfo,
         welcome: Option<bytes::Bytes>,
         ctx: &mut Context<Self>,
@@ -222,8 +222,15 @@ impl GraphActor {
             self.tally.opened_outgoing += 1;
         }
         if let Some(welcome) = welcome {
-            // The outbox is new and empty, so the WELCOME is queued first, before any data.
-            let _ = outbox.control(welcome);
+            // WELCOME goes into the stream here, on the accept path, rather than through
+            // the new actor's writer: the connecting node waits for it, and this saves the
+            // actor's start and a turn of its writer on the way. What does not fit at once
+            // (a peer that gave no window) is queued in the new, empty outbox, so it still
+            // goes first, before any data.
+            let rest = write_now(&mut link.parts.send, welcome);
+            if !rest.is_empty() {
+                let _ = outbox.control(rest);
+            }
         }
         let connection = link.parts.connection.clone();
         let connection_id = info.connection_id;
@@ -384,6 +391,18 @@ impl GraphActor {
             endpoint.close(close_code::LEAVING.into(), b"leaving");
         }
         endpoints
+    }
+}
+
+/// Writes as much of `frame` into `send` as quinn takes without waiting, and returns the
+/// rest (empty when all of it went). A stream that fails here returns nothing: its
+/// connection actor reads the failure from the link.
+fn write_now(send: &mut quinn::SendStream, frame: bytes::Bytes) -> bytes::Bytes {
+    use futures_util::FutureExt;
+    match send.write(&frame).now_or_never() {
+        Some(Ok(written)) => frame.slice(written..),
+        Some(Err(_)) => bytes::Bytes::new(),
+        None => frame,
     }
 }
 

@@ -80,6 +80,17 @@ fn parse(args: &[String]) -> Result<Mode, String> {
 }
 
 fn main() -> ExitCode {
+    // RUST_LOG=quinn_proto=trace,peergraph=debug shows one cycle's datagrams and steps, with
+    // microsecond times, on stderr; nothing is logged without it.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_timer(tracing_subscriber::fmt::time::uptime())
+            .with_thread_names(true)
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mode = match parse(&args) {
         Ok(mode) => mode,
