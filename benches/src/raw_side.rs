@@ -357,10 +357,13 @@ impl RawPair {
     }
 
     /// `cycles` times, the engine's protocol steps on raw quinn (docs/PROTOCOL.md §3.1 and
-    /// §3.4 with the same frame sizes): connect, a CONNECT-sized request and a
-    /// WELCOME-sized answer on the link's stream, then alice's DISCONNECT-sized frame and
-    /// end of stream, bob's read to the end and his own frame and end of stream; the cycle
-    /// ends when alice reads bob's end, the moment the engine answers S_OK.
+    /// §3.4, with the benchmark's frame sizes): connect; a CONNECT-sized request and a
+    /// WELCOME-sized answer on the link's stream; alice's DISCONNECT-sized frame; bob's
+    /// answer and end of stream once he has read it; alice's end of stream once she has
+    /// read his. The cycle ends when alice has read bob's end of stream, the moment the
+    /// engine answers S_OK. As in the engine, each side then closes the connection once the
+    /// peer has acknowledged its end of stream (alice in a task of her own, off the
+    /// cycle's time).
     pub(crate) async fn open_close_cycles_same_steps(
         &self,
         cycles: usize,
@@ -369,6 +372,11 @@ impl RawPair {
         const CONNECT: [u8; 35] = [1; 35];
         const WELCOME: [u8; 26] = [2; 26];
         const DISCONNECT: [u8; 6] = [4; 6];
+        /// Closes `connection` once the peer has acknowledged the end of `send`.
+        async fn close_when_acknowledged(connection: Connection, send: SendStream) {
+            let _ = send.stopped().await;
+            connection.close(1u32.into(), b"disconnect");
+        }
         let endpoint = self.bob_endpoint.clone();
         let server = self.bob.spawn(async move {
             while let Some(incoming) = endpoint.accept().await {
@@ -379,10 +387,12 @@ impl RawPair {
                         let mut connect = [0u8; CONNECT.len()];
                         recv.read_exact(&mut connect).await?;
                         send.write_all(&WELCOME).await?;
-                        recv.read_to_end(usize::MAX).await?;
+                        let mut disconnect = [0u8; DISCONNECT.len()];
+                        recv.read_exact(&mut disconnect).await?;
                         send.write_all(&DISCONNECT).await?;
                         send.finish()?;
-                        connection.closed().await;
+                        recv.read_to_end(usize::MAX).await?;
+                        close_when_acknowledged(connection, send).await;
                         anyhow::Ok(())
                     };
                     let _ = serve.await;
@@ -401,9 +411,9 @@ impl RawPair {
                     let mut welcome = [0u8; WELCOME.len()];
                     recv.read_exact(&mut welcome).await?;
                     send.write_all(&DISCONNECT).await?;
-                    send.finish()?;
                     recv.read_to_end(usize::MAX).await?;
-                    connection.close(1u32.into(), b"disconnect");
+                    send.finish()?;
+                    tokio::spawn(close_when_acknowledged(connection, send));
                 }
                 anyhow::Ok(start.elapsed())
             })
