@@ -439,24 +439,23 @@ fn inbound(
     subscribers: Arc<Subscribers>,
     connection_id: ConnectionId,
 ) -> impl futures_util::Stream<Item = Inbound> {
-    futures_util::stream::unfold(Some(reader), move |reader| {
-        let subscribers = subscribers.clone();
-        async move {
-            let mut reader = reader?;
-            match reader.read().await {
-                Ok(Some(Message::Data { data_type, payload })) => {
-                    let event = GraphEvent::IncomingData {
-                        connection_id,
-                        data_type,
-                        data: payload,
-                    };
-                    let room = subscribers.reserve_data(&event).await;
-                    Some((Inbound::Data { event, room }, Some(reader)))
-                }
-                Ok(Some(message)) => Some((Inbound::Frame(message), Some(reader))),
-                Ok(None) => Some((Inbound::Finished, None)),
-                Err(error) => Some((Inbound::Failed(error), None)),
+    // The state goes into each step's future and comes back out of it, so a frame costs
+    // no reference count.
+    futures_util::stream::unfold(Some((reader, subscribers)), move |state| async move {
+        let (mut reader, subscribers) = state?;
+        match reader.read().await {
+            Ok(Some(Message::Data { data_type, payload })) => {
+                let event = GraphEvent::IncomingData {
+                    connection_id,
+                    data_type,
+                    data: payload,
+                };
+                let room = subscribers.reserve_data(&event).await;
+                Some((Inbound::Data { event, room }, Some((reader, subscribers))))
             }
+            Ok(Some(message)) => Some((Inbound::Frame(message), Some((reader, subscribers)))),
+            Ok(None) => Some((Inbound::Finished, None)),
+            Err(error) => Some((Inbound::Failed(error), None)),
         }
     })
 }

@@ -102,8 +102,9 @@ enum Gathered {
 }
 
 /// Waits for the next frame in the outbox, then gathers into `batch` what else is queued,
-/// up to [`WRITE_BATCH_BYTES`], keeping each DATA frame's budget permit in `permits` until
-/// the write.
+/// up to [`WRITE_BATCH_BYTES`], merging each DATA frame's budget permit into `permits`,
+/// which holds the batch's share of the budget until the write and then gives it back in
+/// one release (one lock of the budget per batch, not per frame).
 ///
 /// On `Disconnect` it closes the outbox, so that later SendData calls are refused, and
 /// then gathers everything still queued, however much: a SendData that had already taken
@@ -114,7 +115,7 @@ enum Gathered {
 async fn gather(
     outbox: &mut OutboxReceiver,
     batch: &mut WriteBatch,
-    permits: &mut Vec<OwnedSemaphorePermit>,
+    permits: &mut Option<OwnedSemaphorePermit>,
 ) -> Gathered {
     let Some(first) = outbox.frames.recv().await else {
         return Gathered::Ended;
@@ -128,7 +129,11 @@ async fn gather(
                 let QueuedData { frame, permit } = *queued;
                 batched += frame.wire_len();
                 batch.push_frame(frame);
-                permits.push(permit);
+                match permits {
+                    // Every permit comes from this outbox's budget, as `merge` requires.
+                    Some(held) => held.merge(permit),
+                    None => *permits = Some(permit),
+                }
             }
             Outgoing::Control(frame) => {
                 batched += frame.len();
@@ -167,7 +172,7 @@ pub(super) async fn run_writer(
 ) -> Result<Option<quinn::SendStream>, quinn::WriteError> {
     // Both grow on first use and keep their size: an idle link allocates neither.
     let mut batch = WriteBatch::default();
-    let mut permits = Vec::new();
+    let mut permits = None;
     loop {
         let gathered = gather(&mut outbox, &mut batch, &mut permits).await;
         let disconnect = match gathered {
@@ -181,7 +186,7 @@ pub(super) async fn run_writer(
         batch.seal();
         send.write_all_chunks(&mut batch.chunks).await?;
         batch.chunks.clear();
-        permits.clear();
+        permits = None;
         if outbox.frames.is_empty() {
             batch.release();
         }
@@ -280,7 +285,7 @@ mod tests {
             .await
             .expect("disconnect queued");
         let mut batch = WriteBatch::default();
-        let mut permits = Vec::new();
+        let mut permits = None;
         let mut gathering = Box::pin(gather(&mut receiver, &mut batch, &mut permits));
         assert!(
             (&mut gathering).now_or_never().is_none(),
@@ -298,7 +303,10 @@ mod tests {
             gathering.await,
             Gathered::Disconnect(DisconnectReason::AppDisconnect)
         );
-        assert_eq!(permits.len(), 1);
+        assert_eq!(
+            permits.as_ref().map(OwnedSemaphorePermit::num_permits),
+            Some(late.wire_len())
+        );
         assert_eq!(written(&mut batch), expected(&[late]));
     }
 }

@@ -491,29 +491,49 @@ async fn forward(mut stream: EventStream, graph: GraphHandle, recipient: Recipie
 /// Room reserved for one INCOMING_DATA event in every registration that takes it
 /// ([`Subscribers::reserve_data`]). Dropping it unused gives the room back.
 pub(crate) struct DataReservation {
-    rooms: Vec<(Arc<Subscriber>, DataRoom)>,
+    /// The room in the first registration that takes the event, inline: with one
+    /// registration (the usual case) a DATA frame allocates nothing here.
+    first: Option<(Arc<Subscriber>, DataRoom)>,
+    /// The rooms in the others.
+    rest: Vec<(Arc<Subscriber>, DataRoom)>,
 }
 
 impl Drop for DataReservation {
     fn drop(&mut self) {
-        for (subscriber, room) in self.rooms.drain(..) {
+        for (subscriber, room) in self.first.take().into_iter().chain(self.rest.drain(..)) {
             subscriber.release(room);
         }
     }
 }
 
 impl DataReservation {
+    fn new() -> Self {
+        DataReservation {
+            first: None,
+            rest: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, subscriber: Arc<Subscriber>, room: DataRoom) {
+        if self.first.is_none() {
+            self.first = Some((subscriber, room));
+        } else {
+            self.rest.push((subscriber, room));
+        }
+    }
+
     /// Hands `event` to every registration the room was reserved in.
     pub(crate) fn deliver(mut self, event: GraphEvent) {
-        let mut rooms = std::mem::take(&mut self.rooms);
-        // The last registration takes the event itself; the others a clone (the payload
+        let rest = std::mem::take(&mut self.rest);
+        let Some((first, first_room)) = self.first.take() else {
+            return;
+        };
+        // The first registration takes the event itself; the others a clone (the payload
         // is shared, not copied).
-        if let Some((last, last_room)) = rooms.pop() {
-            for (subscriber, room) in rooms {
-                subscriber.deliver_data(event.clone(), room);
-            }
-            last.deliver_data(event, last_room);
+        for (subscriber, room) in rest {
+            subscriber.deliver_data(event.clone(), room);
         }
+        first.deliver_data(event, first_room);
     }
 }
 
@@ -629,13 +649,13 @@ impl Subscribers {
         let bytes = event.payload_len();
         // Built first, so that room already taken is given back (by its drop) if the link
         // stops while it waits for the rest.
-        let mut reservation = DataReservation { rooms: Vec::new() };
+        let mut reservation = DataReservation::new();
         // Those without room now, to wait for once the list's lock is released.
         let mut full = Vec::new();
         if let Ok(list) = self.list.read() {
             for subscriber in list.iter().filter(|s| s.filter.accepts(event)) {
                 match subscriber.try_reserve(bytes) {
-                    Ok(Some(room)) => reservation.rooms.push((subscriber.clone(), room)),
+                    Ok(Some(room)) => reservation.push(subscriber.clone(), room),
                     Ok(None) => full.push(subscriber.clone()),
                     Err(()) => {}
                 }
@@ -643,7 +663,7 @@ impl Subscribers {
         }
         for subscriber in full {
             if let Some(room) = subscriber.reserve(bytes).await {
-                reservation.rooms.push((subscriber, room));
+                reservation.push(subscriber, room);
             }
         }
         reservation
