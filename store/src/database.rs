@@ -2,30 +2,27 @@
 //! the writer thread.
 
 use std::fs;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use peergraph_engine::{
-    check_text, Due, GraphId, GraphMetadata, GraphTime, IndexScan, PeerError, PeerId, Record,
-    RecordFilter, RecordId, RecordStore, ResultCode, WriteCompletion, WriteOp, MAX_ID_CHARS,
+    Due, GraphMetadata, GraphTime, IndexScan, PeerError, Record, RecordFilter, RecordId,
+    RecordStore, ResultCode, WriteCompletion, WriteOp,
 };
 use redb::{Database, ReadableTable};
 
-use crate::error::StoreError;
+use crate::error::{damaged, guarded, StoreError};
 use crate::export::ImportedChange;
 use crate::handle::Handle;
+use crate::id::{DatabaseId, EXTENSION};
 use crate::schema::{
-    decode_metadata, due_key, split_due_key, BY_ATTRIBUTE, BY_CREATOR, BY_EXPIRY, BY_TYPE,
-    DUE_KEY_LEN, HELD, KEY_DATABASE_NAME, KEY_FORMAT, KEY_GRAPH_ID, KEY_METADATA, KEY_PEER_ID,
-    META, RECORDS, REFRESH_BY_EXPIRY, STORE_FORMAT_VERSION,
+    decode_metadata, due_key, open_table, split_due_key, BY_ATTRIBUTE, BY_CREATOR, BY_EXPIRY,
+    BY_TYPE, DUE_KEY_LEN, HELD, KEY_DATABASE_NAME, KEY_FORMAT, KEY_GRAPH_ID, KEY_METADATA,
+    KEY_PEER_ID, META, RECORDS, REFRESH_BY_EXPIRY, STORE_FORMAT_VERSION,
 };
 use crate::writer::{self, Job, WRITE_QUEUE_BOUND};
-
-/// The file name extension of a database file.
-const EXTENSION: &str = "pgdb";
 
 /// Whether [`RedbStore::open`] found the database or made it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -43,65 +40,6 @@ impl Opened {
             Opened::Existed => ResultCode::S_OK,
             Opened::Created => ResultCode::PEER_S_GRAPH_DATA_CREATED,
         }
-    }
-}
-
-/// Which database: the graph, the local peer, and the application's database name.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct DatabaseId {
-    pub(crate) graph_id: GraphId,
-    pub(crate) peer_id: PeerId,
-    pub(crate) name: String,
-}
-
-impl DatabaseId {
-    /// The database of `peer_id` in `graph_id` called `name`.
-    ///
-    /// # Errors
-    /// `E_INVALIDARG` when `name` is empty, longer than 256 characters or holds a NUL.
-    pub fn new(graph_id: GraphId, peer_id: PeerId, name: &str) -> Result<Self, PeerError> {
-        if name.is_empty() {
-            return Err(PeerError::INVALID_ARG);
-        }
-        check_text(name, MAX_ID_CHARS)?;
-        Ok(DatabaseId {
-            graph_id,
-            peer_id,
-            name: name.to_owned(),
-        })
-    }
-
-    /// The graph.
-    pub fn graph_id(&self) -> &GraphId {
-        &self.graph_id
-    }
-
-    /// The local peer.
-    pub fn peer_id(&self) -> &PeerId {
-        &self.peer_id
-    }
-
-    /// The application's name for the database.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The file this database lives in under `directory`: the SHA-256 of the three names
-    /// (each length-prefixed, so no two triples collide by concatenation) in hex, so that
-    /// any id makes a short, portable file name.
-    pub fn file_path(&self, directory: &Path) -> PathBuf {
-        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-        for part in [self.graph_id.as_str(), self.peer_id.as_str(), &self.name] {
-            context.update(&(part.len() as u64).to_be_bytes());
-            context.update(part.as_bytes());
-        }
-        let name: String = context
-            .finish()
-            .as_ref()
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
-        directory.join(format!("{name}.{EXTENSION}"))
     }
 }
 
@@ -497,21 +435,8 @@ impl RecordStore for RedbStore {
     }
 }
 
-pub(crate) fn damaged() -> StoreError {
-    StoreError::new(ResultCode::PEER_E_INVALID_DATABASE)
-}
-
 fn decode(bytes: &[u8]) -> Result<Record, StoreError> {
     Record::decode(bytes).map_err(|_| damaged())
-}
-
-/// A table that may not exist yet in a fresh file: `None` then.
-pub(crate) fn open_table<T>(table: Result<T, redb::TableError>) -> Result<Option<T>, StoreError> {
-    match table {
-        Ok(table) => Ok(Some(table)),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(error) => Err(StoreError::storage(error)),
-    }
 }
 
 fn collect(
@@ -522,12 +447,6 @@ fn collect(
         ids.push(*value.map_err(StoreError::storage)?.value());
     }
     Ok(ids)
-}
-
-/// Runs `work`, turning a panic inside redb (a damaged file can drive a library into
-/// one) into `PEER_E_INVALID_DATABASE`, so that a bad file never takes the process down.
-pub(crate) fn guarded<T>(work: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
-    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|_| Err(damaged()))
 }
 
 /// Opens an existing file and checks it whole.
@@ -614,7 +533,7 @@ fn create_new(directory: &Path, path: &Path, id: &DatabaseId) -> Result<Database
 
 #[cfg(test)]
 mod tests {
-    use peergraph_engine::{Attributes, NewRecord, RecordType, MAX_RECORD_SIZE};
+    use peergraph_engine::{Attributes, GraphId, NewRecord, PeerId, RecordType, MAX_RECORD_SIZE};
 
     use super::*;
 

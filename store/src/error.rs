@@ -161,6 +161,17 @@ fn io_code(error: &io::Error) -> ResultCode {
     }
 }
 
+/// `PEER_E_INVALID_DATABASE`: the file does not hold what a graph database holds.
+pub(crate) fn damaged() -> StoreError {
+    StoreError::new(ResultCode::PEER_E_INVALID_DATABASE)
+}
+
+/// Runs `work`, turning a panic inside redb (a damaged file can drive a library into
+/// one) into `PEER_E_INVALID_DATABASE`, so that a bad file never takes the process down.
+pub(crate) fn guarded<T>(work: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| Err(damaged()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

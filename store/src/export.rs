@@ -31,9 +31,9 @@ use peergraph_engine::{
 use redb::{Database, ReadableTable};
 use ring::digest::{Context, SHA256};
 
-use crate::database::{damaged, open_table, DatabaseId};
-use crate::error::StoreError;
-use crate::schema::{decode_metadata, encode_metadata, KEY_METADATA, META, RECORDS};
+use crate::error::{damaged, StoreError};
+use crate::id::DatabaseId;
+use crate::schema::{decode_metadata, encode_metadata, open_table, KEY_METADATA, META, RECORDS};
 use crate::writer::apply;
 
 /// The version of the layout above; an import refuses any other.

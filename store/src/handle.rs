@@ -13,8 +13,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use peergraph_engine::ResultCode;
 use redb::Database;
 
-use crate::database::guarded;
-use crate::error::StoreError;
+use crate::error::{guarded, StoreError};
 
 /// One redb handle, shared by the callers' reads, the writer thread, export and import.
 pub(crate) struct Handle {

@@ -36,13 +36,15 @@ mod database;
 mod error;
 mod export;
 mod handle;
+mod id;
 mod schema;
 mod writer;
 
 pub use peergraph_engine::RecordStore;
 
-pub use crate::database::{DatabaseId, Opened, RedbStore};
+pub use crate::database::{Opened, RedbStore};
 pub use crate::error::StoreError;
 pub use crate::export::{ImportedChange, EXPORT_FORMAT_VERSION};
+pub use crate::id::DatabaseId;
 pub use crate::schema::STORE_FORMAT_VERSION;
 pub use crate::writer::{MAX_GROUP_BATCHES, MAX_GROUP_BYTES, WRITE_QUEUE_BOUND};

@@ -196,6 +196,15 @@ fn text(bytes: &mut &[u8]) -> Result<String, StoreError> {
     Ok(text)
 }
 
+/// A table that may not exist yet in a fresh file: `None` then.
+pub(crate) fn open_table<T>(table: Result<T, redb::TableError>) -> Result<Option<T>, StoreError> {
+    match table {
+        Ok(table) => Ok(Some(table)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(error) => Err(StoreError::storage(error)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use peergraph_engine::{attribute_key, Due, PeerError, Record, WriteCompletion, WriteOp};
 use redb::{MultimapTable, Table, WriteTransaction};
 
-use crate::error::StoreError;
+use crate::error::{damaged, StoreError};
 use crate::handle::Handle;
 use crate::schema::{
     due_key, encode_metadata, BY_ATTRIBUTE, BY_CREATOR, BY_EXPIRY, BY_TYPE, DUE_KEY_LEN, HELD,
@@ -354,8 +354,4 @@ fn refreshed(record: &Record) -> bool {
         creator: record.creator_id(),
     }
     .admits(record)
-}
-
-fn damaged() -> StoreError {
-    StoreError::new(peergraph_engine::ResultCode::PEER_E_INVALID_DATABASE)
 }
