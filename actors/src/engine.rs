@@ -392,7 +392,7 @@ impl Engine {
         let index = self.inner.next_arbiter.fetch_add(1, Ordering::Relaxed);
         let arbiter = &self.inner.arbiters[index % self.inner.arbiters.len()];
         let addr = GraphActor::start_in_arbiter(arbiter, move |_| GraphActor::new(setup));
-        let entry = GraphEntry { addr, table };
+        let entry = GraphEntry::new(addr, table);
         registry.insert(handle, entry.clone());
         Ok((self.facade(handle, entry), code))
     }
@@ -412,12 +412,6 @@ impl Engine {
     }
 
     fn facade(&self, handle: GraphHandle, entry: GraphEntry) -> Graph {
-        Graph::new(
-            handle,
-            self.inner.state.clone(),
-            self.inner.registry.clone(),
-            entry,
-            self.inner.clone(),
-        )
+        Graph::new(handle, self.inner.state.clone(), entry, self.inner.clone())
     }
 }

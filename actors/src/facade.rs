@@ -22,7 +22,7 @@ use crate::graph::{
 };
 use crate::lifecycle::EngineState;
 use crate::metrics::GraphMetrics;
-use crate::registry::{GraphEntry, Registry};
+use crate::registry::GraphEntry;
 
 /// Turns the outcome of `addr.send(message).await` into the call's result: a graph actor
 /// that no longer runs stands for a closed graph, `PEER_E_INVALID_GRAPH`.
@@ -43,7 +43,6 @@ pub fn reply<T>(sent: Result<Result<T, PeerError>, MailboxError>) -> Result<T, P
 pub struct Graph {
     handle: GraphHandle,
     state: Arc<EngineState>,
-    registry: Arc<Registry>,
     entry: GraphEntry,
     /// Keeps the engine's worker threads running while the graph is in use, as a clone
     /// of the [`Engine`](crate::Engine) would.
@@ -62,14 +61,12 @@ impl Graph {
     pub(crate) fn new(
         handle: GraphHandle,
         state: Arc<EngineState>,
-        registry: Arc<Registry>,
         entry: GraphEntry,
         engine: Arc<dyn Any + Send + Sync>,
     ) -> Self {
         Graph {
             handle,
             state,
-            registry,
             entry,
             _engine: engine,
         }
@@ -89,7 +86,7 @@ impl Graph {
         if !self.state.is_initialized() {
             return Err(PeerError::NOT_INITIALIZED);
         }
-        if !self.registry.contains(self.handle) {
+        if !self.entry.is_open() {
             return Err(PeerError::INVALID_GRAPH);
         }
         Ok(&self.entry)

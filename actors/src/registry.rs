@@ -1,6 +1,7 @@
 //! The engine's handle table: which graphs are open, by handle and by graph id, so that
 //! any thread turns a [`GraphHandle`] into a graph actor's address.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use actix::Addr;
@@ -15,6 +16,29 @@ use crate::table::ConnectionTable;
 pub(crate) struct GraphEntry {
     pub(crate) addr: Addr<GraphActor>,
     pub(crate) table: Arc<ConnectionTable>,
+    /// True while the graph is in the table: a facade that holds the entry asks this
+    /// instead of looking its handle up on every call.
+    open: Arc<AtomicBool>,
+}
+
+impl GraphEntry {
+    /// The entry of a graph about to be entered in the table.
+    pub(crate) fn new(addr: Addr<GraphActor>, table: Arc<ConnectionTable>) -> Self {
+        GraphEntry {
+            addr,
+            table,
+            open: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// Whether the graph is still in its engine's table (not closed, no shutdown since).
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    fn close(&self) {
+        self.open.store(false, Ordering::Release);
+    }
 }
 
 /// The open graphs of one engine.
@@ -49,17 +73,12 @@ impl Registry {
         self.graphs.get(&handle).map(|entry| entry.clone())
     }
 
-    /// Whether graph `handle` is open.
-    pub(crate) fn contains(&self, handle: GraphHandle) -> bool {
-        self.graphs.contains_key(&handle)
-    }
-
-    /// How many graphs are open.
     /// True while a graph with `graph_id` is open (or opening).
     pub(crate) fn holds(&self, graph_id: &GraphId) -> bool {
         self.graph_ids.contains_key(graph_id)
     }
 
+    /// How many graphs are open.
     pub(crate) fn len(&self) -> usize {
         self.graphs.len()
     }
@@ -67,14 +86,23 @@ impl Registry {
     /// Removes a closed graph and frees its graph id (or an id reserved for a graph that
     /// did not start).
     pub(crate) fn forget(&self, handle: GraphHandle, graph_id: &GraphId) {
-        self.graphs.remove(&handle);
+        if let Some((_, entry)) = self.graphs.remove(&handle) {
+            entry.close();
+        }
         self.graph_ids
             .remove_if(graph_id, |_, owner| *owner == handle);
     }
 
     /// Empties the table (the last shutdown), returning the graphs that were open.
     pub(crate) fn drain(&self) -> Vec<Addr<GraphActor>> {
-        let graphs = self.graphs.iter().map(|entry| entry.addr.clone()).collect();
+        let graphs = self
+            .graphs
+            .iter()
+            .map(|entry| {
+                entry.close();
+                entry.addr.clone()
+            })
+            .collect();
         self.graphs.clear();
         self.graph_ids.clear();
         graphs
