@@ -3,73 +3,16 @@
 //! throughputs and memory, percentiles over the samples of all repetitions for latencies.
 //! Progress goes to stderr; stdout is left to the JSON lines.
 
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use crate::memory::measure_in_child;
+use anyhow::{bail, Context as _};
+
+use crate::job::{Job, Outcome};
 use crate::report::{median, percentile, Better, Line};
 use crate::settings::{Metric, Settings, System};
 
 const MIB: f64 = 1024.0 * 1024.0;
-
-/// One repetition's work for one system, on a fresh pair of nodes.
-#[derive(Clone, Copy, Debug)]
-pub enum Job {
-    /// `count` writes of `len` bytes on one stream; the time until the peer read them all.
-    Bulk {
-        /// Writes.
-        count: usize,
-        /// Bytes each.
-        len: usize,
-    },
-    /// `count` messages of `len` payload bytes, one send call each; the time until the peer
-    /// read them all.
-    Small {
-        /// Messages.
-        count: usize,
-        /// Payload bytes each.
-        len: usize,
-    },
-    /// Open and close cycles; the time of all of them.
-    Cycles(usize),
-    /// Links made (untimed) and closed (timed); one duration per close.
-    Closes(usize),
-    /// Round trips of a `len`-byte message after `warmup` untimed ones.
-    Echo {
-        /// Untimed round trips first.
-        warmup: usize,
-        /// Timed round trips.
-        samples: usize,
-        /// Payload bytes.
-        len: usize,
-    },
-}
-
-/// What a [`Job`] gives back.
-#[derive(Debug)]
-pub enum Outcome {
-    /// How long the whole job took.
-    Took(Duration),
-    /// One duration per timed event.
-    Samples(Vec<Duration>),
-}
-
-impl Outcome {
-    fn took(self) -> anyhow::Result<Duration> {
-        match self {
-            Outcome::Took(took) => Ok(took),
-            Outcome::Samples(_) => anyhow::bail!("expected one duration"),
-        }
-    }
-
-    fn micros(self) -> anyhow::Result<Vec<f64>> {
-        match self {
-            Outcome::Samples(samples) => {
-                Ok(samples.iter().map(|d| d.as_secs_f64() * 1e6).collect())
-            }
-            Outcome::Took(_) => anyhow::bail!("expected samples"),
-        }
-    }
-}
 
 async fn run_job(system: System, job: Job, timeout: Duration) -> anyhow::Result<Outcome> {
     match system {
@@ -277,4 +220,68 @@ fn latencies(metric: Metric, values: &PerSystem<Vec<f64>>) -> Vec<Line> {
             }
         })
         .collect()
+}
+
+/// The child's work for `system`: KiB per link.
+///
+/// # Errors
+/// When a link cannot be made within `timeout`.
+pub async fn child_idle_memory(
+    system: System,
+    connections: usize,
+    timeout: Duration,
+) -> anyhow::Result<f64> {
+    match system {
+        System::Peergraph => crate::peergraph_side::idle_memory(connections, timeout).await,
+        System::RawQuinn => crate::quinn_side::idle_memory(connections, timeout).await,
+        System::Iroh => crate::iroh_side::idle_memory(connections, timeout).await,
+        System::Libp2p => crate::libp2p_side::idle_memory(connections, timeout).await,
+    }
+}
+
+/// Runs one `idle_memory` measurement in a child process and returns its KiB per link. The
+/// child is killed if it is not done within `timeout` and a little more.
+///
+/// # Errors
+/// When the child cannot be started, fails, times out or prints no number.
+pub fn measure_in_child(
+    system: System,
+    connections: usize,
+    timeout: Duration,
+) -> anyhow::Result<f64> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args([
+            "--child-idle-memory",
+            system.name(),
+            &connections.to_string(),
+            &timeout.as_secs().to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let deadline = Instant::now() + timeout + Duration::from_secs(10);
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("idle_memory child ({system}, {connections}) timed out");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!(
+            "idle_memory child ({system}, {connections}) failed: {}",
+            output.status
+        );
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.trim()
+        .parse()
+        .with_context(|| format!("idle_memory child printed {text:?}"))
 }

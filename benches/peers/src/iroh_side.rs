@@ -22,8 +22,7 @@ use iroh::{Endpoint, EndpointAddr, RelayMode};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::frames::{data_frame, Splitter, HELLO};
-use crate::harness::{Job, Outcome};
-use crate::peergraph_side::OPEN_WINDOW;
+use crate::job::{Job, Outcome, OPEN_WINDOW};
 use crate::runtime::RuntimeThread;
 
 /// The application protocol both endpoints speak.

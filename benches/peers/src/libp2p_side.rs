@@ -44,8 +44,7 @@ use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::frames::{data_frame, Splitter, HELLO};
-use crate::harness::{Job, Outcome};
-use crate::peergraph_side::OPEN_WINDOW;
+use crate::job::{Job, Outcome, OPEN_WINDOW};
 use crate::runtime::RuntimeThread;
 
 /// The stream protocol both swarms speak.

@@ -12,6 +12,7 @@
 mod frames;
 mod harness;
 mod iroh_side;
+mod job;
 mod libp2p_side;
 mod memory;
 mod peergraph_side;
@@ -123,7 +124,7 @@ fn main() -> ExitCode {
             system,
             connections,
             timeout,
-        } => match runtime.block_on(memory::child_idle_memory(system, connections, timeout)) {
+        } => match runtime.block_on(harness::child_idle_memory(system, connections, timeout)) {
             Ok(kib) => {
                 println!("{kib:.3}");
                 ExitCode::SUCCESS

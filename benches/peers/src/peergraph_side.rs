@@ -27,7 +27,7 @@ use peergraph::{
 use tokio::sync::oneshot;
 
 use crate::frames::DATA_TYPE;
-use crate::harness::{Job, Outcome};
+use crate::job::{Job, Outcome, OPEN_WINDOW};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -37,12 +37,6 @@ const QUEUE_LIMITS: QueueLimits = QueueLimits {
     events: 1 << 20,
     bytes: 1 << 30,
 };
-
-/// Outgoing connections `idle_memory` keeps in their handshake at once: below the
-/// accepting graph's `DEFAULT_MAX_PENDING_HANDSHAKES`, so none is refused. It is above
-/// the default bound per source address (8), so the benchmark's nodes, which trust the one
-/// host they share, raise that bound to it ([`bench_options`]).
-pub const OPEN_WINDOW: usize = 64;
 
 /// The benchmark's graph settings: the defaults, except that one source address may have
 /// [`OPEN_WINDOW`] handshakes in progress, and no QUIC Retry is asked for (the raw side
