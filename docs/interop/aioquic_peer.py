@@ -365,6 +365,12 @@ async def start_host(path: str, extra: list[str]) -> tuple[Host, str, int, int]:
 # --- The checks -------------------------------------------------------------------------
 
 
+def event_id(event: dict) -> int:
+    """The connection id of a peer_host event: a string in the library's text form
+    (`0x` and 16 hex digits), since JSON numbers lose precision past 2**53."""
+    return int(event["connection_id"], 16)
+
+
 def check(what: str, ok: bool, detail: str = "") -> None:
     print(("ok      " if ok else "FAILED  ") + what + (f"  ({detail})" if detail else ""))
     if not ok:
@@ -463,7 +469,7 @@ async def accepting_role(peer_host: str, cert: str, key: str, own_node_id: int, 
         link.send(welcome_frame(connection_id, "chat", "carol", own_proof))
         event = await host.expect("connected", lambda l: l.get("event") == "direct_connection")
         check(f"accepting ({mode}): peer_host reports connected",
-              event["status"] == "connected" and event["connection_id"] == connection_id
+              event["status"] == "connected" and event_id(event) == connection_id
               and int(event["node_id"], 16) == own_node_id, str(event))
         host.command(f"send {connection_id} hello")
         reply = await link.next_frame()
@@ -499,14 +505,14 @@ async def run(peer_host: str) -> None:
                   fields == (connection_id, "chat", "bob", b""), str(fields))
             event = await host.expect("connected", lambda l: l.get("status") == "connected")
             check("peer_host: connected, with our connection id and node id",
-                  event["connection_id"] == connection_id and int(event["node_id"], 16) == own_node_id)
+                  event_id(event) == connection_id and int(event["node_id"], 16) == own_node_id)
             link.send(data_frame(uuid.UUID(int=0xC0FFEE), b"hello"))
             event = await host.expect("incoming_data", lambda l: l.get("event") == "incoming_data")
-            check("peer_host: INCOMING_DATA of 5 bytes", event["bytes"] == 5 and event["connection_id"] == connection_id)
+            check("peer_host: INCOMING_DATA of 5 bytes", event["bytes"] == 5 and event_id(event) == connection_id)
             outcome = await answer_and_finish(link, closing=True)
             check("close completed", True, outcome)
             event = await host.expect("disconnected", lambda l: l.get("status") == "disconnected")
-            check("peer_host: disconnected", event["connection_id"] == connection_id)
+            check("peer_host: disconnected", event_id(event) == connection_id)
             await close_link(link)
 
             # 2. bob (peer_host) closes; this script answers (section 3.4, the peer's side).
