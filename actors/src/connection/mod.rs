@@ -307,7 +307,7 @@ impl ConnectionActor {
     /// outbox when it takes it). The outbox may be full: then this waits for room.
     fn queue_disconnect(&mut self, ctx: &mut Context<Self>) {
         const REASON: DisconnectReason = DisconnectReason::AppDisconnect;
-        // At once if there is room: the writer then runs in this same turn of the actor.
+        // At once if there is room: the writer's task takes it on its next turn.
         match self.outbox.try_disconnect(REASON) {
             Ok(true) => return,
             Ok(false) => {}
@@ -388,32 +388,52 @@ impl Actor for ConnectionActor {
             return;
         };
         ctx.add_stream(inbound(reader, self.subscribers.clone(), self.id));
-        ctx.spawn(
-            run_writer(send, outbox)
-                .into_actor(self)
-                .map(|result, act, ctx| match result {
-                    Ok(Some(send)) => {
-                        act.after_disconnect = Some(send);
-                        act.machine().disconnect_written();
-                        act.drive(ctx);
-                    }
-                    Ok(None) => {}
-                    Err(quinn::WriteError::ConnectionLost(error)) => {
-                        act.connection_lost(error, ctx)
-                    }
-                    Err(other) => {
-                        act.machine()
-                            .on_stream_failed(Violation::Write(Cause::new(other)));
-                        act.drive(ctx);
-                    }
-                }),
-        );
+        // The writer is a task of its own, not a future of this actor's context: actix
+        // polls every future and stream of a context on each wake-up, so a frame queued
+        // for the writer would also poll the reader and the link's close watch (each a
+        // lock of the link), and a frame read would poll the writer. It reports its end
+        // here; if the actor is gone by then, the report goes nowhere, and the link is
+        // already closed (see `guard`).
+        let actor = ctx.address().downgrade();
+        actix::spawn(async move {
+            let ended = run_writer(send, outbox).await;
+            if let Some(actor) = actor.upgrade() {
+                actor.do_send(WriterEnded(ended));
+            }
+        });
         let connection = self.connection.clone();
         ctx.spawn(
             async move { connection.closed().await }
                 .into_actor(self)
                 .map(|error, act, ctx| act.connection_lost(error, ctx)),
         );
+    }
+}
+
+/// The writer's end: the stream handed back after our DISCONNECT, `None` when every
+/// sender of the outbox is gone, or the error that stopped it.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WriterEnded(Result<Option<quinn::SendStream>, quinn::WriteError>);
+
+impl Handler<WriterEnded> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, WriterEnded(ended): WriterEnded, ctx: &mut Self::Context) {
+        match ended {
+            Ok(Some(send)) => {
+                self.after_disconnect = Some(send);
+                self.machine().disconnect_written();
+                self.drive(ctx);
+            }
+            Ok(None) => {}
+            Err(quinn::WriteError::ConnectionLost(error)) => self.connection_lost(error, ctx),
+            Err(other) => {
+                self.machine()
+                    .on_stream_failed(Violation::Write(Cause::new(other)));
+                self.drive(ctx);
+            }
+        }
     }
 }
 
