@@ -8,7 +8,7 @@ use bytes::Bytes;
 use peergraph_engine::wire::{DisconnectReason, MAX_DATA_LEN};
 use peergraph_engine::{DataType, PeerError};
 use peergraph_transport::DataFrame;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 /// The most frames waiting in one connection's outbox.
 pub const OUTBOX_FRAMES: usize = 1024;
@@ -107,17 +107,35 @@ impl Outbox {
     ) -> Result<Slot<'_>, PeerError> {
         let frame = DataFrame::new(data_type, payload);
         let cost = frame.wire_len().clamp(1, OUTBOX_BYTES) as u32;
-        let permit = self
-            .budget
-            .clone()
-            .acquire_many_owned(cost)
-            .await
-            .map_err(|_| PeerError::CONNECTION_NOT_FOUND)?;
-        let place = self
-            .frames
-            .reserve()
-            .await
-            .map_err(|_| PeerError::CONNECTION_NOT_FOUND)?;
+        // With room, the budget and the place are taken without waiting, and without
+        // spending the calling task's cooperative budget: a sender that fills the outbox
+        // runs on until it is full, and the writer then takes a large batch, which quinn
+        // sends in full packets, several to a system call. (Through the waiting path,
+        // tokio makes the task yield every few dozen frames, and each yield let the
+        // writer and quinn send the few packets queued so far on their own.) Permits
+        // given back go to the tasks already waiting, in order, before any is left for
+        // this path, so it cannot pass them.
+        let permit = match self.budget.clone().try_acquire_many_owned(cost) {
+            Ok(permit) => permit,
+            Err(TryAcquireError::NoPermits) => self
+                .budget
+                .clone()
+                .acquire_many_owned(cost)
+                .await
+                .map_err(|_| PeerError::CONNECTION_NOT_FOUND)?,
+            Err(TryAcquireError::Closed) => return Err(PeerError::CONNECTION_NOT_FOUND),
+        };
+        let place = match self.frames.try_reserve() {
+            Ok(place) => place,
+            Err(mpsc::error::TrySendError::Full(())) => self
+                .frames
+                .reserve()
+                .await
+                .map_err(|_| PeerError::CONNECTION_NOT_FOUND)?,
+            Err(mpsc::error::TrySendError::Closed(())) => {
+                return Err(PeerError::CONNECTION_NOT_FOUND)
+            }
+        };
         Ok(Slot {
             place,
             queued: Box::new(QueuedData { frame, permit }),
