@@ -63,6 +63,16 @@ impl FrameReader {
         }
     }
 
+    /// The next frame among the bytes already received, without waiting for more:
+    /// `Ok(None)` when what is buffered holds no whole frame. Lets a caller take every
+    /// frame of a chunk in one go after [`read`](Self::read) returned the first.
+    ///
+    /// # Errors
+    /// [`ProtocolError`] for malformed bytes.
+    pub fn read_buffered(&mut self) -> Result<Option<Message>, ProtocolError> {
+        self.decoder.next_message()
+    }
+
     /// Stops the stream: the peer's further writes fail with `error_code`.
     pub fn stop(&mut self, error_code: u32) {
         let _ = self.recv.stop(quinn::VarInt::from_u32(error_code));

@@ -23,6 +23,7 @@ mod writer;
 #[cfg(test)]
 pub(crate) mod close_tests;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +33,9 @@ use peergraph_engine::graph_core::{
     Cause, CloseStart, EndReason, LinkAction, LinkLoss, LinkMachine, Violation,
 };
 use peergraph_engine::wire::{close_code, DisconnectReason, Message};
-use peergraph_engine::{code_of, ConnectionId, ConnectionInfo, GraphEvent, PeerError, ResultCode};
+use peergraph_engine::{
+    code_of, ConnectionId, ConnectionInfo, DataType, GraphEvent, PeerError, ResultCode,
+};
 use peergraph_transport::{FrameReader, ReadFrameError};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -359,12 +362,21 @@ impl ConnectionActor {
         self.drive(ctx);
     }
 
-    /// A DATA frame, with the room reserved for it in the registrations that take it:
-    /// handed to the application unless the machine says it breaks the protocol.
-    fn on_data(&mut self, event: GraphEvent, room: DataReservation, ctx: &mut Context<Self>) {
-        if self.machine().on_data() {
-            room.deliver(event);
-        }
+    /// DATA frames read in one go, with the room reserved for them in the registrations
+    /// that take them: handed to the application, up to the first the machine says breaks
+    /// the protocol (the room of the rest goes back).
+    fn on_data(
+        &mut self,
+        mut events: Vec<GraphEvent>,
+        room: DataReservation,
+        ctx: &mut Context<Self>,
+    ) {
+        let allowed = events
+            .iter()
+            .take_while(|_| self.guard.machine.on_data())
+            .count();
+        events.truncate(allowed);
+        room.deliver_all(events);
         self.drive(ctx);
     }
 }
@@ -439,10 +451,10 @@ impl Handler<WriterEnded> for ConnectionActor {
 
 /// One step of the control stream's reader.
 enum Inbound {
-    /// A DATA frame as the event it raises, with room for it in every registration
-    /// that takes it.
+    /// DATA frames of one data type, read in one go, as the events they raise, with room
+    /// for them in every registration that takes them.
     Data {
-        event: GraphEvent,
+        events: Vec<GraphEvent>,
         room: DataReservation,
     },
     /// Any other frame.
@@ -451,29 +463,121 @@ enum Inbound {
     Failed(ReadFrameError),
 }
 
-/// Reads the control stream one frame at a time. After a DATA frame it waits for room
-/// for it in the registrations that take it before it reads on: a full registration
-/// stops the link, and QUIC flow control holds the sender (see `events`).
+/// The most DATA frames the reader hands over in one step, and the most payload bytes in
+/// one step (past which it closes the step after the frame that passed them). A step's
+/// frames are already in memory (one chunk quinn delivered), so these bound how much one
+/// step delivers at once, not what the link holds.
+const BATCH_FRAMES: usize = 256;
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// The reader's state between steps.
+struct ReadState {
+    reader: FrameReader,
+    subscribers: Arc<Subscribers>,
+    /// Frames already decoded that the last step could not take: a frame of another type
+    /// than its DATA, or DATA that did not find room at once. At most [`BATCH_FRAMES`].
+    held: VecDeque<Message>,
+}
+
+impl ReadState {
+    /// The next frame: a held one, or one read from the stream (waiting for it).
+    async fn next(&mut self) -> Result<Option<Message>, ReadFrameError> {
+        match self.held.pop_front() {
+            Some(message) => Ok(Some(message)),
+            None => self.reader.read().await,
+        }
+    }
+
+    /// The next frame if one is held or already received, without waiting. A protocol
+    /// error stops here; the next [`next`](Self::next) reports it (the decoder repeats it).
+    fn next_ready(&mut self) -> Option<Message> {
+        match self.held.pop_front() {
+            Some(message) => Some(message),
+            None => self.reader.read_buffered().ok().flatten(),
+        }
+    }
+
+    /// After a DATA frame of `data_type` whose room is in `room`: the DATA frames of that
+    /// type right behind it that are already received, as far as room for them is free at
+    /// once (all of them or none), as events. Whatever else was decoded is held for the
+    /// next step.
+    fn gather(
+        &mut self,
+        connection_id: ConnectionId,
+        data_type: DataType,
+        first: GraphEvent,
+        room: &mut DataReservation,
+    ) -> Vec<GraphEvent> {
+        let mut events = vec![first];
+        let mut more = Vec::new();
+        let (mut bytes, mut total) = (0, events[0].payload_len());
+        while events.len() + more.len() < BATCH_FRAMES && total < BATCH_BYTES {
+            match self.next_ready() {
+                Some(Message::Data {
+                    data_type: next_type,
+                    payload,
+                }) if next_type == data_type => {
+                    bytes += payload.len();
+                    total += payload.len();
+                    more.push(payload);
+                }
+                Some(other) => {
+                    self.held.push_front(other);
+                    break;
+                }
+                None => break,
+            }
+        }
+        if more.is_empty() {
+            return events;
+        }
+        if !room.try_extend(more.len(), bytes) {
+            for payload in more.into_iter().rev() {
+                self.held.push_front(Message::Data { data_type, payload });
+            }
+            return events;
+        }
+        events.extend(more.into_iter().map(|data| GraphEvent::IncomingData {
+            connection_id,
+            data_type,
+            data,
+        }));
+        events
+    }
+}
+
+/// Reads the control stream. After a DATA frame it waits for room for it in the
+/// registrations that take it before it reads on: a full registration stops the link, and
+/// QUIC flow control holds the sender (see `events`). The DATA frames of the same type
+/// already received behind it go in the same step if there is room for them at once: a
+/// chunk of small messages costs one reservation, one step of the actor and one wake of
+/// the application, not one per message.
 fn inbound(
     reader: FrameReader,
     subscribers: Arc<Subscribers>,
     connection_id: ConnectionId,
 ) -> impl futures_util::Stream<Item = Inbound> {
+    let state = ReadState {
+        reader,
+        subscribers,
+        held: VecDeque::new(),
+    };
     // The state goes into each step's future and comes back out of it, so a frame costs
     // no reference count.
-    futures_util::stream::unfold(Some((reader, subscribers)), move |state| async move {
-        let (mut reader, subscribers) = state?;
-        match reader.read().await {
+    futures_util::stream::unfold(Some(state), move |state| async move {
+        let mut state = state?;
+        match state.next().await {
             Ok(Some(Message::Data { data_type, payload })) => {
                 let event = GraphEvent::IncomingData {
                     connection_id,
                     data_type,
                     data: payload,
                 };
-                let room = subscribers.reserve_data(&event).await;
-                Some((Inbound::Data { event, room }, Some((reader, subscribers))))
+                let mut room = state.subscribers.reserve_data(&event).await;
+                let events = state.gather(connection_id, data_type, event, &mut room);
+                Some((Inbound::Data { events, room }, Some(state)))
             }
-            Ok(Some(message)) => Some((Inbound::Frame(message), Some((reader, subscribers)))),
+            Ok(Some(message)) => Some((Inbound::Frame(message), Some(state))),
             Ok(None) => Some((Inbound::Finished, None)),
             Err(error) => Some((Inbound::Failed(error), None)),
         }
@@ -483,7 +587,7 @@ fn inbound(
 impl StreamHandler<Inbound> for ConnectionActor {
     fn handle(&mut self, item: Inbound, ctx: &mut Self::Context) {
         match item {
-            Inbound::Data { event, room } => return self.on_data(event, room, ctx),
+            Inbound::Data { events, room } => return self.on_data(events, room, ctx),
             Inbound::Frame(message) => {
                 let now = Self::now();
                 // Only DISCONNECT is acted on; anything else here breaks the protocol.

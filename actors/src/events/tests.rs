@@ -284,3 +284,142 @@ async fn waiting_links_are_served_in_order_and_a_large_payload_is_not_starved() 
         .deliver(small.clone());
     assert_eq!(stream.try_recv(), Some(small));
 }
+
+/// The accounting a queue holds for its INCOMING_DATA: events and payload bytes.
+fn data_held(stream: &EventStream) -> (usize, usize) {
+    let state = stream.queue.state.lock().expect("lock");
+    (state.data_events, state.data_bytes)
+}
+
+/// A batch takes room for all its events at once or none of them, every registration
+/// alike; its events come out in order, each freeing its own share as it is read.
+#[tokio::test]
+async fn a_batch_takes_room_whole_or_not_at_all() {
+    use futures_util::FutureExt;
+    let subscribers = Subscribers::new(GraphHandle::new(1).expect("nonzero"));
+    let filter =
+        || EventFilter::new(vec![EventRegistration::new(EventType::IncomingData)]).expect("ok");
+    let mut roomy = subscribers.add_stream(
+        filter(),
+        QueueLimits {
+            events: 100,
+            bytes: 1000,
+        },
+    );
+    let mut tight = subscribers.add_stream(
+        filter(),
+        QueueLimits {
+            events: 4,
+            bytes: 1000,
+        },
+    );
+    let first = data(0, 10);
+    let mut room = subscribers
+        .reserve_data(&first)
+        .now_or_never()
+        .expect("room for one");
+    assert!(
+        !room.try_extend(4, 40),
+        "five do not fit in the tight queue"
+    );
+    assert_eq!(
+        data_held(&roomy),
+        (1, 10),
+        "the roomy queue gave back its share"
+    );
+    assert_eq!(data_held(&tight), (1, 10));
+    assert!(room.try_extend(3, 30), "four fit in both");
+    assert_eq!(data_held(&roomy), (4, 40));
+    room.deliver_all((0..4).map(|n| data(n, 10)).collect());
+    for stream in [&mut roomy, &mut tight] {
+        let mut got = Vec::new();
+        assert_eq!(stream.recv_many(&mut got, 3).await, 3);
+        assert_eq!(got, vec![data(0, 10), data(1, 10), data(2, 10)]);
+        assert_eq!(data_held(stream), (1, 10));
+        assert_eq!(stream.try_recv(), Some(data(3, 10)));
+        assert_eq!(data_held(stream), (0, 0));
+    }
+}
+
+/// Events delivered short of what was reserved (the machine refused the rest) give the
+/// rest of the room back, and a link waiting for it goes on.
+#[tokio::test]
+async fn room_a_batch_does_not_use_goes_back() {
+    use futures_util::FutureExt;
+    let (subscribers, mut stream) = data_stream(QueueLimits {
+        events: 3,
+        bytes: 1000,
+    });
+    let first = data(0, 10);
+    let mut room = subscribers
+        .reserve_data(&first)
+        .now_or_never()
+        .expect("room");
+    assert!(room.try_extend(2, 20));
+    let behind = data(9, 10);
+    let mut waiting = Box::pin(subscribers.reserve_data(&behind));
+    assert!(
+        (&mut waiting).now_or_never().is_none(),
+        "the queue is taken"
+    );
+    room.deliver_all(vec![first.clone()]);
+    assert_eq!(data_held(&stream), (1, 10), "the unused room is free again");
+    let late = waiting.now_or_never().expect("room given back");
+    assert_eq!(data_held(&stream), (2, 20));
+    late.deliver(behind.clone());
+    let mut got = Vec::new();
+    assert_eq!(stream.recv_many(&mut got, 10).await, 2);
+    assert_eq!(got, vec![first, behind]);
+    assert_eq!(data_held(&stream), (0, 0));
+}
+
+/// A batch does not pass a link waiting in line for room, even where it would fit.
+#[tokio::test]
+async fn a_batch_never_passes_a_waiting_link() {
+    use futures_util::FutureExt;
+    let (subscribers, _stream) = data_stream(QueueLimits {
+        events: 10,
+        bytes: 100,
+    });
+    let first = data(0, 50);
+    let mut room = subscribers
+        .reserve_data(&first)
+        .now_or_never()
+        .expect("room");
+    let big = data(1, 60);
+    let mut waiting = Box::pin(subscribers.reserve_data(&big));
+    assert!(
+        (&mut waiting).now_or_never().is_none(),
+        "60 more bytes wait"
+    );
+    assert!(
+        !room.try_extend(1, 10),
+        "10 bytes would fit, but a link waits"
+    );
+    drop(room);
+    assert!(waiting.now_or_never().is_some(), "the waiting link goes on");
+}
+
+/// `recv_many` reports a loss where `recv` would, and 0 once the registration ended.
+#[tokio::test]
+async fn recv_many_reports_losses_and_the_end() {
+    let (subscribers, mut stream) = status_stream(2);
+    for n in 0..4 {
+        subscribers.publish(status(n));
+    }
+    let mut got = Vec::new();
+    assert_eq!(stream.recv_many(&mut got, 10).await, 2);
+    assert_eq!(stream.recv_many(&mut got, 10).await, 1);
+    assert_eq!(
+        got,
+        vec![status(0), status(1), GraphEvent::EventsLost { count: 2 }]
+    );
+    assert_eq!(
+        stream.recv_many(&mut got, 0).await,
+        0,
+        "a limit of 0 takes nothing"
+    );
+    assert!(subscribers.remove(stream.handle()));
+    assert_eq!(stream.recv_many(&mut got, 10).await, 0, "ended");
+    assert_eq!(got.len(), 3);
+}
