@@ -16,7 +16,7 @@ use peergraph_engine::{
 
 use crate::events::{EventHandle, EventStream, QueueLimits};
 use crate::graph::{
-    outbox_for_send, CloseGraph, ConnectionStats, EnumConnections, GetConnectionStats, GetCounters,
+    send_now, CloseGraph, ConnectionStats, EnumConnections, GetConnectionStats, GetCounters,
     GetMetrics, GetNodeInfo, GetStatus, GraphActor, GraphCounters, Listen, OpenDirectConnection,
     RegisterEvent, StartClose, UnregisterEvent,
 };
@@ -335,8 +335,10 @@ impl Graph {
     ) -> Result<(), PeerError> {
         let entry = self.check()?;
         let data = data.into();
-        let outbox = outbox_for_send(&entry.table, connection_id, &data)?;
-        outbox.send_data(data_type, data).await
+        match send_now(&entry.table, connection_id, data_type, data)? {
+            None => Ok(()),
+            Some((outbox, data)) => outbox.send_data(data_type, data).await,
+        }
     }
 
     /// `PeerGraphCloseDirectConnection`: closes a direct connection (see

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use peergraph_engine::wire::{DisconnectReason, MAX_DATA_LEN};
+use peergraph_engine::wire::{DisconnectReason, DATA_HEADER_LEN, MAX_DATA_LEN};
 use peergraph_engine::{DataType, PeerError};
 use peergraph_transport::DataFrame;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
@@ -94,6 +94,30 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queues a DATA frame if the outbox has room for it now, without waiting and without
+    /// spending the calling task's cooperative budget.
+    ///
+    /// # Errors
+    /// [`Refused::Full`] with the payload back when SendData would have to wait;
+    /// [`Refused::Gone`] once the connection is closing or gone.
+    pub(crate) fn try_send_data(&self, data_type: DataType, payload: Bytes) -> Result<(), Refused> {
+        let cost = (DATA_HEADER_LEN + payload.len()).clamp(1, OUTBOX_BYTES) as u32;
+        let permit = match self.budget.clone().try_acquire_many_owned(cost) {
+            Ok(permit) => permit,
+            Err(TryAcquireError::NoPermits) => return Err(Refused::Full(payload)),
+            Err(TryAcquireError::Closed) => return Err(Refused::Gone),
+        };
+        match self.frames.try_reserve() {
+            Ok(place) => {
+                let frame = DataFrame::new(data_type, payload);
+                place.send(Outgoing::Data(Box::new(QueuedData { frame, permit })));
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(())) => Err(Refused::Full(payload)),
+            Err(mpsc::error::TrySendError::Closed(())) => Err(Refused::Gone),
+        }
+    }
+
     /// The first half of [`send_data`](Self::send_data): takes the frame's share of the
     /// byte budget and its place in the channel, waiting while the outbox is full. A close
     /// that comes after this point no longer refuses the frame: the writer waits for it.
@@ -172,6 +196,14 @@ impl Outbox {
             Err(mpsc::error::TrySendError::Closed(_)) => Err(PeerError::CONNECTION_NOT_FOUND),
         }
     }
+}
+
+/// Why [`Outbox::try_send_data`] did not queue a frame.
+pub(crate) enum Refused {
+    /// No room now: the payload, to queue by waiting.
+    Full(Bytes),
+    /// The connection is closing or gone.
+    Gone,
 }
 
 /// A DATA frame with its place in an outbox taken: [`queue`](Self::queue) puts it there.

@@ -3,13 +3,13 @@
 //!
 //! The graph actor is its only writer, and changes it exactly as its graph core's
 //! connection table changes (the core holds the rules; this holds the handles). Readers
-//! (the async facade, and the graph's own SendData handler) look an entry up, clone its
-//! [`Outbox`], drop the reference, and queue the frame straight to the connection's
-//! writer: the hot path never waits in the graph's mailbox.
+//! (the async facade, and the graph's own SendData handler) look an entry up and queue the
+//! frame straight into the connection's outbox, cloning the [`Outbox`] to wait outside the
+//! table's lock only when it is full: the hot path never waits in the graph's mailbox.
 
 use actix::Addr;
 use dashmap::DashMap;
-use peergraph_engine::{ConnectionId, PeerError};
+use peergraph_engine::ConnectionId;
 
 use crate::connection::ConnectionActor;
 use crate::outbox::Outbox;
@@ -25,14 +25,3 @@ pub(crate) struct ConnectionEntry {
 
 /// A graph's connections by id.
 pub(crate) type ConnectionTable = DashMap<ConnectionId, ConnectionEntry>;
-
-/// Looks up the outbox of connection `id`, without holding the table's lock afterwards.
-///
-/// # Errors
-/// `PEER_E_CONNECTION_NOT_FOUND` when there is no such connection.
-pub(crate) fn outbox_of(table: &ConnectionTable, id: ConnectionId) -> Result<Outbox, PeerError> {
-    table
-        .get(&id)
-        .map(|entry| entry.outbox.clone())
-        .ok_or(PeerError::CONNECTION_NOT_FOUND)
-}

@@ -13,10 +13,10 @@ use tokio::sync::oneshot;
 
 use super::renewal::{accept_from, drain};
 use super::{
-    outbox_for_send, CloseAnswer, CloseDirectConnection, CloseGraph, ConnectionStats,
-    EnumConnections, GetConnectionStats, GetCounters, GetMetrics, GetNodeInfo, GetStatus,
-    GraphActor, GraphCounters, Listen, OpenDirectConnection, RegisterEvent, RegisterEventRecipient,
-    Release, SendData, StartClose, UnregisterEvent,
+    send_now, CloseAnswer, CloseDirectConnection, CloseGraph, ConnectionStats, EnumConnections,
+    GetConnectionStats, GetCounters, GetMetrics, GetNodeInfo, GetStatus, GraphActor, GraphCounters,
+    Listen, OpenDirectConnection, RegisterEvent, RegisterEventRecipient, Release, SendData,
+    StartClose, UnregisterEvent,
 };
 use crate::connection::Close;
 use crate::handshake;
@@ -84,10 +84,20 @@ impl Handler<SendData> for GraphActor {
     type Result = ResponseFuture<Result<(), PeerError>>;
 
     fn handle(&mut self, message: SendData, _ctx: &mut Self::Context) -> Self::Result {
-        let outbox = self
+        let SendData {
+            connection_id,
+            data_type,
+            data,
+        } = message;
+        let waiting = self
             .ready()
-            .and_then(|()| outbox_for_send(&self.table, message.connection_id, &message.data));
-        Box::pin(async move { outbox?.send_data(message.data_type, message.data).await })
+            .and_then(|()| send_now(&self.table, connection_id, data_type, data));
+        Box::pin(async move {
+            match waiting? {
+                None => Ok(()),
+                Some((outbox, data)) => outbox.send_data(data_type, data).await,
+            }
+        })
     }
 }
 

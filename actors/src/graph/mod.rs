@@ -43,7 +43,7 @@ use peergraph_engine::graph_core::{
 };
 use peergraph_engine::wire::{close_code, Connect, Message as WireMessage};
 use peergraph_engine::{
-    ConnectionId, ConnectionInfo, EventType, GraphHandle, GraphProperties, PeerError,
+    ConnectionId, ConnectionInfo, DataType, EventType, GraphHandle, GraphProperties, PeerError,
 };
 use peergraph_transport::{
     membership_proof, verify_membership_proof, LinkOptions, NodeIdentity, ProofRole,
@@ -59,8 +59,8 @@ use crate::handshake::{self, Link};
 use crate::lifecycle::EngineState;
 use crate::metrics::{LinkTotals, Tally};
 use crate::options::GraphOptions;
-use crate::outbox::{check_payload, outbox, Outbox};
-use crate::table::{outbox_of, ConnectionEntry, ConnectionTable};
+use crate::outbox::{check_payload, outbox, Outbox, Refused};
+use crate::table::{ConnectionEntry, ConnectionTable};
 
 /// The actor of one open graph. Created by [`Engine::create_graph`](crate::Engine::create_graph)
 /// or [`Engine::open_graph`](crate::Engine::open_graph); reach it with
@@ -460,16 +460,28 @@ impl Handler<ConnectionEnded> for GraphActor {
     }
 }
 
-/// Validates a payload and finds a connection's outbox: shared by the facade's fast path.
+/// SendData up to the point where it would wait, shared by the facade and the graph's
+/// handler: validates the payload, finds the connection, and queues the frame at once if
+/// its outbox has room, under the table's read lock (so the common case clones nothing).
+/// `Ok(None)` when it is queued; `Ok(Some(..))` with the outbox and the payload when the
+/// caller must wait for room ([`Outbox::send_data`]).
 ///
 /// # Errors
 /// `E_INVALIDARG` for a payload over [`MAX_DATA_LEN`](crate::MAX_DATA_LEN) (arguments
 /// first, as the Win32 API does, whatever the id), then `PEER_E_CONNECTION_NOT_FOUND`.
-pub(crate) fn outbox_for_send(
+pub(crate) fn send_now(
     table: &ConnectionTable,
     connection_id: ConnectionId,
-    data: &bytes::Bytes,
-) -> Result<Outbox, PeerError> {
-    check_payload(data)?;
-    outbox_of(table, connection_id)
+    data_type: DataType,
+    data: bytes::Bytes,
+) -> Result<Option<(Outbox, bytes::Bytes)>, PeerError> {
+    check_payload(&data)?;
+    let entry = table
+        .get(&connection_id)
+        .ok_or(PeerError::CONNECTION_NOT_FOUND)?;
+    match entry.outbox.try_send_data(data_type, data) {
+        Ok(()) => Ok(None),
+        Err(Refused::Full(data)) => Ok(Some((entry.outbox.clone(), data))),
+        Err(Refused::Gone) => Err(PeerError::CONNECTION_NOT_FOUND),
+    }
 }
