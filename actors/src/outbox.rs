@@ -1,14 +1,24 @@
 //! The bounded outbox of one connection: SendData queues DATA frames into it from any
 //! thread, the connection's writer drains it, and a close queues DISCONNECT behind
 //! everything accepted before it.
+//!
+//! One lock guards the queue, its bounds and the line of senders waiting for room. A
+//! frame is queued as it is (no allocation of its own), the writer takes a batch of them
+//! under one lock, and an idle link's outbox holds no queue memory at all: its queue is
+//! given back whenever the writer finds it empty.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use peergraph_engine::wire::{DisconnectReason, DATA_HEADER_LEN, MAX_DATA_LEN};
 use peergraph_engine::{DataType, PeerError};
 use peergraph_transport::DataFrame;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::Notify;
 
 /// The most frames waiting in one connection's outbox.
 pub const OUTBOX_FRAMES: usize = 1024;
@@ -18,53 +28,141 @@ pub const OUTBOX_FRAMES: usize = 1024;
 pub const OUTBOX_BYTES: usize = 2 * 1024 * 1024;
 
 /// What the writer of a connection is asked to send.
-///
-/// Kept to two words: the outbox's channel allocates its first block of 32 slots when the
-/// link starts, so every byte here costs 32 on each idle link.
 pub(crate) enum Outgoing {
-    /// A DATA frame, boxed with its share of the outbox's byte budget.
-    Data(Box<QueuedData>),
-    /// A control frame (WELCOME), written before anything queued after it.
-    Control(Box<Bytes>),
-    /// Write everything queued so far, then DISCONNECT with this reason; accept nothing
-    /// after it.
+    /// A DATA frame.
+    Data(DataFrame),
+    /// A control frame (the rest of a WELCOME), written before anything queued after it.
+    Control(Bytes),
+    /// Write everything queued so far, then DISCONNECT with this reason; nothing is
+    /// accepted after it.
     Disconnect(DisconnectReason),
 }
 
-const _: () = assert!(std::mem::size_of::<Outgoing>() <= 2 * std::mem::size_of::<usize>());
+impl Outgoing {
+    /// Its share of [`OUTBOX_BYTES`]: its bytes on the wire, at least 1 (so that the frame
+    /// bound holds for empty payloads too), at most the whole budget (a frame larger than
+    /// the budget passes alone).
+    fn cost(&self) -> usize {
+        let len = match self {
+            Outgoing::Data(frame) => frame.wire_len(),
+            Outgoing::Control(frame) => frame.len(),
+            Outgoing::Disconnect(_) => 0,
+        };
+        len.clamp(1, OUTBOX_BYTES)
+    }
+}
 
-/// A DATA frame in the outbox; the permit holds its share of [`OUTBOX_BYTES`] until it is
-/// written.
-pub(crate) struct QueuedData {
-    pub(crate) frame: DataFrame,
-    pub(crate) permit: OwnedSemaphorePermit,
+struct State {
+    queue: VecDeque<Outgoing>,
+    /// Bytes queued, and taken by the writer but not yet written (their room is freed
+    /// once quinn has them).
+    bytes: usize,
+    /// Senders waiting for room, by ticket, served in order: only the first may take
+    /// room, so a large frame is not starved by small ones behind it.
+    waiting: VecDeque<u64>,
+    next_ticket: u64,
+    /// DISCONNECT is queued, or the writer is gone: nothing more is accepted.
+    closed: bool,
+    /// The writer waits for a frame and must be woken by the next one.
+    writer_parked: bool,
+}
+
+impl State {
+    fn fits(&self, cost: usize) -> bool {
+        self.queue.len() < OUTBOX_FRAMES && self.bytes + cost <= OUTBOX_BYTES
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// The writer's task, woken when a frame comes to an empty queue.
+    writer: AtomicWaker,
+    /// Wakes the senders waiting for room when the writer frees some, or the outbox
+    /// closes.
+    room_freed: Notify,
+    /// Live [`Outbox`] handles: the writer ends once there are none and nothing is queued.
+    senders: AtomicUsize,
+}
+
+impl Shared {
+    /// The state, also after a panic elsewhere while it was held (every change to it is
+    /// complete before the lock is released, so it is consistent).
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues `item` under the held lock and wakes the writer if it waits.
+    fn push(&self, mut state: MutexGuard<'_, State>, item: Outgoing) {
+        state.bytes += item.cost();
+        state.queue.push_back(item);
+        let wake = std::mem::take(&mut state.writer_parked);
+        drop(state);
+        if wake {
+            self.writer.wake();
+        }
+    }
 }
 
 /// The sending side of a connection's outbox. Cheap to clone.
-#[derive(Clone)]
 pub(crate) struct Outbox {
-    frames: mpsc::Sender<Outgoing>,
-    budget: Arc<Semaphore>,
+    shared: Arc<Shared>,
 }
 
-/// The receiving side, owned by the connection's writer.
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        Outbox {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last sender: a writer waiting for frames may end.
+            self.shared.writer.wake();
+        }
+    }
+}
+
+/// The receiving side, owned by the connection's writer. Dropping it (the writer ended)
+/// closes the outbox: senders, waiting ones included, are refused from then on.
 pub(crate) struct OutboxReceiver {
-    pub(crate) frames: mpsc::Receiver<Outgoing>,
-    pub(crate) budget: Arc<Semaphore>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for OutboxReceiver {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.closed = true;
+        state.queue = VecDeque::new();
+        drop(state);
+        self.shared.room_freed.notify_waiters();
+    }
 }
 
 pub(crate) fn outbox() -> (Outbox, OutboxReceiver) {
-    let (frames, receiver) = mpsc::channel(OUTBOX_FRAMES);
-    let budget = Arc::new(Semaphore::new(OUTBOX_BYTES));
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            bytes: 0,
+            waiting: VecDeque::new(),
+            next_ticket: 0,
+            closed: false,
+            writer_parked: false,
+        }),
+        writer: AtomicWaker::new(),
+        room_freed: Notify::new(),
+        senders: AtomicUsize::new(1),
+    });
     (
         Outbox {
-            frames,
-            budget: budget.clone(),
+            shared: shared.clone(),
         },
-        OutboxReceiver {
-            frames: receiver,
-            budget,
-        },
+        OutboxReceiver { shared },
     )
 }
 
@@ -79,125 +177,6 @@ pub(crate) fn check_payload(payload: &Bytes) -> Result<(), PeerError> {
     Ok(())
 }
 
-impl Outbox {
-    /// Queues a DATA frame, waiting while the outbox is full. `Ok` means the frame will be
-    /// written before any DISCONNECT of this connection.
-    ///
-    /// # Errors
-    /// `PEER_E_CONNECTION_NOT_FOUND` once the connection is closing or gone.
-    pub(crate) async fn send_data(
-        &self,
-        data_type: DataType,
-        payload: Bytes,
-    ) -> Result<(), PeerError> {
-        self.slot(data_type, payload).await?.queue();
-        Ok(())
-    }
-
-    /// Queues a DATA frame if the outbox has room for it now, without waiting and without
-    /// spending the calling task's cooperative budget.
-    ///
-    /// # Errors
-    /// [`Refused::Full`] with the payload back when SendData would have to wait;
-    /// [`Refused::Gone`] once the connection is closing or gone.
-    pub(crate) fn try_send_data(&self, data_type: DataType, payload: Bytes) -> Result<(), Refused> {
-        let cost = (DATA_HEADER_LEN + payload.len()).clamp(1, OUTBOX_BYTES) as u32;
-        let permit = match self.budget.clone().try_acquire_many_owned(cost) {
-            Ok(permit) => permit,
-            Err(TryAcquireError::NoPermits) => return Err(Refused::Full(payload)),
-            Err(TryAcquireError::Closed) => return Err(Refused::Gone),
-        };
-        match self.frames.try_reserve() {
-            Ok(place) => {
-                let frame = DataFrame::new(data_type, payload);
-                place.send(Outgoing::Data(Box::new(QueuedData { frame, permit })));
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Full(())) => Err(Refused::Full(payload)),
-            Err(mpsc::error::TrySendError::Closed(())) => Err(Refused::Gone),
-        }
-    }
-
-    /// The first half of [`send_data`](Self::send_data): takes the frame's share of the
-    /// byte budget and its place in the channel, waiting while the outbox is full. A close
-    /// that comes after this point no longer refuses the frame: the writer waits for it.
-    ///
-    /// # Errors
-    /// `PEER_E_CONNECTION_NOT_FOUND` once the connection is closing or gone.
-    pub(crate) async fn slot(
-        &self,
-        data_type: DataType,
-        payload: Bytes,
-    ) -> Result<Slot<'_>, PeerError> {
-        let frame = DataFrame::new(data_type, payload);
-        let cost = frame.wire_len().clamp(1, OUTBOX_BYTES) as u32;
-        // With room, the budget and the place are taken without waiting, and without
-        // spending the calling task's cooperative budget: a sender that fills the outbox
-        // runs on until it is full, and the writer then takes a large batch, which quinn
-        // sends in full packets, several to a system call. (Through the waiting path,
-        // tokio makes the task yield every few dozen frames, and each yield let the
-        // writer and quinn send the few packets queued so far on their own.) Permits
-        // given back go to the tasks already waiting, in order, before any is left for
-        // this path, so it cannot pass them.
-        let permit = match self.budget.clone().try_acquire_many_owned(cost) {
-            Ok(permit) => permit,
-            Err(TryAcquireError::NoPermits) => self
-                .budget
-                .clone()
-                .acquire_many_owned(cost)
-                .await
-                .map_err(|_| PeerError::CONNECTION_NOT_FOUND)?,
-            Err(TryAcquireError::Closed) => return Err(PeerError::CONNECTION_NOT_FOUND),
-        };
-        let place = match self.frames.try_reserve() {
-            Ok(place) => place,
-            Err(mpsc::error::TrySendError::Full(())) => self
-                .frames
-                .reserve()
-                .await
-                .map_err(|_| PeerError::CONNECTION_NOT_FOUND)?,
-            Err(mpsc::error::TrySendError::Closed(())) => {
-                return Err(PeerError::CONNECTION_NOT_FOUND)
-            }
-        };
-        Ok(Slot {
-            place,
-            queued: Box::new(QueuedData { frame, permit }),
-        })
-    }
-
-    /// Queues a control frame on a new link (its outbox is empty, so this never waits).
-    pub(crate) fn control(&self, frame: Bytes) -> Result<(), PeerError> {
-        self.frames
-            .try_send(Outgoing::Control(Box::new(frame)))
-            .map_err(|_| PeerError::CONNECTION_NOT_FOUND)
-    }
-
-    /// Asks the writer to flush and DISCONNECT, waiting while the outbox is full.
-    ///
-    /// # Errors
-    /// `PEER_E_CONNECTION_NOT_FOUND` if the writer is already gone.
-    pub(crate) async fn disconnect(&self, reason: DisconnectReason) -> Result<(), PeerError> {
-        self.frames
-            .send(Outgoing::Disconnect(reason))
-            .await
-            .map_err(|_| PeerError::CONNECTION_NOT_FOUND)
-    }
-
-    /// [`disconnect`](Self::disconnect) if the outbox has room now: `Ok(false)` when it
-    /// is full.
-    ///
-    /// # Errors
-    /// `PEER_E_CONNECTION_NOT_FOUND` if the writer is already gone.
-    pub(crate) fn try_disconnect(&self, reason: DisconnectReason) -> Result<bool, PeerError> {
-        match self.frames.try_send(Outgoing::Disconnect(reason)) {
-            Ok(()) => Ok(true),
-            Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(PeerError::CONNECTION_NOT_FOUND),
-        }
-    }
-}
-
 /// Why [`Outbox::try_send_data`] did not queue a frame.
 pub(crate) enum Refused {
     /// No room now: the payload, to queue by waiting.
@@ -206,15 +185,323 @@ pub(crate) enum Refused {
     Gone,
 }
 
-/// A DATA frame with its place in an outbox taken: [`queue`](Self::queue) puts it there.
-pub(crate) struct Slot<'a> {
-    place: mpsc::Permit<'a, Outgoing>,
-    queued: Box<QueuedData>,
+/// What one try of a sender waiting in line came to.
+enum InLine {
+    Queued,
+    Closed,
+    Wait,
 }
 
-impl Slot<'_> {
-    /// Puts the frame in its place; it cannot fail.
-    pub(crate) fn queue(self) {
-        self.place.send(Outgoing::Data(self.queued));
+/// A sender's place in the line of those waiting for room: dropped before it got room
+/// (its call was cancelled), it leaves the line, so those behind it go on.
+struct Place<'a> {
+    shared: &'a Shared,
+    ticket: Option<u64>,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        let Some(ticket) = self.ticket else {
+            return;
+        };
+        let mut state = self.shared.lock();
+        let was_first = state.waiting.front() == Some(&ticket);
+        state.waiting.retain(|&waiting| waiting != ticket);
+        drop(state);
+        if was_first {
+            self.shared.room_freed.notify_waiters();
+        }
+    }
+}
+
+impl Outbox {
+    /// Queues a DATA frame if the outbox has room for it now and no sender waits before
+    /// it; never waits, and spends nothing of the calling task's cooperative budget, so a
+    /// sender filling the outbox runs on until it is full and the writer then takes a
+    /// large batch.
+    ///
+    /// # Errors
+    /// [`Refused::Full`] with the payload back when SendData would have to wait;
+    /// [`Refused::Gone`] once the connection is closing or gone.
+    pub(crate) fn try_send_data(&self, data_type: DataType, payload: Bytes) -> Result<(), Refused> {
+        let cost = (DATA_HEADER_LEN + payload.len()).clamp(1, OUTBOX_BYTES);
+        let state = self.shared.lock();
+        if state.closed {
+            return Err(Refused::Gone);
+        }
+        if !state.waiting.is_empty() || !state.fits(cost) {
+            return Err(Refused::Full(payload));
+        }
+        self.shared
+            .push(state, Outgoing::Data(DataFrame::new(data_type, payload)));
+        Ok(())
+    }
+
+    /// Queues a DATA frame, waiting in line while the outbox is full. `Ok` means the frame
+    /// will be written before any DISCONNECT of this connection.
+    ///
+    /// # Errors
+    /// `PEER_E_CONNECTION_NOT_FOUND` once the connection is closing or gone.
+    pub(crate) async fn send_data(
+        &self,
+        data_type: DataType,
+        payload: Bytes,
+    ) -> Result<(), PeerError> {
+        let payload = match self.try_send_data(data_type, payload) {
+            Ok(()) => return Ok(()),
+            Err(Refused::Gone) => return Err(PeerError::CONNECTION_NOT_FOUND),
+            Err(Refused::Full(payload)) => payload,
+        };
+        let mut item = Some(Outgoing::Data(DataFrame::new(data_type, payload)));
+        let mut place = Place {
+            shared: &self.shared,
+            ticket: None,
+        };
+        loop {
+            let freed = self.shared.room_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match self.queue_in_line(&mut place, &mut item) {
+                InLine::Queued => return Ok(()),
+                InLine::Closed => return Err(PeerError::CONNECTION_NOT_FOUND),
+                InLine::Wait => freed.await,
+            }
+        }
+    }
+
+    /// One try of a sender waiting in line: takes a place in the line on the first try,
+    /// and queues `item` once it is first in line and fits.
+    fn queue_in_line(&self, place: &mut Place<'_>, item: &mut Option<Outgoing>) -> InLine {
+        let mut state = self.shared.lock();
+        if state.closed {
+            return InLine::Closed;
+        }
+        let ticket = *place.ticket.get_or_insert_with(|| {
+            let ticket = state.next_ticket;
+            state.next_ticket += 1;
+            state.waiting.push_back(ticket);
+            ticket
+        });
+        let cost = item.as_ref().map_or(1, Outgoing::cost);
+        if state.waiting.front() != Some(&ticket) || !state.fits(cost) {
+            return InLine::Wait;
+        }
+        state.waiting.pop_front();
+        place.ticket = None;
+        let next_may_go = !state.waiting.is_empty();
+        if let Some(item) = item.take() {
+            self.shared.push(state, item);
+        }
+        if next_may_go {
+            // The next in line may fit in what is left.
+            self.shared.room_freed.notify_waiters();
+        }
+        InLine::Queued
+    }
+
+    /// Queues a control frame on a new link, before anything else.
+    ///
+    /// # Errors
+    /// `PEER_E_CONNECTION_NOT_FOUND` if the writer is already gone.
+    pub(crate) fn control(&self, frame: Bytes) -> Result<(), PeerError> {
+        let state = self.shared.lock();
+        if state.closed {
+            return Err(PeerError::CONNECTION_NOT_FOUND);
+        }
+        self.shared.push(state, Outgoing::Control(frame));
+        Ok(())
+    }
+
+    /// Asks the writer to write everything queued, then DISCONNECT; refuses every SendData
+    /// from now on (senders waiting for room included). Never waits: DISCONNECT needs no
+    /// room.
+    ///
+    /// # Errors
+    /// `PEER_E_CONNECTION_NOT_FOUND` if the outbox is already closed (the writer is gone,
+    /// or a DISCONNECT is queued).
+    pub(crate) fn disconnect(&self, reason: DisconnectReason) -> Result<(), PeerError> {
+        let mut state = self.shared.lock();
+        if state.closed {
+            return Err(PeerError::CONNECTION_NOT_FOUND);
+        }
+        state.closed = true;
+        self.shared.push(state, Outgoing::Disconnect(reason));
+        self.shared.room_freed.notify_waiters();
+        Ok(())
+    }
+}
+
+impl OutboxReceiver {
+    /// Waits for frames, then moves what is queued, up to `limit` bytes (at least one
+    /// item), into `into`; returns the bytes moved, whose room stays taken until
+    /// [`written`](Self::written). `None` once every sender is gone and nothing is queued.
+    pub(crate) async fn take(
+        &mut self,
+        into: &mut VecDeque<Outgoing>,
+        limit: usize,
+    ) -> Option<usize> {
+        poll_fn(|cx| {
+            let mut state = self.shared.lock();
+            if state.queue.is_empty() {
+                if self.shared.senders.load(Ordering::Acquire) == 0 {
+                    return Poll::Ready(None);
+                }
+                self.shared.writer.register(cx.waker());
+                state.writer_parked = true;
+                // A sender that dropped between the check and the registration.
+                if self.shared.senders.load(Ordering::Acquire) == 0 {
+                    return Poll::Ready(None);
+                }
+                return Poll::Pending;
+            }
+            let mut taken = 0;
+            while let Some(item) = state.queue.front() {
+                let cost = item.cost();
+                if taken > 0 && taken + cost > limit {
+                    break;
+                }
+                taken += cost;
+                into.extend(state.queue.pop_front());
+            }
+            if state.queue.is_empty() {
+                // An idle link keeps no queue memory.
+                state.queue = VecDeque::new();
+            }
+            Poll::Ready(Some(taken))
+        })
+        .await
+    }
+
+    /// The writer has handed `bytes` of taken frames to quinn: their room is free again.
+    pub(crate) fn written(&self, bytes: usize) {
+        let mut state = self.shared.lock();
+        state.bytes -= bytes;
+        let wake = !state.waiting.is_empty();
+        drop(state);
+        if wake {
+            self.shared.room_freed.notify_waiters();
+        }
+    }
+
+    /// Whether anything is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.shared.lock().queue.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+
+    fn data_type() -> DataType {
+        DataType::from_u128(7)
+    }
+
+    fn payload(len: usize) -> Bytes {
+        Bytes::from(vec![1; len])
+    }
+
+    /// The frame bound: the 1025th frame waits, and goes once the writer has taken and
+    /// written some.
+    #[tokio::test]
+    async fn a_full_outbox_makes_senders_wait_until_the_writer_frees_room() {
+        let (outbox, mut receiver) = outbox();
+        for _ in 0..OUTBOX_FRAMES {
+            assert!(outbox.try_send_data(data_type(), payload(1)).is_ok());
+        }
+        assert!(matches!(
+            outbox.try_send_data(data_type(), payload(1)),
+            Err(Refused::Full(_))
+        ));
+        let mut waiting = Box::pin(outbox.send_data(data_type(), payload(1)));
+        assert!(
+            (&mut waiting).now_or_never().is_none(),
+            "the outbox is full"
+        );
+        let mut taken = VecDeque::new();
+        let bytes = receiver.take(&mut taken, 100).await.expect("frames");
+        assert_eq!(taken.len(), 100 / (DATA_HEADER_LEN + 1));
+        assert!(
+            (&mut waiting).now_or_never().is_none(),
+            "room is freed once written"
+        );
+        receiver.written(bytes);
+        assert_eq!(waiting.now_or_never(), Some(Ok(())));
+    }
+
+    /// A large frame waiting for room is not passed by small ones that would fit.
+    #[tokio::test]
+    async fn small_frames_do_not_pass_a_large_one_waiting() {
+        let (outbox, mut receiver) = outbox();
+        assert!(outbox
+            .try_send_data(data_type(), payload(OUTBOX_BYTES / 2))
+            .is_ok());
+        let mut large = Box::pin(outbox.send_data(data_type(), payload(OUTBOX_BYTES / 2 + 100)));
+        assert!((&mut large).now_or_never().is_none());
+        assert!(
+            matches!(
+                outbox.try_send_data(data_type(), payload(1)),
+                Err(Refused::Full(_))
+            ),
+            "a small frame that would fit waits behind the large one"
+        );
+        let mut taken = VecDeque::new();
+        let bytes = receiver.take(&mut taken, usize::MAX).await.expect("frames");
+        receiver.written(bytes);
+        assert_eq!(large.now_or_never(), Some(Ok(())));
+        assert!(outbox.try_send_data(data_type(), payload(1)).is_ok());
+    }
+
+    /// Every SendData told `Ok` is queued before DISCONNECT; after it, every one (waiting
+    /// ones included) is refused.
+    #[tokio::test]
+    async fn disconnect_comes_after_everything_accepted_and_refuses_the_rest() {
+        let (outbox, mut receiver) = outbox();
+        for _ in 0..OUTBOX_FRAMES {
+            assert!(outbox.try_send_data(data_type(), payload(1)).is_ok());
+        }
+        let mut waiting = Box::pin(outbox.send_data(data_type(), payload(1)));
+        assert!((&mut waiting).now_or_never().is_none());
+        assert!(outbox.disconnect(DisconnectReason::AppDisconnect).is_ok());
+        assert_eq!(
+            waiting.now_or_never(),
+            Some(Err(PeerError::CONNECTION_NOT_FOUND))
+        );
+        assert!(matches!(
+            outbox.try_send_data(data_type(), payload(1)),
+            Err(Refused::Gone)
+        ));
+        assert!(outbox.disconnect(DisconnectReason::AppDisconnect).is_err());
+        let mut taken = VecDeque::new();
+        receiver.take(&mut taken, usize::MAX).await.expect("frames");
+        assert_eq!(taken.len(), OUTBOX_FRAMES + 1);
+        assert!(matches!(taken.back(), Some(Outgoing::Disconnect(_))));
+    }
+
+    /// The writer ends once every sender is gone and the queue is drained; a writer that
+    /// ends refuses senders, and an idle outbox holds no queue memory.
+    #[tokio::test]
+    async fn the_writer_ends_with_the_last_sender_and_senders_end_with_the_writer() {
+        let (outbox, mut receiver) = outbox();
+        let other = outbox.clone();
+        assert!(other.try_send_data(data_type(), payload(3)).is_ok());
+        drop(other);
+        let mut taken = VecDeque::new();
+        assert!(receiver.take(&mut taken, usize::MAX).await.is_some());
+        assert_eq!(receiver.shared.lock().queue.capacity(), 0);
+        let mut next = Box::pin(receiver.take(&mut taken, usize::MAX));
+        assert!((&mut next).now_or_never().is_none(), "a sender is left");
+        drop(next);
+        drop(outbox);
+        assert_eq!(receiver.take(&mut taken, usize::MAX).await, None);
+
+        let (outbox, receiver) = super::outbox();
+        drop(receiver);
+        assert!(matches!(
+            outbox.try_send_data(data_type(), payload(1)),
+            Err(Refused::Gone)
+        ));
+        assert!(outbox.control(payload(1)).is_err());
     }
 }

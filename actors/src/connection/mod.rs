@@ -245,7 +245,7 @@ impl ConnectionActor {
     fn drive(&mut self, ctx: &mut Context<Self>) {
         while let Some(action) = self.machine().poll_action() {
             match action {
-                LinkAction::QueueDisconnect => self.queue_disconnect(ctx),
+                LinkAction::QueueDisconnect => self.queue_disconnect(),
                 LinkAction::Finish => {
                     if let Some(mut send) = self.after_disconnect.take() {
                         // Finishing fails only if the stream was reset or stopped, which
@@ -306,28 +306,17 @@ impl ConnectionActor {
         });
     }
 
-    /// Queues our DISCONNECT behind every frame SendData accepted (the writer closes the
-    /// outbox when it takes it). The outbox may be full: then this waits for room.
-    fn queue_disconnect(&mut self, ctx: &mut Context<Self>) {
-        const REASON: DisconnectReason = DisconnectReason::AppDisconnect;
-        // At once if there is room: the writer's task takes it on its next turn.
-        match self.outbox.try_disconnect(REASON) {
-            Ok(true) => return,
-            Ok(false) => {}
-            Err(_) => return self.machine().disconnect_failed(),
+    /// Queues our DISCONNECT behind every frame SendData accepted; the outbox refuses
+    /// every SendData from here on.
+    fn queue_disconnect(&mut self) {
+        if self
+            .outbox
+            .disconnect(DisconnectReason::AppDisconnect)
+            .is_err()
+        {
+            // Only a writer that has ended (or a DISCONNECT already queued) closes it.
+            self.machine().disconnect_failed();
         }
-        let outbox = self.outbox.clone();
-        ctx.spawn(
-            async move { outbox.disconnect(REASON).await }
-                .into_actor(self)
-                .map(|queued, act, ctx| {
-                    // Only a writer that has ended drops the outbox's receiver.
-                    if queued.is_err() {
-                        act.machine().disconnect_failed();
-                        act.drive(ctx);
-                    }
-                }),
-        );
     }
 
     /// The close succeeded: the QUIC close waits (in a task of its own, bounded) until the

@@ -1,13 +1,15 @@
 //! The writer of one link: drains the outbox into the control stream, gathering small
-//! frames into shared chunks, and on DISCONNECT closes the outbox, writes what it still
-//! held, then DISCONNECT, and hands the stream back to the connection actor.
+//! frames into shared chunks, and on DISCONNECT (after which the outbox accepts nothing)
+//! writes what came before it, then DISCONNECT, and hands the stream back to the
+//! connection actor.
+
+use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use peergraph_engine::wire::{DisconnectReason, Message};
+use peergraph_engine::wire::Message;
 use peergraph_transport::DataFrame;
-use tokio::sync::OwnedSemaphorePermit;
 
-use crate::outbox::{OutboxReceiver, Outgoing, QueuedData};
+use crate::outbox::{OutboxReceiver, Outgoing};
 
 /// Bytes the writer gathers from the outbox into one write, so that many small frames
 /// cost one call into quinn.
@@ -89,109 +91,45 @@ impl WriteBatch {
     }
 }
 
-/// What one turn of the writer gathered from the outbox.
-#[derive(Debug, PartialEq)]
-enum Gathered {
-    /// Frames to write; the link goes on.
-    Frames,
-    /// Frames to write, then DISCONNECT with this reason: the outbox is closed and every
-    /// frame a SendData was told is queued is in the batch.
-    Disconnect(DisconnectReason),
-    /// Every sender is gone and nothing is queued.
-    Ended,
-}
-
-/// Waits for the next frame in the outbox, then gathers into `batch` what else is queued,
-/// up to [`WRITE_BATCH_BYTES`], merging each DATA frame's budget permit into `permits`,
-/// which holds the batch's share of the budget until the write and then gives it back in
-/// one release (one lock of the budget per batch, not per frame).
-///
-/// On `Disconnect` it closes the outbox, so that later SendData calls are refused, and
-/// then gathers everything still queued, however much: a SendData that had already taken
-/// its slot in the channel when the outbox closed still puts its frame there and is told
-/// `Ok`, so its frame must be written before DISCONNECT. `try_recv` cannot see such a
-/// frame yet (it answers `Empty`); `recv` waits for it and ends only once the channel is
-/// empty with no slot still taken.
-async fn gather(
-    outbox: &mut OutboxReceiver,
-    batch: &mut WriteBatch,
-    permits: &mut Option<OwnedSemaphorePermit>,
-) -> Gathered {
-    let Some(first) = outbox.frames.recv().await else {
-        return Gathered::Ended;
-    };
-    let mut disconnect = None;
-    let mut batched = 0;
-    let mut next = Some(first);
-    while let Some(item) = next.take() {
-        match item {
-            Outgoing::Data(queued) => {
-                let QueuedData { frame, permit } = *queued;
-                batched += frame.wire_len();
-                batch.push_frame(frame);
-                match permits {
-                    // Every permit comes from this outbox's budget, as `merge` requires.
-                    Some(held) => held.merge(permit),
-                    None => *permits = Some(permit),
-                }
-            }
-            Outgoing::Control(frame) => {
-                batched += frame.len();
-                batch.push_control(*frame);
-            }
-            // A second DISCONNECT can only have taken its slot before the first closed
-            // the outbox; the first one's reason stands.
-            Outgoing::Disconnect(_) if disconnect.is_some() => {}
-            Outgoing::Disconnect(reason) => {
-                outbox.frames.close();
-                outbox.budget.close();
-                disconnect = Some(reason);
-            }
-        }
-        next = if disconnect.is_some() {
-            outbox.frames.recv().await
-        } else if batched < WRITE_BATCH_BYTES {
-            outbox.frames.try_recv().ok()
-        } else {
-            None
-        };
-    }
-    match disconnect {
-        Some(reason) => Gathered::Disconnect(reason),
-        None => Gathered::Frames,
-    }
-}
-
-/// Drains the outbox into the send stream, batching frames; on `Disconnect`, closes the
-/// outbox, writes what it still held, then DISCONNECT, and returns the stream: the actor
-/// finishes it once it has read the peer's DISCONNECT, and then waits for the peer to
-/// acknowledge the FIN.
+/// Drains the outbox into the send stream, batching frames; on `Disconnect` (the last
+/// item the outbox ever holds: it refuses everything after it) writes what came before it,
+/// then DISCONNECT, and returns the stream: the actor finishes it once it has read the
+/// peer's DISCONNECT, and then waits for the peer to acknowledge the FIN. Each batch's room
+/// in the outbox is freed once quinn has taken it. Ends with `None` when every sender of
+/// the outbox is gone and nothing is queued.
 pub(super) async fn run_writer(
     mut send: quinn::SendStream,
     mut outbox: OutboxReceiver,
 ) -> Result<Option<quinn::SendStream>, quinn::WriteError> {
-    // Both grow on first use and keep their size: an idle link allocates neither.
+    // All three grow on first use and are given back when the link goes quiet: an idle
+    // link holds none of them.
     let mut batch = WriteBatch::default();
-    let mut permits = None;
+    let mut taken = VecDeque::new();
     loop {
-        let gathered = gather(&mut outbox, &mut batch, &mut permits).await;
-        let disconnect = match gathered {
-            Gathered::Ended => return Ok(None),
-            Gathered::Frames => false,
-            Gathered::Disconnect(reason) => {
-                batch.push_control(Message::Disconnect(reason).to_bytes());
-                true
-            }
+        let Some(bytes) = outbox.take(&mut taken, WRITE_BATCH_BYTES).await else {
+            return Ok(None);
         };
+        let mut disconnect = None;
+        for item in taken.drain(..) {
+            match item {
+                Outgoing::Data(frame) => batch.push_frame(frame),
+                Outgoing::Control(frame) => batch.push_control(frame),
+                Outgoing::Disconnect(reason) => disconnect = Some(reason),
+            }
+        }
+        if let Some(reason) = disconnect {
+            batch.push_control(Message::Disconnect(reason).to_bytes());
+        }
         batch.seal();
         send.write_all_chunks(&mut batch.chunks).await?;
         batch.chunks.clear();
-        permits = None;
-        if outbox.frames.is_empty() {
-            batch.release();
-        }
-        if disconnect {
+        outbox.written(bytes);
+        if disconnect.is_some() {
             return Ok(Some(send));
+        }
+        if outbox.is_empty() {
+            batch.release();
+            taken = VecDeque::new();
         }
     }
 }
@@ -200,7 +138,6 @@ pub(super) async fn run_writer(
 mod tests {
     use super::*;
     use peergraph_engine::DataType;
-    use peergraph_engine::PeerError;
 
     fn frame(len: usize) -> DataFrame {
         DataFrame::new(DataType::from_u128(7), Bytes::from(vec![len as u8; len]))
@@ -265,48 +202,5 @@ mod tests {
         want.extend_from_slice(b"control");
         want.extend(expected(&[frame(11)]));
         assert_eq!(written(&mut batch), want);
-    }
-
-    /// The race behind a lost SendData: a sender has passed every check and taken its
-    /// place in the channel when the close comes. Its call returns `Ok`, so the writer must
-    /// wait for the frame and write it before DISCONNECT (it used to end the batch at the
-    /// first empty `try_recv` and lose it).
-    #[tokio::test]
-    async fn a_send_that_took_its_place_before_the_close_is_written_before_disconnect() {
-        use futures_util::FutureExt;
-        let (outbox, mut receiver) = crate::outbox::outbox();
-        let late = DataFrame::new(DataType::from_u128(7), Bytes::from_static(b"late"));
-        let slot = outbox
-            .slot(DataType::from_u128(7), Bytes::from_static(b"late"))
-            .await
-            .expect("a place in the outbox");
-        outbox
-            .disconnect(DisconnectReason::AppDisconnect)
-            .await
-            .expect("disconnect queued");
-        let mut batch = WriteBatch::default();
-        let mut permits = None;
-        let mut gathering = Box::pin(gather(&mut receiver, &mut batch, &mut permits));
-        assert!(
-            (&mut gathering).now_or_never().is_none(),
-            "the writer must wait for the frame whose place is taken"
-        );
-        // The outbox is closed: a SendData from now on is refused.
-        assert_eq!(
-            outbox
-                .send_data(DataType::from_u128(7), Bytes::from_static(b"refused"))
-                .await,
-            Err(PeerError::CONNECTION_NOT_FOUND)
-        );
-        slot.queue();
-        assert_eq!(
-            gathering.await,
-            Gathered::Disconnect(DisconnectReason::AppDisconnect)
-        );
-        assert_eq!(
-            permits.as_ref().map(OwnedSemaphorePermit::num_permits),
-            Some(late.wire_len())
-        );
-        assert_eq!(written(&mut batch), expected(&[late]));
     }
 }
