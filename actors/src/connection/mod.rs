@@ -147,7 +147,8 @@ pub struct ConnectionActor {
     guard: EndGuard,
     id: ConnectionId,
     connection: quinn::Connection,
-    start: Option<(quinn::SendStream, FrameReader, OutboxReceiver)>,
+    /// What `started` takes; boxed, so that the actor does not keep its room for life.
+    start: Option<Box<(quinn::SendStream, FrameReader, OutboxReceiver)>>,
     subscribers: Arc<Subscribers>,
     outbox: Outbox,
     /// The writer has written our DISCONNECT and handed the stream back: the actor
@@ -214,7 +215,7 @@ impl ConnectionActor {
         ConnectionActor {
             id: setup.info.connection_id,
             connection: connection.clone(),
-            start: Some((send, reader, setup.outbox_receiver)),
+            start: Some(Box::new((send, reader, setup.outbox_receiver))),
             subscribers: setup.subscribers,
             outbox: setup.outbox,
             after_disconnect: None,
@@ -385,9 +386,10 @@ impl Actor for ConnectionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let Some((send, reader, outbox)) = self.start.take() else {
+        let Some(start) = self.start.take() else {
             return;
         };
+        let (send, reader, outbox) = *start;
         ctx.add_stream(inbound(reader, self.subscribers.clone(), self.id));
         // The writer is a task of its own, not a future of this actor's context: actix
         // polls every future and stream of a context on each wake-up, so a frame queued
@@ -546,13 +548,15 @@ fn inbound(
     subscribers: Arc<Subscribers>,
     connection_id: ConnectionId,
 ) -> impl futures_util::Stream<Item = Inbound> {
-    let state = ReadState {
+    // Boxed: the stream keeps a slot for the state between steps beside the step's
+    // future, which holds it during a step, so inline the state would take its room twice
+    // on every idle link. It goes into each step's future and comes back out of it, so a
+    // frame costs no reference count.
+    let state = Box::new(ReadState {
         reader,
         subscribers,
         held: VecDeque::new(),
-    };
-    // The state goes into each step's future and comes back out of it, so a frame costs
-    // no reference count.
+    });
     futures_util::stream::unfold(Some(state), move |state| async move {
         let mut state = state?;
         match state.next().await {

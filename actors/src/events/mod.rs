@@ -820,7 +820,9 @@ impl Subscribers {
             }
         }
         for subscriber in full {
-            if let Some(room) = subscriber.reserve(bytes).await {
+            // Boxed: waiting is rare, and inline its future would make every link's reader
+            // larger by its size, idle links included.
+            if let Some(room) = Box::pin(subscriber.reserve(bytes)).await {
                 reservation.push(subscriber, room);
             }
         }
