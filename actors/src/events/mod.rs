@@ -396,7 +396,15 @@ impl Queue {
         state.data_events -= data_events;
         state.data_bytes -= data_bytes;
         state.others -= others;
-        let wake = data_events > 0 && !state.waiting.is_empty();
+        self.after_read(state, data_events > 0);
+        Poll::Ready(take)
+    }
+
+    /// After the reader took events (`freed_data`: INCOMING_DATA among them): shrinks the
+    /// queue's room once it is read down (see [`QUEUE_ROOM_KEPT`]), releases the lock, and
+    /// wakes the links waiting for room if data room was freed.
+    fn after_read(&self, mut state: std::sync::MutexGuard<'_, QueueState>, freed_data: bool) {
+        let wake = freed_data && !state.waiting.is_empty();
         let (len, room) = (state.events.len(), state.events.capacity());
         if room > QUEUE_ROOM_KEPT && len <= room / 4 {
             state.events.shrink_to((2 * len).max(QUEUE_ROOM_KEPT));
@@ -405,7 +413,6 @@ impl Queue {
         if wake {
             self.room_freed.notify_waiters();
         }
-        Poll::Ready(take)
     }
 
     fn pop(&self) -> Poll<Option<GraphEvent>> {
@@ -414,23 +421,14 @@ impl Queue {
         };
         match state.events.pop_front() {
             Some((event, room)) => {
-                let mut wake = false;
                 match room {
                     Some(bytes) => {
                         state.data_events -= 1;
                         state.data_bytes -= bytes;
-                        wake = !state.waiting.is_empty();
                     }
                     None => state.others -= 1,
                 }
-                let (len, room) = (state.events.len(), state.events.capacity());
-                if room > QUEUE_ROOM_KEPT && len <= room / 4 {
-                    state.events.shrink_to((2 * len).max(QUEUE_ROOM_KEPT));
-                }
-                drop(state);
-                if wake {
-                    self.room_freed.notify_waiters();
-                }
+                self.after_read(state, room.is_some());
                 Poll::Ready(Some(event))
             }
             // The reader caught up with a queue that overflowed: tell it now, not only
