@@ -6,12 +6,19 @@
 //! frame is queued as it is (no allocation of its own), the writer takes a batch of them
 //! under one lock, and an idle link's outbox holds no queue memory at all: its queue is
 //! given back whenever the writer finds it empty.
+//!
+//! While the writer waits for frames it lends the outbox its send stream, and a sender
+//! that finds the queue empty writes its frame into quinn itself, under the lock: a
+//! request, or the answer to one, reaches quinn without waking the writer's task on the
+//! way. Frames that follow within [`DIRECT_WRITE_GAP`] are queued for the writer as before,
+//! so a sender in a burst still hands quinn large batches.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
@@ -20,6 +27,8 @@ use peergraph_engine::{DataType, PeerError};
 use peergraph_transport::DataFrame;
 use tokio::sync::Notify;
 
+use crate::connection::lone_frame_chunks;
+
 /// The most frames waiting in one connection's outbox.
 pub const OUTBOX_FRAMES: usize = 1024;
 /// The most bytes waiting in one connection's outbox: 2 MiB. quinn buffers up to its send
@@ -27,12 +36,21 @@ pub const OUTBOX_FRAMES: usize = 1024;
 /// the network waits here instead of growing memory.
 pub const OUTBOX_BYTES: usize = 2 * 1024 * 1024;
 
+/// The least time between two frames that senders write into the lent stream themselves.
+/// A frame that comes sooner after the last one is queued for the writer, which gathers
+/// a burst's small frames into a few large chunks: a chunk of its own per frame in quinn's
+/// send buffer costs time that grows with their number (see the writer's
+/// `COALESCE_FRAME_BYTES`), and a call into quinn per frame takes its connection lock each
+/// time. A request and its answer are further apart than this on any link.
+pub(crate) const DIRECT_WRITE_GAP: Duration = Duration::from_micros(50);
+
 /// What the writer of a connection is asked to send.
 pub(crate) enum Outgoing {
     /// A DATA frame.
     Data(DataFrame),
-    /// A control frame (the rest of a WELCOME), written before anything queued after it.
-    Control(Bytes),
+    /// Encoded bytes written as they are, before anything queued after them: the rest of a
+    /// WELCOME, or what quinn did not take of a frame its sender wrote itself.
+    Encoded(Bytes),
     /// Write everything queued so far, then DISCONNECT with this reason; nothing is
     /// accepted after it.
     Disconnect(DisconnectReason),
@@ -45,7 +63,7 @@ impl Outgoing {
     fn cost(&self) -> usize {
         let len = match self {
             Outgoing::Data(frame) => frame.wire_len(),
-            Outgoing::Control(frame) => frame.len(),
+            Outgoing::Encoded(bytes) => bytes.len(),
             Outgoing::Disconnect(_) => 0,
         };
         len.clamp(1, OUTBOX_BYTES)
@@ -65,11 +83,57 @@ struct State {
     closed: bool,
     /// The writer waits for a frame and must be woken by the next one.
     writer_parked: bool,
+    /// The send stream, lent by the writer while it waits for frames (and only then), for
+    /// a sender that finds the queue empty to write into.
+    stream: Option<quinn::SendStream>,
+    /// When a sender last wrote into the lent stream.
+    last_direct: Option<Instant>,
 }
 
 impl State {
     fn fits(&self, cost: usize) -> bool {
         self.queue.len() < OUTBOX_FRAMES && self.bytes + cost <= OUTBOX_BYTES
+    }
+
+    /// Adds `item` to the queue; true when the writer waits and must be woken.
+    fn enqueue(&mut self, item: Outgoing) -> bool {
+        self.bytes += item.cost();
+        self.queue.push_back(item);
+        std::mem::take(&mut self.writer_parked)
+    }
+
+    /// Writes `frame` into the stream the waiting writer lent, unless it lent none or a
+    /// sender wrote into it less than [`DIRECT_WRITE_GAP`] ago: then the frame comes back,
+    /// to be queued. Call only with the queue empty (the frame goes after everything
+    /// accepted before it). What quinn does not take now (its window is full, or the stream
+    /// failed) is queued for the writer, whose own write waits for room or meets the error;
+    /// the result is then true when the writer must be woken.
+    fn write_direct(&mut self, frame: DataFrame) -> Result<bool, DataFrame> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(frame);
+        };
+        let now = Instant::now();
+        if self
+            .last_direct
+            .is_some_and(|last| now.duration_since(last) < DIRECT_WRITE_GAP)
+        {
+            return Err(frame);
+        }
+        self.last_direct = Some(now);
+        let mut chunks = Vec::with_capacity(2);
+        lone_frame_chunks(frame, &mut chunks);
+        // One poll, never waiting: blocked, quinn keeps this no-op waker until the writer's
+        // own write replaces it, and writes nothing.
+        let mut cx = Context::from_waker(Waker::noop());
+        let written = match std::pin::pin!(stream.write_chunks(&mut chunks)).poll(&mut cx) {
+            Poll::Ready(Ok(written)) => written.chunks,
+            Poll::Ready(Err(_)) | Poll::Pending => 0,
+        };
+        let mut wake = false;
+        for rest in chunks.drain(written..).filter(|rest| !rest.is_empty()) {
+            wake |= self.enqueue(Outgoing::Encoded(rest));
+        }
+        Ok(wake)
     }
 }
 
@@ -95,9 +159,12 @@ impl Shared {
 
     /// Queues `item` under the held lock and wakes the writer if it waits.
     fn push(&self, mut state: MutexGuard<'_, State>, item: Outgoing) {
-        state.bytes += item.cost();
-        state.queue.push_back(item);
-        let wake = std::mem::take(&mut state.writer_parked);
+        let wake = state.enqueue(item);
+        self.release(state, wake);
+    }
+
+    /// Releases the lock, then wakes the writer if `wake`.
+    fn release(&self, state: MutexGuard<'_, State>, wake: bool) {
         drop(state);
         if wake {
             self.writer.wake();
@@ -139,7 +206,10 @@ impl Drop for OutboxReceiver {
         let mut state = self.shared.lock();
         state.closed = true;
         state.queue = VecDeque::new();
+        // The stream ends with the writer, as if the writer had kept it.
+        let stream = state.stream.take();
         drop(state);
+        drop(stream);
         self.shared.room_freed.notify_waiters();
     }
 }
@@ -153,6 +223,8 @@ pub(crate) fn outbox() -> (Outbox, OutboxReceiver) {
             next_ticket: 0,
             closed: false,
             writer_parked: false,
+            stream: None,
+            last_direct: None,
         }),
         writer: AtomicWaker::new(),
         room_freed: Notify::new(),
@@ -218,22 +290,32 @@ impl Outbox {
     /// Queues a DATA frame if the outbox has room for it now and no sender waits before
     /// it; never waits, and spends nothing of the calling task's cooperative budget, so a
     /// sender filling the outbox runs on until it is full and the writer then takes a
-    /// large batch.
+    /// large batch. A frame that finds the queue empty and the writer waiting is written
+    /// into quinn here (see the module doc).
     ///
     /// # Errors
     /// [`Refused::Full`] with the payload back when SendData would have to wait;
     /// [`Refused::Gone`] once the connection is closing or gone.
     pub(crate) fn try_send_data(&self, data_type: DataType, payload: Bytes) -> Result<(), Refused> {
         let cost = (DATA_HEADER_LEN + payload.len()).clamp(1, OUTBOX_BYTES);
-        let state = self.shared.lock();
+        let mut state = self.shared.lock();
         if state.closed {
             return Err(Refused::Gone);
         }
         if !state.waiting.is_empty() || !state.fits(cost) {
             return Err(Refused::Full(payload));
         }
-        self.shared
-            .push(state, Outgoing::Data(DataFrame::new(data_type, payload)));
+        let mut frame = DataFrame::new(data_type, payload);
+        if state.queue.is_empty() {
+            match state.write_direct(frame) {
+                Ok(wake) => {
+                    self.shared.release(state, wake);
+                    return Ok(());
+                }
+                Err(unwritten) => frame = unwritten,
+            }
+        }
+        self.shared.push(state, Outgoing::Data(frame));
         Ok(())
     }
 
@@ -308,7 +390,7 @@ impl Outbox {
         if state.closed {
             return Err(PeerError::CONNECTION_NOT_FOUND);
         }
-        self.shared.push(state, Outgoing::Control(frame));
+        self.shared.push(state, Outgoing::Encoded(frame));
         Ok(())
     }
 
@@ -331,12 +413,34 @@ impl Outbox {
     }
 }
 
+#[cfg(test)]
+impl Outbox {
+    /// Whether the writer has lent its stream (it waits for frames).
+    pub(crate) fn is_lent(&self) -> bool {
+        self.shared.lock().stream.is_some()
+    }
+
+    /// Forgets the last frame a sender wrote itself, so that the next one may.
+    pub(crate) fn forget_direct_write(&self) {
+        self.shared.lock().last_direct = None;
+    }
+
+    /// Whether a sender wrote a frame itself since [`forget_direct_write`](Self::forget_direct_write).
+    pub(crate) fn wrote_directly(&self) -> bool {
+        self.shared.lock().last_direct.is_some()
+    }
+}
+
 impl OutboxReceiver {
     /// Waits for frames, then moves what is queued, up to `limit` bytes (at least one
     /// item), into `into`; returns the bytes moved, whose room stays taken until
     /// [`written`](Self::written). `None` once every sender is gone and nothing is queued.
+    ///
+    /// While it waits, the writer's `stream` is lent to the outbox, for senders to write
+    /// into (see the module doc); it is back in `stream` whenever this returns frames.
     pub(crate) async fn take(
         &mut self,
+        stream: &mut Option<quinn::SendStream>,
         into: &mut VecDeque<Outgoing>,
         limit: usize,
     ) -> Option<usize> {
@@ -348,11 +452,17 @@ impl OutboxReceiver {
                 }
                 self.shared.writer.register(cx.waker());
                 state.writer_parked = true;
+                if stream.is_some() {
+                    state.stream = stream.take();
+                }
                 // A sender that dropped between the check and the registration.
                 if self.shared.senders.load(Ordering::Acquire) == 0 {
                     return Poll::Ready(None);
                 }
                 return Poll::Pending;
+            }
+            if stream.is_none() {
+                *stream = state.stream.take();
             }
             let mut taken = 0;
             while let Some(item) = state.queue.front() {
@@ -420,7 +530,10 @@ mod tests {
             "the outbox is full"
         );
         let mut taken = VecDeque::new();
-        let bytes = receiver.take(&mut taken, 100).await.expect("frames");
+        let bytes = receiver
+            .take(&mut None, &mut taken, 100)
+            .await
+            .expect("frames");
         assert_eq!(taken.len(), 100 / (DATA_HEADER_LEN + 1));
         assert!(
             (&mut waiting).now_or_never().is_none(),
@@ -447,7 +560,10 @@ mod tests {
             "a small frame that would fit waits behind the large one"
         );
         let mut taken = VecDeque::new();
-        let bytes = receiver.take(&mut taken, usize::MAX).await.expect("frames");
+        let bytes = receiver
+            .take(&mut None, &mut taken, usize::MAX)
+            .await
+            .expect("frames");
         receiver.written(bytes);
         assert_eq!(large.now_or_never(), Some(Ok(())));
         assert!(outbox.try_send_data(data_type(), payload(1)).is_ok());
@@ -474,7 +590,10 @@ mod tests {
         ));
         assert!(outbox.disconnect(DisconnectReason::AppDisconnect).is_err());
         let mut taken = VecDeque::new();
-        receiver.take(&mut taken, usize::MAX).await.expect("frames");
+        receiver
+            .take(&mut None, &mut taken, usize::MAX)
+            .await
+            .expect("frames");
         assert_eq!(taken.len(), OUTBOX_FRAMES + 1);
         assert!(matches!(taken.back(), Some(Outgoing::Disconnect(_))));
     }
@@ -488,13 +607,17 @@ mod tests {
         assert!(other.try_send_data(data_type(), payload(3)).is_ok());
         drop(other);
         let mut taken = VecDeque::new();
-        assert!(receiver.take(&mut taken, usize::MAX).await.is_some());
+        assert!(receiver
+            .take(&mut None, &mut taken, usize::MAX)
+            .await
+            .is_some());
         assert_eq!(receiver.shared.lock().queue.capacity(), 0);
-        let mut next = Box::pin(receiver.take(&mut taken, usize::MAX));
+        let mut stream = None;
+        let mut next = Box::pin(receiver.take(&mut stream, &mut taken, usize::MAX));
         assert!((&mut next).now_or_never().is_none(), "a sender is left");
         drop(next);
         drop(outbox);
-        assert_eq!(receiver.take(&mut taken, usize::MAX).await, None);
+        assert_eq!(receiver.take(&mut None, &mut taken, usize::MAX).await, None);
 
         let (outbox, receiver) = super::outbox();
         drop(receiver);

@@ -66,6 +66,8 @@ struct Live {
     peer: quinn::Connection,
     peer_send: quinn::SendStream,
     peer_reader: FrameReader,
+    /// The actor's outbox, as SendData uses it.
+    outbox: crate::outbox::Outbox,
     ended: oneshot::Receiver<()>,
     _endpoints: [quinn::Endpoint; 2],
 }
@@ -131,7 +133,7 @@ async fn live_link(arbiter: &ArbiterHandle) -> Live {
             send,
             reader: FrameReader::new(recv),
         },
-        outbox,
+        outbox: outbox.clone(),
         outbox_receiver,
         graph,
         subscribers: Arc::new(Subscribers::new(GraphHandle::new(1).expect("handle"))),
@@ -146,6 +148,7 @@ async fn live_link(arbiter: &ArbiterHandle) -> Live {
         peer,
         peer_send,
         peer_reader: FrameReader::new(peer_recv),
+        outbox,
         ended,
         _endpoints: endpoints,
     }
@@ -251,5 +254,70 @@ async fn a_close_cut_short_by_leave_is_answered() {
     );
     within("the actor ends", link.ended).await.expect("ended");
     within("the peer hears the close", link.peer.closed()).await;
+    system.stop();
+}
+
+/// Frames that their senders write into the stream themselves (while the writer waits)
+/// and frames the writer writes reach the peer whole and in the order they were sent, a
+/// frame larger than the peer's window included (quinn takes part of it at once, the
+/// writer the rest), and our DISCONNECT comes after all of them.
+#[tokio::test]
+async fn frames_written_by_their_senders_and_by_the_writer_keep_their_order() {
+    let (system, arbiter) = system();
+    let mut link = live_link(&arbiter).await;
+    let data_type = DataType::from_u128(9);
+    // The peer's connection window starts at 16 KiB (the transport's initial window).
+    let larger_than_the_window = 64 * 1024;
+    let rounds = [(0u8, 100), (1, larger_than_the_window), (2, 10), (3, 1)];
+    for (index, (round, first_len)) in rounds.into_iter().enumerate() {
+        within("the writer lends its stream", async {
+            while !link.outbox.is_lent() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        // The first frame of a round goes by its sender, the burst behind it by the
+        // writer.
+        link.outbox.forget_direct_write();
+        let mut frames = vec![Bytes::from(vec![round; first_len])];
+        frames.extend((1..=50).map(|len| Bytes::from(vec![round; len])));
+        for (i, frame) in frames.iter().enumerate() {
+            within("SendData", link.outbox.send_data(data_type, frame.clone()))
+                .await
+                .expect("queued");
+            if i == 0 {
+                assert!(
+                    link.outbox.wrote_directly(),
+                    "round {round}: the first frame"
+                );
+            }
+        }
+        let last = index == 3;
+        if last {
+            link.actor.do_send(Close {
+                reply: oneshot::channel().0,
+            });
+        }
+        for (i, frame) in frames.iter().enumerate() {
+            let read = within("the peer reads", link.peer_reader.read()).await;
+            match read {
+                Ok(Some(Message::Data {
+                    data_type: read_type,
+                    payload,
+                })) => {
+                    assert_eq!(read_type, data_type);
+                    assert!(payload == frame, "round {round}, frame {i}: wrong payload");
+                }
+                other => panic!("round {round}, frame {i}: {other:?}"),
+            }
+        }
+        if last {
+            let after = within("our DISCONNECT", link.peer_reader.read()).await;
+            assert!(
+                matches!(after, Ok(Some(Message::Disconnect(_)))),
+                "{after:?}"
+            );
+        }
+    }
     system.stop();
 }

@@ -40,6 +40,7 @@ use peergraph_transport::{FrameReader, ReadFrameError};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+pub(crate) use self::writer::lone_frame_chunks;
 use self::writer::run_writer;
 use crate::events::{DataReservation, Subscribers};
 use crate::outbox::{Outbox, OutboxReceiver};

@@ -33,6 +33,23 @@ const COALESCE_CHUNK_BYTES: usize = 32 * 1024;
 /// has it acknowledged, not 32 (with 10,000 such links, 10 MB rather than 320).
 const FIRST_CHUNK_BYTES: usize = 1024;
 
+fn is_small(frame: &DataFrame) -> bool {
+    frame.wire_len() <= COALESCE_FRAME_BYTES
+}
+
+/// Appends the chunks of a frame written alone (by its sender, into the stream the
+/// writer lent the outbox) to `chunks`: a small frame copied into one chunk of its own
+/// size, a larger one as its header and its payload, as a batch would hold them.
+pub(crate) fn lone_frame_chunks(frame: DataFrame, chunks: &mut Vec<Bytes>) {
+    if is_small(&frame) {
+        let mut chunk = BytesMut::with_capacity(frame.wire_len());
+        frame.copy_into(&mut chunk);
+        chunks.push(chunk.freeze());
+    } else {
+        frame.push_chunks(chunks);
+    }
+}
+
 /// The chunks of one write: small frames copied together into shared chunks, large
 /// payloads and control frames as they are.
 struct WriteBatch {
@@ -59,7 +76,7 @@ impl Default for WriteBatch {
 impl WriteBatch {
     fn push_frame(&mut self, frame: DataFrame) {
         let len = frame.wire_len();
-        if len > COALESCE_FRAME_BYTES {
+        if !is_small(&frame) {
             self.seal();
             frame.push_chunks(&mut self.chunks);
             return;
@@ -95,25 +112,35 @@ impl WriteBatch {
 /// item the outbox ever holds: it refuses everything after it) writes what came before it,
 /// then DISCONNECT, and returns the stream: the actor finishes it once it has read the
 /// peer's DISCONNECT, and then waits for the peer to acknowledge the FIN. Each batch's room
-/// in the outbox is freed once quinn has taken it. Ends with `None` when every sender of
-/// the outbox is gone and nothing is queued.
+/// in the outbox is freed once quinn has taken it; while it waits for frames, the stream
+/// is lent to the outbox, for a sender finding it empty to write into. Ends with `None`
+/// when every sender of the outbox is gone and nothing is queued.
 pub(super) async fn run_writer(
-    mut send: quinn::SendStream,
+    send: quinn::SendStream,
     mut outbox: OutboxReceiver,
 ) -> Result<Option<quinn::SendStream>, quinn::WriteError> {
     // All three grow on first use and are given back when the link goes quiet: an idle
     // link holds none of them.
     let mut batch = WriteBatch::default();
     let mut taken = VecDeque::new();
+    // Lent to the outbox while the writer waits for frames.
+    let mut stream = Some(send);
     loop {
-        let Some(bytes) = outbox.take(&mut taken, WRITE_BATCH_BYTES).await else {
+        let Some(bytes) = outbox
+            .take(&mut stream, &mut taken, WRITE_BATCH_BYTES)
+            .await
+        else {
             return Ok(None);
+        };
+        // `take` hands the stream back with every batch; without it, the link cannot go on.
+        let Some(send) = stream.as_mut() else {
+            return Err(quinn::WriteError::ClosedStream);
         };
         let mut disconnect = None;
         for item in taken.drain(..) {
             match item {
                 Outgoing::Data(frame) => batch.push_frame(frame),
-                Outgoing::Control(frame) => batch.push_control(frame),
+                Outgoing::Encoded(bytes) => batch.push_control(bytes),
                 Outgoing::Disconnect(reason) => disconnect = Some(reason),
             }
         }
@@ -125,7 +152,7 @@ pub(super) async fn run_writer(
         batch.chunks.clear();
         outbox.written(bytes);
         if disconnect.is_some() {
-            return Ok(Some(send));
+            return Ok(stream);
         }
         if outbox.is_empty() {
             batch.release();
