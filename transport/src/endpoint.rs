@@ -9,6 +9,7 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 use thiserror::Error;
 
+use crate::drivers::Drivers;
 use crate::identity::NodeIdentity;
 use crate::tls::{client_tls_config, server_tls_config};
 
@@ -48,6 +49,8 @@ pub struct LinkOptions {
     pub idle_timeout: Duration,
     /// The congestion controller.
     pub congestion: Congestion,
+    /// Where quinn runs the endpoint's tasks.
+    pub drivers: Drivers,
 }
 
 impl Default for LinkOptions {
@@ -55,6 +58,7 @@ impl Default for LinkOptions {
         LinkOptions {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             congestion: Congestion::default(),
+            drivers: Drivers::default(),
         }
     }
 }
@@ -202,8 +206,7 @@ pub fn bind_endpoint(
         None
     };
     let socket = bound_socket(address)?;
-    let runtime = quinn::default_runtime()
-        .ok_or_else(|| io::Error::other("no async runtime to drive the endpoint"))?;
+    let runtime = options.drivers.runtime()?;
     let mut endpoint =
         quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)?;
     endpoint.set_default_client_config(client_config(identity, options)?);

@@ -11,6 +11,7 @@
 //! - `framed`: [`FrameReader`], [`write_message`], [`DataFrame`].
 //! - `membership`: [`GraphSecret`] and the TLS-bound membership proofs.
 
+mod drivers;
 mod endpoint;
 mod framed;
 mod identity;
@@ -18,6 +19,7 @@ mod membership;
 mod renewable;
 mod tls;
 
+pub use crate::drivers::Drivers;
 pub use crate::endpoint::{
     bind_endpoint, client_config, server_config, transport_config, Congestion, EndpointError,
     LinkOptions, DEFAULT_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT, MIN_IDLE_TIMEOUT, MTU_SEARCH_STEP,

@@ -80,8 +80,7 @@ impl RenewableEndpoint {
             None
         };
         let client = client_config(identity, options)?;
-        let runtime = quinn::default_runtime()
-            .ok_or_else(|| io::Error::other("no async runtime to drive the endpoint"))?;
+        let runtime = options.drivers.runtime()?;
         let socket = runtime.wrap_udp_socket(bound_socket(address)?)?;
         let (endpoint, turn) = start(&socket, server.clone(), client.clone(), runtime.clone())?;
         Ok(RenewableEndpoint {

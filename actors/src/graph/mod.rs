@@ -46,7 +46,7 @@ use peergraph_engine::{
     ConnectionId, ConnectionInfo, DataType, EventType, GraphHandle, GraphProperties, PeerError,
 };
 use peergraph_transport::{
-    membership_proof, verify_membership_proof, LinkOptions, NodeIdentity, ProofRole,
+    membership_proof, verify_membership_proof, Drivers, LinkOptions, NodeIdentity, ProofRole,
     RenewableEndpoint,
 };
 use std::collections::HashMap;
@@ -188,6 +188,8 @@ impl GraphActor {
         LinkOptions {
             idle_timeout: self.options.idle_timeout,
             congestion: self.options.congestion,
+            // The graph's actors, and so every call into its endpoint, run on its arbiter.
+            drivers: Drivers::Local,
         }
     }
 
