@@ -374,7 +374,7 @@ impl Engine {
                 PeerError::new(ResultCode::E_FAIL)
             })?,
         };
-        let table = Arc::new(ConnectionTable::new());
+        let table = Arc::new(ConnectionTable::default());
         let setup = GraphSetup {
             handle,
             state: self.inner.state.clone(),

@@ -68,7 +68,7 @@ fn start_graph(
 ) -> (Addr<GraphActor>, Arc<ConnectionTable>, Arc<AtomicUsize>) {
     let state = EngineState::started();
     let live = state.live_connection_actors.clone();
-    let table = Arc::new(ConnectionTable::new());
+    let table = Arc::new(ConnectionTable::default());
     let properties = GraphProperties::new(
         GraphId::new("g").expect("graph id"),
         PeerId::new("alice").expect("peer id"),
