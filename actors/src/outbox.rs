@@ -42,7 +42,7 @@ pub const OUTBOX_BYTES: usize = 2 * 1024 * 1024;
 /// send buffer costs time that grows with their number (see the writer's
 /// `COALESCE_FRAME_BYTES`), and a call into quinn per frame takes its connection lock each
 /// time. A request and its answer are further apart than this on any link.
-pub(crate) const DIRECT_WRITE_GAP: Duration = Duration::from_micros(50);
+const DIRECT_WRITE_GAP: Duration = Duration::from_micros(50);
 
 /// What the writer of a connection is asked to send.
 pub(crate) enum Outgoing {
