@@ -54,7 +54,7 @@ fn handshake_failure(error: &quinn::ConnectionError, timeout: Duration) -> PeerE
         {
             HandshakeFailure::Refused
         }
-        quinn::ConnectionError::TimedOut => HandshakeFailure::TimedOut,
+        quinn::ConnectionError::TimedOut => HandshakeFailure::WentIdle,
         _ => HandshakeFailure::Failed,
     };
     failure.error(timeout, &error.to_string())

@@ -30,7 +30,9 @@ use std::task::{Context, Poll, Waker};
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, Runtime, UdpPoller};
 
-use crate::endpoint::{bound_socket, client_config, server_config, EndpointError, LinkOptions};
+use crate::endpoint::{
+    bound_socket, client_config, endpoint_config, server_config, EndpointError, LinkOptions,
+};
 use crate::identity::NodeIdentity;
 
 /// A QUIC endpoint on a UDP socket that outlives it, so that it can be renewed to give back
@@ -160,7 +162,7 @@ fn start(
         }),
     });
     let mut endpoint = quinn::Endpoint::new_with_abstract_socket(
-        quinn::EndpointConfig::default(),
+        endpoint_config(),
         server,
         turn.clone(),
         runtime,

@@ -271,6 +271,9 @@ pub enum HandshakeFailure {
     Refused,
     /// No answer within the connect timeout.
     TimedOut,
+    /// The QUIC handshake went idle: nothing came from the node for the link's idle
+    /// timeout, before the connect timeout ran out.
+    WentIdle,
     /// Anything else: unreachable, reset, the stream failed, an unexpected frame.
     Failed,
 }
@@ -288,6 +291,9 @@ impl HandshakeFailure {
                 format!("the node refused at the QUIC level: too many handshakes ({detail})")
             }
             HandshakeFailure::TimedOut => format!("no answer within {timeout:?}"),
+            HandshakeFailure::WentIdle => {
+                format!("the QUIC handshake went idle: nothing from the node within the idle timeout ({detail})")
+            }
             HandshakeFailure::Failed => format!("the link failed: {detail}"),
         };
         PeerError::with_cause(self.code(), cause)
@@ -298,7 +304,7 @@ impl HandshakeFailure {
         match self {
             HandshakeFailure::Crypto => ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED,
             HandshakeFailure::Refused => ResultCode::PEER_E_CONNECTION_REFUSED,
-            HandshakeFailure::TimedOut | HandshakeFailure::Failed => {
+            HandshakeFailure::TimedOut | HandshakeFailure::WentIdle | HandshakeFailure::Failed => {
                 ResultCode::PEER_E_CONNECTION_FAILED
             }
         }

@@ -678,10 +678,12 @@ fn the_connecting_side_checks_the_welcome_it_gets() {
         HandshakeFailure::Refused.code(),
         ResultCode::PEER_E_CONNECTION_REFUSED
     );
-    assert_eq!(
-        HandshakeFailure::TimedOut.code(),
-        ResultCode::PEER_E_CONNECTION_FAILED
-    );
+    for failure in [HandshakeFailure::TimedOut, HandshakeFailure::WentIdle] {
+        assert_eq!(failure.code(), ResultCode::PEER_E_CONNECTION_FAILED);
+    }
+    let idle = HandshakeFailure::WentIdle.error(std::time::Duration::from_secs(60), "timed out");
+    assert!(idle.to_string().contains("went idle"), "{idle}");
+    assert!(!idle.to_string().contains("60s"), "{idle}");
 }
 
 #[test]
