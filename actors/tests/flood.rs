@@ -8,7 +8,10 @@
 //! - A flood that answers Retry, from one address, on top of it: its validated connections
 //!   stop at the per-source bound.
 //!
-//! Each prints the time the legitimate node took to connect and the CPU the flood cost
+//! - No flood, and a node that asks a Retry of every handshake: links between two engine
+//!   nodes all come up through it and carry data.
+//!
+//! Each flood test prints the time the legitimate node took to connect and the CPU the flood cost
 //! the node (run with `--nocapture`); neither is asserted. Linux only: the spoofed
 //! sources are 127/8 addresses other than 127.0.0.1, and CPU time comes from `/proc`.
 #![cfg(target_os = "linux")]
@@ -424,4 +427,70 @@ async fn without_the_bounds_a_spoofed_flood_holds_the_door_shut() {
             if change.failure_reason.as_ref().map(|reason| reason.code())
                 == Some(peergraph::ResultCode::PEER_E_CONNECTION_REFUSED)
     ));
+}
+
+/// Links opened at once through a Retry each, by `links_made_through_a_retry_work_as_any_other`.
+const RETRIED_LINKS: usize = 64;
+
+#[tokio::test]
+async fn links_made_through_a_retry_work_as_any_other() {
+    let _alone = ONE_FLOOD_AT_A_TIME.lock().await;
+    // A Retry for every handshake (threshold 0), and room for all of alice's at once.
+    let mut bob = node_with(
+        "flood",
+        "bob",
+        GraphOptions::default()
+            .with_retry_threshold(0)
+            .with_handshake_limits(DEFAULT_MAX_PENDING_HANDSHAKES, RETRIED_LINKS),
+    )
+    .await;
+    let mut alice = node("flood", "alice").await;
+    let mut ids = Vec::with_capacity(RETRIED_LINKS);
+    for _ in 0..RETRIED_LINKS {
+        ids.push(within!(alice.graph.open_direct_connection("bob", bob.address)).expect("open"));
+    }
+    // CONNECTED comes in any order; each link then carries a message.
+    let mut connected = std::collections::HashSet::new();
+    while connected.len() < RETRIED_LINKS {
+        let event = wait_for(&mut alice.events, "every link connected", |event| {
+            matches!(event, peergraph::GraphEvent::DirectConnection(_))
+        })
+        .await;
+        let peergraph::GraphEvent::DirectConnection(change) = event else {
+            unreachable!("wait_for returns what it matched");
+        };
+        assert_eq!(change.status, ConnectionStatus::Connected, "{change:?}");
+        assert!(ids.contains(&change.connection_id), "{change:?}");
+        connected.insert(change.connection_id);
+        within!(alice.graph.send_data(
+            change.connection_id,
+            peergraph::DataType::from_u128(7),
+            bytes::Bytes::from_static(b"through a retry")
+        ))
+        .expect("send");
+    }
+    let mut received = std::collections::HashSet::new();
+    while received.len() < RETRIED_LINKS {
+        let event = wait_for(&mut bob.events, "data on every link", |event| {
+            matches!(event, peergraph::GraphEvent::IncomingData { .. })
+        })
+        .await;
+        if let peergraph::GraphEvent::IncomingData {
+            connection_id,
+            data,
+            ..
+        } = event
+        {
+            assert_eq!(&data[..], b"through a retry");
+            assert!(ids.contains(&connection_id), "data on an unknown link");
+            received.insert(connection_id);
+        }
+    }
+    let metrics = bob.graph.metrics().await.expect("metrics");
+    // At least one each: an Initial sent again before its Retry arrived gets another.
+    assert!(
+        metrics.handshakes_retried >= RETRIED_LINKS as u64,
+        "{metrics:?}"
+    );
+    assert_eq!(metrics.opened_incoming, RETRIED_LINKS as u64, "{metrics:?}");
 }
