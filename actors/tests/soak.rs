@@ -169,13 +169,31 @@ async fn endpoints_renewed(alice: &Node, bob: &Node, renewals: u64, deadline: In
     }
 }
 
-/// Waits (bounded by `deadline`) until the live heap is back within 10% of `start`, and
-/// returns the memory then (or at the deadline, for the caller's assertions to report).
+/// Waits (bounded by `deadline`) until the live heap is back within 10% of `start` and
+/// has then stopped going down for [`QUIET`], and returns the memory then (or at the
+/// deadline, for the caller's assertions to report). What is freed last (quinn's draining
+/// links, the renewed endpoints' tables as their drivers end) is freed over a few hundred
+/// milliseconds; the first figure within 10% can sit anywhere in that fall, and two rounds
+/// are only comparable once it is over.
 async fn memory_settled(start: &Memory, deadline: Instant) -> Memory {
+    /// How long the live heap must not go down for it to count as settled.
+    const QUIET: Duration = Duration::from_millis(500);
+    let mut lowest: Option<(Memory, Instant)> = None;
     loop {
         let now = Memory::now();
-        if now.heap_kib <= start.heap_kib + start.heap_kib / 10 || Instant::now() >= deadline {
+        let at = Instant::now();
+        if at >= deadline {
             return now;
+        }
+        if now.heap_kib <= start.heap_kib + start.heap_kib / 10 {
+            match lowest {
+                Some((low, since)) if now.heap_kib >= low.heap_kib => {
+                    if at.duration_since(since) >= QUIET {
+                        return now;
+                    }
+                }
+                _ => lowest = Some((now, at)),
+            }
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -373,9 +391,13 @@ async fn soak_ten_thousand_concurrent_connections() {
     if std::env::var("PEERGRAPH_SOAK_EXIT").as_deref() == Ok("start") {
         std::process::exit(0);
     }
-    // Two rounds: the second shows that what the first left behind is reused, not grown.
+    // Three rounds: the later ones show that what the first left behind is reused, not
+    // grown. The live heap after a round is 6,739 or 6,804 to 6,812 KiB from run to run and
+    // round to round (a block of about 70 KiB still held or already freed, as timing has
+    // it), so each later round is held within 2% of the first (about 135 KiB): a leak of 7
+    // bytes a link shows by the third round (two rounds of 10,000 links).
     let mut after = Vec::new();
-    for round in 1..=2 {
+    for round in 1..=3 {
         let started = Instant::now();
         let up = soak.open_send_close(connections).await;
         // The renewed endpoints' old tables are freed when quinn's driver tasks end, just
@@ -425,18 +447,20 @@ async fn soak_ten_thousand_concurrent_connections() {
         );
         after.push(end);
     }
-    assert!(
-        after[1].heap_kib <= after[0].heap_kib + after[0].heap_kib / 100,
-        "live heap grew from round to round: {} -> {} KiB",
-        after[0].heap_kib,
-        after[1].heap_kib
-    );
-    assert!(
-        after[1].rss_kib <= after[0].rss_kib + after[0].rss_kib / 10,
-        "resident memory grew from round to round: {} -> {} KiB",
-        after[0].rss_kib,
-        after[1].rss_kib
-    );
+    for later in &after[1..] {
+        assert!(
+            later.heap_kib <= after[0].heap_kib + after[0].heap_kib / 50,
+            "live heap grew from round to round: {} KiB after the first, {} KiB later",
+            after[0].heap_kib,
+            later.heap_kib
+        );
+        assert!(
+            later.rss_kib <= after[0].rss_kib + after[0].rss_kib / 10,
+            "resident memory grew from round to round: {} KiB after the first, {} KiB later",
+            after[0].rss_kib,
+            later.rss_kib
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
