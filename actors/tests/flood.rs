@@ -8,6 +8,8 @@
 //! - A flood that answers Retry, from one address, on top of it: its validated connections
 //!   stop at the per-source bound.
 //!
+//! - Short-header packets for connection ids the node never gave out: answered by at most
+//!   one stateless reset per 20 ms, each smaller than the packet that prompted it.
 //! - No flood, and a node that asks a Retry of every handshake: links between two engine
 //!   nodes all come up through it and carry data.
 //!
@@ -493,4 +495,75 @@ async fn links_made_through_a_retry_work_as_any_other() {
         "{metrics:?}"
     );
     assert_eq!(metrics.opened_incoming, RETRIED_LINKS as u64, "{metrics:?}");
+}
+
+/// Stray short-header packets sent by `stray_packets_get_few_and_small_answers`...
+const STRAY_PACKETS: usize = 400;
+/// ...each this long...
+const STRAY_LEN: usize = 100;
+/// ...one per this interval (pacing the flood, not waiting for anything).
+const STRAY_PACE: Duration = Duration::from_millis(1);
+/// quinn's least interval between two stateless resets of one endpoint.
+const RESET_INTERVAL: Duration = Duration::from_millis(20);
+
+#[tokio::test]
+async fn stray_packets_get_few_and_small_answers() {
+    let _alone = ONE_FLOOD_AT_A_TIME.lock().await;
+    let bob = node("flood", "bob").await;
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let random = ring::rand::SystemRandom::new();
+    let started = Instant::now();
+    for _ in 0..STRAY_PACKETS {
+        // A short header (fixed bit set) with an 8-byte id no link was given, and noise.
+        let mut packet = [0u8; STRAY_LEN];
+        ring::rand::SecureRandom::fill(&random, &mut packet).expect("random");
+        packet[0] = 0x40 | (packet[0] & 0x3f);
+        socket.send_to(&packet, bob.address).await.expect("send");
+        tokio::time::sleep(STRAY_PACE).await;
+    }
+    let sending = started.elapsed();
+    // Read what came back until nothing has come for a while. The node sent each answer
+    // before it arrived here, so its resets all fall between the first packet sent and
+    // the last answer received: at most one per interval over that span, plus one.
+    let mut answers = Vec::new();
+    let mut last_answer = started;
+    let mut buffer = [0u8; 2048];
+    while let Ok(received) =
+        tokio::time::timeout(Duration::from_millis(300), socket.recv_from(&mut buffer)).await
+    {
+        let (len, from) = received.expect("receive");
+        last_answer = Instant::now();
+        assert_eq!(from, bob.address);
+        answers.push(buffer[..len].to_vec());
+    }
+    let span = last_answer.duration_since(started);
+    let most = span.as_millis() / RESET_INTERVAL.as_millis() + 1;
+    println!(
+        "{STRAY_PACKETS} stray packets of {STRAY_LEN} bytes sent in {sending:?}: {} answers \
+         over {span:?} (at most {most})",
+        answers.len()
+    );
+    assert!(
+        !answers.is_empty(),
+        "no stateless reset: the test no longer exercises them"
+    );
+    assert!(answers.len() as u128 <= most, "{} answers", answers.len());
+    for answer in &answers {
+        assert!(
+            answer.len() < STRAY_LEN,
+            "an answer of {} bytes",
+            answer.len()
+        );
+        assert_eq!(
+            answer[0] & 0xc0,
+            0x40,
+            "not a short header: {:#x}",
+            answer[0]
+        );
+    }
+    // The node is unharmed: it still takes a link.
+    let mut carol = node("flood", "carol").await;
+    time_to_connect(&mut carol, &bob).await;
 }
