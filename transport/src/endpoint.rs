@@ -240,11 +240,26 @@ fn connection_id_generator() -> Box<dyn quinn::ConnectionIdGenerator> {
 }
 
 /// A UDP socket bound at `address`, with [`SOCKET_BUFFER_BYTES`] asked for each way.
+/// When the kernel grants less for receiving, says so once per process (a warning in the
+/// log): bursts for many links at once then overflow it, and every datagram it drops is a
+/// loss QUIC must detect and resend.
 pub(crate) fn bound_socket(address: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    static SMALL_BUFFER_TOLD: std::sync::Once = std::sync::Once::new();
     let socket = std::net::UdpSocket::bind(address)?;
     if let Ok(state) = quinn::udp::UdpSocketState::new((&socket).into()) {
         let _ = state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER_BYTES);
         let _ = state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER_BYTES);
+        match state.recv_buffer_size((&socket).into()) {
+            Ok(granted) if granted < SOCKET_BUFFER_BYTES => SMALL_BUFFER_TOLD.call_once(|| {
+                tracing::warn!(
+                    granted,
+                    asked = SOCKET_BUFFER_BYTES,
+                    "UDP receive buffer smaller than asked: the kernel caps it at \
+                     net.core.rmem_max; raise that for nodes with many links"
+                );
+            }),
+            _ => {}
+        }
     }
     Ok(socket)
 }
