@@ -6,7 +6,7 @@ It checks that the document is enough to interoperate, in both roles (this scrip
 connecting node, QUIC client, and as the accepting node, QUIC server): mutual TLS with a
 self-signed certificate (section 1.1), the node id (1.2), CONNECT / WELCOME (2, 3.1),
 DATA (2.6), the close of section 3.4 started by either side, membership proofs from the
-TLS exporter (3.6), and a refusal (3.3).
+TLS exporter (3.6), a refusal (3.3), and a handshake through a QUIC Retry (3.1).
 
 How to run, from the repository root:
 
@@ -16,7 +16,7 @@ How to run, from the repository root:
 
 (without CARGO_TARGET_DIR, the binary is target/debug/peer_host). The script starts the
 peer_host processes itself on 127.0.0.1 (graph `chat`, peer `bob`, `--json
---accept-direct`, one of them with `--secret-file`), prints one line per check, and exits
+--accept-direct`, one of them with `--secret-file`, one with `--retry-threshold 0`), prints one line per check, and exits
 with status 0 when every check passed. `-v` prints aioquic's log as well.
 
 aioquic 1.7 has no TLS exporter API (RFC 8446 section 7.5), so the script computes the
@@ -25,8 +25,8 @@ schedule at the moment the client derives its application traffic secrets
 (`exporter_master_secret = Derive-Secret(master_secret, "exp master", ClientHello ..
 server Finished)`). With a stack that has the API, use the API. aioquic's server asks for
 a client certificate only behind a switch it keeps for its tests, which the script turns
-on. The script also reads three things aioquic keeps private: the peer's certificate, the negotiated hash, and the
-peer's CONNECTION_CLOSE as soon as it is processed (aioquic's own event for it comes only
+on. The script also reads four things aioquic keeps private: the peer's certificate, the
+negotiated hash, the Retry it took, and the peer's CONNECTION_CLOSE as soon as it is processed (aioquic's own event for it comes only
 after the draining period).
 """
 
@@ -558,7 +558,26 @@ async def run(peer_host: str) -> None:
         finally:
             host.stop()
 
-        # 4. The accepting role: peer_host connects to this script.
+        # 4. A node that asks a QUIC Retry of every address (section 3.1 step 1, 2): the
+        #    handshake goes through the Retry, and the link works as any other.
+        host, addr, port, _ = await start_host(peer_host, ["--retry-threshold", "0"])
+        try:
+            link, connection_id, reply = await open_link(addr, port, config, None)
+            check("through a Retry: the handshake took one, with the id the Retry gave",
+                  link._quic._retry_count == 1 and link._quic._retry_source_connection_id is not None,
+                  f"retries {link._quic._retry_count}")
+            check("through a Retry: WELCOME", reply is not None and reply[0] == WELCOME)
+            await host.expect("connected", lambda l: l.get("status") == "connected")
+            link.send(data_frame(uuid.UUID(int=0xC0FFEE), b"retried"))
+            event = await host.expect("incoming_data", lambda l: l.get("event") == "incoming_data")
+            check("through a Retry: peer_host gets the DATA",
+                  event["bytes"] == 7 and event_id(event) == connection_id)
+            await answer_and_finish(link, closing=True)
+            await close_link(link)
+        finally:
+            host.stop()
+
+        # 5. The accepting role: peer_host connects to this script.
         await accepting_role(peer_host, cert, key, own_node_id, None)
         await accepting_role(peer_host, cert, key, own_node_id, secrets.token_bytes(24))
 

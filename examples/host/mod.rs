@@ -366,6 +366,15 @@ struct Args {
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     idle_timeout: Option<u64>,
 
+    /// Ask a QUIC Retry of a connecting address once N incoming handshakes are running
+    /// (default 32, a quarter of the 128 handshake slots; 0: of every address).
+    ///
+    /// A Retry makes the client prove it receives at its address, one round trip more,
+    /// before it may take a handshake slot: spoofed floods then hold no slot. 0 suits a
+    /// node under such a flood; a number at or above 128 never asks.
+    #[arg(long, value_name = "N")]
+    retry_threshold: Option<usize>,
+
     /// The congestion controller of the graph's links: bbr (the default) or cubic.
     ///
     /// Measured by bulk transfers between two nodes on one machine (benches/RESULTS.md,
@@ -841,7 +850,7 @@ fn start_graph(engine: &Engine, args: &Args, options: GraphOptions, out: &Output
 }
 
 /// The graph's options from the command line: identity, secret, allow-list, idle
-/// timeout, congestion controller, database; and the node's key, for its ticket (a key made here when there is
+/// timeout, Retry threshold, congestion controller, database; and the node's key, for its ticket (a key made here when there is
 /// no --key, so that the host knows it).
 fn graph_options(args: &Args, out: &Output) -> Result<(GraphOptions, PeerKey)> {
     let mut options = GraphOptions::default().with_congestion(args.congestion.congestion());
@@ -898,6 +907,9 @@ fn graph_options(args: &Args, out: &Output) -> Result<(GraphOptions, PeerKey)> {
     }
     if let Some(seconds) = args.idle_timeout {
         options = options.with_idle_timeout(Duration::from_secs(seconds));
+    }
+    if let Some(handshakes) = args.retry_threshold {
+        options = options.with_retry_threshold(handshakes);
     }
     if let Some(dir) = &args.db {
         options = options.with_database(dir, DATABASE);
