@@ -1,5 +1,6 @@
-//! A current-thread tokio runtime on a thread of its own: the raw quinn side's equivalent
-//! of a peergraph worker arbiter (which is one too, under actix).
+//! A current-thread tokio runtime on a thread of its own: how the raw quinn side (and, in
+//! the peers workspace, which builds this same file, iroh and rust-libp2p) runs, the
+//! equivalent of a peergraph worker arbiter (which is one too, under actix).
 
 use std::future::Future;
 use std::io;

@@ -24,8 +24,10 @@ mod writer;
 pub(crate) mod close_tests;
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context as TaskContext, Poll};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -441,6 +443,47 @@ impl Handler<WriterEnded> for ConnectionActor {
     }
 }
 
+/// The reader's steps as the connection actor gets them: DATA is delivered here, without
+/// waking the actor, until the first other frame; from then on every step goes to the
+/// actor, whose link machine judges it (DATA after the peer's DISCONNECT breaks the
+/// protocol, `LinkMachine::on_data`).
+struct DeliverData<S> {
+    /// Boxed so that this stays `Unpin` without a projection.
+    steps: Pin<Box<S>>,
+    /// No frame but DATA has come yet.
+    only_data: bool,
+}
+
+impl<S: futures_util::Stream<Item = Inbound>> futures_util::Stream for DeliverData<S> {
+    type Item = Inbound;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Inbound>> {
+        for _ in 0..DELIVERIES_BEFORE_YIELD {
+            match ready!(self.steps.as_mut().poll_next(cx)) {
+                Some(Inbound::Data { events, room }) if self.only_data => {
+                    room.deliver_all(events);
+                }
+                Some(Inbound::Data { events, room }) => {
+                    return Poll::Ready(Some(Inbound::Data { events, room }));
+                }
+                Some(step) => {
+                    self.only_data = false;
+                    return Poll::Ready(Some(step));
+                }
+                None => return Poll::Ready(None),
+            }
+        }
+        // As actix does for a stream's items: a link whose frames keep coming lets the
+        // thread's other tasks run every so often.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// How many batches of DATA the reader delivers in a row before it lets the thread's
+/// other tasks run: actix's own bound on the items of a stream handled in one go.
+const DELIVERIES_BEFORE_YIELD: u32 = 16;
+
 /// One step of the control stream's reader.
 enum Inbound {
     /// DATA frames of one data type, read in one go, as the events they raise, with room
@@ -542,8 +585,9 @@ impl ReadState {
 /// registrations that take it before it reads on: a full registration stops the link, and
 /// QUIC flow control holds the sender (see `events`). The DATA frames of the same type
 /// already received behind it go in the same step if there is room for them at once: a
-/// chunk of small messages costs one reservation, one step of the actor and one wake of
-/// the application, not one per message.
+/// chunk of small messages costs one reservation and one wake of the application, not one
+/// per message. Until the first frame other than DATA, the steps of DATA are delivered by
+/// the reader itself ([`DeliverData`]): the actor is woken only for the rest.
 fn inbound(
     reader: FrameReader,
     subscribers: Arc<Subscribers>,
@@ -558,7 +602,7 @@ fn inbound(
         subscribers,
         held: VecDeque::new(),
     });
-    futures_util::stream::unfold(Some(state), move |state| async move {
+    let steps = futures_util::stream::unfold(Some(state), move |state| async move {
         let mut state = state?;
         match state.next().await {
             Ok(Some(Message::Data { data_type, payload })) => {
@@ -575,7 +619,11 @@ fn inbound(
             Ok(None) => Some((Inbound::Finished, None)),
             Err(error) => Some((Inbound::Failed(error), None)),
         }
-    })
+    });
+    DeliverData {
+        steps: Box::pin(steps),
+        only_data: true,
+    }
 }
 
 impl StreamHandler<Inbound> for ConnectionActor {

@@ -18,6 +18,8 @@ mod memory;
 mod peergraph_side;
 mod quinn_side;
 mod report;
+// The same runtime thread as the main benchmarks' (one file, two workspaces).
+#[path = "../../src/runtime.rs"]
 mod runtime;
 mod settings;
 
