@@ -443,9 +443,10 @@ impl Handler<WriterEnded> for ConnectionActor {
     }
 }
 
-/// The reader's steps as the connection actor gets them: DATA is delivered here, without
-/// waking the actor, until the first other frame; from then on every step goes to the
-/// actor, whose link machine judges it (DATA after the peer's DISCONNECT breaks the
+/// The reader's steps as the connection actor gets them: DATA is delivered here, inside
+/// the poll of the reader, without a trip through the actor's handler and its link
+/// machine, until the first other frame; from then on every step goes to the handler,
+/// whose link machine judges it (DATA after the peer's DISCONNECT breaks the
 /// protocol, `LinkMachine::on_data`).
 struct DeliverData<S> {
     /// Boxed so that this stays `Unpin` without a projection.
@@ -587,7 +588,7 @@ impl ReadState {
 /// already received behind it go in the same step if there is room for them at once: a
 /// chunk of small messages costs one reservation and one wake of the application, not one
 /// per message. Until the first frame other than DATA, the steps of DATA are delivered by
-/// the reader itself ([`DeliverData`]): the actor is woken only for the rest.
+/// the reader itself ([`DeliverData`]): the actor's handler runs only for the rest.
 fn inbound(
     reader: FrameReader,
     subscribers: Arc<Subscribers>,
