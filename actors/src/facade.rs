@@ -337,7 +337,11 @@ impl Graph {
         let data = data.into();
         match send_now(&entry.table, connection_id, data_type, data)? {
             None => Ok(()),
-            Some((outbox, data)) => outbox.send_data(data_type, data).await,
+            // Boxed: the wait for room is the rare path, and inline its future would make
+            // every call's future five times larger, to be built and moved on each call.
+            Some((outbox, data)) => {
+                Box::pin(async move { outbox.send_data(data_type, data).await }).await
+            }
         }
     }
 

@@ -464,18 +464,21 @@ impl OutboxReceiver {
             if stream.is_none() {
                 *stream = state.stream.take();
             }
-            let mut taken = 0;
-            while let Some(item) = state.queue.front() {
+            let (mut taken, mut count) = (0, 0);
+            for item in &state.queue {
                 let cost = item.cost();
-                if taken > 0 && taken + cost > limit {
+                if count > 0 && taken + cost > limit {
                     break;
                 }
                 taken += cost;
-                into.extend(state.queue.pop_front());
+                count += 1;
             }
-            if state.queue.is_empty() {
-                // An idle link keeps no queue memory.
-                state.queue = VecDeque::new();
+            if count == state.queue.len() && into.is_empty() {
+                // The whole queue: the two queues change places, and the senders fill
+                // the writer's emptied one, whose capacity a burst keeps using.
+                std::mem::swap(&mut state.queue, into);
+            } else {
+                into.extend(state.queue.drain(..count));
             }
             Poll::Ready(Some(taken))
         })
@@ -493,15 +496,22 @@ impl OutboxReceiver {
         }
     }
 
-    /// Whether anything is queued.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.shared.lock().queue.is_empty()
+    /// Whether the link has gone quiet: nothing is queued. Then the queue's memory is
+    /// given back, so that an idle link keeps none.
+    pub(crate) fn quiet(&self) -> bool {
+        let mut state = self.shared.lock();
+        let quiet = state.queue.is_empty();
+        if quiet {
+            state.queue = VecDeque::new();
+        }
+        quiet
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
     use futures_util::FutureExt;
 
     fn data_type() -> DataType {
@@ -541,6 +551,47 @@ mod tests {
         );
         receiver.written(bytes);
         assert_eq!(waiting.now_or_never(), Some(Ok(())));
+    }
+
+    /// A burst moves the whole queue to the writer at once, in order, and the senders go
+    /// on filling the queue the writer emptied, room and all; once the link is quiet,
+    /// neither queue keeps memory.
+    #[tokio::test]
+    async fn a_burst_reuses_the_queues_and_a_quiet_link_keeps_none() {
+        let (outbox, mut receiver) = outbox();
+        let mut taken = VecDeque::new();
+        for round in 0..3u8 {
+            for i in 0..100u8 {
+                let payload = Bytes::from(vec![round, i]);
+                assert!(outbox.try_send_data(data_type(), payload).is_ok());
+            }
+            let bytes = receiver
+                .take(&mut None, &mut taken, usize::MAX)
+                .await
+                .expect("frames");
+            assert_eq!(bytes, 100 * (DATA_HEADER_LEN + 2));
+            let payloads: Vec<Vec<u8>> = taken
+                .drain(..)
+                .map(|item| match item {
+                    Outgoing::Data(frame) => {
+                        let mut wire = BytesMut::new();
+                        frame.copy_into(&mut wire);
+                        wire[DATA_HEADER_LEN..].to_vec()
+                    }
+                    _ => panic!("only DATA was queued"),
+                })
+                .collect();
+            assert_eq!(
+                payloads,
+                (0..100u8).map(|i| vec![round, i]).collect::<Vec<_>>()
+            );
+            receiver.written(bytes);
+        }
+        // The third burst went into the queue the first one had grown.
+        assert!(receiver.shared.lock().queue.capacity() >= 100);
+        assert!(taken.capacity() >= 100);
+        assert!(receiver.quiet());
+        assert_eq!(receiver.shared.lock().queue.capacity(), 0);
     }
 
     /// A large frame waiting for room is not passed by small ones that would fit.

@@ -154,7 +154,7 @@ pub(super) async fn run_writer(
         if disconnect.is_some() {
             return Ok(stream);
         }
-        if outbox.is_empty() {
+        if outbox.quiet() {
             batch.release();
             taken = VecDeque::new();
         }
