@@ -16,9 +16,9 @@ use peergraph_engine::{
 
 use crate::events::{EventHandle, EventStream, QueueLimits};
 use crate::graph::{
-    send_now, CloseGraph, ConnectionStats, EnumConnections, GetConnectionStats, GetCounters,
-    GetMetrics, GetNodeInfo, GetStatus, GraphActor, GraphCounters, Listen, OpenDirectConnection,
-    RegisterEvent, StartClose, UnregisterEvent,
+    send_many_now, send_now, CloseGraph, ConnectionStats, EnumConnections, GetConnectionStats,
+    GetCounters, GetMetrics, GetNodeInfo, GetStatus, GraphActor, GraphCounters, Listen,
+    OpenDirectConnection, RegisterEvent, StartClose, UnregisterEvent,
 };
 use crate::lifecycle::EngineState;
 use crate::metrics::GraphMetrics;
@@ -343,6 +343,77 @@ impl Graph {
                 Box::pin(async move { outbox.send_data(data_type, data).await }).await
             }
         }
+    }
+
+    /// SendData for many payloads of one type at once (see [`crate::SendDataMany`]): the peer
+    /// receives each as its own INCOMING_DATA, in order, with no frame of another call
+    /// between them. Returns once every payload is queued, waiting while the connection's
+    /// outbox is full. A run of small payloads costs one encoding into a few large writes
+    /// instead of a call each: for an application with many messages ready, several times
+    /// fewer instructions per message than [`send_data`](Graph::send_data) in a loop.
+    ///
+    /// # Errors
+    /// `E_INVALIDARG` (a payload over [`crate::MAX_DATA_LEN`]: none is sent),
+    /// `PEER_E_CONNECTION_NOT_FOUND` (no such connection, or it is closing; if it began
+    /// closing while the call waited for room, the payloads queued before that are
+    /// delivered before the DISCONNECT, the rest are not).
+    ///
+    /// # Examples
+    ///
+    /// alice sends three lines to bob on connection `id` in one call (made as in
+    /// [`open_direct_connection`](Graph::open_direct_connection)); bob reads them in order:
+    ///
+    /// ```
+    /// # use peergraph::*;
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = |peer: &str| -> Result<(Engine, Graph), Box<dyn std::error::Error>> {
+    /// #     let engine = Engine::with_config(EngineConfig { workers: Some(1) })?;
+    /// #     engine.startup(Version::V1_0)?;
+    /// #     let properties = GraphProperties::new(GraphId::new("chat")?, PeerId::new(peer)?);
+    /// #     let graph = engine.create_graph(properties, GraphOptions::default())?;
+    /// #     Ok((engine, graph))
+    /// # };
+    /// # let ((_alice_engine, alice), (_bob_engine, bob)) = (node("alice")?, node("bob")?);
+    /// # let wanted = vec![
+    /// #     EventRegistration::new(EventType::DirectConnection),
+    /// #     EventRegistration::new(EventType::IncomingData),
+    /// # ];
+    /// # let mut alice_events = alice.register_event(wanted.clone()).await?;
+    /// # let mut bob_events = bob.register_event(wanted).await?;
+    /// # let bob_address = bob.listen("127.0.0.1:0".parse()?).await?;
+    /// # let id = alice.open_direct_connection("bob", bob_address).await?;
+    /// # for events in [&mut alice_events, &mut bob_events] {
+    /// #     while !matches!(events.recv().await, Some(GraphEvent::DirectConnection(change))
+    /// #         if change.status == ConnectionStatus::Connected) {}
+    /// # }
+    /// const CHAT: DataType = DataType::from_u128(0xC0FFEE);
+    ///
+    /// alice.send_data_many(id, CHAT, [&b"one"[..], b"two", b"three"]).await?;
+    /// let mut lines = Vec::new();
+    /// while lines.len() < 3 {
+    ///     if let Some(GraphEvent::IncomingData { data, .. }) = bob_events.recv().await {
+    ///         lines.push(data);
+    ///     }
+    /// }
+    /// assert_eq!(lines, [&b"one"[..], b"two", b"three"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send_data_many<I>(
+        &self,
+        connection_id: ConnectionId,
+        data_type: DataType,
+        payloads: I,
+    ) -> Result<(), PeerError>
+    where
+        I: IntoIterator,
+        I::Item: Into<Bytes>,
+    {
+        let entry = self.check()?;
+        let payloads = payloads.into_iter().map(Into::into).collect();
+        let (outbox, items) = send_many_now(&entry.table, connection_id, data_type, payloads)?;
+        outbox.send_all(items).await
     }
 
     /// `PeerGraphCloseDirectConnection`: closes a direct connection (see

@@ -82,7 +82,7 @@ pub use crate::graph::{
     EnumRecords, ExportDatabase, GetConnectionStats, GetCounters, GetMetrics, GetNodeInfo,
     GetProperties, GetRecord, GetStatus, GraphActor, GraphCounters, ImportDatabase, Listen,
     OpenDirectConnection, RegisterEvent, RegisterEventRecipient, SearchRecords, SendData,
-    SetProperties, UnregisterEvent, UpdateRecord, ValidateDeferredRecords,
+    SendDataMany, SetProperties, UnregisterEvent, UpdateRecord, ValidateDeferredRecords,
 };
 pub use crate::metrics::{GraphMetrics, LinkEnd, Refusal, CLOSE_CODES};
 pub use crate::options::{

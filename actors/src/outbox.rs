@@ -334,7 +334,21 @@ impl Outbox {
             Err(Refused::Gone) => return Err(PeerError::CONNECTION_NOT_FOUND),
             Err(Refused::Full(payload)) => payload,
         };
-        let mut item = Some(Outgoing::Data(DataFrame::new(data_type, payload)));
+        self.send_all(VecDeque::from([Outgoing::Data(DataFrame::new(
+            data_type, payload,
+        ))]))
+        .await
+    }
+
+    /// Queues `items` in order, waiting in line while the outbox is full: the first
+    /// that fit go at once, the rest as room is freed, and no other sender's frame comes
+    /// between them (the line keeps their place until the last is queued). `Ok` means
+    /// every item will be written before any DISCONNECT of this connection.
+    ///
+    /// # Errors
+    /// `PEER_E_CONNECTION_NOT_FOUND` once the connection is closing or gone; the items
+    /// queued before that are still written, the others are not.
+    pub(crate) async fn send_all(&self, mut items: VecDeque<Outgoing>) -> Result<(), PeerError> {
         let mut place = Place {
             shared: &self.shared,
             ticket: None,
@@ -343,7 +357,7 @@ impl Outbox {
             let freed = self.shared.room_freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            match self.queue_in_line(&mut place, &mut item) {
+            match self.queue_in_line(&mut place, &mut items) {
                 InLine::Queued => return Ok(()),
                 InLine::Closed => return Err(PeerError::CONNECTION_NOT_FOUND),
                 InLine::Wait => freed.await,
@@ -352,8 +366,9 @@ impl Outbox {
     }
 
     /// One try of a sender waiting in line: takes a place in the line on the first try,
-    /// and queues `item` once it is first in line and fits.
-    fn queue_in_line(&self, place: &mut Place<'_>, item: &mut Option<Outgoing>) -> InLine {
+    /// and once it is first in line queues as many of `items` as fit, from the front; it
+    /// leaves the line when all are queued.
+    fn queue_in_line(&self, place: &mut Place<'_>, items: &mut VecDeque<Outgoing>) -> InLine {
         let mut state = self.shared.lock();
         if state.closed {
             return InLine::Closed;
@@ -364,16 +379,22 @@ impl Outbox {
             state.waiting.push_back(ticket);
             ticket
         });
-        let cost = item.as_ref().map_or(1, Outgoing::cost);
-        if state.waiting.front() != Some(&ticket) || !state.fits(cost) {
+        if state.waiting.front() != Some(&ticket) {
             return InLine::Wait;
+        }
+        let mut wake = false;
+        while let Some(item) = items.pop_front() {
+            if !state.fits(item.cost()) {
+                items.push_front(item);
+                self.shared.release(state, wake);
+                return InLine::Wait;
+            }
+            wake |= state.enqueue(item);
         }
         state.waiting.pop_front();
         place.ticket = None;
         let next_may_go = !state.waiting.is_empty();
-        if let Some(item) = item.take() {
-            self.shared.push(state, item);
-        }
+        self.shared.release(state, wake);
         if next_may_go {
             // The next in line may fit in what is left.
             self.shared.room_freed.notify_waiters();
@@ -592,6 +613,54 @@ mod tests {
         assert!(taken.capacity() >= 100);
         assert!(receiver.quiet());
         assert_eq!(receiver.shared.lock().queue.capacity(), 0);
+    }
+
+    /// A batch larger than the outbox goes in as room is freed, keeping its place in line:
+    /// a sender that comes while the batch waits goes after all of it. A close while the
+    /// batch waits refuses what it had not queued yet, and the queued part stays before
+    /// DISCONNECT.
+    #[tokio::test]
+    async fn a_batch_larger_than_the_outbox_keeps_its_place_in_line() {
+        let (outbox, mut receiver) = outbox();
+        let frame = |tag: u8| Outgoing::Encoded(Bytes::from(vec![tag; OUTBOX_BYTES / 4]));
+        let tags = |items: &mut VecDeque<Outgoing>| -> Vec<u8> {
+            items
+                .drain(..)
+                .map(|item| match item {
+                    Outgoing::Encoded(bytes) => bytes[0],
+                    Outgoing::Data(_) => 0,
+                    Outgoing::Disconnect(_) => u8::MAX,
+                })
+                .collect()
+        };
+        let mut batch = Box::pin(outbox.send_all((1..=6).map(frame).collect()));
+        assert!((&mut batch).now_or_never().is_none(), "four fit, two wait");
+        let mut late = Box::pin(outbox.send_data(data_type(), payload(1)));
+        assert!((&mut late).now_or_never().is_none(), "behind the batch");
+        let mut taken = VecDeque::new();
+        let bytes = receiver.take(&mut None, &mut taken, usize::MAX).await;
+        receiver.written(bytes.expect("frames"));
+        assert_eq!(tags(&mut taken), [1, 2, 3, 4]);
+        assert_eq!((&mut batch).now_or_never(), Some(Ok(())));
+        assert_eq!((&mut late).now_or_never(), Some(Ok(())));
+        let bytes = receiver.take(&mut None, &mut taken, usize::MAX).await;
+        receiver.written(bytes.expect("frames"));
+        assert_eq!(
+            tags(&mut taken),
+            [5, 6, 0],
+            "the late frame after the batch"
+        );
+
+        let mut cut = Box::pin(outbox.send_all((7..=12).map(frame).collect()));
+        assert!((&mut cut).now_or_never().is_none());
+        assert!(outbox.disconnect(DisconnectReason::AppDisconnect).is_ok());
+        assert_eq!(
+            cut.now_or_never(),
+            Some(Err(PeerError::CONNECTION_NOT_FOUND))
+        );
+        let bytes = receiver.take(&mut None, &mut taken, usize::MAX).await;
+        receiver.written(bytes.expect("frames"));
+        assert_eq!(tags(&mut taken), [7, 8, 9, 10, u8::MAX]);
     }
 
     /// A large frame waiting for room is not passed by small ones that would fit.

@@ -9,7 +9,7 @@ use crate::engine_side;
 use crate::memory::{measure_in_child, Side};
 use crate::raw_side;
 use crate::report::{median, percentile, Baseline, Better, Line};
-use crate::settings::{Metric, Settings};
+use crate::settings::{Metric, Settings, MANY_PER_CALL};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -87,6 +87,33 @@ pub async fn run_metric(
                 throughput(metric, "msg/s", &engine, &naive).against(Baseline::RawUnbatched);
             line.metric = format!("{metric}_naive");
             emit(line);
+        }
+        Metric::SmallMessagesMany => {
+            // Both sides batch in the application: SendDataMany calls of MANY_PER_CALL
+            // payloads against raw quinn's 32 KiB writes.
+            let (count, len) = (s.small_count, s.small_len);
+            let rate = |took: Duration| count as f64 / took.as_secs_f64();
+            let (engine, raw) = alternate(
+                metric,
+                s,
+                Warmup::Yes,
+                async || {
+                    let took = engine_side::with_pair(timeout, async |pair| {
+                        pair.transfer_many(count, len, MANY_PER_CALL).await
+                    })
+                    .await?;
+                    Ok(rate(took))
+                },
+                async || {
+                    let took = raw_side::with_pair(timeout, async |pair| {
+                        pair.small_messages_batched(count, len).await
+                    })
+                    .await?;
+                    Ok(rate(took))
+                },
+            )
+            .await?;
+            emit(throughput(metric, "msg/s", &engine, &raw).against(Baseline::RawBatched));
         }
         Metric::OpenCloseCycles => {
             let cycles = s.cycles;

@@ -228,6 +228,26 @@ impl Node {
         Ok(())
     }
 
+    /// Sends `count` copies of `payload`, `per_call` to each SendDataMany call.
+    async fn send_many(
+        &mut self,
+        id: ConnectionId,
+        count: usize,
+        per_call: usize,
+        payload: Bytes,
+    ) -> anyhow::Result<()> {
+        let mut left = count;
+        while left > 0 {
+            let now = left.min(per_call);
+            self.graph
+                .send_data_many(id, DATA_TYPE, std::iter::repeat_n(payload.clone(), now))
+                .await
+                .map_err(peer)?;
+            left -= now;
+        }
+        Ok(())
+    }
+
     /// Reads INCOMING_DATA until `total` payload bytes have arrived; returns when. Takes
     /// every event queued at each wake (`recv_many`), as an application reading a fast
     /// link would.
@@ -446,6 +466,28 @@ impl EnginePair {
     /// the time from the first SendData until bob's application has read the last
     /// INCOMING_DATA.
     pub(crate) async fn transfer(&mut self, count: usize, len: usize) -> anyhow::Result<Duration> {
+        self.transfer_by(count, len, None).await
+    }
+
+    /// Like [`transfer`](Self::transfer), but alice hands the payloads over `per_call` to
+    /// each SendDataMany call.
+    pub(crate) async fn transfer_many(
+        &mut self,
+        count: usize,
+        len: usize,
+        per_call: usize,
+    ) -> anyhow::Result<Duration> {
+        self.transfer_by(count, len, Some(per_call)).await
+    }
+
+    /// `count` payloads of `len` bytes from alice to bob, one SendData each (`per_call`
+    /// `None`) or that many to a SendDataMany call; the time until bob has read them all.
+    async fn transfer_by(
+        &mut self,
+        count: usize,
+        len: usize,
+        per_call: Option<usize>,
+    ) -> anyhow::Result<Duration> {
         let id = self.connect().await?;
         let payload = Bytes::from(vec![0x5a; len]);
         let start = Instant::now();
@@ -453,7 +495,10 @@ impl EnginePair {
             &self.alice_host,
             &mut self.alice,
             move |mut node| async move {
-                let sent = node.send_all(id, count, payload).await;
+                let sent = match per_call {
+                    None => node.send_all(id, count, payload).await,
+                    Some(per_call) => node.send_many(id, count, per_call, payload).await,
+                };
                 (node, sent)
             },
         );

@@ -13,6 +13,9 @@ pub enum Metric {
     BulkThroughput,
     /// SendData of 64-byte payloads against the same frames written one by one.
     SmallMessages,
+    /// The same payloads sent 512 to a SendDataMany call (`MANY_PER_CALL`), against raw quinn
+    /// batching them into 32 KiB writes: both sides batching in the application.
+    SmallMessagesMany,
     /// Open, wait for CONNECTED, close until S_OK; against connect, close, peer sees it.
     OpenCloseCycles,
     /// CloseDirectConnection to S_OK; against `close()` to the peer's `closed()`.
@@ -25,9 +28,10 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in the order a run prints them.
-    pub const ALL: [Metric; 6] = [
+    pub const ALL: [Metric; 7] = [
         Metric::BulkThroughput,
         Metric::SmallMessages,
+        Metric::SmallMessagesMany,
         Metric::OpenCloseCycles,
         Metric::CloseLatency,
         Metric::EchoRtt,
@@ -39,6 +43,7 @@ impl Metric {
         match self {
             Metric::BulkThroughput => "bulk_throughput",
             Metric::SmallMessages => "small_messages",
+            Metric::SmallMessagesMany => "small_messages_many",
             Metric::OpenCloseCycles => "open_close_cycles",
             Metric::CloseLatency => "close_latency",
             Metric::EchoRtt => "echo_rtt",
@@ -49,11 +54,12 @@ impl Metric {
     /// The metric named `name`; a printed line's name (`echo_rtt_p99`,
     /// `idle_memory_10k`) selects the metric it comes from.
     pub fn parse(name: &str) -> Option<Metric> {
-        Metric::ALL.into_iter().find(|metric| {
-            name == metric.name()
-                || name
-                    .strip_prefix(metric.name())
+        let exact = Metric::ALL.into_iter().find(|metric| name == metric.name());
+        exact.or_else(|| {
+            Metric::ALL.into_iter().find(|metric| {
+                name.strip_prefix(metric.name())
                     .is_some_and(|rest| rest.starts_with('_'))
+            })
         })
     }
 }
@@ -63,6 +69,10 @@ impl fmt::Display for Metric {
         f.write_str(self.name())
     }
 }
+
+/// Payloads per SendDataMany call in `small_messages_many`: about 35 KiB of 64-byte
+/// messages, the size of raw quinn's batched writes it is compared with.
+pub const MANY_PER_CALL: usize = 512;
 
 /// The sizes of one run. Every loop of the harness is bounded by a count from here and by
 /// a deadline ([`Settings::run_timeout`] or [`Settings::child_timeout_per_thousand`]).
@@ -165,6 +175,14 @@ mod tests {
         }
         assert_eq!(Metric::parse("echo_rtt_p99"), Some(Metric::EchoRtt));
         assert_eq!(Metric::parse("idle_memory_10k"), Some(Metric::IdleMemory));
+        assert_eq!(
+            Metric::parse("small_messages_naive"),
+            Some(Metric::SmallMessages)
+        );
+        assert_eq!(
+            Metric::parse("small_messages_many"),
+            Some(Metric::SmallMessagesMany)
+        );
         assert_eq!(Metric::parse("echo"), None);
         assert_eq!(Metric::parse("bulk_throughputs"), None);
     }

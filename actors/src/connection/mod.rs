@@ -42,8 +42,8 @@ use peergraph_transport::{FrameReader, ReadFrameError};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-pub(crate) use self::writer::lone_frame_chunks;
 use self::writer::run_writer;
+pub(crate) use self::writer::{batch_items, lone_frame_chunks};
 use crate::events::{DataReservation, Subscribers};
 use crate::outbox::{Outbox, OutboxReceiver};
 

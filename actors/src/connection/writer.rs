@@ -6,7 +6,8 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use peergraph_engine::wire::Message;
+use peergraph_engine::wire::{Message, DATA_HEADER_LEN};
+use peergraph_engine::DataType;
 use peergraph_transport::DataFrame;
 
 use crate::outbox::{OutboxReceiver, Outgoing};
@@ -48,6 +49,43 @@ pub(crate) fn lone_frame_chunks(frame: DataFrame, chunks: &mut Vec<Bytes>) {
     } else {
         frame.push_chunks(chunks);
     }
+}
+
+/// The frames of one SendDataMany call, ready to queue in its outbox, in order: each run
+/// of small frames copied together into shared chunks of up to [`COALESCE_CHUNK_BYTES`]
+/// (what the writer would gather them into, done once by the caller instead of once per
+/// frame), larger payloads as frames of their own, not copied.
+pub(crate) fn batch_items(data_type: DataType, payloads: Vec<Bytes>) -> VecDeque<Outgoing> {
+    let mut items = VecDeque::new();
+    let mut small_left: usize = payloads
+        .iter()
+        .map(|payload| DATA_HEADER_LEN + payload.len())
+        .filter(|&len| len <= COALESCE_FRAME_BYTES)
+        .sum();
+    let mut chunk = BytesMut::new();
+    for payload in payloads {
+        let frame = DataFrame::new(data_type, payload);
+        let len = frame.wire_len();
+        if !is_small(&frame) {
+            if !chunk.is_empty() {
+                items.push_back(Outgoing::Encoded(chunk.split().freeze()));
+            }
+            items.push_back(Outgoing::Data(frame));
+            continue;
+        }
+        if chunk.capacity() - chunk.len() < len {
+            if !chunk.is_empty() {
+                items.push_back(Outgoing::Encoded(chunk.split().freeze()));
+            }
+            chunk = BytesMut::with_capacity(small_left.min(COALESCE_CHUNK_BYTES).max(len));
+        }
+        frame.copy_into(&mut chunk);
+        small_left -= len;
+    }
+    if !chunk.is_empty() {
+        items.push_back(Outgoing::Encoded(chunk.freeze()));
+    }
+    items
 }
 
 /// The chunks of one write: small frames copied together into shared chunks, large
@@ -164,7 +202,6 @@ pub(super) async fn run_writer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use peergraph_engine::DataType;
 
     fn frame(len: usize) -> DataFrame {
         DataFrame::new(DataType::from_u128(7), Bytes::from(vec![len as u8; len]))
@@ -229,5 +266,67 @@ mod tests {
         want.extend_from_slice(b"control");
         want.extend(expected(&[frame(11)]));
         assert_eq!(written(&mut batch), want);
+    }
+
+    /// The bytes `items` would put on the wire, in order.
+    fn items_bytes(items: &VecDeque<Outgoing>) -> Vec<u8> {
+        let mut chunks = Vec::new();
+        for item in items {
+            match item {
+                Outgoing::Data(frame) => frame.clone().push_chunks(&mut chunks),
+                Outgoing::Encoded(bytes) => chunks.push(bytes.clone()),
+                Outgoing::Disconnect(_) => panic!("a batch holds no DISCONNECT"),
+            }
+        }
+        chunks.concat()
+    }
+
+    #[test]
+    fn a_batch_is_its_frames_in_order_small_ones_gathered_large_ones_alone() {
+        let data_type = DataType::from_u128(7);
+        let lens = [0, 64, 5, COALESCE_FRAME_BYTES, 64, 3, 70_000, 1];
+        let mut payloads: Vec<Bytes> = lens
+            .iter()
+            .map(|&len| Bytes::from(vec![len as u8; len]))
+            .collect();
+        // A run of small frames long enough to fill several shared chunks.
+        payloads.extend((0..2_000).map(|i| Bytes::from(vec![i as u8; 64])));
+        let frames: Vec<DataFrame> = payloads
+            .iter()
+            .map(|payload| DataFrame::new(data_type, payload.clone()))
+            .collect();
+        let items = batch_items(data_type, payloads);
+        assert_eq!(items_bytes(&items), expected(&frames));
+        let large: Vec<usize> = items
+            .iter()
+            .filter_map(|item| match item {
+                Outgoing::Data(frame) => Some(frame.wire_len()),
+                _ => None,
+            })
+            .collect();
+        // Only the two frames over the coalescing size go alone.
+        assert_eq!(
+            large,
+            vec![
+                DATA_HEADER_LEN + COALESCE_FRAME_BYTES,
+                DATA_HEADER_LEN + 70_000
+            ]
+        );
+        for item in &items {
+            if let Outgoing::Encoded(chunk) = item {
+                assert!(!chunk.is_empty() && chunk.len() <= COALESCE_CHUNK_BYTES);
+            }
+        }
+        // 2,000 frames of 64 bytes gather into as few chunks as their size allows.
+        let gathered = items
+            .iter()
+            .filter(|item| matches!(item, Outgoing::Encoded(_)));
+        let least = (2_000 * (DATA_HEADER_LEN + 64)).div_ceil(COALESCE_CHUNK_BYTES);
+        assert!(gathered.count() <= least + 3);
+    }
+
+    #[test]
+    fn an_empty_batch_queues_nothing() {
+        assert!(batch_items(DataType::from_u128(7), Vec::new()).is_empty());
     }
 }

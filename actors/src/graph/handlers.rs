@@ -13,10 +13,10 @@ use tokio::sync::oneshot;
 
 use super::renewal::{accept_from, drain};
 use super::{
-    send_now, CloseAnswer, CloseDirectConnection, CloseGraph, ConnectionStats, EnumConnections,
-    GetConnectionStats, GetCounters, GetMetrics, GetNodeInfo, GetStatus, GraphActor, GraphCounters,
-    Listen, OpenDirectConnection, RegisterEvent, RegisterEventRecipient, Release, SendData,
-    StartClose, UnregisterEvent,
+    send_many_now, send_now, CloseAnswer, CloseDirectConnection, CloseGraph, ConnectionStats,
+    EnumConnections, GetConnectionStats, GetCounters, GetMetrics, GetNodeInfo, GetStatus,
+    GraphActor, GraphCounters, Listen, OpenDirectConnection, RegisterEvent, RegisterEventRecipient,
+    Release, SendData, SendDataMany, StartClose, UnregisterEvent,
 };
 use crate::connection::Close;
 use crate::handshake;
@@ -97,6 +97,25 @@ impl Handler<SendData> for GraphActor {
                 None => Ok(()),
                 Some((outbox, data)) => outbox.send_data(data_type, data).await,
             }
+        })
+    }
+}
+
+impl Handler<SendDataMany> for GraphActor {
+    type Result = ResponseFuture<Result<(), PeerError>>;
+
+    fn handle(&mut self, message: SendDataMany, _ctx: &mut Self::Context) -> Self::Result {
+        let SendDataMany {
+            connection_id,
+            data_type,
+            data,
+        } = message;
+        let prepared = self
+            .ready()
+            .and_then(|()| send_many_now(&self.table, connection_id, data_type, data));
+        Box::pin(async move {
+            let (outbox, items) = prepared?;
+            outbox.send_all(items).await
         })
     }
 }

@@ -82,6 +82,30 @@ pub struct SendData {
     pub data: Bytes,
 }
 
+/// SendData for many payloads of one type at once, in order: what [`SendData`] does for
+/// each, in one call. The frames of a run of small payloads are encoded together into a
+/// few large writes by the caller, so a burst costs little more than its bytes; an
+/// application with many messages ready sends them with one call instead of one each. Not
+/// in the Win32 API. Replies S_OK once every payload is accepted for sending, waiting while
+/// the connection's outbox is full; the peer receives each as its own INCOMING_DATA, in
+/// order, and no frame of another SendData comes between them.
+///
+/// # Errors
+/// `E_INVALIDARG` (a payload over [`MAX_DATA_LEN`](crate::MAX_DATA_LEN) bytes: none is
+/// sent), `PEER_E_CONNECTION_NOT_FOUND` (no such connection, or it is closing; if it began
+/// closing while the call waited for room, the payloads accepted before that are
+/// delivered before the DISCONNECT, the rest are not).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), PeerError>")]
+pub struct SendDataMany {
+    /// The connection's id.
+    pub connection_id: ConnectionId,
+    /// The type of every payload.
+    pub data_type: DataType,
+    /// The payloads, in the order the peer receives them.
+    pub data: Vec<Bytes>,
+}
+
 /// `PeerGraphCloseDirectConnection`: close a direct connection. The connection actor
 /// flushes every byte SendData accepted and sends DISCONNECT (APP_DISCONNECT); the peer
 /// answers, after what it had accepted, with its own DISCONNECT and end of stream, which

@@ -49,17 +49,17 @@ use peergraph_transport::{
     membership_proof, verify_membership_proof, Drivers, LinkOptions, NodeIdentity, ProofRole,
     RenewableEndpoint,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 pub use self::messages::*;
 pub use self::record_messages::*;
-use crate::connection::{link_tag, ConnectionActor, ConnectionEnded, ConnectionSetup};
+use crate::connection::{batch_items, link_tag, ConnectionActor, ConnectionEnded, ConnectionSetup};
 use crate::events::Subscribers;
 use crate::handshake::{self, Link};
 use crate::lifecycle::EngineState;
 use crate::metrics::{LinkTotals, Tally};
 use crate::options::GraphOptions;
-use crate::outbox::{check_payload, outbox, Outbox, Refused};
+use crate::outbox::{check_payload, outbox, Outbox, Outgoing, Refused};
 use crate::table::{ConnectionEntry, ConnectionTable};
 
 /// The actor of one open graph. Created by [`Engine::create_graph`](crate::Engine::create_graph)
@@ -486,4 +486,28 @@ pub(crate) fn send_now(
         Err(Refused::Full(data)) => Ok(Some((entry.outbox.clone(), data))),
         Err(Refused::Gone) => Err(PeerError::CONNECTION_NOT_FOUND),
     }
+}
+
+/// SendDataMany up to the point where it would wait, shared by the facade and the graph's
+/// handler: validates every payload (none is sent if one is too long), finds the
+/// connection, and encodes the frames for its outbox (outside the table's lock).
+///
+/// # Errors
+/// `E_INVALIDARG` for a payload over [`MAX_DATA_LEN`](crate::MAX_DATA_LEN) (arguments
+/// first, whatever the id), then `PEER_E_CONNECTION_NOT_FOUND`.
+pub(crate) fn send_many_now(
+    table: &ConnectionTable,
+    connection_id: ConnectionId,
+    data_type: DataType,
+    payloads: Vec<bytes::Bytes>,
+) -> Result<(Outbox, VecDeque<Outgoing>), PeerError> {
+    for payload in &payloads {
+        check_payload(payload)?;
+    }
+    let outbox = table
+        .get(&connection_id)
+        .ok_or(PeerError::CONNECTION_NOT_FOUND)?
+        .outbox
+        .clone();
+    Ok((outbox, batch_items(data_type, payloads)))
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use peergraph_benches::{child_idle_memory, run_metric, Metric, Settings, Side};
 
 const USAGE: &str = "usage: compare [--quick] [--metric NAME]... [--only engine|raw]
-metrics: bulk_throughput small_messages open_close_cycles close_latency echo_rtt idle_memory
+metrics: bulk_throughput small_messages small_messages_many open_close_cycles close_latency echo_rtt idle_memory
 --only runs one side (for profiling); the other's values print as null";
 
 enum Mode {
