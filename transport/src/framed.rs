@@ -73,6 +73,19 @@ impl FrameReader {
         self.decoder.next_message()
     }
 
+    /// The payload of the next frame if it is a DATA frame of `data_type` already received
+    /// whole in the chunk being read; `None` otherwise, and then nothing is taken (see
+    /// [`FrameDecoder::next_data_of`]). Lets a caller take a run of DATA of one type after
+    /// [`read`](Self::read) returned the first, without building a message for each.
+    pub fn read_buffered_data(&mut self, data_type: DataType) -> Option<Bytes> {
+        self.decoder.next_data_of(data_type)
+    }
+
+    /// Bytes received and not yet read out in a frame.
+    pub fn buffered_len(&self) -> usize {
+        self.decoder.buffered_len()
+    }
+
     /// Stops the stream: the peer's further writes fail with `error_code`.
     pub fn stop(&mut self, error_code: u32) {
         let _ = self.recv.stop(quinn::VarInt::from_u32(error_code));

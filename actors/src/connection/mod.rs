@@ -34,7 +34,7 @@ use actix::prelude::*;
 use peergraph_engine::graph_core::{
     Cause, CloseStart, EndReason, LinkAction, LinkLoss, LinkMachine, Violation,
 };
-use peergraph_engine::wire::{close_code, DisconnectReason, Message};
+use peergraph_engine::wire::{close_code, DisconnectReason, Message, DATA_HEADER_LEN};
 use peergraph_engine::{
     code_of, ConnectionId, ConnectionInfo, DataType, GraphEvent, PeerError, ResultCode,
 };
@@ -544,40 +544,53 @@ impl ReadState {
         first: GraphEvent,
         room: &mut DataReservation,
     ) -> Vec<GraphEvent> {
-        let mut events = vec![first];
-        let mut more = Vec::new();
-        let (mut bytes, mut total) = (0, events[0].payload_len());
-        while events.len() + more.len() < BATCH_FRAMES && total < BATCH_BYTES {
-            match self.next_ready() {
-                Some(Message::Data {
-                    data_type: next_type,
-                    payload,
-                }) if next_type == data_type => {
-                    bytes += payload.len();
-                    total += payload.len();
-                    more.push(payload);
+        let first_len = first.payload_len();
+        // Room for as many frames of the first one's size as are buffered: one allocation
+        // for a run of small messages rather than a vector grown step by step.
+        let likely = self.reader.buffered_len() / (DATA_HEADER_LEN + first_len) + 1;
+        let mut events = Vec::with_capacity(likely.min(BATCH_FRAMES));
+        events.push(first);
+        let (mut bytes, mut total) = (0, first_len);
+        while events.len() < BATCH_FRAMES && total < BATCH_BYTES {
+            // The common case first: DATA of this type whole in the chunk at hand.
+            let payload = match self.held.is_empty() {
+                true => self.reader.read_buffered_data(data_type),
+                false => None,
+            };
+            let payload = match payload {
+                Some(payload) => payload,
+                None => match self.next_ready() {
+                    Some(Message::Data {
+                        data_type: next_type,
+                        payload,
+                    }) if next_type == data_type => payload,
+                    Some(other) => {
+                        self.held.push_front(other);
+                        break;
+                    }
+                    None => break,
+                },
+            };
+            bytes += payload.len();
+            total += payload.len();
+            events.push(GraphEvent::IncomingData {
+                connection_id,
+                data_type,
+                data: payload,
+            });
+        }
+        let more = events.len() - 1;
+        if more > 0 && !room.try_extend(more, bytes) {
+            // No room for them at once: they wait, in order, for the next step.
+            for event in events.drain(1..).rev() {
+                if let GraphEvent::IncomingData { data, .. } = event {
+                    self.held.push_front(Message::Data {
+                        data_type,
+                        payload: data,
+                    });
                 }
-                Some(other) => {
-                    self.held.push_front(other);
-                    break;
-                }
-                None => break,
             }
         }
-        if more.is_empty() {
-            return events;
-        }
-        if !room.try_extend(more.len(), bytes) {
-            for payload in more.into_iter().rev() {
-                self.held.push_front(Message::Data { data_type, payload });
-            }
-            return events;
-        }
-        events.extend(more.into_iter().map(|data| GraphEvent::IncomingData {
-            connection_id,
-            data_type,
-            data,
-        }));
         events
     }
 }
