@@ -21,6 +21,8 @@
 //! - `relay`: a seeded lossy UDP [`Relay`].
 //! - `records`: the harness of the `records` binary, peergraph's graph database against
 //!   SQLite ([`run_records`]).
+//! - `zero_rtt`: the harness of the `zero_rtt` binary, raw quinn's open+close cycles with
+//!   and without TLS resumption and 0-RTT ([`measure_zero_rtt`]).
 //!
 //! [`NodeIdentity`]: peergraph_transport::NodeIdentity
 
@@ -34,6 +36,7 @@ mod relay;
 mod report;
 mod runtime;
 mod settings;
+mod zero_rtt;
 
 pub use crate::compare::run_metric;
 pub use crate::congestion::{run_congestion, Condition, CongestionLine, CongestionSettings};
@@ -43,3 +46,4 @@ pub use crate::relay::{Impairment, Relay, QUEUE_DATAGRAMS};
 pub use crate::report::{median, percentile, Baseline, Better, Line};
 pub use crate::runtime::RuntimeThread;
 pub use crate::settings::{Metric, Settings};
+pub use crate::zero_rtt::{measure as measure_zero_rtt, Cycle};
