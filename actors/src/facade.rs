@@ -352,6 +352,14 @@ impl Graph {
     /// instead of a call each: for an application with many messages ready, several times
     /// fewer instructions per message than [`send_data`](Graph::send_data) in a loop.
     ///
+    /// Unlike one SendData, a batch can go in part: when the call waits for room and the
+    /// connection begins closing, or the call's future is dropped (a timeout around it),
+    /// the payloads already queued are delivered and the rest are not, and the call does
+    /// not say how many went. The small payloads are copied into their frames before the
+    /// call waits for room, so a call holds about their size once more until it returns:
+    /// give it what is ready (the benchmark sends 512 messages of 64 bytes a call), not a
+    /// whole stream at once.
+    ///
     /// # Errors
     /// `E_INVALIDARG` (a payload over [`crate::MAX_DATA_LEN`]: none is sent),
     /// `PEER_E_CONNECTION_NOT_FOUND` (no such connection, or it is closing; if it began

@@ -29,7 +29,9 @@ use tokio::sync::Notify;
 
 use crate::connection::lone_frame_chunks;
 
-/// The most frames waiting in one connection's outbox.
+/// The most items waiting in one connection's outbox: DATA frames, or the shared chunks a
+/// SendDataMany packs its small frames into (up to 32 KiB each; [`OUTBOX_BYTES`] bounds
+/// their bytes as it does every frame's).
 pub const OUTBOX_FRAMES: usize = 1024;
 /// The most bytes waiting in one connection's outbox: 2 MiB. quinn buffers up to its send
 /// window behind this, so a small outbox keeps the link busy while a sender that outruns
@@ -266,22 +268,53 @@ enum InLine {
 
 /// A sender's place in the line of those waiting for room: dropped before it got room
 /// (its call was cancelled), it leaves the line, so those behind it go on.
-struct Place<'a> {
-    shared: &'a Shared,
+struct Place {
+    outbox: Outbox,
     ticket: Option<u64>,
 }
 
-impl Drop for Place<'_> {
+impl Drop for Place {
     fn drop(&mut self) {
         let Some(ticket) = self.ticket else {
             return;
         };
-        let mut state = self.shared.lock();
+        let shared = &self.outbox.shared;
+        let mut state = shared.lock();
         let was_first = state.waiting.front() == Some(&ticket);
         state.waiting.retain(|&waiting| waiting != ticket);
         drop(state);
         if was_first {
-            self.shared.room_freed.notify_waiters();
+            shared.room_freed.notify_waiters();
+        }
+    }
+}
+
+/// Items of one call that did not all fit at once: their place in the line is taken, so
+/// nothing queued after the call began comes before them. Dropped before
+/// [`finish`](Self::finish) ends (the call was cancelled), it leaves the line; what was
+/// queued already is still written, the rest is not.
+pub(crate) struct PendingSend {
+    place: Place,
+    items: VecDeque<Outgoing>,
+}
+
+impl PendingSend {
+    /// Waits in line and queues the rest of the items as room is freed.
+    ///
+    /// # Errors
+    /// `PEER_E_CONNECTION_NOT_FOUND` once the connection is closing or gone; the items
+    /// queued before that are still written, the others are not.
+    pub(crate) async fn finish(mut self) -> Result<(), PeerError> {
+        let outbox = self.place.outbox.clone();
+        loop {
+            let freed = outbox.shared.room_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match outbox.queue_in_line(&mut self.place, &mut self.items) {
+                InLine::Queued => return Ok(()),
+                InLine::Closed => return Err(PeerError::CONNECTION_NOT_FOUND),
+                InLine::Wait => freed.await,
+            }
         }
     }
 }
@@ -348,27 +381,40 @@ impl Outbox {
     /// # Errors
     /// `PEER_E_CONNECTION_NOT_FOUND` once the connection is closing or gone; the items
     /// queued before that are still written, the others are not.
-    pub(crate) async fn send_all(&self, mut items: VecDeque<Outgoing>) -> Result<(), PeerError> {
+    pub(crate) async fn send_all(&self, items: VecDeque<Outgoing>) -> Result<(), PeerError> {
+        match self.start_all(items)? {
+            None => Ok(()),
+            Some(pending) => pending.finish().await,
+        }
+    }
+
+    /// The part of [`send_all`](Self::send_all) that does not wait: takes the call's place
+    /// in line and queues what of `items` fits now, in order. `None` when all are queued;
+    /// otherwise the rest, to [`finish`](PendingSend::finish). A caller that must keep
+    /// its items in order with what it queues next (an actor handling messages one after
+    /// another) calls this before it handles the next.
+    ///
+    /// # Errors
+    /// `PEER_E_CONNECTION_NOT_FOUND` if the connection is closing or gone.
+    pub(crate) fn start_all(
+        &self,
+        mut items: VecDeque<Outgoing>,
+    ) -> Result<Option<PendingSend>, PeerError> {
         let mut place = Place {
-            shared: &self.shared,
+            outbox: self.clone(),
             ticket: None,
         };
-        loop {
-            let freed = self.shared.room_freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
-            match self.queue_in_line(&mut place, &mut items) {
-                InLine::Queued => return Ok(()),
-                InLine::Closed => return Err(PeerError::CONNECTION_NOT_FOUND),
-                InLine::Wait => freed.await,
-            }
+        match self.queue_in_line(&mut place, &mut items) {
+            InLine::Queued => Ok(None),
+            InLine::Closed => Err(PeerError::CONNECTION_NOT_FOUND),
+            InLine::Wait => Ok(Some(PendingSend { place, items })),
         }
     }
 
     /// One try of a sender waiting in line: takes a place in the line on the first try,
     /// and once it is first in line queues as many of `items` as fit, from the front; it
     /// leaves the line when all are queued.
-    fn queue_in_line(&self, place: &mut Place<'_>, items: &mut VecDeque<Outgoing>) -> InLine {
+    fn queue_in_line(&self, place: &mut Place, items: &mut VecDeque<Outgoing>) -> InLine {
         let mut state = self.shared.lock();
         if state.closed {
             return InLine::Closed;

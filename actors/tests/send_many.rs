@@ -97,6 +97,10 @@ async fn a_batch_arrives_whole_in_order_and_no_other_send_comes_between() {
         }
     };
     let (others, received) = tokio::join!(send, receive);
+    assert!(
+        others >= 1,
+        "a SendData was made while the batch was under way"
+    );
     assert_eq!(received.len(), COUNT + others as usize);
     let positions: Vec<usize> = received
         .iter()
@@ -201,4 +205,45 @@ async fn a_batch_with_one_payload_too_long_sends_none_and_unknown_links_are_not_
         code(alice.graph.send_data_many(id, BATCH, [&b"late"[..]]).await),
         Err(ResultCode::PEER_E_CONNECTION_NOT_FOUND)
     );
+}
+
+/// Through the graph actor's mailbox, messages keep their order: a SendData sent after a
+/// SendDataMany comes after every payload of it, and a close sent after it waits for
+/// them, even when both are in the mailbox at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_data_many_message_is_not_overtaken_by_the_next_message() {
+    let mut alice = node("many-order", "alice").await;
+    let mut bob = node("many-order", "bob").await;
+    let id = connect(&mut alice, &mut bob, "bob").await;
+    let addr = alice.graph.addr();
+    for round in 0..5u8 {
+        let many = addr.send(SendDataMany {
+            connection_id: id,
+            data_type: BATCH,
+            data: vec![Bytes::from(vec![round; 10]), Bytes::from(vec![round; 20])],
+        });
+        let one = addr.send(peergraph::SendData {
+            connection_id: id,
+            data_type: OTHER,
+            data: Bytes::from(vec![round; 5]),
+        });
+        let (many, one) = tokio::join!(many, one);
+        reply(many).expect("SendDataMany");
+        reply(one).expect("SendData");
+        let received = receive(&mut bob.events, 3).await;
+        let lens: Vec<usize> = received.iter().map(|(_, data)| data.len()).collect();
+        assert_eq!(lens, [10, 20, 5], "round {round}");
+    }
+    let batch: Vec<Bytes> = (0..100).map(|i| Bytes::from(vec![i as u8; 64])).collect();
+    let many = addr.send(SendDataMany {
+        connection_id: id,
+        data_type: BATCH,
+        data: batch.clone(),
+    });
+    let close = addr.send(peergraph::CloseDirectConnection { connection_id: id });
+    let (many, close) = tokio::join!(many, close);
+    reply(many).expect("SendDataMany before the close");
+    reply(close).expect("close");
+    let received = receive(&mut bob.events, batch.len()).await;
+    assert!(received.iter().map(|(_, data)| data.clone()).eq(batch));
 }

@@ -110,12 +110,17 @@ impl Handler<SendDataMany> for GraphActor {
             data_type,
             data,
         } = message;
-        let prepared = self
+        // What fits is queued here, and the rest keeps its place in line, before the next
+        // message is handled: a SendData sent after this message goes after the batch.
+        let pending = self
             .ready()
-            .and_then(|()| send_many_now(&self.table, connection_id, data_type, data));
+            .and_then(|()| send_many_now(&self.table, connection_id, data_type, data))
+            .and_then(|(outbox, items)| outbox.start_all(items));
         Box::pin(async move {
-            let (outbox, items) = prepared?;
-            outbox.send_all(items).await
+            match pending? {
+                None => Ok(()),
+                Some(pending) => pending.finish().await,
+            }
         })
     }
 }

@@ -88,7 +88,10 @@ pub struct SendData {
 /// application with many messages ready sends them with one call instead of one each. Not
 /// in the Win32 API. Replies S_OK once every payload is accepted for sending, waiting while
 /// the connection's outbox is full; the peer receives each as its own INCOMING_DATA, in
-/// order, and no frame of another SendData comes between them.
+/// order, and no frame of another SendData comes between them. The graph actor encodes
+/// the frames and queues what fits while it handles the message, so a SendData or a close
+/// sent after this message comes after the batch. A batch can go in part (see
+/// [`Graph::send_data_many`](crate::Graph::send_data_many)).
 ///
 /// # Errors
 /// `E_INVALIDARG` (a payload over [`MAX_DATA_LEN`](crate::MAX_DATA_LEN) bytes: none is
