@@ -82,6 +82,65 @@ struct End {
     recv: RecvStream,
 }
 
+/// The engine's protocol steps on a raw quinn link (docs/PROTOCOL.md §3.1 and §3.4, with
+/// the benchmark's frame sizes), shared by `open_close_cycles_same_steps` and the
+/// `zero_rtt` experiment.
+pub(crate) mod steps {
+    use quinn::{Connection, RecvStream, SendStream};
+
+    /// The sizes of the benchmark's CONNECT, WELCOME and DISCONNECT frames.
+    const CONNECT: [u8; 35] = [1; 35];
+    const WELCOME: [u8; 26] = [2; 26];
+    const DISCONNECT: [u8; 6] = [4; 6];
+
+    /// Closes `connection` once the peer has acknowledged the end of `send`.
+    async fn close_when_acknowledged(connection: Connection, send: SendStream) {
+        let _ = send.stopped().await;
+        connection.close(1u32.into(), b"disconnect");
+    }
+
+    /// The accepting side, all of it: reads CONNECT and answers WELCOME; reads
+    /// DISCONNECT, answers it and ends its stream; reads the peer's end; closes once its
+    /// own end is acknowledged.
+    pub(crate) async fn serve(connection: Connection) -> anyhow::Result<()> {
+        let (mut send, mut recv) = connection.accept_bi().await?;
+        let mut connect = [0u8; CONNECT.len()];
+        recv.read_exact(&mut connect).await?;
+        send.write_all(&WELCOME).await?;
+        let mut disconnect = [0u8; DISCONNECT.len()];
+        recv.read_exact(&mut disconnect).await?;
+        send.write_all(&DISCONNECT).await?;
+        send.finish()?;
+        recv.read_to_end(usize::MAX).await?;
+        close_when_acknowledged(connection, send).await;
+        Ok(())
+    }
+
+    /// The connecting side's open: CONNECT on a new stream, until WELCOME is read.
+    pub(crate) async fn open(connection: &Connection) -> anyhow::Result<(SendStream, RecvStream)> {
+        let (mut send, mut recv) = connection.open_bi().await?;
+        send.write_all(&CONNECT).await?;
+        let mut welcome = [0u8; WELCOME.len()];
+        recv.read_exact(&mut welcome).await?;
+        Ok((send, recv))
+    }
+
+    /// The connecting side's close: DISCONNECT, until the peer's end of stream is read
+    /// (the moment the engine answers S_OK); then ends its own stream and closes the
+    /// connection once that is acknowledged, in a task of its own.
+    pub(crate) async fn close(
+        connection: Connection,
+        mut send: SendStream,
+        mut recv: RecvStream,
+    ) -> anyhow::Result<()> {
+        send.write_all(&DISCONNECT).await?;
+        recv.read_to_end(usize::MAX).await?;
+        send.finish()?;
+        tokio::spawn(close_when_acknowledged(connection, send));
+        Ok(())
+    }
+}
+
 /// Two raw quinn nodes: alice (connects) and bob (accepts), each on its own thread.
 pub(crate) struct RawPair {
     alice: RuntimeThread,
@@ -368,34 +427,13 @@ impl RawPair {
         &self,
         cycles: usize,
     ) -> anyhow::Result<Duration> {
-        /// The sizes of the benchmark's CONNECT, WELCOME and DISCONNECT frames.
-        const CONNECT: [u8; 35] = [1; 35];
-        const WELCOME: [u8; 26] = [2; 26];
-        const DISCONNECT: [u8; 6] = [4; 6];
-        /// Closes `connection` once the peer has acknowledged the end of `send`.
-        async fn close_when_acknowledged(connection: Connection, send: SendStream) {
-            let _ = send.stopped().await;
-            connection.close(1u32.into(), b"disconnect");
-        }
         let endpoint = self.bob_endpoint.clone();
         let server = self.bob.spawn(async move {
             while let Some(incoming) = endpoint.accept().await {
                 tokio::spawn(async move {
-                    let serve = async {
-                        let connection = incoming.await?;
-                        let (mut send, mut recv) = connection.accept_bi().await?;
-                        let mut connect = [0u8; CONNECT.len()];
-                        recv.read_exact(&mut connect).await?;
-                        send.write_all(&WELCOME).await?;
-                        let mut disconnect = [0u8; DISCONNECT.len()];
-                        recv.read_exact(&mut disconnect).await?;
-                        send.write_all(&DISCONNECT).await?;
-                        send.finish()?;
-                        recv.read_to_end(usize::MAX).await?;
-                        close_when_acknowledged(connection, send).await;
-                        anyhow::Ok(())
-                    };
-                    let _ = serve.await;
+                    if let Ok(connection) = incoming.await {
+                        let _ = steps::serve(connection).await;
+                    }
                 });
             }
         });
@@ -406,14 +444,8 @@ impl RawPair {
                 let start = Instant::now();
                 for _ in 0..cycles {
                     let connection = endpoint.connect(address, SERVER_NAME)?.await?;
-                    let (mut send, mut recv) = connection.open_bi().await?;
-                    send.write_all(&CONNECT).await?;
-                    let mut welcome = [0u8; WELCOME.len()];
-                    recv.read_exact(&mut welcome).await?;
-                    send.write_all(&DISCONNECT).await?;
-                    recv.read_to_end(usize::MAX).await?;
-                    send.finish()?;
-                    tokio::spawn(close_when_acknowledged(connection, send));
+                    let (send, recv) = steps::open(&connection).await?;
+                    steps::close(connection, send, recv).await?;
                 }
                 anyhow::Ok(start.elapsed())
             })

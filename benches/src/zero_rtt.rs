@@ -25,20 +25,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use peergraph_transport::quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use peergraph_transport::quinn::{self, Connection, Endpoint, SendStream};
+use peergraph_transport::quinn::{self, Endpoint};
 use peergraph_transport::{
     bind_endpoint, client_tls_config, server_tls_config, transport_config, LinkOptions,
     NodeIdentity, SERVER_NAME,
 };
 use rustls::server::StoresServerSessions;
 
+use crate::raw_side::steps;
 use crate::runtime::RuntimeThread;
-
-/// The sizes of the benchmark's CONNECT, WELCOME and DISCONNECT frames, as in
-/// `raw_side::open_close_cycles_same_steps`.
-const CONNECT: [u8; 35] = [1; 35];
-const WELCOME: [u8; 26] = [2; 26];
-const DISCONNECT: [u8; 6] = [4; 6];
 
 /// One of the four cycles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,12 +184,6 @@ fn server_config(
     Ok(config)
 }
 
-/// Closes `connection` once the peer has acknowledged the end of `send`.
-async fn close_when_acknowledged(connection: Connection, send: SendStream) {
-    let _ = send.stopped().await;
-    connection.close(1u32.into(), b"disconnect");
-}
-
 /// `cycles` cycles of `cycle` after one untimed cycle (which gives the client its first
 /// ticket when resumed); the time of the timed ones, how many of them the server resumed
 /// (found the client's session for), and how many took the client's 0-RTT data. The
@@ -228,17 +217,7 @@ pub async fn measure(cycle: Cycle, cycles: usize) -> anyhow::Result<(Duration, u
                         let _ = closed_tx.send(()).await;
                         return anyhow::Ok(());
                     }
-                    let (mut send, mut recv) = connection.accept_bi().await?;
-                    let mut connect = [0u8; CONNECT.len()];
-                    recv.read_exact(&mut connect).await?;
-                    send.write_all(&WELCOME).await?;
-                    let mut disconnect = [0u8; DISCONNECT.len()];
-                    recv.read_exact(&mut disconnect).await?;
-                    send.write_all(&DISCONNECT).await?;
-                    send.finish()?;
-                    recv.read_to_end(usize::MAX).await?;
-                    close_when_acknowledged(connection, send).await;
-                    anyhow::Ok(())
+                    steps::serve(connection).await
                 };
                 if let Err(error) = serve.await {
                     eprintln!("  0-RTT bench server: {error:#}");
@@ -275,20 +254,14 @@ pub async fn measure(cycle: Cycle, cycles: usize) -> anyhow::Result<(Duration, u
                     closed.recv().await.context("server ended")?;
                     continue;
                 }
-                let (mut send, mut recv) = connection.open_bi().await?;
-                send.write_all(&CONNECT).await?;
-                let mut welcome = [0u8; WELCOME.len()];
-                recv.read_exact(&mut welcome).await?;
+                let (send, recv) = steps::open(&connection).await?;
                 if let Some(early) = early {
                     // Resolves with the handshake, which came with WELCOME.
                     if round > 0 && early.await {
                         accepted += 1;
                     }
                 }
-                send.write_all(&DISCONNECT).await?;
-                recv.read_to_end(usize::MAX).await?;
-                send.finish()?;
-                tokio::spawn(close_when_acknowledged(connection, send));
+                steps::close(connection, send, recv).await?;
             }
             let resumed = hits.load(Ordering::Relaxed) - hits_before;
             anyhow::Ok((start.elapsed(), resumed, accepted))
