@@ -219,6 +219,17 @@ pub struct GraphMetrics {
     /// Incoming handshakes that ended without a CONNECT: TLS failed, the peer sent
     /// something else, or the connect timeout passed.
     pub handshakes_failed: u64,
+    /// Of the links opened (either way), those whose CONNECT came as 0-RTT data on a
+    /// resumed handshake (see [`GraphOptions::zero_rtt`](crate::GraphOptions::zero_rtt)).
+    pub opened_early: u64,
+    /// This node's outgoing links whose 0-RTT CONNECT the other node refused (it no longer
+    /// had the session): CONNECT went again once the handshake completed.
+    pub early_rejected: u64,
+    /// Incoming links welcomed on a CONNECT that came as 0-RTT data whose handshake then
+    /// did not complete within the TLS timeout: never admitted, no CONNECTED raised. A
+    /// replayed first flight whose ticket was not used yet ends here (one whose ticket was
+    /// used finds no session, and counts in `handshakes_failed`).
+    pub early_unconfirmed: u64,
 }
 
 impl GraphMetrics {
@@ -253,6 +264,9 @@ pub(crate) struct Tally {
     pub(crate) outgoing_failed: u64,
     pub(crate) handshakes_retried: u64,
     pub(crate) handshakes_failed: u64,
+    pub(crate) opened_early: u64,
+    pub(crate) early_rejected: u64,
+    pub(crate) early_unconfirmed: u64,
     /// UDP bytes of the links that have ended, as quinn counted them at their end.
     ended_sent: u64,
     ended_received: u64,
@@ -328,6 +342,9 @@ impl Tally {
             refused: Refusal::ALL.into_iter().zip(self.refused).collect(),
             handshakes_retried: self.handshakes_retried,
             handshakes_failed: self.handshakes_failed,
+            opened_early: self.opened_early,
+            early_rejected: self.early_rejected,
+            early_unconfirmed: self.early_unconfirmed,
         }
     }
 }

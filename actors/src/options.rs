@@ -156,6 +156,15 @@ pub struct GraphOptions {
     pub database: Option<DatabaseLocation>,
     /// The security callbacks records pass (both or neither: `E_INVALIDARG` otherwise).
     pub security: RecordSecurity,
+    /// Whether links resume TLS sessions and send CONNECT as 0-RTT data (on by default).
+    /// The node's server hands out single-use tickets, and its client keeps them per
+    /// address and pinned key; a second link to a node then takes one round trip fewer
+    /// and no certificate signature. The accepting node admits such a link only once its
+    /// handshake completes, so a replayed first flight admits nothing, and judges it on the
+    /// key of the session's first, full handshake against the allow-list as it is now.
+    /// A graph with a secret resumes but sends no CONNECT before the handshake completes.
+    /// `docs/SECURITY.md` has the details; off, every link is a full handshake.
+    pub zero_rtt: bool,
 }
 
 /// Where a graph's database file is: one file per (graph id, peer id, database name)
@@ -188,6 +197,7 @@ impl Default for GraphOptions {
             renew_endpoints_after: DEFAULT_RENEW_ENDPOINTS_AFTER,
             database: None,
             security: RecordSecurity::default(),
+            zero_rtt: true,
         }
     }
 }
@@ -292,6 +302,12 @@ impl GraphOptions {
     /// Sets the security callbacks (see [`RecordSecurity`]).
     pub fn with_security(mut self, security: RecordSecurity) -> Self {
         self.security = security;
+        self
+    }
+
+    /// Turns TLS resumption and 0-RTT on or off (see [`GraphOptions::zero_rtt`]).
+    pub fn with_zero_rtt(mut self, zero_rtt: bool) -> Self {
+        self.zero_rtt = zero_rtt;
         self
     }
 

@@ -28,7 +28,7 @@ use peergraph_transport::quinn::crypto::rustls::{QuicClientConfig, QuicServerCon
 use peergraph_transport::quinn::{self, Endpoint};
 use peergraph_transport::{
     bind_endpoint, client_tls_config, server_tls_config, transport_config, LinkOptions,
-    NodeIdentity, SERVER_NAME,
+    NodeIdentity, TicketStore, SERVER_NAME,
 };
 use rustls::server::StoresServerSessions;
 
@@ -116,14 +116,10 @@ impl Pair {
     }
 }
 
-/// peergraph's client configuration, with rustls' resumption and early data put back
+/// peergraph's client configuration, keeping tickets (and sending 0-RTT data with them)
 /// when `resumed`.
 fn client_config(identity: &NodeIdentity, resumed: bool) -> anyhow::Result<quinn::ClientConfig> {
-    let mut tls = client_tls_config(identity)?;
-    if resumed {
-        tls.resumption = rustls::client::Resumption::in_memory_sessions(256);
-        tls.enable_early_data = true;
-    }
+    let tls = client_tls_config(identity, resumed.then(TicketStore::new))?;
     let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
     config.transport_config(Arc::new(transport_config(&LinkOptions::default(), false)?));
     Ok(config)
@@ -163,21 +159,19 @@ impl StoresServerSessions for CountingSessions {
     }
 }
 
-/// peergraph's server configuration, with a session cache (counting into `found` the
-/// sessions it finds), tickets and early data when `resumed`.
+/// peergraph's server configuration, with resumption on when `resumed` (its session
+/// cache counting into `found` the sessions it finds).
 fn server_config(
     identity: &NodeIdentity,
     resumed: bool,
     found: Arc<AtomicUsize>,
 ) -> anyhow::Result<quinn::ServerConfig> {
-    let mut tls = server_tls_config(identity)?;
+    let mut tls = server_tls_config(identity, resumed)?;
     if resumed {
         tls.session_storage = Arc::new(CountingSessions {
-            cache: rustls::server::ServerSessionMemoryCache::new(256),
+            cache: tls.session_storage.clone(),
             found,
         });
-        tls.send_tls13_tickets = 2;
-        tls.max_early_data_size = u32::MAX;
     }
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
     config.transport_config(Arc::new(transport_config(&LinkOptions::default(), true)?));

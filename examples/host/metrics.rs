@@ -180,6 +180,25 @@ pub(crate) fn encode_metrics(metrics: &GraphMetrics) -> Result<String, std::fmt:
          timeout)",
         metrics.handshakes_failed,
     );
+    register_counter(
+        &mut registry,
+        "connections_opened_early",
+        "Connections opened whose CONNECT came as 0-RTT data on a resumed handshake",
+        metrics.opened_early,
+    );
+    register_counter(
+        &mut registry,
+        "early_rejected",
+        "Outgoing connections whose 0-RTT CONNECT the other node refused (sent again)",
+        metrics.early_rejected,
+    );
+    register_counter(
+        &mut registry,
+        "early_unconfirmed",
+        "Incoming connections welcomed on a 0-RTT CONNECT whose handshake never completed \
+         (a replayed first flight)",
+        metrics.early_unconfirmed,
+    );
 
     let mut text = String::new();
     encode(&mut text, &registry)?;
@@ -241,6 +260,9 @@ pub(crate) fn json(metrics: &GraphMetrics) -> Object {
         .object("handshakes_refused", refused)
         .u64("handshakes_retried", metrics.handshakes_retried)
         .u64("handshakes_failed", metrics.handshakes_failed)
+        .u64("opened_early", metrics.opened_early)
+        .u64("early_rejected", metrics.early_rejected)
+        .u64("early_unconfirmed", metrics.early_unconfirmed)
 }
 
 /// The counters as text rows; breakdowns list their non-zero entries, or "none".
@@ -308,8 +330,13 @@ pub(crate) fn text(metrics: &GraphMetrics) -> String {
         (
             "handshakes",
             format!(
-                "{} retried, {} failed",
-                metrics.handshakes_retried, metrics.handshakes_failed
+                "{} retried, {} failed; {} opened with 0-RTT, {} 0-RTT refused, {} 0-RTT \
+                 never completed",
+                metrics.handshakes_retried,
+                metrics.handshakes_failed,
+                metrics.opened_early,
+                metrics.early_rejected,
+                metrics.early_unconfirmed
             ),
         ),
     ];
@@ -535,6 +562,9 @@ mod tests {
                 .collect(),
             handshakes_retried: 0,
             handshakes_failed: 1,
+            opened_early: 2,
+            early_rejected: 0,
+            early_unconfirmed: 0,
         }
     }
 

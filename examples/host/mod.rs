@@ -264,6 +264,8 @@ application/openmetrics-text; version=1.0.0), names prefixed peergraph_:
                                                   not_authorized, wrong_graph,
                                                   limit_reached, too_many_handshakes, ...
   peergraph_handshakes_retried_total, peergraph_handshakes_failed_total
+  peergraph_connections_opened_early_total, peergraph_early_rejected_total,
+  peergraph_early_unconfirmed_total (0-RTT: opened with it, refused by the peer, replays)
 Totals count from the graph's start. Only GET (and HEAD) of /metrics is served: other
 paths get 404, other methods 405; one request per connection, at most 8 at once.
 

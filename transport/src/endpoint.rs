@@ -11,10 +11,12 @@ use thiserror::Error;
 
 use crate::drivers::Drivers;
 use crate::identity::NodeIdentity;
-use crate::tls::{client_tls_config, server_tls_config};
+use crate::tls::{client_tls_config, server_tls_config, TicketStore};
 
-/// The server name a node puts in its TLS ClientHello. Certificates are not checked
-/// against names (identity is the key), so every node uses the same one.
+/// A server name for links that keep no tickets (a node's endpoints connect with
+/// [`client_config`], which resumes nothing). Certificates are not checked against names
+/// (identity is the key), and a node's client sends none; a node that resumes connects
+/// with a name of [`ticket_name`](crate::ticket_name) instead.
 pub const SERVER_NAME: &str = "peergraph";
 
 /// The default idle timeout: a link with no traffic (keep-alives included) for this long is
@@ -51,6 +53,10 @@ pub struct LinkOptions {
     pub congestion: Congestion,
     /// Where quinn runs the endpoint's tasks.
     pub drivers: Drivers,
+    /// Whether the endpoint's server hands out single-use TLS 1.3 tickets and takes 0-RTT
+    /// data from clients that resume with one (`peergraph_transport::tls` says how that
+    /// is kept safe). On by default; off, every link is a full handshake.
+    pub zero_rtt: bool,
 }
 
 impl Default for LinkOptions {
@@ -59,6 +65,7 @@ impl Default for LinkOptions {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             congestion: Congestion::default(),
             drivers: Drivers::default(),
+            zero_rtt: true,
         }
     }
 }
@@ -159,14 +166,15 @@ pub fn server_config(
     identity: &NodeIdentity,
     options: &LinkOptions,
 ) -> Result<quinn::ServerConfig, EndpointError> {
-    let tls = QuicServerConfig::try_from(server_tls_config(identity)?)
+    let tls = QuicServerConfig::try_from(server_tls_config(identity, options.zero_rtt)?)
         .map_err(|error| EndpointError::Setting(error.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(tls));
     config.transport_config(Arc::new(transport_config(options, true)?));
     Ok(config)
 }
 
-/// The quinn client configuration of a node.
+/// The quinn client configuration of a node that resumes nothing: the default client of
+/// the endpoints [`bind_endpoint`] makes.
 ///
 /// # Errors
 /// [`EndpointError::Tls`] or [`EndpointError::Setting`].
@@ -174,7 +182,27 @@ pub fn client_config(
     identity: &NodeIdentity,
     options: &LinkOptions,
 ) -> Result<quinn::ClientConfig, EndpointError> {
-    let tls = QuicClientConfig::try_from(client_tls_config(identity)?)
+    quinn_client(client_tls_config(identity, None)?, options)
+}
+
+/// The quinn client configuration of a node that keeps its tickets in `tickets` and offers
+/// them, with 0-RTT data, when it connects with a [`ticket_name`](crate::ticket_name).
+///
+/// # Errors
+/// [`EndpointError::Tls`] or [`EndpointError::Setting`].
+pub fn resuming_client_config(
+    identity: &NodeIdentity,
+    options: &LinkOptions,
+    tickets: Arc<TicketStore>,
+) -> Result<quinn::ClientConfig, EndpointError> {
+    quinn_client(client_tls_config(identity, Some(tickets))?, options)
+}
+
+fn quinn_client(
+    tls: rustls::ClientConfig,
+    options: &LinkOptions,
+) -> Result<quinn::ClientConfig, EndpointError> {
+    let tls = QuicClientConfig::try_from(tls)
         .map_err(|error| EndpointError::Setting(error.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(tls));
     config.transport_config(Arc::new(transport_config(options, false)?));

@@ -371,7 +371,7 @@ mod tests {
         log: &Arc<ExporterSecret>,
     ) -> rustls::ClientConfig {
         let mut tls = match suite {
-            None => client_tls_config(identity).expect("client TLS"),
+            None => client_tls_config(identity, None).expect("client TLS"),
             Some(suite) => {
                 let provider = Arc::new(rustls::crypto::CryptoProvider {
                     cipher_suites: vec![suite, cipher_suite::TLS13_AES_128_GCM_SHA256],

@@ -7,36 +7,65 @@
 //! 2. the TLS 1.3 CertificateVerify signature checks against the certificate's public key
 //!    (proof of possession; TLS 1.2 is not offered),
 //! 3. ALPN is `peergraph/1` (quinn ends the handshake otherwise),
-//! 4. every handshake is a full one, so 1 and 2 happen on every link, not once per pair of
-//!    nodes: session resumption is off on both sides (see below).
+//! 4. a full handshake, or a resumed one whose session came from a full handshake of this
+//!    node's that passed 1 and 2 (see below).
 //!
 //! The node id and key fingerprint derived from the verified key ([`crate::node_id_of`],
 //! [`crate::peer_key_of`]) identify the peer from then on; a graph with an allow-list or a
 //! secret authorises it (see the `membership` module). There is no "skip verification"
 //! path.
 //!
-//! # No session resumption
-//! A resumed TLS 1.3 handshake has no Certificate and no CertificateVerify: the peer's
-//! identity is carried over from an earlier session by the ticket's pre-shared key. Such a
-//! link would be reported as being with a key that did not sign its handshake, and a check
-//! added to the verifier would never run on it. And every node connects with the same
-//! server name ([`crate::SERVER_NAME`]), so a client's cache would offer the ticket one peer
-//! issued to any other peer, in the clear in its ClientHello: an identifier that links the
-//! client's links across peers. What resumption would save is small: not a round trip,
-//! since 0-RTT stays off (it is replayable, and it needs a ticket anyway), only one
-//! signature and one verification per side. So a node's server keeps no sessions and issues
-//! no tickets, and its client stores and offers none.
+//! # Resumption and 0-RTT
+//! With [`LinkOptions::zero_rtt`](crate::LinkOptions) (the default), a node's server hands
+//! out TLS 1.3 tickets and its client keeps them, so that a second link to the same node
+//! resumes: the handshake needs no certificate signature, and the connecting side's CONNECT
+//! rides its first flight as 0-RTT data, which saves the link a round trip. A resumed
+//! handshake carries no Certificate and no CertificateVerify: the peer's certificate is
+//! carried over from the full handshake the session came from, through the ticket's
+//! pre-shared key, which only the two ends of that handshake hold (the client proves it
+//! with the ClientHello's binder, the server by completing the handshake with it). So the
+//! key a resumed link reports is one that signed an earlier handshake of this node's, never
+//! one that was not verified. What keeps it safe:
+//! - **Single-use tickets.** The server keeps its sessions in a bounded cache
+//!   ([`SERVER_SESSIONS`]) and takes a session out as a ticket is offered; no ticket
+//!   encryption key exists, so a ticket offered twice resumes once at most. A replayed first
+//!   flight therefore finds no session (or, replayed before the original arrives, makes the
+//!   original fall back to a full handshake).
+//! - **Nothing is admitted before the handshake completes.** 0-RTT data can be replayed, so
+//!   the accepting node answers a CONNECT that came as 0-RTT data (WELCOME goes as 0.5-RTT
+//!   data, readable only by the holder of the session), but the connection enters its
+//!   table, and CONNECTED is raised, only once the client's Finished has been verified. A
+//!   replayed flight never gets that far.
+//! - **Tickets are kept per peer, never shared.** A client keeps its tickets under a name of
+//!   its own making from the address it connects to and the key it pinned, if any
+//!   ([`ticket_name`]), and sends no server name at all: a ticket is only ever offered to
+//!   the address (and pinned key) whose handshake issued it, so a peer never sees a ticket
+//!   another peer issued. The store is bounded ([`TICKET_NAMES`] names, rustls keeps a few
+//!   tickets under each), and the connecting side [forgets](TicketStore::forget) a name's
+//!   tickets when the node it reached there fails its checks (a pinned key, an
+//!   allow-list), so no CONNECT goes as 0-RTT data to such a node afterwards.
+//! - **Admission is judged as before**, on the key the session carries: an allow-list
+//!   changed since the ticket was issued applies to the resumed link. A graph with a
+//!   secret sends and accepts no CONNECT before the handshake completes, since its
+//!   membership proof is bound to the completed handshake.
+//!
+//! With `zero_rtt` off, a node's server keeps no sessions and issues no tickets, and every
+//! link is a full handshake.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use peergraph_engine::wire::ALPN;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::Resumption;
+use rustls::client::{ClientSessionMemoryCache, ClientSessionStore, Resumption};
+use rustls::client::{Tls12ClientSessionValue, Tls13ClientSessionValue};
 use rustls::crypto::{verify_tls13_signature, CryptoProvider};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::NoServerSessionStorage;
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache};
+use rustls::{DigitallySignedStruct, DistinguishedName, NamedGroup, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use peergraph_engine::PeerKey;
 
 use crate::identity::NodeIdentity;
 
@@ -166,36 +195,68 @@ impl ClientCertVerifier for PeerCertVerifier {
     }
 }
 
+/// The sessions a node's server keeps for resumption, at most: 2,048 per endpoint, about
+/// 600 bytes each (the client's certificate and the session's secret). Past it the oldest
+/// goes, and the client holding its ticket makes a full handshake instead.
+pub const SERVER_SESSIONS: usize = 2048;
+
+/// The tickets a node's server sends after each handshake: two, so that a client holding
+/// one in reserve still resumes when a ticket was lost with a link that closed early, and
+/// a client opening links one after another always has one.
+pub const TICKETS_PER_HANDSHAKE: usize = 2;
+
+/// The names a node's [`TicketStore`] keeps tickets under, at most (rustls keeps up to
+/// eight tickets under each): 256 peers' worth, about a megabyte at most.
+pub const TICKET_NAMES: usize = 256;
+
 /// The rustls server configuration of a node: its certificate, mandatory client
 /// certificates verified by [`PeerCertVerifier`], TLS 1.3, ALPN `peergraph/1`.
 ///
-/// Session resumption is off: no session cache and no TLS 1.3 tickets, so every client
-/// proves its key on every link (see the module doc for why).
+/// With `resumption`, the server keeps up to [`SERVER_SESSIONS`] sessions, sends
+/// [`TICKETS_PER_HANDSHAKE`] single-use tickets after each handshake, and takes 0-RTT data
+/// from a client that resumes; without it, it keeps no sessions and issues no tickets, so
+/// every client proves its key on every link (see the module doc).
 ///
 /// # Errors
 /// A rustls error if the identity's key is not usable.
-pub fn server_tls_config(identity: &NodeIdentity) -> Result<rustls::ServerConfig, rustls::Error> {
+pub fn server_tls_config(
+    identity: &NodeIdentity,
+    resumption: bool,
+) -> Result<rustls::ServerConfig, rustls::Error> {
     let provider = crypto_provider();
     let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(PeerCertVerifier::new(provider)))
         .with_single_cert(vec![identity.certificate()], identity.private_key())?;
     config.alpn_protocols = vec![ALPN.to_vec()];
-    config.session_storage = Arc::new(NoServerSessionStorage {});
-    config.send_tls13_tickets = 0;
+    if resumption {
+        // A stateful cache and no ticket key: rustls takes a session out of the cache as
+        // its ticket is offered, so every ticket is single-use.
+        config.session_storage = ServerSessionMemoryCache::new(SERVER_SESSIONS);
+        config.send_tls13_tickets = TICKETS_PER_HANDSHAKE;
+        // QUIC takes 0-RTT data without a byte limit of TLS's own (flow control bounds it).
+        config.max_early_data_size = u32::MAX;
+    } else {
+        config.session_storage = Arc::new(NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
     Ok(config)
 }
 
 /// The rustls client configuration of a node: its certificate as the client certificate,
-/// the server's verified by [`PeerCertVerifier`], TLS 1.3, ALPN `peergraph/1`.
+/// the server's verified by [`PeerCertVerifier`], TLS 1.3, ALPN `peergraph/1`, and no server
+/// name sent (identity is the key, not a name).
 ///
-/// Session resumption is off: tickets are neither stored nor offered, so every server
-/// proves its key on every link, and no peer sees a ticket another peer issued (see the
-/// module doc for why).
+/// With `tickets`, the client keeps the tickets servers send in that store and offers them,
+/// with 0-RTT data, to the name they came under (see [`ticket_name`]); without, it neither
+/// stores nor offers any, so every server proves its key on every link.
 ///
 /// # Errors
 /// A rustls error if the identity's key is not usable.
-pub fn client_tls_config(identity: &NodeIdentity) -> Result<rustls::ClientConfig, rustls::Error> {
+pub fn client_tls_config(
+    identity: &NodeIdentity,
+    tickets: Option<Arc<TicketStore>>,
+) -> Result<rustls::ClientConfig, rustls::Error> {
     let provider = crypto_provider();
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -203,8 +264,121 @@ pub fn client_tls_config(identity: &NodeIdentity) -> Result<rustls::ClientConfig
         .with_custom_certificate_verifier(Arc::new(PeerCertVerifier::new(provider)))
         .with_client_auth_cert(vec![identity.certificate()], identity.private_key())?;
     config.alpn_protocols = vec![ALPN.to_vec()];
-    config.resumption = Resumption::disabled();
+    // The server name is only the ticket store's key (see `ticket_name`): sending it would
+    // tell an observer which address and pinned key the client had in mind.
+    config.enable_sni = false;
+    match tickets {
+        Some(store) => {
+            config.resumption = Resumption::store(store);
+            config.enable_early_data = true;
+        }
+        None => config.resumption = Resumption::disabled(),
+    }
     Ok(config)
+}
+
+/// The name a client keeps the tickets of a link to `address` under, and connects with:
+/// the address, and the key the client pinned for the link, if any. Tickets a node issued
+/// are offered to that address (and pinned key) only. The name never leaves the client (no
+/// server name is sent); it is a DNS name only because rustls keys its store by one.
+pub fn ticket_name(address: SocketAddr, pinned: Option<&PeerKey>) -> String {
+    let mut name = String::with_capacity(128);
+    if let Some(key) = pinned {
+        // Two labels of 32 hex digits: a DNS label holds at most 63 characters.
+        name.push('k');
+        hex_into(&mut name, &key.0[..16]);
+        name.push_str(".k");
+        hex_into(&mut name, &key.0[16..]);
+        name.push('.');
+    }
+    name.push('a');
+    match address.ip() {
+        std::net::IpAddr::V4(ip) => hex_into(&mut name, &ip.octets()),
+        std::net::IpAddr::V6(ip) => hex_into(&mut name, &ip.octets()),
+    }
+    name.push_str(&format!("p{}.peergraph", address.port()));
+    name
+}
+
+fn hex_into(name: &mut String, bytes: &[u8]) {
+    use std::fmt::Write;
+    for byte in bytes {
+        let _ = write!(name, "{byte:02x}");
+    }
+}
+
+/// The TLS 1.3 tickets a node's client keeps, by [`ticket_name`]: rustls' in-memory cache,
+/// bounded to [`TICKET_NAMES`] names, which the connecting side can tell to forget a name.
+/// TLS 1.2 sessions are never kept (TLS 1.2 is not offered).
+#[derive(Debug)]
+pub struct TicketStore {
+    cache: ClientSessionMemoryCache,
+}
+
+impl TicketStore {
+    /// An empty store of at most [`TICKET_NAMES`] names.
+    pub fn new() -> Arc<TicketStore> {
+        Arc::new(TicketStore {
+            cache: ClientSessionMemoryCache::new(TICKET_NAMES),
+        })
+    }
+
+    /// Drops every ticket kept under `name`: the node reached there failed a check, so no
+    /// CONNECT may go to it as 0-RTT data. Call it after closing the link, so no ticket of
+    /// that link arrives afterwards. An invalid name holds nothing.
+    pub fn forget(&self, name: &str) {
+        let Ok(name) = ServerName::try_from(name.to_owned()) else {
+            return;
+        };
+        while self.cache.take_tls13_ticket(&name).is_some() {}
+    }
+
+    /// Whether a ticket is kept under `name` (for tests and diagnostics).
+    pub fn holds(&self, name: &str) -> bool {
+        let Ok(name) = ServerName::try_from(name.to_owned()) else {
+            return false;
+        };
+        match self.cache.take_tls13_ticket(&name) {
+            Some(ticket) => {
+                self.cache.insert_tls13_ticket(name, ticket);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl ClientSessionStore for TicketStore {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
+        self.cache.set_kx_hint(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.cache.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(&self, _: ServerName<'static>, _: Tls12ClientSessionValue) {}
+
+    fn tls12_session(&self, _: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        None
+    }
+
+    fn remove_tls12_session(&self, _: &ServerName<'static>) {}
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
+        self.cache.insert_tls13_ticket(server_name, value);
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<Tls13ClientSessionValue> {
+        self.cache.take_tls13_ticket(server_name)
+    }
 }
 
 /// The verified public key (SubjectPublicKeyInfo DER) of the peer on `connection`, taken

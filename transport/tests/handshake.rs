@@ -1,7 +1,8 @@
 //! The QUIC handshake between peergraph nodes over loopback: mutual TLS links two nodes and
 //! binds each side to the other's key; a client without a certificate or with another ALPN
 //! never gets a link; the verifier refuses bytes that are not a certificate; a second link
-//! between the same two nodes is a full handshake again, never a resumed session.
+//! between the same two nodes resumes when both ends have resumption on (the default),
+//! and is a full handshake again when either end has it off.
 
 mod common;
 
@@ -14,11 +15,10 @@ use common::{loopback, within, BorrowedCertificate};
 use peergraph_engine::wire::{DisconnectReason, Message, ALPN};
 use peergraph_transport::quinn;
 use peergraph_transport::{
-    bind_endpoint, client_tls_config, crypto_provider, node_id_of, peer_public_key,
-    server_tls_config, write_message, FrameReader, LinkOptions, NodeIdentity, PeerCertVerifier,
-    SERVER_NAME,
+    bind_endpoint, client_tls_config, crypto_provider, node_id_of, peer_public_key, write_message,
+    FrameReader, LinkOptions, NodeIdentity, PeerCertVerifier, TicketStore, SERVER_NAME,
 };
-use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::crypto::rustls::QuicClientConfig;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -30,6 +30,19 @@ const DONE: u32 = 0;
 /// A listening endpoint on loopback and the address it bound.
 fn listening(identity: &NodeIdentity) -> anyhow::Result<(quinn::Endpoint, SocketAddr)> {
     let endpoint = bind_endpoint(loopback(), identity, &LinkOptions::default(), true)?;
+    let address = endpoint.local_addr()?;
+    Ok((endpoint, address))
+}
+
+/// A listening endpoint on loopback with resumption off ([`LinkOptions::zero_rtt`]).
+fn listening_without_resumption(
+    identity: &NodeIdentity,
+) -> anyhow::Result<(quinn::Endpoint, SocketAddr)> {
+    let options = LinkOptions {
+        zero_rtt: false,
+        ..LinkOptions::default()
+    };
+    let endpoint = bind_endpoint(loopback(), identity, &options, true)?;
     let address = endpoint.local_addr()?;
     Ok((endpoint, address))
 }
@@ -148,7 +161,7 @@ async fn wrong_alpn_is_refused() -> anyhow::Result<()> {
     let server_identity = NodeIdentity::generate()?;
     let (server, address) = listening(&server_identity)?;
 
-    let mut tls = client_tls_config(&NodeIdentity::generate()?)?;
+    let mut tls = client_tls_config(&NodeIdentity::generate()?, None)?;
     tls.alpn_protocols = vec![b"other/1".to_vec()];
 
     // The server refuses the ClientHello itself, so the client never completes either.
@@ -204,13 +217,6 @@ async fn a_certificate_without_its_key_is_refused() -> anyhow::Result<()> {
     assert_refused(address, &server, tls).await?;
     shut_down(&server).await
 }
-
-/// rustls' own defaults for resumption, which peergraph turns off: a server keeps this many
-/// sessions and a client this many server names' tickets...
-const RUSTLS_DEFAULT_SESSIONS: usize = 256;
-
-/// ...and a server sends this many TLS 1.3 tickets after each full handshake.
-const RUSTLS_DEFAULT_TICKETS: usize = 2;
 
 /// A client's [`PeerCertVerifier`] that counts the server handshake signatures it checks.
 ///
@@ -289,32 +295,11 @@ fn counted_client(
     )))
 }
 
-/// A node's client TLS configuration with rustls' default resumption put back: the client
-/// of a build that would resume.
-fn resuming_client_tls(identity: &NodeIdentity) -> anyhow::Result<rustls::ClientConfig> {
-    let mut tls = client_tls_config(identity)?;
-    tls.resumption = rustls::client::Resumption::in_memory_sessions(RUSTLS_DEFAULT_SESSIONS);
-    Ok(tls)
-}
-
-/// A listening endpoint whose TLS is a node's server configuration with rustls' default
-/// resumption put back (a session cache, tickets after each handshake): the server of a
-/// build that would resume.
-fn resuming_server(identity: &NodeIdentity) -> anyhow::Result<(quinn::Endpoint, SocketAddr)> {
-    let mut tls = server_tls_config(identity)?;
-    tls.session_storage = rustls::server::ServerSessionMemoryCache::new(RUSTLS_DEFAULT_SESSIONS);
-    tls.send_tls13_tickets = RUSTLS_DEFAULT_TICKETS;
-    let config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
-    let endpoint = quinn::Endpoint::server(config, loopback())?;
-    let address = endpoint.local_addr()?;
-    Ok((endpoint, address))
-}
-
 /// Links `client` to the node `server` at `address` twice in a row with `config`, each time
 /// with one round trip on a stream before a close both sides have heard. The round trip
 /// means the client has read everything the server sent after its handshake, session
-/// tickets included, before the next link starts: a build that resumes would resume the
-/// second link.
+/// tickets included, before the next link starts: ends that resume do resume the second
+/// link.
 async fn link_twice(
     client: &quinn::Endpoint,
     config: &quinn::ClientConfig,
@@ -350,8 +335,7 @@ async fn link_twice(
 }
 
 /// The server signatures a client verifies over two links in a row between the same two
-/// endpoints. Each end is configured as peergraph does, or with rustls' default resumption
-/// put back (`server_resumes`, `client_resumes`).
+/// endpoints, each end with resumption on or off (`server_resumes`, `client_resumes`).
 async fn signatures_over_two_links(
     server_resumes: bool,
     client_resumes: bool,
@@ -359,16 +343,12 @@ async fn signatures_over_two_links(
     let client_identity = NodeIdentity::generate()?;
     let server_identity = NodeIdentity::generate()?;
     let (server, address) = if server_resumes {
-        resuming_server(&server_identity)?
-    } else {
         listening(&server_identity)?
+    } else {
+        listening_without_resumption(&server_identity)?
     };
     let client = bind_endpoint(loopback(), &client_identity, &LinkOptions::default(), false)?;
-    let tls = if client_resumes {
-        resuming_client_tls(&client_identity)?
-    } else {
-        client_tls_config(&client_identity)?
-    };
+    let tls = client_tls_config(&client_identity, client_resumes.then(TicketStore::new))?;
     let counter = CountingVerifier::new();
     let config = counted_client(tls, &counter)?;
 
@@ -378,18 +358,18 @@ async fn signatures_over_two_links(
     Ok(counter.signatures())
 }
 
-/// The harness sees a resumption when there is one: with resumption on at both ends, the
-/// second link between the same two endpoints skips the server's signature. Without this,
-/// the tests below could pass because nothing ever resumes.
+/// With resumption on at both ends (the default), the second link between the same two
+/// endpoints resumes: it skips the server's signature. This also shows the harness sees a
+/// resumption when there is one, so the tests below cannot pass because nothing resumes.
 #[tokio::test]
-async fn a_resuming_build_would_skip_the_second_signature() -> anyhow::Result<()> {
+async fn with_resumption_on_the_second_link_resumes() -> anyhow::Result<()> {
     let signatures = signatures_over_two_links(true, true).await?;
     assert_eq!(signatures, 1, "the second link did not resume");
     Ok(())
 }
 
-/// Two links in a row between the same two nodes, both as peergraph configures them: the
-/// second handshake proves the server's key again.
+/// Two links in a row between the same two nodes, both with resumption off: the second
+/// handshake proves the server's key again.
 #[tokio::test]
 async fn a_second_link_is_a_full_handshake() -> anyhow::Result<()> {
     let signatures = signatures_over_two_links(false, false).await?;
@@ -400,7 +380,8 @@ async fn a_second_link_is_a_full_handshake() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A node's client offers no ticket, even to a server that hands them out.
+/// A node's client with resumption off offers no ticket, even to a server that hands
+/// them out.
 #[tokio::test]
 async fn a_node_does_not_resume_with_a_server_that_offers_it() -> anyhow::Result<()> {
     let signatures = signatures_over_two_links(true, false).await?;
@@ -408,7 +389,7 @@ async fn a_node_does_not_resume_with_a_server_that_offers_it() -> anyhow::Result
     Ok(())
 }
 
-/// A node's server grants no resumption, even to a client that would take it.
+/// A node's server with resumption off grants none, even to a client that would take it.
 #[tokio::test]
 async fn a_node_does_not_resume_with_a_client_that_asks() -> anyhow::Result<()> {
     let signatures = signatures_over_two_links(false, true).await?;

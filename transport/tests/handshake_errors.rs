@@ -128,7 +128,7 @@ async fn a_certificate_verify_by_another_key_is_decrypt_error() -> anyhow::Resul
 
 #[tokio::test]
 async fn another_alpn_is_no_application_protocol() -> anyhow::Result<()> {
-    let mut tls = client_tls_config(&NodeIdentity::generate()?)?;
+    let mut tls = client_tls_config(&NodeIdentity::generate()?, None)?;
     tls.alpn_protocols = vec![b"peergraph/2".to_vec()];
     let (node, client) = failed_handshake(tls).await?;
     assert_eq!(
@@ -140,7 +140,7 @@ async fn another_alpn_is_no_application_protocol() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn no_alpn_is_no_application_protocol() -> anyhow::Result<()> {
-    let mut tls = client_tls_config(&NodeIdentity::generate()?)?;
+    let mut tls = client_tls_config(&NodeIdentity::generate()?, None)?;
     tls.alpn_protocols = Vec::new();
     let (node, client) = failed_handshake(tls).await?;
     assert_eq!(

@@ -61,6 +61,7 @@ impl Handler<OpenDirectConnection> for GraphActor {
         self.core
             .check_open(&peer_id, &address, &self.listen_addresses())?;
         let endpoint = self.endpoint_for(&address)?;
+        let dialer = self.dialer()?;
         let request = self
             .core
             .start_outgoing(peer_id, address, random_nonzero_u64);
@@ -69,6 +70,7 @@ impl Handler<OpenDirectConnection> for GraphActor {
         let timeout = self.options.connect_timeout;
         let handshake = handshake::connect(
             endpoint,
+            dialer,
             address,
             request,
             expected_key,

@@ -55,7 +55,7 @@ pub use self::messages::*;
 pub use self::record_messages::*;
 use crate::connection::{batch_items, link_tag, ConnectionActor, ConnectionEnded, ConnectionSetup};
 use crate::events::Subscribers;
-use crate::handshake::{self, Link};
+use crate::handshake::{self, Confirmation, Dialer, Link, ZeroRtt};
 use crate::lifecycle::EngineState;
 use crate::metrics::{LinkTotals, Tally};
 use crate::options::GraphOptions;
@@ -112,6 +112,8 @@ pub struct GraphActor {
     accepting: Option<SpawnHandle>,
     client_v4: Option<quinn::Endpoint>,
     client_v6: Option<quinn::Endpoint>,
+    /// How links go out (with the graph's TLS tickets), made on the first open.
+    dialer: Option<Dialer>,
     /// The handles of the core's connections, for other threads (see `table`).
     table: Arc<ConnectionTable>,
     /// The futures of the outgoing attempts under way, to abandon them on close.
@@ -167,6 +169,7 @@ impl GraphActor {
             accepting: None,
             client_v4: None,
             client_v6: None,
+            dialer: None,
             table: setup.table,
             attempts: HashMap::new(),
             link_peak: 0,
@@ -190,7 +193,29 @@ impl GraphActor {
             congestion: self.options.congestion,
             // The graph's actors, and so every call into its endpoint, run on its arbiter.
             drivers: Drivers::Local,
+            zero_rtt: self.options.zero_rtt,
         }
+    }
+
+    /// How the graph's links go out: made on the first open and kept, with its tickets,
+    /// for the graph's life (renewed endpoints keep it).
+    ///
+    /// # Errors
+    /// `E_FAIL` if the client's TLS configuration cannot be made from the identity.
+    fn dialer(&mut self) -> Result<Dialer, PeerError> {
+        if let Some(dialer) = &self.dialer {
+            return Ok(dialer.clone());
+        }
+        let dialer = Dialer::new(
+            &self.identity,
+            &self.link_options(),
+            &self.options.membership,
+        )
+        .map_err(|error| {
+            PeerError::with_cause(peergraph_engine::ResultCode::E_FAIL, error.to_string())
+        })?;
+        self.dialer = Some(dialer.clone());
+        Ok(dialer)
     }
 
     fn listen_addresses(&self) -> Vec<SocketAddr> {
@@ -273,15 +298,18 @@ impl GraphActor {
         }
     }
 
-    /// An incoming handshake from `source` ended, with a CONNECT or without.
+    /// An incoming handshake from `source` ended, with a CONNECT or without. A CONNECT
+    /// that came before the handshake completed (0-RTT data) is answered now, and its link
+    /// admitted only once the handshake completes (`confirm_early`); until then it keeps its
+    /// handshake slot.
     fn on_accepted(
         &mut self,
         source: IpAddr,
         accepted: Option<(Link, Connect)>,
         ctx: &mut Context<Self>,
     ) {
-        self.core.incoming_ended(source);
-        let Some((link, connect)) = accepted else {
+        let Some((mut link, connect)) = accepted else {
+            self.core.incoming_ended(source);
             self.tally.handshakes_failed += 1;
             return;
         };
@@ -290,21 +318,40 @@ impl GraphActor {
             peer_key: link.peer_key,
             accepts_direct: self.subscribers.wants(EventType::DirectConnection),
         };
-        let connection = link.parts.connection.clone();
-        let secret = self.options.membership.secret.clone();
-        let verify = |connect: &Connect| {
-            secret.as_ref().is_some_and(|secret| {
-                verify_membership_proof(
-                    &connection,
-                    secret,
-                    ProofRole::Connect,
-                    connect.connection_id,
-                    &connect.proof,
-                )
-            })
-        };
         let tag = link_tag(&link.parts.connection);
-        match self.core.on_connect(incoming, tag, link.address, verify) {
+        let confirmation = link.confirmation.take();
+        let decision = match confirmation {
+            Some(_) => self.core.on_early_connect(incoming, tag, link.address),
+            None => {
+                let connection = link.parts.connection.clone();
+                let secret = self.options.membership.secret.clone();
+                let verify = |connect: &Connect| {
+                    secret.as_ref().is_some_and(|secret| {
+                        verify_membership_proof(
+                            &connection,
+                            secret,
+                            ProofRole::Connect,
+                            connect.connection_id,
+                            &connect.proof,
+                        )
+                    })
+                };
+                self.core.on_connect(incoming, tag, link.address, verify)
+            }
+        };
+        let (decision, confirmation) = match (decision, confirmation) {
+            (IncomingDecision::Welcome { info, welcome }, Some(confirmation)) => {
+                // WELCOME goes now, as 0.5-RTT data: only the session's holder reads it.
+                let frame = WireMessage::Welcome(welcome).to_bytes();
+                let rest = write_now(&mut link.parts.send, frame);
+                self.confirm_early(source, link, info, rest, confirmation, ctx);
+                return;
+            }
+            pair => pair,
+        };
+        drop(confirmation);
+        self.core.incoming_ended(source);
+        match decision {
             IncomingDecision::Welcome { info, mut welcome } => {
                 if let Some(secret) = &self.options.membership.secret {
                     welcome.proof = membership_proof(
@@ -333,6 +380,43 @@ impl GraphActor {
         }
     }
 
+    /// Waits (bounded by the TLS timeout) for the handshake of a link welcomed on a CONNECT
+    /// sent as 0-RTT data, then runs it (CONNECTED) or drops it unadmitted. `welcome_rest`
+    /// is what of WELCOME did not fit into the stream at once.
+    fn confirm_early(
+        &mut self,
+        source: IpAddr,
+        link: Link,
+        info: ConnectionInfo,
+        welcome_rest: bytes::Bytes,
+        confirmation: Confirmation,
+        ctx: &mut Context<Self>,
+    ) {
+        let connection = link.parts.connection.clone();
+        let Confirmation { completed, by } = confirmation;
+        let completed = async move {
+            tokio::time::timeout_at(by, completed).await.is_ok()
+                && connection.close_reason().is_none()
+        };
+        ctx.spawn(completed.into_actor(self).map(move |completed, act, ctx| {
+            act.core.incoming_ended(source);
+            let tag = link_tag(&link.parts.connection);
+            if !completed {
+                act.core.early_failed(info.connection_id, tag);
+                act.tally.early_unconfirmed += 1;
+                link.parts
+                    .connection
+                    .close(close_code::HANDSHAKE_TIMEOUT.into(), b"handshake timeout");
+            } else if let Some(info) = act.core.early_confirmed(info.connection_id, tag) {
+                act.tally.opened_early += 1;
+                act.run_link(link, info, Some(welcome_rest), ctx);
+            } else {
+                leave(&link.parts.connection);
+            }
+            act.renew_when_idle(ctx);
+        }));
+    }
+
     /// Runs an outgoing attempt's `handshake` in the actor's context under the id the
     /// core gave it; the core decides what its outcome becomes.
     fn start_outgoing(
@@ -344,7 +428,14 @@ impl GraphActor {
         let spawned = ctx.spawn(handshake.into_actor(self).map(move |result, act, ctx| {
             act.attempts.remove(&connection_id);
             let outcome = match &result {
-                Ok(link) => Ok((link.peer_key, link_tag(&link.parts.connection))),
+                Ok(link) => {
+                    match link.zero_rtt {
+                        ZeroRtt::Accepted => act.tally.opened_early += 1,
+                        ZeroRtt::Rejected => act.tally.early_rejected += 1,
+                        ZeroRtt::NotTried => {}
+                    }
+                    Ok((link.peer_key, link_tag(&link.parts.connection)))
+                }
                 Err(error) => Err(error.clone()),
             };
             // The graph may have closed as the handshake ended: `release` cancelled this

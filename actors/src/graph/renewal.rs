@@ -212,12 +212,17 @@ impl StreamHandler<Accepted> for GraphActor {
             tls: self.options.tls_handshake_timeout,
             total: self.options.connect_timeout,
         };
-        ctx.spawn(handshake::accept(incoming, timeouts).into_actor(self).map(
-            move |accepted, act, ctx| {
-                act.on_accepted(source, accepted, ctx);
-                act.renew_when_idle(ctx);
-            },
-        ));
+        // A graph with a secret takes CONNECT only on a completed handshake: its proof is
+        // bound to it.
+        let early = self.options.zero_rtt && self.options.membership.secret.is_none();
+        ctx.spawn(
+            handshake::accept(incoming, timeouts, early)
+                .into_actor(self)
+                .map(move |accepted, act, ctx| {
+                    act.on_accepted(source, accepted, ctx);
+                    act.renew_when_idle(ctx);
+                }),
+        );
     }
 
     fn finished(&mut self, _ctx: &mut Self::Context) {}

@@ -56,6 +56,8 @@ async fn raw_link() -> (Link, quinn::Connection, [quinn::Endpoint; 2]) {
         },
         peer_key: PeerKey([7; 32]),
         address,
+        confirmation: None,
+        zero_rtt: crate::handshake::ZeroRtt::NotTried,
     };
     (link, peer, endpoints)
 }

@@ -83,6 +83,22 @@ pub async fn node(graph_id: &str, peer_id: &str) -> Node {
 }
 
 pub async fn node_with(graph_id: &str, peer_id: &str, options: GraphOptions) -> Node {
+    node_at(
+        graph_id,
+        peer_id,
+        options,
+        "127.0.0.1:0".parse().expect("address"),
+    )
+    .await
+}
+
+/// A node like [`node_with`]'s, listening at `address`.
+pub async fn node_at(
+    graph_id: &str,
+    peer_id: &str,
+    options: GraphOptions,
+    address: SocketAddr,
+) -> Node {
     let engine = engine();
     let properties = GraphProperties::new(
         GraphId::new(graph_id).expect("graph id"),
@@ -90,10 +106,7 @@ pub async fn node_with(graph_id: &str, peer_id: &str, options: GraphOptions) -> 
     );
     let graph = engine.create_graph(properties, options).expect("create");
     let events = graph.register_event(all_events()).await.expect("register");
-    let address = graph
-        .listen("127.0.0.1:0".parse().expect("address"))
-        .await
-        .expect("listen");
+    let address = graph.listen(address).await.expect("listen");
     Node {
         engine,
         graph,

@@ -99,6 +99,10 @@ pub(crate) struct Links {
     pub(crate) connections: HashMap<ConnectionId, LinkEntry>,
     /// Outgoing attempts under way, by the id they asked for.
     pub(crate) outgoing: HashMap<ConnectionId, Attempt>,
+    /// Incoming links welcomed on a CONNECT sent as 0-RTT data, by id, until their
+    /// handshake completes. Counted with their node in `per_node`; bounded by the pending
+    /// handshakes (each still holds its handshake slot).
+    pub(crate) welcomed: HashMap<ConnectionId, LinkEntry>,
     /// Incoming handshakes under way.
     pub(crate) incoming: usize,
     /// Incoming handshakes under way per source, only sources with one or more: so it
@@ -111,9 +115,28 @@ pub(crate) struct Links {
 }
 
 impl Links {
-    /// Whether `id` is taken by a connection or an outgoing attempt.
+    /// Whether `id` is taken by a connection, an outgoing attempt or a welcomed link.
     pub(crate) fn is_taken(&self, id: &ConnectionId) -> bool {
-        self.connections.contains_key(id) || self.outgoing.contains_key(id)
+        self.connections.contains_key(id)
+            || self.outgoing.contains_key(id)
+            || self.welcomed.contains_key(id)
+    }
+
+    /// Holds the place of a link welcomed before its handshake completed.
+    pub(crate) fn welcome(&mut self, entry: LinkEntry) {
+        *self.per_node.entry(entry.info.node_id).or_default() += 1;
+        self.welcomed.insert(entry.info.connection_id, entry);
+    }
+
+    /// Takes welcomed link `id` out, if it is the one tagged `tag` (its count with its node
+    /// stays: the caller ends it or hands it on).
+    pub(crate) fn take_welcomed(&mut self, id: &ConnectionId, tag: u64) -> Option<LinkEntry> {
+        if self.welcomed.get(id)?.tag != tag {
+            return None;
+        }
+        let entry = self.welcomed.remove(id);
+        shrink_if_sparse(&mut self.welcomed);
+        entry
     }
 
     /// Live links with `node`.
@@ -176,11 +199,14 @@ impl Links {
 
     /// No connection and no handshake.
     pub(crate) fn is_idle(&self) -> bool {
-        self.connections.is_empty() && self.outgoing.is_empty() && self.incoming == 0
+        self.connections.is_empty()
+            && self.outgoing.is_empty()
+            && self.welcomed.is_empty()
+            && self.incoming == 0
     }
 
     /// Connections and handshakes (for the endpoint's peak).
     pub(crate) fn count(&self) -> usize {
-        self.connections.len() + self.outgoing.len() + self.incoming
+        self.connections.len() + self.outgoing.len() + self.welcomed.len() + self.incoming
     }
 }

@@ -425,6 +425,75 @@ impl GraphCore {
         address: SocketAddr,
         verify_proof: impl FnOnce(&Connect) -> bool,
     ) -> IncomingDecision {
+        let decision = self.judge_connect(&incoming, address, verify_proof);
+        if let IncomingDecision::Welcome { info, .. } = &decision {
+            self.adopt(info.clone(), tag);
+        }
+        decision
+    }
+
+    /// Decides a CONNECT that came as 0-RTT data, on a resumed link whose TLS handshake has
+    /// not completed yet: judged as [`on_connect`](Self::on_connect) judges (on the key the
+    /// resumed session carries, against the allow-list as it is now), but a welcomed
+    /// connection only holds its place (its id, and a slot under the graph's and the
+    /// node's limits) until [`early_confirmed`](Self::early_confirmed) enters it and raises
+    /// CONNECTED, or [`early_failed`](Self::early_failed) drops it. 0-RTT data can be
+    /// replayed; a replay never completes the handshake, so it admits nothing.
+    ///
+    /// A graph that requires a membership proof refuses it (NOT_AUTHORIZED): the proof is
+    /// bound to the completed handshake, so such a graph takes CONNECT only after it.
+    pub fn on_early_connect(
+        &mut self,
+        incoming: IncomingConnect<'_>,
+        tag: u64,
+        address: SocketAddr,
+    ) -> IncomingDecision {
+        let decision = self.judge_connect(&incoming, address, |_| false);
+        if let IncomingDecision::Welcome { info, .. } = &decision {
+            self.links.welcome(LinkEntry {
+                info: info.clone(),
+                tag,
+            });
+        }
+        decision
+    }
+
+    /// The handshake of a link welcomed by [`on_early_connect`](Self::on_early_connect)
+    /// completed: the connection enters the table, CONNECTED is raised, and its entry is
+    /// returned for the driver to run the link. `None` when the graph closed meanwhile (the
+    /// driver closes the link with LEAVING) or no such link waits.
+    pub fn early_confirmed(&mut self, id: ConnectionId, tag: u64) -> Option<ConnectionInfo> {
+        let entry = self.links.take_welcomed(&id, tag)?;
+        // Counted with its node when welcomed; `adopt` counts it again.
+        self.links.node_link_ended(&entry.info.node_id);
+        if self.closed {
+            return None;
+        }
+        self.adopt(entry.info.clone(), tag);
+        Some(entry.info)
+    }
+
+    /// The handshake of a link welcomed by [`on_early_connect`](Self::on_early_connect)
+    /// failed or ran out of time: its place is freed, and nothing is raised (no CONNECTED
+    /// was).
+    pub fn early_failed(&mut self, id: ConnectionId, tag: u64) {
+        if let Some(entry) = self.links.take_welcomed(&id, tag) {
+            self.links.node_link_ended(&entry.info.node_id);
+        }
+    }
+
+    /// Links welcomed on a CONNECT sent as 0-RTT data whose handshake has not completed.
+    pub fn early_links(&self) -> usize {
+        self.links.welcomed.len()
+    }
+
+    /// The judgement of a CONNECT, and the entry and WELCOME of an accepted one.
+    fn judge_connect(
+        &self,
+        incoming: &IncomingConnect<'_>,
+        address: SocketAddr,
+        verify_proof: impl FnOnce(&Connect) -> bool,
+    ) -> IncomingDecision {
         if self.closed {
             return IncomingDecision::Leave;
         }
@@ -434,13 +503,15 @@ impl GraphCore {
             graph_id: &self.config.graph_id,
             peer_id: &self.config.peer_id,
             admission: &self.config.admission,
-            graph_full: self.links.connections.len() + self.links.outgoing.len()
+            graph_full: self.links.connections.len()
+                + self.links.outgoing.len()
+                + self.links.welcomed.len()
                 >= self.config.limits.max_connections,
             node_full: self.links.with_node(&node_id)
                 >= self.config.limits.max_connections_per_node,
             id_taken: self.links.is_taken(&connect.connection_id),
         };
-        if let Err(reason) = judge.decide(&incoming, verify_proof) {
+        if let Err(reason) = judge.decide(incoming, verify_proof) {
             return IncomingDecision::Refuse(reason);
         }
         let info = ConnectionInfo {
@@ -457,7 +528,6 @@ impl GraphCore {
             peer_id: self.config.peer_id.clone(),
             proof: bytes::Bytes::new(),
         };
-        self.adopt(info.clone(), tag);
         IncomingDecision::Welcome { info, welcome }
     }
 

@@ -1,6 +1,7 @@
 //! Every rule of the graph core, without QUIC: admission (each REFUSE reason and the code
 //! each gives the connecting node), the limits, the table's invariants, incoming
-//! handshakes, and the receive budget. The close of a link is in `link_tests`.
+//! handshakes, links welcomed on a CONNECT sent as 0-RTT data, and the receive budget. The
+//! close of a link is in `link_tests`.
 
 use std::net::SocketAddr;
 
@@ -1004,4 +1005,140 @@ fn windows_are_set_again_only_when_the_share_changes() {
         "links left: room again"
     );
     assert_eq!(share.links_changed(301), None);
+}
+
+/// Offers `connect` from the node with `peer_key` as 0-RTT data (the handshake not yet
+/// complete), tagged with its id.
+fn offer_early(core: &mut GraphCore, connect: &Connect, peer_key: PeerKey) -> IncomingDecision {
+    let incoming = IncomingConnect {
+        connect,
+        peer_key,
+        accepts_direct: true,
+    };
+    core.on_early_connect(incoming, connect.connection_id.get(), address(4000))
+}
+
+#[test]
+fn an_early_connect_is_welcomed_but_enters_the_table_only_once_confirmed() {
+    let mut core = core();
+    let request = connect(7);
+    let IncomingDecision::Welcome { info, welcome } = offer_early(&mut core, &request, key(1))
+    else {
+        panic!("refused");
+    };
+    assert_eq!(welcome.connection_id, request.connection_id);
+    // Welcomed, not admitted: no event, not listed, but the id and the slot are held.
+    assert!(events(&mut core).is_empty());
+    assert!(core
+        .enum_connections(ConnectionFlags::DIRECT)
+        .expect("enum")
+        .is_empty());
+    assert_eq!(core.early_links(), 1);
+    assert_eq!(
+        refused(offer(&mut core, &request, key(2), true)),
+        RefuseReason::DuplicateConnection
+    );
+    // A confirmation for another link (another tag) changes nothing.
+    assert_eq!(core.early_confirmed(request.connection_id, 99), None);
+    assert_eq!(core.early_links(), 1);
+
+    let confirmed = core.early_confirmed(request.connection_id, request.connection_id.get());
+    assert_eq!(confirmed.as_ref(), Some(&info));
+    assert_eq!(
+        statuses(&events(&mut core)),
+        vec![ConnectionStatus::Connected]
+    );
+    assert_eq!(core.early_links(), 0);
+    assert_eq!(
+        core.enum_connections(ConnectionFlags::DIRECT)
+            .expect("enum"),
+        vec![info.clone()]
+    );
+    // Counted once with its node: when it ends, the node has no link left.
+    core.link_ended(&info, request.connection_id.get());
+    assert_eq!(core.links.with_node(&info.node_id), 0);
+}
+
+#[test]
+fn an_early_connect_whose_handshake_fails_leaves_nothing() {
+    let mut core = core_with(
+        Admission::default(),
+        Limits {
+            max_connections_per_node: 1,
+            ..limits()
+        },
+    );
+    let request = connect(7);
+    assert!(matches!(
+        offer_early(&mut core, &request, key(1)),
+        IncomingDecision::Welcome { .. }
+    ));
+    // It holds its node's only slot while it waits.
+    assert_eq!(
+        refused(offer(&mut core, &connect(8), key(1), true)),
+        RefuseReason::LimitReached
+    );
+    core.early_failed(request.connection_id, request.connection_id.get());
+    assert!(events(&mut core).is_empty(), "nothing was raised");
+    assert_eq!(core.early_links(), 0);
+    assert_eq!(core.links.with_node(&key(1).node_id()), 0);
+    assert!(core.links.is_idle());
+    // The id and the slot are free again.
+    assert!(matches!(
+        offer(&mut core, &request, key(1), true),
+        IncomingDecision::Welcome { .. }
+    ));
+}
+
+#[test]
+fn an_early_connect_is_judged_like_any_other_and_never_without_the_handshake_in_a_secret_graph() {
+    let allowed = AllowList::new([(key(1), peer("alice"))].into_iter().collect());
+    let mut core = core_with(
+        Admission {
+            allowed: Some(allowed),
+            proof_required: false,
+        },
+        limits(),
+    );
+    // A key no longer (or never) on the allow-list is refused on the early path too.
+    assert_eq!(
+        refused(offer_early(&mut core, &connect(7), key(2))),
+        RefuseReason::NotAuthorized
+    );
+    let mut wrong_graph = connect(8);
+    wrong_graph.graph_id = GraphId::new("other").expect("graph id");
+    assert_eq!(
+        refused(offer_early(&mut core, &wrong_graph, key(1))),
+        RefuseReason::WrongGraph
+    );
+    // A graph that requires a proof takes no CONNECT before the handshake completes.
+    let mut secret = core_with(
+        Admission {
+            allowed: None,
+            proof_required: true,
+        },
+        limits(),
+    );
+    assert_eq!(
+        refused(offer_early(&mut secret, &connect(7), key(1))),
+        RefuseReason::NotAuthorized
+    );
+    assert_eq!(secret.early_links(), 0);
+}
+
+#[test]
+fn an_early_link_confirmed_after_the_graph_closed_is_left() {
+    let mut core = core();
+    let request = connect(7);
+    assert!(matches!(
+        offer_early(&mut core, &request, key(1)),
+        IncomingDecision::Welcome { .. }
+    ));
+    core.release();
+    assert_eq!(
+        core.early_confirmed(request.connection_id, request.connection_id.get()),
+        None
+    );
+    assert!(events(&mut core).is_empty());
+    assert_eq!(core.links.with_node(&key(1).node_id()), 0);
 }
