@@ -1,5 +1,8 @@
 //! The raw quinn side: two endpoints made with [`bind_endpoint`] (the same mutual TLS,
-//! certificates and transport settings as peergraph's), each on its own current-thread
+//! certificates and transport settings as peergraph's, but no session tickets: a server
+//! that issues none does the least work per handshake, so a connect-and-close cycle is
+//! at its fastest; a raw client that closes at once could not use a ticket anyway), each
+//! on its own current-thread
 //! runtime thread ([`RuntimeThread`]). Each node's application code runs on its node's
 //! thread, next to its endpoint, as a plain quinn application would and as the engine
 //! side's application runs next to its graph.
@@ -83,8 +86,8 @@ struct End {
 }
 
 /// The engine's protocol steps on a raw quinn link (docs/PROTOCOL.md §3.1 and §3.4, with
-/// the benchmark's frame sizes), shared by `open_close_cycles_same_steps` and the
-/// `zero_rtt` experiment.
+/// the benchmark's frame sizes), for the `zero_rtt` cycles (which `compare`'s
+/// `open_close_cycles_same_steps` line runs too).
 pub(crate) mod steps {
     use quinn::{Connection, RecvStream, SendStream};
 
@@ -154,10 +157,14 @@ async fn endpoint_on(thread: &RuntimeThread) -> anyhow::Result<Endpoint> {
     let identity = NodeIdentity::generate()?;
     let endpoint = thread
         .run(async move {
+            let options = LinkOptions {
+                zero_rtt: false,
+                ..LinkOptions::default()
+            };
             bind_endpoint(
                 SocketAddr::from(([127, 0, 0, 1], 0)),
                 &identity,
-                &LinkOptions::default(),
+                &options,
                 true,
             )
         })
@@ -407,45 +414,6 @@ impl RawPair {
                             None => bail!("server ended"),
                         }
                     }
-                }
-                anyhow::Ok(start.elapsed())
-            })
-            .await;
-        server.abort();
-        outcome?
-    }
-
-    /// `cycles` times, the engine's protocol steps on raw quinn (docs/PROTOCOL.md §3.1 and
-    /// §3.4, with the benchmark's frame sizes): connect; a CONNECT-sized request and a
-    /// WELCOME-sized answer on the link's stream; alice's DISCONNECT-sized frame; bob's
-    /// answer and end of stream once he has read it; alice's end of stream once she has
-    /// read his. The cycle ends when alice has read bob's end of stream, the moment the
-    /// engine answers S_OK. As in the engine, each side then closes the connection once the
-    /// peer has acknowledged its end of stream (alice in a task of her own, off the
-    /// cycle's time).
-    pub(crate) async fn open_close_cycles_same_steps(
-        &self,
-        cycles: usize,
-    ) -> anyhow::Result<Duration> {
-        let endpoint = self.bob_endpoint.clone();
-        let server = self.bob.spawn(async move {
-            while let Some(incoming) = endpoint.accept().await {
-                tokio::spawn(async move {
-                    if let Ok(connection) = incoming.await {
-                        let _ = steps::serve(connection).await;
-                    }
-                });
-            }
-        });
-        let (endpoint, address) = (self.alice_endpoint.clone(), self.bob_address);
-        let outcome = self
-            .alice
-            .run(async move {
-                let start = Instant::now();
-                for _ in 0..cycles {
-                    let connection = endpoint.connect(address, SERVER_NAME)?.await?;
-                    let (send, recv) = steps::open(&connection).await?;
-                    steps::close(connection, send, recv).await?;
                 }
                 anyhow::Ok(start.elapsed())
             })

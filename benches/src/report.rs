@@ -36,9 +36,10 @@ pub enum Baseline {
     RawConfirmedClose,
     /// `Connection::close` until the peer sees it: no guarantee that data was read.
     RawOneWayClose,
-    /// The engine's protocol steps written on quinn: a CONNECT-sized request and a
-    /// WELCOME-sized answer on the link's stream after the handshake, then a confirmed
-    /// close. What the engine's open and close would cost with nothing of its own.
+    /// The engine's protocol steps written on quinn, as the engine takes them on a second
+    /// link to a node: a resumed handshake with a CONNECT-sized request as 0-RTT data and a
+    /// WELCOME-sized answer as 0.5-RTT data, then a confirmed close. What the engine's
+    /// open and close would cost with nothing of its own.
     RawSameSteps,
 }
 

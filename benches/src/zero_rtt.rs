@@ -1,6 +1,7 @@
-//! What TLS session resumption and 0-RTT would do to open+close cycles (issue 18, item 3),
-//! measured on raw quinn before anything of the kind goes into the engine, which keeps
-//! resumption off (`peergraph_transport::tls` says why).
+//! What TLS session resumption and 0-RTT do to open+close cycles on raw quinn (issue 18,
+//! item 3): measured before the engine took them (`GraphOptions::zero_rtt`), and kept as
+//! the raw side of `compare`'s `open_close_cycles_same_steps`, the engine's own steps
+//! with 0-RTT, as the engine takes them on a second link to a node.
 //!
 //! Four cycles of raw quinn, all with peergraph's certificates, verifiers and transport
 //! settings, alternated run by run in one process:
@@ -10,13 +11,13 @@
 //!   the baseline if the TLS settings both sides share allowed resumption. Its client
 //!   closes before the server's tickets arrive, so it resumes nothing (see [`measure`]).
 //! - `same_steps`: the engine's protocol steps (CONNECT, WELCOME, the confirmed close) on
-//!   full handshakes: `compare`'s `open_close_cycles_same_steps`, which the engine matches.
+//!   full handshakes: the engine's first link to a node, or every link with `zero_rtt` off.
 //! - `same_steps_0rtt`: the same steps with resumption and 0-RTT: CONNECT rides the
 //!   client's first flight as 0-RTT data and WELCOME goes back as 0.5-RTT data, so
 //!   CONNECTED comes with the handshake's first round trip; the close is as before. The
-//!   best an engine with 0-RTT could do.
+//!   engine's later links to a node take these steps; `compare` measures it against them.
 //!
-//! Nothing here is used by the engine; the numbers are in `benches/RESULTS.md`.
+//! The numbers are in `benches/RESULTS.md`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,4 +1,4 @@
-//! `zero_rtt`: what TLS session resumption and 0-RTT would do to open+close cycles, on raw
+//! `zero_rtt`: what TLS session resumption and 0-RTT do to open+close cycles, on raw
 //! quinn with peergraph's TLS and transport settings (see the library's `zero_rtt`
 //! module for the four cycles).
 //!
