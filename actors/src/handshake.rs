@@ -4,6 +4,7 @@
 //! bounded by the connect timeout, and decides with its own state what to answer.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +61,8 @@ pub(crate) struct Dialer {
     /// Tickets are kept and the graph has no secret (its proof needs the completed
     /// handshake).
     early_connect: bool,
+    /// Attempts whose 0-RTT data the other node refused.
+    early_rejected: Arc<AtomicU64>,
 }
 
 impl Dialer {
@@ -74,6 +77,7 @@ impl Dialer {
                 config: client_config(identity, options)?,
                 tickets: None,
                 early_connect: false,
+                early_rejected: Arc::default(),
             });
         }
         let tickets = TicketStore::new();
@@ -81,7 +85,13 @@ impl Dialer {
             config: resuming_client_config(identity, options, tickets.clone())?,
             tickets: Some(tickets),
             early_connect: membership.secret.is_none(),
+            early_rejected: Arc::default(),
         })
+    }
+
+    /// How many attempts had their 0-RTT data refused so far.
+    pub(crate) fn early_rejected(&self) -> u64 {
+        self.early_rejected.load(Ordering::Relaxed)
     }
 
     /// The name a link to `address` (pinned to `pinned`, if any) connects with: its ticket
@@ -98,6 +108,36 @@ impl Dialer {
         if let Some(tickets) = &self.tickets {
             tickets.forget(name);
         }
+    }
+
+    /// Notes that the node reached under `name` proved `key` and passed the checks.
+    fn remember(&self, name: &str, key: PeerKey) {
+        if let Some(tickets) = &self.tickets {
+            tickets.remember(name, key);
+        }
+    }
+
+    /// Whether CONNECT for `request` may go as 0-RTT data under `name`: the graph sends
+    /// CONNECT early, and the key the node under `name` last proved passes the checks a
+    /// full handshake runs before CONNECT (pinned key, allow-list for the target peer id).
+    fn may_connect_early(
+        &self,
+        name: &str,
+        request: &Connect,
+        expected_key: Option<&PeerKey>,
+        membership: &Membership,
+    ) -> bool {
+        let known = self
+            .tickets
+            .as_ref()
+            .and_then(|tickets| tickets.key_of(name));
+        self.early_connect
+            && known.is_some_and(|key| {
+                membership
+                    .admission()
+                    .check_reached(&key, &request.target_peer_id, expected_key)
+                    .is_ok()
+            })
     }
 }
 
@@ -141,8 +181,9 @@ fn handshake_failure(error: &quinn::ConnectionError, timeout: Duration) -> PeerE
 /// `timeout`: TLS (the key the node presents must be `expected_key`, when given), then
 /// CONNECT, then WELCOME (checked against what was asked) or REFUSE.
 ///
-/// With a ticket for the address (and pinned key), CONNECT rides the first flight as 0-RTT
-/// data and WELCOME comes back with the handshake: one round trip in all. The link is
+/// With a ticket for the address (and pinned key), whose node's last proved key passes the
+/// checks below, CONNECT rides the first flight as 0-RTT data and WELCOME comes back with
+/// the handshake: one round trip in all. The link is
 /// returned only once the handshake has completed and the reached node's key passed the
 /// same checks as on a full handshake; if the node refused the 0-RTT data, CONNECT goes
 /// again on the completed handshake. A node that fails the key checks loses its tickets
@@ -176,7 +217,8 @@ pub(crate) async fn connect(
             .map_err(|_elapsed| no_answer())?
             .map_err(|error| handshake_failure(&error, timeout))
     };
-    let (connection, early) = match dialer.early_connect {
+    let early = dialer.may_connect_early(&name, &request, expected_key.as_ref(), &membership);
+    let (connection, early) = match early {
         true => match connecting.into_0rtt() {
             Ok((connection, completed)) => (connection, Some(completed)),
             Err(connecting) => (complete(connecting).await?, None),
@@ -209,6 +251,7 @@ pub(crate) async fn connect(
             // The node no longer had the session: the handshake went on as a full one, and
             // the stream and CONNECT sent early were dropped. CONNECT goes again below.
             zero_rtt = ZeroRtt::Rejected;
+            dialer.early_rejected.fetch_add(1, Ordering::Relaxed);
         }
     }
     let Some(peer_key) = peer_public_key(&connection).map(|key| peer_key_of(&key)) else {
@@ -230,6 +273,7 @@ pub(crate) async fn connect(
         dialer.forget(&name);
         return Err(error);
     }
+    dialer.remember(&name, peer_key);
     let result = tokio::time::timeout_at(deadline, async {
         let (send, reader, first) = match answered {
             Some(answered) => answered,
@@ -393,13 +437,22 @@ pub(crate) async fn accept(
             }
         };
         match finished {
-            Err(first) => first.map(|first| {
-                let confirmation = Confirmation {
-                    completed: pending,
-                    by: tls_deadline,
-                };
-                (first, Some(confirmation))
-            }),
+            Err(first) => {
+                let first = first?;
+                // CONNECT is here; the handshake may have completed with it (a CONNECT sent
+                // right behind the client's Finished, not as 0-RTT data).
+                match futures_util::FutureExt::now_or_never(&mut pending) {
+                    None => Some((
+                        first,
+                        Some(Confirmation {
+                            completed: pending,
+                            by: tls_deadline,
+                        }),
+                    )),
+                    Some(_) if connection.close_reason().is_none() => Some((first, None)),
+                    Some(_) => None,
+                }
+            }
             Ok(true) if connection.close_reason().is_none() => {
                 read.await.map(|first| (first, None))
             }

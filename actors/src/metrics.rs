@@ -222,8 +222,9 @@ pub struct GraphMetrics {
     /// Of the links opened (either way), those whose CONNECT came as 0-RTT data on a
     /// resumed handshake (see [`GraphOptions::zero_rtt`](crate::GraphOptions::zero_rtt)).
     pub opened_early: u64,
-    /// This node's outgoing links whose 0-RTT CONNECT the other node refused (it no longer
-    /// had the session): CONNECT went again once the handshake completed.
+    /// This node's outgoing attempts whose 0-RTT CONNECT the other node refused (it no
+    /// longer had the session, or is another node): CONNECT went again once the handshake
+    /// completed and the checks passed. Counted whatever the attempt's outcome.
     pub early_rejected: u64,
     /// Incoming links welcomed on a CONNECT that came as 0-RTT data whose handshake then
     /// did not complete within the TLS timeout: never admitted, no CONNECTED raised. A
@@ -265,7 +266,6 @@ pub(crate) struct Tally {
     pub(crate) handshakes_retried: u64,
     pub(crate) handshakes_failed: u64,
     pub(crate) opened_early: u64,
-    pub(crate) early_rejected: u64,
     pub(crate) early_unconfirmed: u64,
     /// UDP bytes of the links that have ended, as quinn counted them at their end.
     ended_sent: u64,
@@ -297,6 +297,8 @@ pub(crate) struct Current {
     pub(crate) live_sent: u64,
     pub(crate) live_received: u64,
     pub(crate) events_lost: u64,
+    /// Outgoing attempts whose 0-RTT data was refused (the graph's dialer counts them).
+    pub(crate) early_rejected: u64,
 }
 
 impl Tally {
@@ -343,7 +345,7 @@ impl Tally {
             handshakes_retried: self.handshakes_retried,
             handshakes_failed: self.handshakes_failed,
             opened_early: self.opened_early,
-            early_rejected: self.early_rejected,
+            early_rejected: now.early_rejected,
             early_unconfirmed: self.early_unconfirmed,
         }
     }
@@ -361,6 +363,7 @@ mod tests {
             live_sent,
             live_received: 0,
             events_lost: 0,
+            early_rejected: 0,
         }
     }
 

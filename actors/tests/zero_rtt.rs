@@ -2,8 +2,9 @@
 //! second link to a node sends CONNECT in its first flight and is admitted once its
 //! handshake completes; a node that lost its sessions refuses the 0-RTT data and the link
 //! still opens; a replayed first flight admits nothing, whether its ticket was used or
-//! not; a pinned key that does not match is still checked before any CONNECT is sent; a
-//! graph with a secret sends no CONNECT early.
+//! not; a pinned key that does not match is still checked before any CONNECT is sent, and
+//! so is the allow-list; a node that fails the checks loses its tickets; a graph with a
+//! secret sends no CONNECT early.
 
 #[macro_use]
 mod common;
@@ -86,7 +87,10 @@ async fn a_second_link_sends_connect_as_0rtt_and_is_admitted_once_the_handshake_
     let identity = NodeIdentity::generate().expect("identity");
     let bob_key = identity.peer_key();
     let mut bob = node_with("zero-rtt", "bob", options().with_identity(identity)).await;
-    let mut alice = node_with("zero-rtt", "alice", options()).await;
+    let alice_identity = NodeIdentity::generate().expect("identity");
+    let alice_key = alice_identity.peer_key();
+    let alice_options = options().with_identity(alice_identity);
+    let mut alice = node_with("zero-rtt", "alice", alice_options).await;
     let address = bob.address;
 
     link_and_close(&mut alice, &mut bob, address).await;
@@ -114,6 +118,19 @@ async fn a_second_link_sends_connect_as_0rtt_and_is_admitted_once_the_handshake_
         .find(|info| info.connection_id == id)
         .expect("the link");
     assert_eq!(info.peer_key, bob_key, "the resumed link's key");
+    let bob_side = bob
+        .graph
+        .enum_connections(ConnectionFlags::DIRECT)
+        .await
+        .expect("enum");
+    assert_eq!(
+        bob_side
+            .iter()
+            .find(|info| info.connection_id == id)
+            .map(|info| info.peer_key),
+        Some(alice_key),
+        "bob's view of the resumed link's key"
+    );
     assert_eq!(metrics(&alice).await.opened_early, 2);
 }
 
@@ -459,4 +476,96 @@ async fn with_zero_rtt_off_every_link_is_a_full_handshake() {
     }
     assert_eq!(metrics(&alice).await.opened_early, 0);
     assert_eq!(metrics(&bob).await.opened_early, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_fails_the_allow_list_gets_no_connect_and_its_tickets_are_forgotten() {
+    // Alice admits only bob's first key.
+    let first = NodeIdentity::generate().expect("identity");
+    let alice_options = options().with_allowed_peer(first.peer_key(), "bob".parse().expect("id"));
+    let mut alice = node_with("zero-rtt", "alice", alice_options).await;
+    let mut bob = node_with("zero-rtt", "bob", options().with_identity(first)).await;
+    let address = bob.address;
+    link_and_close(&mut alice, &mut bob, address).await;
+    within!(bob.graph.close()).expect("close bob");
+    drop(bob);
+
+    // Another node takes the address. Alice's tickets name the first key, which passes
+    // her checks, so CONNECT goes as 0-RTT data: only the first key's node could read it,
+    // and this one refuses it. The full handshake then shows a key alice does not admit.
+    let mut other = common::node_at("zero-rtt", "bob", options(), address).await;
+    for attempt in 0..2 {
+        let id = within!(alice.graph.open_direct_connection("bob", address)).expect("open");
+        let failed =
+            wait_connection(&mut alice.events, id, ConnectionStatus::ConnectionFailed).await;
+        let GraphEvent::DirectConnection(change) = failed else {
+            unreachable!()
+        };
+        assert_eq!(
+            change.failure_reason.map(|error| error.code()),
+            Some(ResultCode::PEER_E_NOT_AUTHORIZED),
+            "attempt {attempt}"
+        );
+        // The tickets went with the first failure: the second attempt offers none.
+        assert_eq!(metrics(&alice).await.early_rejected, 1, "attempt {attempt}");
+    }
+    let seen = metrics_until(
+        &other,
+        "the other node saw both handshakes end",
+        |metrics| metrics.handshakes_failed >= 2,
+    )
+    .await;
+    assert_eq!(seen.opened_incoming, 0, "{seen:?}");
+    assert_no_other_link(&mut other, &[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_goes_early_only_to_a_node_the_allow_list_admits_for_that_peer_id() {
+    // Alice's allow-list says this key is "bob"; its node calls itself "carol".
+    let identity = NodeIdentity::generate().expect("identity");
+    let alice_options =
+        options().with_allowed_peer(identity.peer_key(), "bob".parse().expect("id"));
+    let mut alice = node_with("zero-rtt", "alice", alice_options).await;
+    let mut carol = node_with("zero-rtt", "carol", options().with_identity(identity)).await;
+    let address = carol.address;
+
+    // As "bob" it passes alice's checks, and refuses: it is not bob. Alice now holds
+    // tickets for the address.
+    let id = within!(alice.graph.open_direct_connection("bob", address)).expect("open");
+    let failed = wait_connection(&mut alice.events, id, ConnectionStatus::ConnectionFailed).await;
+    let GraphEvent::DirectConnection(change) = failed else {
+        unreachable!()
+    };
+    assert_eq!(
+        change.failure_reason.map(|error| error.code()),
+        Some(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED)
+    );
+    let before = metrics_until(&carol, "carol refused", |metrics| {
+        metrics.refused.iter().map(|(_, count)| count).sum::<u64>() == 1
+    })
+    .await;
+
+    // As "carol" the key fails alice's allow-list: no CONNECT may go, early or not.
+    let id = within!(alice.graph.open_direct_connection("carol", address)).expect("open");
+    let failed = wait_connection(&mut alice.events, id, ConnectionStatus::ConnectionFailed).await;
+    let GraphEvent::DirectConnection(change) = failed else {
+        unreachable!()
+    };
+    assert_eq!(
+        change.failure_reason.map(|error| error.code()),
+        Some(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED)
+    );
+    let after = metrics_until(&carol, "carol saw the handshake end", |metrics| {
+        metrics.handshakes_failed > before.handshakes_failed
+    })
+    .await;
+    assert_eq!(after.opened_incoming, 0, "{after:?}");
+    assert_eq!(after.early_unconfirmed, 0, "{after:?}");
+    assert_eq!(
+        after.refused.iter().map(|(_, count)| count).sum::<u64>(),
+        1,
+        "a second CONNECT reached carol: {after:?}"
+    );
+    assert_eq!(metrics(&alice).await.opened_early, 0);
+    assert_no_other_link(&mut carol, &[]);
 }

@@ -30,7 +30,7 @@
 //!   ([`SERVER_SESSIONS`]) and takes a session out as a ticket is offered; no ticket
 //!   encryption key exists, so a ticket offered twice resumes once at most. A replayed first
 //!   flight therefore finds no session (or, replayed before the original arrives, makes the
-//!   original fall back to a full handshake).
+//!   original fall back to a full handshake, whose CONNECT then displaces the replay's).
 //! - **Nothing is admitted before the handshake completes.** 0-RTT data can be replayed, so
 //!   the accepting node answers a CONNECT that came as 0-RTT data (WELCOME goes as 0.5-RTT
 //!   data, readable only by the holder of the session), but the connection enters its
@@ -40,10 +40,14 @@
 //!   its own making from the address it connects to and the key it pinned, if any
 //!   ([`ticket_name`]), and sends no server name at all: a ticket is only ever offered to
 //!   the address (and pinned key) whose handshake issued it, so a peer never sees a ticket
-//!   another peer issued. The store is bounded ([`TICKET_NAMES`] names, rustls keeps a few
-//!   tickets under each), and the connecting side [forgets](TicketStore::forget) a name's
-//!   tickets when the node it reached there fails its checks (a pinned key, an
-//!   allow-list), so no CONNECT goes as 0-RTT data to such a node afterwards.
+//!   another peer issued (unless it took over that address: a single-use random id, which
+//!   links nothing). The store is bounded ([`TICKET_NAMES`] names of up to eight tickets).
+//! - **CONNECT goes early only where it would go anyway.** The store keeps the key each
+//!   name's node proved on its last checked link; CONNECT goes as 0-RTT data only when
+//!   that key passes the same checks (pinned key, allow-list for the target peer id) that a
+//!   full handshake would run before sending CONNECT, and the checks run again on the key
+//!   the handshake carries. A node that fails them loses its tickets and known key
+//!   ([`TicketStore::forget`]).
 //! - **Admission is judged as before**, on the key the session carries: an allow-list
 //!   changed since the ticket was issued applies to the resumed link. A graph with a
 //!   secret sends and accepts no CONNECT before the handshake completes, since its
@@ -52,8 +56,9 @@
 //! With `zero_rtt` off, a node's server keeps no sessions and issues no tickets, and every
 //! link is a full handshake.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use peergraph_engine::wire::ALPN;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -205,8 +210,8 @@ pub const SERVER_SESSIONS: usize = 2048;
 /// a client opening links one after another always has one.
 pub const TICKETS_PER_HANDSHAKE: usize = 2;
 
-/// The names a node's [`TicketStore`] keeps tickets under, at most (rustls keeps up to
-/// eight tickets under each): 256 peers' worth, about a megabyte at most.
+/// The names a node's [`TicketStore`] keeps tickets under, at most, up to eight tickets
+/// each: 256 peers' worth, about a megabyte at most. Past it, the name added first goes.
 pub const TICKET_NAMES: usize = 256;
 
 /// The rustls server configuration of a node: its certificate, mandatory client
@@ -307,26 +312,77 @@ fn hex_into(name: &mut String, bytes: &[u8]) {
     }
 }
 
-/// The TLS 1.3 tickets a node's client keeps, by [`ticket_name`]: rustls' in-memory cache,
-/// bounded to [`TICKET_NAMES`] names, which the connecting side can tell to forget a name.
-/// TLS 1.2 sessions are never kept (TLS 1.2 is not offered).
+/// The TLS 1.3 tickets a node's client keeps, by [`ticket_name`], with the key each name's
+/// node proved on its last checked link: rustls' in-memory cache, bounded to
+/// [`TICKET_NAMES`] names of up to eight tickets each, and a map as bounded. The
+/// connecting side sends CONNECT as 0-RTT data only under a name whose known key passes
+/// its checks ([`key_of`](Self::key_of)), and forgets a name whose node failed them. TLS 1.2
+/// sessions are never kept (TLS 1.2 is not offered).
 #[derive(Debug)]
 pub struct TicketStore {
     cache: ClientSessionMemoryCache,
+    keys: Mutex<KnownKeys>,
+}
+
+/// Names and the key each one's node proved, oldest first out past [`TICKET_NAMES`].
+#[derive(Debug, Default)]
+struct KnownKeys {
+    keys: HashMap<String, PeerKey>,
+    order: VecDeque<String>,
 }
 
 impl TicketStore {
     /// An empty store of at most [`TICKET_NAMES`] names.
     pub fn new() -> Arc<TicketStore> {
         Arc::new(TicketStore {
-            cache: ClientSessionMemoryCache::new(TICKET_NAMES),
+            // rustls sizes its cache in tickets, eight per name.
+            cache: ClientSessionMemoryCache::new(TICKET_NAMES * 8),
+            keys: Mutex::default(),
         })
     }
 
-    /// Drops every ticket kept under `name`: the node reached there failed a check, so no
-    /// CONNECT may go to it as 0-RTT data. Call it after closing the link, so no ticket of
-    /// that link arrives afterwards. An invalid name holds nothing.
+    /// Notes that the node reached under `name` proved `key` and passed the connecting
+    /// side's checks.
+    pub fn remember(&self, name: &str, key: PeerKey) {
+        let mut known = self
+            .keys
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(known_key) = known.keys.get_mut(name) {
+            *known_key = key;
+            return;
+        }
+        if known.keys.len() >= TICKET_NAMES {
+            if let Some(oldest) = known.order.pop_front() {
+                known.keys.remove(&oldest);
+            }
+        }
+        known.keys.insert(name.to_owned(), key);
+        known.order.push_back(name.to_owned());
+    }
+
+    /// The key the node under `name` proved on its last checked link, if any is known.
+    pub fn key_of(&self, name: &str) -> Option<PeerKey> {
+        let known = self
+            .keys
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        known.keys.get(name).copied()
+    }
+
+    /// Drops every ticket kept under `name`, and its known key: the node reached there
+    /// failed a check, so no CONNECT may go to it as 0-RTT data. Call it after closing the
+    /// link, so no ticket of that link arrives afterwards. An invalid name holds nothing.
     pub fn forget(&self, name: &str) {
+        {
+            let mut known = self
+                .keys
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            if known.keys.remove(name).is_some() {
+                known.order.retain(|each| each != name);
+            }
+        }
         let Ok(name) = ServerName::try_from(name.to_owned()) else {
             return;
         };

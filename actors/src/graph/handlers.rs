@@ -234,6 +234,10 @@ impl Handler<GetMetrics> for GraphActor {
             live_sent,
             live_received,
             events_lost: self.subscribers.lost(),
+            early_rejected: self
+                .dialer
+                .as_ref()
+                .map_or(0, |dialer| dialer.early_rejected()),
         }))
     }
 }

@@ -403,7 +403,9 @@ impl GraphActor {
             let tag = link_tag(&link.parts.connection);
             if !completed {
                 act.core.early_failed(info.connection_id, tag);
-                act.tally.early_unconfirmed += 1;
+                if !act.core.is_closed() {
+                    act.tally.early_unconfirmed += 1;
+                }
                 link.parts
                     .connection
                     .close(close_code::HANDSHAKE_TIMEOUT.into(), b"handshake timeout");
@@ -428,21 +430,19 @@ impl GraphActor {
         let spawned = ctx.spawn(handshake.into_actor(self).map(move |result, act, ctx| {
             act.attempts.remove(&connection_id);
             let outcome = match &result {
-                Ok(link) => {
-                    match link.zero_rtt {
-                        ZeroRtt::Accepted => act.tally.opened_early += 1,
-                        ZeroRtt::Rejected => act.tally.early_rejected += 1,
-                        ZeroRtt::NotTried => {}
-                    }
-                    Ok((link.peer_key, link_tag(&link.parts.connection)))
-                }
+                Ok(link) => Ok((link.peer_key, link_tag(&link.parts.connection))),
                 Err(error) => Err(error.clone()),
             };
             // The graph may have closed as the handshake ended: `release` cancelled this
             // future, but actix still polls a cancelled future that is ready in the same
             // turn. The core adopts nothing on a closed graph.
             match (act.core.outgoing_ended(connection_id, outcome), result) {
-                (OutgoingDecision::Adopt(info), Ok(link)) => act.run_link(link, info, None, ctx),
+                (OutgoingDecision::Adopt(info), Ok(link)) => {
+                    if link.zero_rtt == ZeroRtt::Accepted {
+                        act.tally.opened_early += 1;
+                    }
+                    act.run_link(link, info, None, ctx);
+                }
                 (OutgoingDecision::Leave, Ok(link)) => leave(&link.parts.connection),
                 (decision, _) => {
                     if decision == OutgoingDecision::Failed {

@@ -425,6 +425,17 @@ impl GraphCore {
         address: SocketAddr,
         verify_proof: impl FnOnce(&Connect) -> bool,
     ) -> IncomingDecision {
+        // A link welcomed under this id from the same key whose handshake has not completed
+        // gives way: this one's has. (A replayed first flight that got here before the
+        // original would otherwise hold the id until its TLS deadline, and the original,
+        // falling back to a full handshake, would be refused as a duplicate.)
+        let id = incoming.connect.connection_id;
+        if let Some(waiting) = self.links.welcomed.get(&id) {
+            if waiting.info.peer_key == incoming.peer_key {
+                let waiting_tag = waiting.tag;
+                self.early_failed(id, waiting_tag);
+            }
+        }
         let decision = self.judge_connect(&incoming, address, verify_proof);
         if let IncomingDecision::Welcome { info, .. } = &decision {
             self.adopt(info.clone(), tag);

@@ -1142,3 +1142,42 @@ fn an_early_link_confirmed_after_the_graph_closed_is_left() {
     assert!(events(&mut core).is_empty());
     assert_eq!(core.links.with_node(&key(1).node_id()), 0);
 }
+
+#[test]
+fn a_connect_on_a_completed_handshake_displaces_an_unconfirmed_one_of_the_same_key() {
+    let mut core = core();
+    let request = connect(7);
+    // A replayed first flight got here first: welcomed under the id, never to complete.
+    let replay_tag = 1_000;
+    let incoming = IncomingConnect {
+        connect: &request,
+        peer_key: key(1),
+        accepts_direct: true,
+    };
+    assert!(matches!(
+        core.on_early_connect(incoming, replay_tag, address(4000)),
+        IncomingDecision::Welcome { .. }
+    ));
+    // Another key cannot take the id.
+    assert_eq!(
+        refused(offer(&mut core, &request, key(2), true)),
+        RefuseReason::DuplicateConnection
+    );
+    // The original, on its completed handshake, takes it.
+    let IncomingDecision::Welcome { info, .. } = offer(&mut core, &request, key(1), true) else {
+        panic!("the original was refused");
+    };
+    assert_eq!(core.early_links(), 0);
+    assert_eq!(core.links.with_node(&info.node_id), 1);
+    // The replay's handshake ending changes nothing.
+    assert_eq!(
+        core.early_confirmed(request.connection_id, replay_tag),
+        None
+    );
+    core.early_failed(request.connection_id, replay_tag);
+    assert_eq!(
+        core.enum_connections(ConnectionFlags::DIRECT)
+            .expect("enum"),
+        vec![info]
+    );
+}
