@@ -6,7 +6,8 @@ It checks that the document is enough to interoperate, in both roles (this scrip
 connecting node, QUIC client, and as the accepting node, QUIC server): mutual TLS with a
 self-signed certificate (section 1.1), the node id (1.2), CONNECT / WELCOME (2, 3.1),
 DATA (2.6), the close of section 3.4 started by either side, membership proofs from the
-TLS exporter (3.6), a refusal (3.3), and a handshake through a QUIC Retry (3.1).
+TLS exporter (3.6), a refusal (3.3), a handshake through a QUIC Retry (3.1), and a
+resumed handshake with CONNECT as 0-RTT data (3.1.1).
 
 How to run, from the repository root:
 
@@ -577,7 +578,52 @@ async def run(peer_host: str) -> None:
         finally:
             host.stop()
 
-        # 5. The accepting role: peer_host connects to this script.
+        # 5. Resumption with CONNECT as 0-RTT data (section 3.1.1): a ticket from a first
+        #    link, then a second link that resumes with it and sends CONNECT in its first
+        #    flight; WELCOME comes back with the handshake.
+        host, addr, port, _ = await start_host(peer_host, [])
+        try:
+            tickets: list = []
+            cm = connect(addr, port, configuration=config, create_protocol=Link,
+                         wait_connected=True, session_ticket_handler=tickets.append)
+            link: Link = await cm.__aenter__()
+            link._cm = cm
+            connection_id = secrets.randbits(64) or 1
+            link.send(connect_frame(connection_id, "chat", "alice", "bob", b""))
+            reply = await link.next_frame()
+            check("0-RTT, first link: WELCOME", reply is not None and reply[0] == WELCOME)
+            await host.expect("connected", lambda l: l.get("status") == "connected")
+            await answer_and_finish(link, closing=True)
+            await close_link(link)
+            check("0-RTT: peer_host sent a ticket that allows 0-RTT data",
+                  bool(tickets) and tickets[-1].max_early_data_size == 0xFFFFFFFF,
+                  f"{len(tickets)} tickets")
+
+            resuming = configuration(cert, key)
+            resuming.session_ticket = tickets[-1]
+            cm = connect(addr, port, configuration=resuming, create_protocol=Link, wait_connected=False)
+            link = await cm.__aenter__()
+            link._cm = cm
+            connection_id = secrets.randbits(64) or 1
+            link.send(connect_frame(connection_id, "chat", "alice", "bob", b""))
+            check("0-RTT: CONNECT left before the handshake completed",
+                  not link._quic._handshake_complete)
+            reply = await link.next_frame()
+            check("0-RTT: the reply is WELCOME", reply is not None and reply[0] == WELCOME)
+            check("0-RTT: the session resumed and the 0-RTT data was accepted",
+                  link._quic.tls.session_resumed and link._quic.tls.early_data_accepted)
+            event = await host.expect("connected", lambda l: l.get("status") == "connected")
+            check("0-RTT: peer_host reports connected, with our connection id and node id",
+                  event_id(event) == connection_id and int(event["node_id"], 16) == own_node_id)
+            link.send(data_frame(uuid.UUID(int=0xC0FFEE), b"resumed"))
+            event = await host.expect("incoming_data", lambda l: l.get("event") == "incoming_data")
+            check("0-RTT: peer_host gets the DATA", event["bytes"] == 7 and event_id(event) == connection_id)
+            await answer_and_finish(link, closing=True)
+            await close_link(link)
+        finally:
+            host.stop()
+
+        # 6. The accepting role: peer_host connects to this script.
         await accepting_role(peer_host, cert, key, own_node_id, None)
         await accepting_role(peer_host, cert, key, own_node_id, secrets.token_bytes(24))
 
