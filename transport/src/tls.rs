@@ -205,10 +205,14 @@ impl ClientCertVerifier for PeerCertVerifier {
 /// goes, and the client holding its ticket makes a full handshake instead.
 pub const SERVER_SESSIONS: usize = 2048;
 
-/// The tickets a node's server sends after each handshake: two, so that a client holding
-/// one in reserve still resumes when a ticket was lost with a link that closed early, and
-/// a client opening links one after another always has one.
-pub const TICKETS_PER_HANDSHAKE: usize = 2;
+/// The tickets a node's server sends after each handshake: one. A resumed link uses one
+/// and brings one, so a client linking again and again holds steady, and so does the
+/// server's cache; a client that opens several links at once gets one ticket from each
+/// full handshake, so as many of its links resume next time. (Two, rustls' default, would
+/// leave one unused session in the server's cache for every resumed link.) A link closed
+/// before its ticket arrived costs its client one full handshake later, which brings a
+/// ticket again.
+pub const TICKETS_PER_HANDSHAKE: usize = 1;
 
 /// The names a node's [`TicketStore`] keeps tickets under, at most, up to eight tickets
 /// each: 256 peers' worth, about a megabyte at most. Past it, the name added first goes.
@@ -388,20 +392,6 @@ impl TicketStore {
         };
         while self.cache.take_tls13_ticket(&name).is_some() {}
     }
-
-    /// Whether a ticket is kept under `name` (for tests and diagnostics).
-    pub fn holds(&self, name: &str) -> bool {
-        let Ok(name) = ServerName::try_from(name.to_owned()) else {
-            return false;
-        };
-        match self.cache.take_tls13_ticket(&name) {
-            Some(ticket) => {
-                self.cache.insert_tls13_ticket(name, ticket);
-                true
-            }
-            None => false,
-        }
-    }
 }
 
 impl ClientSessionStore for TicketStore {
@@ -446,4 +436,64 @@ pub fn peer_public_key(connection: &quinn::Connection) -> Option<Vec<u8>> {
     let end_entity = certificates.first()?;
     let parsed = webpki::EndEntityCert::try_from(end_entity).ok()?;
     Some(parsed.subject_public_key_info().as_ref().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> PeerKey {
+        PeerKey([byte; 32])
+    }
+
+    #[test]
+    fn ticket_names_are_dns_names_that_tell_addresses_ports_and_pins_apart() {
+        let v4: SocketAddr = "127.0.0.1:4433".parse().expect("address");
+        let other_port: SocketAddr = "127.0.0.1:4434".parse().expect("address");
+        let v6: SocketAddr = "[2001:db8::1]:65535".parse().expect("address");
+        let names = [
+            ticket_name(v4, None),
+            ticket_name(other_port, None),
+            ticket_name(v6, None),
+            ticket_name(v4, Some(&key(1))),
+            ticket_name(v4, Some(&key(2))),
+            ticket_name(v6, Some(&key(0xff))),
+        ];
+        for (index, name) in names.iter().enumerate() {
+            assert!(
+                ServerName::try_from(name.clone()).is_ok(),
+                "not a DNS name: {name}"
+            );
+            assert!(
+                names[index + 1..].iter().all(|other| other != name),
+                "{name} twice"
+            );
+        }
+        assert_eq!(ticket_name(v4, None), "a7f000001p4433.peergraph");
+    }
+
+    #[test]
+    fn the_store_keeps_one_key_per_name_forgets_on_request_and_stays_bounded() {
+        let store = TicketStore::new();
+        store.remember("a.peergraph", key(1));
+        store.remember("a.peergraph", key(2));
+        assert_eq!(store.key_of("a.peergraph"), Some(key(2)));
+        store.forget("a.peergraph");
+        assert_eq!(store.key_of("a.peergraph"), None);
+        store.forget("not a dns name");
+
+        for index in 0..TICKET_NAMES + 10 {
+            store.remember(&format!("n{index}.peergraph"), key(3));
+        }
+        let known = store.keys.lock().expect("lock");
+        assert_eq!(known.keys.len(), TICKET_NAMES);
+        assert_eq!(known.order.len(), TICKET_NAMES);
+        assert!(
+            !known.keys.contains_key("n0.peergraph"),
+            "the oldest went first"
+        );
+        assert!(known
+            .keys
+            .contains_key(&format!("n{}.peergraph", TICKET_NAMES + 9)));
+    }
 }
