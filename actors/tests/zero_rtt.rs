@@ -572,3 +572,25 @@ async fn connect_goes_early_only_to_a_node_the_allow_list_admits_for_that_peer_i
     assert_eq!(metrics(&alice).await.opened_early, 0);
     assert_no_other_link(&mut carol, &[]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_endpoint_drops_its_sessions_and_the_next_link_falls_back() {
+    // Bob renews his endpoint as soon as a link has come and gone.
+    let renewing = options().with_renew_endpoints_after(1);
+    let mut bob = node_with("zero-rtt", "bob", renewing).await;
+    let mut alice = node_with("zero-rtt", "alice", options()).await;
+    let address = bob.address;
+    link_and_close(&mut alice, &mut bob, address).await;
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    common::counters_until(&bob, "bob renewed his endpoint", deadline, |counters| {
+        counters.endpoint_renewals >= 1
+    })
+    .await;
+
+    // Alice's ticket names a session bob no longer has.
+    link_and_close(&mut alice, &mut bob, address).await;
+    let alice_metrics = metrics(&alice).await;
+    assert_eq!(alice_metrics.early_rejected, 1, "{alice_metrics:?}");
+    assert_eq!(alice_metrics.opened_early, 0, "{alice_metrics:?}");
+    assert_eq!(alice_metrics.opened_outgoing, 2, "{alice_metrics:?}");
+}

@@ -29,7 +29,7 @@ use peergraph_transport::quinn::crypto::rustls::{QuicClientConfig, QuicServerCon
 use peergraph_transport::quinn::{self, Endpoint};
 use peergraph_transport::{
     bind_endpoint, client_tls_config, server_tls_config, transport_config, LinkOptions,
-    NodeIdentity, TicketStore, SERVER_NAME,
+    NodeIdentity, ServerSessions, TicketStore, SERVER_NAME,
 };
 use rustls::server::StoresServerSessions;
 
@@ -167,7 +167,7 @@ fn server_config(
     resumed: bool,
     found: Arc<AtomicUsize>,
 ) -> anyhow::Result<quinn::ServerConfig> {
-    let mut tls = server_tls_config(identity, resumed)?;
+    let mut tls = server_tls_config(identity, resumed.then(ServerSessions::new))?;
     if resumed {
         tls.session_storage = Arc::new(CountingSessions {
             cache: tls.session_storage.clone(),

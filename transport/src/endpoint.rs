@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::drivers::Drivers;
 use crate::identity::NodeIdentity;
-use crate::tls::{client_tls_config, server_tls_config, TicketStore};
+use crate::tls::{client_tls_config, server_tls_config, ServerSessions, TicketStore};
 
 /// A server name for links that keep no tickets (a node's endpoints connect with
 /// [`client_config`], which resumes nothing). Certificates are not checked against names
@@ -158,7 +158,8 @@ pub const INITIAL_RECEIVE_WINDOW: u32 = 16 * 1024;
 const _: () =
     assert!(INITIAL_RECEIVE_WINDOW as u64 == peergraph_engine::graph_core::MIN_LINK_WINDOW);
 
-/// The quinn server configuration of a node.
+/// The quinn server configuration of a node: with [`LinkOptions::zero_rtt`], keeping its
+/// sessions in a cache of its own.
 ///
 /// # Errors
 /// [`EndpointError::Tls`] or [`EndpointError::Setting`].
@@ -166,7 +167,21 @@ pub fn server_config(
     identity: &NodeIdentity,
     options: &LinkOptions,
 ) -> Result<quinn::ServerConfig, EndpointError> {
-    let tls = QuicServerConfig::try_from(server_tls_config(identity, options.zero_rtt)?)
+    let sessions = options.zero_rtt.then(ServerSessions::new);
+    server_config_with(identity, options, sessions)
+}
+
+/// The quinn server configuration of a node that keeps its sessions in `sessions` (none:
+/// no resumption, whatever [`LinkOptions::zero_rtt`] says).
+///
+/// # Errors
+/// [`EndpointError::Tls`] or [`EndpointError::Setting`].
+pub fn server_config_with(
+    identity: &NodeIdentity,
+    options: &LinkOptions,
+    sessions: Option<Arc<ServerSessions>>,
+) -> Result<quinn::ServerConfig, EndpointError> {
+    let tls = QuicServerConfig::try_from(server_tls_config(identity, sessions)?)
         .map_err(|error| EndpointError::Setting(error.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(tls));
     config.transport_config(Arc::new(transport_config(options, true)?));

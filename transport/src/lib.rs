@@ -21,9 +21,9 @@ mod tls;
 
 pub use crate::drivers::Drivers;
 pub use crate::endpoint::{
-    bind_endpoint, client_config, resuming_client_config, server_config, transport_config,
-    Congestion, EndpointError, LinkOptions, DEFAULT_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT,
-    MIN_IDLE_TIMEOUT, MTU_SEARCH_STEP, SERVER_NAME, SOCKET_BUFFER_BYTES,
+    bind_endpoint, client_config, resuming_client_config, server_config, server_config_with,
+    transport_config, Congestion, EndpointError, LinkOptions, DEFAULT_IDLE_TIMEOUT,
+    MAX_IDLE_TIMEOUT, MIN_IDLE_TIMEOUT, MTU_SEARCH_STEP, SERVER_NAME, SOCKET_BUFFER_BYTES,
 };
 pub use crate::framed::{write_message, DataFrame, FrameReader, ReadFrameError};
 pub use crate::identity::{
@@ -36,6 +36,7 @@ pub use crate::membership::{
 pub use crate::renewable::RenewableEndpoint;
 pub use crate::tls::{
     client_tls_config, crypto_provider, peer_public_key, server_tls_config, ticket_name,
-    PeerCertVerifier, TicketStore, SERVER_SESSIONS, TICKETS_PER_HANDSHAKE, TICKET_NAMES,
+    PeerCertVerifier, ServerSessions, TicketStore, SERVER_SESSIONS, TICKETS_PER_HANDSHAKE,
+    TICKET_NAMES,
 };
 pub use quinn;

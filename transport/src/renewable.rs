@@ -5,7 +5,10 @@
 //! 0.5 KiB per connection of the peak, reused but never shrunk. A node that once held
 //! 10,000 links keeps about 5 MB after they have all gone. [`RenewableEndpoint::renew`]
 //! replaces an idle endpoint with a fresh one on the same UDP socket (same address, same
-//! port), so the old one's tables are freed.
+//! port), so the old one's tables are freed. It empties the server's TLS session cache
+//! too ([`ServerSessions`]), the other thing a peak of links leaves behind (about 1 KiB a
+//! session, up to [`SERVER_SESSIONS`](crate::SERVER_SESSIONS)): a client holding a ticket
+//! from before makes a full handshake, which brings it a new one.
 //!
 //! ```text
 //!                 ┌── Turn (reading: false) ──▶ old quinn::Endpoint (no connections; ends)
@@ -31,9 +34,10 @@ use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, Runtime, UdpPoller};
 
 use crate::endpoint::{
-    bound_socket, client_config, endpoint_config, server_config, EndpointError, LinkOptions,
+    bound_socket, client_config, endpoint_config, server_config_with, EndpointError, LinkOptions,
 };
 use crate::identity::NodeIdentity;
+use crate::tls::ServerSessions;
 
 /// A QUIC endpoint on a UDP socket that outlives it, so that it can be renewed to give back
 /// the memory quinn keeps at the size of its peak ([`renew`](Self::renew)).
@@ -48,6 +52,8 @@ pub struct RenewableEndpoint {
     turn: Arc<Turn>,
     socket: Arc<dyn AsyncUdpSocket>,
     server: Option<quinn::ServerConfig>,
+    /// The server's TLS sessions, when it resumes: emptied at each renewal.
+    sessions: Option<Arc<ServerSessions>>,
     client: quinn::ClientConfig,
     runtime: Arc<dyn Runtime>,
     renewals: u64,
@@ -76,8 +82,9 @@ impl RenewableEndpoint {
         options: &LinkOptions,
         listen: bool,
     ) -> Result<Self, EndpointError> {
+        let sessions = (listen && options.zero_rtt).then(ServerSessions::new);
         let server = if listen {
-            Some(server_config(identity, options)?)
+            Some(server_config_with(identity, options, sessions.clone())?)
         } else {
             None
         };
@@ -90,6 +97,7 @@ impl RenewableEndpoint {
             turn,
             socket,
             server,
+            sessions,
             client,
             runtime,
             renewals: 0,
@@ -119,7 +127,8 @@ impl RenewableEndpoint {
     /// which no longer reads the socket. Meant for an endpoint with no connections: any
     /// connection the old endpoint still holds can send but never receives again, so it
     /// dies of its idle timeout. The old endpoint's memory is freed once the returned
-    /// handle and every other clone of it are dropped.
+    /// handle and every other clone of it are dropped. The server's TLS sessions are
+    /// dropped too: tickets issued before resume nothing.
     ///
     /// # Errors
     /// [`EndpointError::Bind`] if the new endpoint cannot start (the old one then keeps
@@ -135,6 +144,9 @@ impl RenewableEndpoint {
             Ok((endpoint, turn)) => {
                 self.turn = turn;
                 self.renewals += 1;
+                if let Some(sessions) = &self.sessions {
+                    sessions.clear();
+                }
                 Ok(std::mem::replace(&mut self.endpoint, endpoint))
             }
             Err(error) => {

@@ -27,8 +27,9 @@
 //! key a resumed link reports is one that signed an earlier handshake of this node's, never
 //! one that was not verified. What keeps it safe:
 //! - **Single-use tickets.** The server keeps its sessions in a bounded cache
-//!   ([`SERVER_SESSIONS`]) and takes a session out as a ticket is offered; no ticket
-//!   encryption key exists, so a ticket offered twice resumes once at most. A replayed first
+//!   ([`ServerSessions`], at most [`SERVER_SESSIONS`], emptied when the node renews its
+//!   endpoint after a peak of links) and takes a session out as a ticket is offered; no
+//!   ticket encryption key exists, so a ticket offered twice resumes once at most. A replayed first
 //!   flight therefore finds no session (or, replayed before the original arrives, makes the
 //!   original fall back to a full handshake, whose CONNECT then displaces the replay's).
 //! - **Nothing is admitted before the handshake completes.** 0-RTT data can be replayed, so
@@ -58,7 +59,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use peergraph_engine::wire::ALPN;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -66,7 +67,7 @@ use rustls::client::{ClientSessionMemoryCache, ClientSessionStore, Resumption};
 use rustls::client::{Tls12ClientSessionValue, Tls13ClientSessionValue};
 use rustls::crypto::{verify_tls13_signature, CryptoProvider};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache};
+use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache, StoresServerSessions};
 use rustls::{DigitallySignedStruct, DistinguishedName, NamedGroup, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
@@ -221,16 +222,16 @@ pub const TICKET_NAMES: usize = 256;
 /// The rustls server configuration of a node: its certificate, mandatory client
 /// certificates verified by [`PeerCertVerifier`], TLS 1.3, ALPN `peergraph/1`.
 ///
-/// With `resumption`, the server keeps up to [`SERVER_SESSIONS`] sessions, sends
-/// [`TICKETS_PER_HANDSHAKE`] single-use tickets after each handshake, and takes 0-RTT data
-/// from a client that resumes; without it, it keeps no sessions and issues no tickets, so
-/// every client proves its key on every link (see the module doc).
+/// With `sessions`, the server keeps its sessions there (at most [`SERVER_SESSIONS`]),
+/// sends [`TICKETS_PER_HANDSHAKE`] single-use ticket after each handshake, and takes 0-RTT
+/// data from a client that resumes; without, it keeps no sessions and issues no tickets,
+/// so every client proves its key on every link (see the module doc).
 ///
 /// # Errors
 /// A rustls error if the identity's key is not usable.
 pub fn server_tls_config(
     identity: &NodeIdentity,
-    resumption: bool,
+    sessions: Option<Arc<ServerSessions>>,
 ) -> Result<rustls::ServerConfig, rustls::Error> {
     let provider = crypto_provider();
     let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -238,18 +239,78 @@ pub fn server_tls_config(
         .with_client_cert_verifier(Arc::new(PeerCertVerifier::new(provider)))
         .with_single_cert(vec![identity.certificate()], identity.private_key())?;
     config.alpn_protocols = vec![ALPN.to_vec()];
-    if resumption {
-        // A stateful cache and no ticket key: rustls takes a session out of the cache as
-        // its ticket is offered, so every ticket is single-use.
-        config.session_storage = ServerSessionMemoryCache::new(SERVER_SESSIONS);
-        config.send_tls13_tickets = TICKETS_PER_HANDSHAKE;
-        // QUIC takes 0-RTT data without a byte limit of TLS's own (flow control bounds it).
-        config.max_early_data_size = u32::MAX;
-    } else {
-        config.session_storage = Arc::new(NoServerSessionStorage {});
-        config.send_tls13_tickets = 0;
+    match sessions {
+        Some(sessions) => {
+            // A stateful cache and no ticket key: rustls takes a session out of the cache
+            // as its ticket is offered, so every ticket is single-use.
+            config.session_storage = sessions;
+            config.send_tls13_tickets = TICKETS_PER_HANDSHAKE;
+            // QUIC takes 0-RTT data without a byte limit of TLS's own (flow control bounds
+            // it).
+            config.max_early_data_size = u32::MAX;
+        }
+        None => {
+            config.session_storage = Arc::new(NoServerSessionStorage {});
+            config.send_tls13_tickets = 0;
+        }
     }
     Ok(config)
+}
+
+/// The sessions a node's server keeps for resumption: rustls' in-memory cache of at most
+/// [`SERVER_SESSIONS`], which the node can empty ([`clear`](Self::clear)) when it gives
+/// back what a peak of links took (an endpoint renewal): the sessions of that peak's links
+/// are most of it, and a client whose session went makes a full handshake.
+#[derive(Debug)]
+pub struct ServerSessions {
+    cache: RwLock<Arc<ServerSessionMemoryCache>>,
+}
+
+impl ServerSessions {
+    /// An empty cache of at most [`SERVER_SESSIONS`] sessions.
+    pub fn new() -> Arc<ServerSessions> {
+        Arc::new(ServerSessions {
+            cache: RwLock::new(fresh_cache()),
+        })
+    }
+
+    /// Drops every session: tickets issued so far resume nothing (their clients make a
+    /// full handshake, which brings a new one).
+    pub fn clear(&self) {
+        *self
+            .cache
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = fresh_cache();
+    }
+
+    fn cache(&self) -> Arc<ServerSessionMemoryCache> {
+        self.cache
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+}
+
+fn fresh_cache() -> Arc<ServerSessionMemoryCache> {
+    ServerSessionMemoryCache::new(SERVER_SESSIONS)
+}
+
+impl StoresServerSessions for ServerSessions {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.cache().put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.cache().get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.cache().take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
+    }
 }
 
 /// The rustls client configuration of a node: its certificate as the client certificate,
