@@ -462,17 +462,23 @@ impl RawPair {
         let mut latencies = Vec::with_capacity(samples);
         for _ in 0..samples {
             let (alice, bob) = self.link().await?;
+            // Bob's task is running, and waits on his stream, before alice's time starts:
+            // his thread is then as idle as the engine's bob is when its close starts, not
+            // woken by the spawn at the moment alice finishes her stream.
+            let (waiting_tx, waiting) = tokio::sync::oneshot::channel();
             let answer = self.bob.spawn(async move {
                 let End {
                     _connection: connection,
                     mut send,
                     mut recv,
                 } = bob;
+                let _ = waiting_tx.send(());
                 recv.read_to_end(usize::MAX).await?;
                 send.finish()?;
                 connection.closed().await;
                 anyhow::Ok(())
             });
+            waiting.await.context("bob's task ended")?;
             let took = self
                 .alice
                 .run(async move {
