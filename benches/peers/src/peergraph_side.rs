@@ -20,7 +20,7 @@ use actix_rt::{Arbiter, ArbiterHandle, System};
 use anyhow::{anyhow, bail, Context as _};
 use bytes::Bytes;
 use peergraph::{
-    ConnectionId, ConnectionStatus, Engine, EngineConfig, EventRegistration, EventStream,
+    ConnectionFlags, ConnectionId, ConnectionStatus, Engine, EngineConfig, EventRegistration, EventStream,
     EventType, Graph, GraphEvent, GraphId, GraphOptions, GraphProperties, PeerError, PeerId,
     QueueLimits, Version, DEFAULT_MAX_PENDING_HANDSHAKES,
 };
@@ -51,6 +51,24 @@ fn bench_options() -> GraphOptions {
     GraphOptions::default()
         .with_handshake_limits(DEFAULT_MAX_PENDING_HANDSHAKES, OPEN_WINDOW)
         .with_retry_threshold(usize::MAX)
+}
+
+/// Waits (bounded, untimed) until `graph` lists connection `id`: the node has admitted it.
+async fn wait_until_listed(graph: &Graph, id: ConnectionId) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = graph
+            .enum_connections(ConnectionFlags::DIRECT)
+            .await
+            .map_err(peer)?;
+        if listed.iter().any(|info| info.connection_id == id) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("bob never listed connection {id}");
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 fn peer(error: PeerError) -> anyhow::Error {
@@ -301,11 +319,15 @@ impl Node {
     async fn close_latencies(
         &mut self,
         bob: SocketAddr,
+        bob_graph: Graph,
         samples: usize,
     ) -> anyhow::Result<Vec<Duration>> {
         let mut latencies = Vec::with_capacity(samples);
         for _ in 0..samples {
             let id = self.connect(bob).await?;
+            // The link is made when bob has it too: with 0-RTT, alice reports CONNECTED
+            // half a round trip before bob admits the link (on her Finished).
+            wait_until_listed(&bob_graph, id).await?;
             let start = Instant::now();
             self.close(id).await?;
             latencies.push(start.elapsed());
@@ -509,11 +531,16 @@ impl EnginePair {
     /// the CloseDirectConnection request to its S_OK reply.
     pub async fn close_latencies(&mut self, samples: usize) -> anyhow::Result<Vec<Duration>> {
         let bob = self.bob_address;
+        let bob_graph = self
+            .bob
+            .as_ref()
+            .map(|node| node.graph.clone())
+            .context("bob's node is gone")?;
         on(
             &self.alice_host,
             &mut self.alice,
             move |mut node| async move {
-                let latencies = node.close_latencies(bob, samples).await;
+                let latencies = node.close_latencies(bob, bob_graph, samples).await;
                 (node, latencies)
             },
         )
