@@ -20,9 +20,9 @@ use actix_rt::{Arbiter, ArbiterHandle, System};
 use anyhow::{anyhow, bail, Context as _};
 use bytes::Bytes;
 use peergraph::{
-    ConnectionFlags, ConnectionId, ConnectionStatus, Engine, EngineConfig, EventRegistration, EventStream,
-    EventType, Graph, GraphEvent, GraphId, GraphOptions, GraphProperties, PeerError, PeerId,
-    QueueLimits, Version, DEFAULT_MAX_PENDING_HANDSHAKES,
+    ConnectionFlags, ConnectionId, ConnectionStatus, Engine, EngineConfig, EventRegistration,
+    EventStream, EventType, Graph, GraphEvent, GraphId, GraphOptions, GraphProperties, PeerError,
+    PeerId, QueueLimits, Version, DEFAULT_MAX_PENDING_HANDSHAKES,
 };
 use tokio::sync::oneshot;
 
