@@ -29,7 +29,7 @@ pub(crate) struct Link {
     /// On an accepted link whose CONNECT came before its handshake completed: when it does.
     /// `None` once the handshake is done.
     pub(crate) confirmation: Option<Confirmation>,
-    /// What became of 0-RTT on an outgoing link.
+    /// What became of 0-RTT on the link.
     pub(crate) zero_rtt: ZeroRtt,
 }
 
@@ -40,12 +40,14 @@ pub(crate) struct Confirmation {
     pub(crate) by: tokio::time::Instant,
 }
 
-/// What became of 0-RTT on an outgoing link.
+/// What became of 0-RTT on a link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ZeroRtt {
-    /// No ticket for the node, or the graph sends no CONNECT early.
+    /// No ticket for the node, or the graph sends no CONNECT early; on the accepting side,
+    /// CONNECT came on a completed handshake.
     NotTried,
-    /// CONNECT rode the first flight and the node took it.
+    /// CONNECT rode the first flight and the node took it; on the accepting side, CONNECT
+    /// was read on a resumed handshake before it was seen complete.
     Accepted,
     /// The node refused the 0-RTT data (it no longer had the session); CONNECT went again
     /// once the handshake completed.
@@ -420,6 +422,9 @@ pub(crate) async fn accept(
         let mut reader = FrameReader::new(recv);
         Some((send, reader.read().await, reader))
     };
+    // CONNECT read on a resumed handshake before it was seen complete: 0-RTT data, as far
+    // as this side can tell (or a CONNECT that came in the same datagram as the Finished).
+    let read_early = std::cell::Cell::new(false);
     let first_frame = tokio::time::timeout_at(deadline, async {
         let Some(mut pending) = completed.take() else {
             return read.await.map(|first| (first, None));
@@ -439,6 +444,7 @@ pub(crate) async fn accept(
         match finished {
             Err(first) => {
                 let first = first?;
+                read_early.set(true);
                 // CONNECT is here; the handshake may have completed with it (a CONNECT sent
                 // right behind the client's Finished, not as 0-RTT data).
                 match futures_util::FutureExt::now_or_never(&mut pending) {
@@ -476,7 +482,10 @@ pub(crate) async fn accept(
                     peer_key,
                     address,
                     confirmation,
-                    zero_rtt: ZeroRtt::NotTried,
+                    zero_rtt: match read_early.get() {
+                        true => ZeroRtt::Accepted,
+                        false => ZeroRtt::NotTried,
+                    },
                 },
                 connect,
             ))

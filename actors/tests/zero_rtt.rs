@@ -406,7 +406,7 @@ async fn a_replayed_first_flight_is_answered_but_never_admitted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pinned_key_that_does_not_match_gets_no_connect_even_with_a_ticket() {
+async fn a_pinned_key_that_does_not_match_gets_no_connect() {
     let identity = NodeIdentity::generate().expect("identity");
     let key = identity.peer_key();
     let mut bob = node_with("zero-rtt", "bob", options().with_identity(identity)).await;
@@ -415,7 +415,8 @@ async fn a_pinned_key_that_does_not_match_gets_no_connect_even_with_a_ticket() {
     link_and_close(&mut alice, &mut bob, address).await;
     let before = metrics(&bob).await;
 
-    // Alice holds a ticket for bob's address; pinned to another key, she must not use it.
+    // Alice holds a ticket for bob's plain address; pinned to another key she dials under
+    // another ticket name, holds none there, and checks the key before CONNECT.
     let other: PeerKey = NodeIdentity::generate().expect("identity").peer_key();
     let id = within!(alice
         .graph

@@ -347,6 +347,9 @@ impl Node {
             // reports CONNECTED half a round trip before bob admits the link (on her
             // Finished); a close started at once would time bob's admission as well.
             wait_until_listed(&bob_graph, id).await?;
+            // The asking kept bob's thread busy; the raw side's bob waits idle on his
+            // stream when its sample starts, so bob gets as long to fall idle here.
+            tokio::time::sleep(Duration::from_millis(1)).await;
             let start = Instant::now();
             self.close(id).await?;
             latencies.push(start.elapsed());

@@ -135,6 +135,11 @@ impl RenewableEndpoint {
     /// reading, as before).
     pub fn renew(&mut self) -> Result<quinn::Endpoint, EndpointError> {
         let was_reading = self.turn.end();
+        // Before the new endpoint reads anything: no handshake resumes a session of the
+        // old one's after this.
+        if let Some(sessions) = &self.sessions {
+            sessions.clear();
+        }
         match start(
             &self.socket,
             self.server.clone(),
@@ -144,9 +149,6 @@ impl RenewableEndpoint {
             Ok((endpoint, turn)) => {
                 self.turn = turn;
                 self.renewals += 1;
-                if let Some(sessions) = &self.sessions {
-                    sessions.clear();
-                }
                 Ok(std::mem::replace(&mut self.endpoint, endpoint))
             }
             Err(error) => {

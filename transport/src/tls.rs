@@ -409,22 +409,38 @@ impl TicketStore {
 
     /// Notes that the node reached under `name` proved `key` and passed the connecting
     /// side's checks.
+    ///
+    /// When the name had no key, or another one, the tickets kept under it are dropped
+    /// first: they may come from the node that held the address before, and a CONNECT
+    /// judged on this key must not go to that node as 0-RTT data. Call it as the handshake
+    /// completes, before this link's own ticket can arrive (half a round trip later).
     pub fn remember(&self, name: &str, key: PeerKey) {
-        let mut known = self
-            .keys
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if let Some(known_key) = known.keys.get_mut(name) {
-            *known_key = key;
-            return;
-        }
-        if known.keys.len() >= TICKET_NAMES {
-            if let Some(oldest) = known.order.pop_front() {
-                known.keys.remove(&oldest);
+        let changed = {
+            let mut known = self
+                .keys
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            match known.keys.get_mut(name) {
+                Some(known_key) if *known_key == key => false,
+                Some(known_key) => {
+                    *known_key = key;
+                    true
+                }
+                None => {
+                    if known.keys.len() >= TICKET_NAMES {
+                        if let Some(oldest) = known.order.pop_front() {
+                            known.keys.remove(&oldest);
+                        }
+                    }
+                    known.keys.insert(name.to_owned(), key);
+                    known.order.push_back(name.to_owned());
+                    true
+                }
             }
+        };
+        if changed {
+            self.drop_tickets(name);
         }
-        known.keys.insert(name.to_owned(), key);
-        known.order.push_back(name.to_owned());
     }
 
     /// The key the node under `name` proved on its last checked link, if any is known.
@@ -449,6 +465,11 @@ impl TicketStore {
                 known.order.retain(|each| each != name);
             }
         }
+        self.drop_tickets(name);
+    }
+
+    /// Takes every ticket kept under `name` out of the cache.
+    fn drop_tickets(&self, name: &str) {
         let Ok(name) = ServerName::try_from(name.to_owned()) else {
             return;
         };

@@ -363,6 +363,10 @@ impl GraphActor {
                     .unwrap_or_default();
                 }
                 let frame = WireMessage::Welcome(welcome).to_bytes();
+                if link.zero_rtt == ZeroRtt::Accepted {
+                    // Its handshake completed as its 0-RTT CONNECT was read.
+                    self.tally.opened_early += 1;
+                }
                 self.run_link(link, info, Some(frame), ctx);
             }
             IncomingDecision::Refuse(reason) => {

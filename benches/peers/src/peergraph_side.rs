@@ -328,6 +328,9 @@ impl Node {
             // The link is made when bob has it too: with 0-RTT, alice reports CONNECTED
             // half a round trip before bob admits the link (on her Finished).
             wait_until_listed(&bob_graph, id).await?;
+            // The asking kept bob's thread busy; the raw side's bob waits idle on his
+            // stream when its sample starts, so bob gets as long to fall idle here.
+            tokio::time::sleep(Duration::from_millis(1)).await;
             let start = Instant::now();
             self.close(id).await?;
             latencies.push(start.elapsed());
