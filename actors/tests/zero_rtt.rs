@@ -51,6 +51,15 @@ async fn link_and_close(from: &mut Node, to: &mut Node, address: SocketAddr) -> 
     id
 }
 
+/// Waits for CONNECTION_FAILED for `id` on `node` and returns its code.
+async fn failure_of(node: &mut Node, id: ConnectionId) -> Option<ResultCode> {
+    let failed = wait_connection(&mut node.events, id, ConnectionStatus::ConnectionFailed).await;
+    match failed {
+        GraphEvent::DirectConnection(change) => change.failure_reason.map(|error| error.code()),
+        _ => None,
+    }
+}
+
 async fn metrics(node: &Node) -> GraphMetrics {
     node.graph.metrics().await.expect("metrics")
 }
@@ -422,12 +431,8 @@ async fn a_pinned_key_that_does_not_match_gets_no_connect() {
         .graph
         .open_direct_connection_pinned("bob", address, other))
     .expect("open");
-    let failed = wait_connection(&mut alice.events, id, ConnectionStatus::ConnectionFailed).await;
-    let GraphEvent::DirectConnection(change) = failed else {
-        unreachable!()
-    };
     assert_eq!(
-        change.failure_reason.map(|error| error.code()),
+        failure_of(&mut alice, id).await,
         Some(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED)
     );
     // Bob saw a handshake and no CONNECT.
@@ -500,13 +505,8 @@ async fn a_node_that_fails_the_allow_list_gets_no_connect_and_its_tickets_are_fo
     let mut other = common::node_at("zero-rtt", "bob", options(), address).await;
     for attempt in 0..2 {
         let id = within!(alice.graph.open_direct_connection("bob", address)).expect("open");
-        let failed =
-            wait_connection(&mut alice.events, id, ConnectionStatus::ConnectionFailed).await;
-        let GraphEvent::DirectConnection(change) = failed else {
-            unreachable!()
-        };
         assert_eq!(
-            change.failure_reason.map(|error| error.code()),
+            failure_of(&mut alice, id).await,
             Some(ResultCode::PEER_E_NOT_AUTHORIZED),
             "attempt {attempt}"
         );
@@ -536,12 +536,8 @@ async fn connect_goes_early_only_to_a_node_the_allow_list_admits_for_that_peer_i
     // As "bob" it passes alice's checks, and refuses: it is not bob. Alice now holds
     // tickets for the address.
     let id = within!(alice.graph.open_direct_connection("bob", address)).expect("open");
-    let failed = wait_connection(&mut alice.events, id, ConnectionStatus::ConnectionFailed).await;
-    let GraphEvent::DirectConnection(change) = failed else {
-        unreachable!()
-    };
     assert_eq!(
-        change.failure_reason.map(|error| error.code()),
+        failure_of(&mut alice, id).await,
         Some(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED)
     );
     let before = metrics_until(&carol, "carol refused", |metrics| {
@@ -551,12 +547,8 @@ async fn connect_goes_early_only_to_a_node_the_allow_list_admits_for_that_peer_i
 
     // As "carol" the key fails alice's allow-list: no CONNECT may go, early or not.
     let id = within!(alice.graph.open_direct_connection("carol", address)).expect("open");
-    let failed = wait_connection(&mut alice.events, id, ConnectionStatus::ConnectionFailed).await;
-    let GraphEvent::DirectConnection(change) = failed else {
-        unreachable!()
-    };
     assert_eq!(
-        change.failure_reason.map(|error| error.code()),
+        failure_of(&mut alice, id).await,
         Some(ResultCode::PEER_E_CONNECTION_NOT_AUTHENTICATED)
     );
     let after = metrics_until(&carol, "carol saw the handshake end", |metrics| {
