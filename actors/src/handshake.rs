@@ -403,17 +403,22 @@ pub(crate) async fn accept(
     // Finished (0.5-RTT data), and `completed` resolves when the handshake ends.
     let (connection, completed) = connecting.into_0rtt().ok()?;
     let mut completed = Some(completed);
-    let resumed = early && peer_public_key(&connection).is_some();
-    if !resumed {
-        // A full handshake: the key is known only once it completes.
-        tokio::time::timeout_at(tls_deadline, completed.take()?)
-            .await
-            .ok()?;
-        if connection.close_reason().is_some() {
-            return None;
+    // A resumed handshake carries the key from its first flight; a full one only once it
+    // completes.
+    let resumed_key = early.then(|| peer_public_key(&connection)).flatten();
+    let public_key = match resumed_key {
+        Some(key) => Some(key),
+        None => {
+            tokio::time::timeout_at(tls_deadline, completed.take()?)
+                .await
+                .ok()?;
+            if connection.close_reason().is_some() {
+                return None;
+            }
+            peer_public_key(&connection)
         }
-    }
-    let Some(peer_key) = peer_public_key(&connection).map(|key| peer_key_of(&key)) else {
+    };
+    let Some(peer_key) = public_key.map(|key| peer_key_of(&key)) else {
         connection.close(close_code::PROTOCOL_ERROR.into(), b"no peer key");
         return None;
     };
