@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
-use peergraph_engine::wire::{DisconnectReason, DATA_HEADER_LEN, MAX_DATA_LEN};
+use peergraph_engine::wire::{DisconnectReason, Message, DATA_HEADER_LEN, MAX_DATA_LEN};
 use peergraph_engine::{DataType, PeerError};
 use peergraph_transport::DataFrame;
 use tokio::sync::Notify;
@@ -53,9 +53,24 @@ pub(crate) enum Outgoing {
     /// Encoded bytes written as they are, before anything queued after them: the rest of a
     /// WELCOME, or what quinn did not take of a frame its sender wrote itself.
     Encoded(Bytes),
-    /// Write everything queued so far, then DISCONNECT with this reason; nothing is
-    /// accepted after it.
-    Disconnect(DisconnectReason),
+    /// Write everything queued so far, then our DISCONNECT (`frame`; `None` when it went
+    /// into the lent stream already, or is queued before this as encoded bytes), then end
+    /// the stream as `fin` says; nothing is accepted after it.
+    Disconnect {
+        frame: Option<DisconnectReason>,
+        fin: Fin,
+    },
+}
+
+/// What becomes of the stream after our DISCONNECT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fin {
+    /// It stays open: the actor finishes it once the peer's DISCONNECT is read.
+    Keep,
+    /// The writer ends it right after the DISCONNECT, in the same write.
+    Finish,
+    /// It was ended already, with the DISCONNECT written into the lent stream.
+    Finished,
 }
 
 impl Outgoing {
@@ -66,7 +81,7 @@ impl Outgoing {
         let len = match self {
             Outgoing::Data(frame) => frame.wire_len(),
             Outgoing::Encoded(bytes) => bytes.len(),
-            Outgoing::Disconnect(_) => 0,
+            Outgoing::Disconnect { .. } => 0,
         };
         len.clamp(1, OUTBOX_BYTES)
     }
@@ -83,6 +98,8 @@ struct State {
     next_ticket: u64,
     /// DISCONNECT is queued, or the writer is gone: nothing more is accepted.
     closed: bool,
+    /// DISCONNECT is queued (or written): asking for it again is not an error.
+    disconnect_queued: bool,
     /// The writer waits for a frame and must be woken by the next one.
     writer_parked: bool,
     /// The send stream, lent by the writer while it waits for frames (and only then), for
@@ -136,6 +153,41 @@ impl State {
             wake |= self.enqueue(Outgoing::Encoded(rest));
         }
         Ok(wake)
+    }
+
+    /// Our DISCONNECT, written into the stream the waiting writer lent if it lent one
+    /// (and ended with it when `finish`), so that it leaves without waiting for the
+    /// writer's turn. Call only with the queue empty. Returns the item that tells the
+    /// writer what is left to do, and whether the writer must be woken for what quinn did
+    /// not take, queued here as encoded bytes.
+    fn write_disconnect(&mut self, reason: DisconnectReason, finish: bool) -> (Outgoing, bool) {
+        let fin = match finish {
+            true => Fin::Finish,
+            false => Fin::Keep,
+        };
+        let Some(stream) = self.stream.as_mut() else {
+            let frame = Some(reason);
+            return (Outgoing::Disconnect { frame, fin }, false);
+        };
+        let mut chunks = [Message::Disconnect(reason).to_bytes()];
+        // One poll, never waiting, as in `write_direct`.
+        let mut cx = Context::from_waker(Waker::noop());
+        let written = match std::pin::pin!(stream.write_chunks(&mut chunks)).poll(&mut cx) {
+            Poll::Ready(Ok(written)) => written.chunks,
+            Poll::Ready(Err(_)) | Poll::Pending => 0,
+        };
+        if written == chunks.len() {
+            // Finishing fails only if the stream was stopped or reset, which the reader or
+            // the connection reports; the writer then says the FIN did not go.
+            let fin = match fin == Fin::Finish && stream.finish().is_ok() {
+                true => Fin::Finished,
+                false => Fin::Keep,
+            };
+            return (Outgoing::Disconnect { frame: None, fin }, false);
+        }
+        let [rest] = chunks;
+        let wake = self.enqueue(Outgoing::Encoded(rest));
+        (Outgoing::Disconnect { frame: None, fin }, wake)
     }
 }
 
@@ -224,6 +276,7 @@ pub(crate) fn outbox() -> (Outbox, OutboxReceiver) {
             waiting: VecDeque::new(),
             next_ticket: 0,
             closed: false,
+            disconnect_queued: false,
             writer_parked: false,
             stream: None,
             last_direct: None,
@@ -461,20 +514,47 @@ impl Outbox {
         Ok(())
     }
 
-    /// Asks the writer to write everything queued, then DISCONNECT; refuses every SendData
-    /// from now on (senders waiting for room included). Never waits: DISCONNECT needs no
-    /// room.
+    /// Asks the writer to write everything queued, then DISCONNECT, then (with `finish`)
+    /// to end the stream in the same write; refuses every SendData from now on (senders
+    /// waiting for room included). Never waits: DISCONNECT needs no room. A DISCONNECT
+    /// queued already stays the only one: the graph queues it as a close starts, before
+    /// the link's machine asks for it, and `finish` then applies to it if the writer has
+    /// not taken it yet (the writer says whether it finished).
     ///
     /// # Errors
-    /// `PEER_E_CONNECTION_NOT_FOUND` if the outbox is already closed (the writer is gone,
-    /// or a DISCONNECT is queued).
-    pub(crate) fn disconnect(&self, reason: DisconnectReason) -> Result<(), PeerError> {
+    /// `PEER_E_CONNECTION_NOT_FOUND` if the writer is gone with no DISCONNECT queued.
+    pub(crate) fn disconnect(
+        &self,
+        reason: DisconnectReason,
+        finish: bool,
+    ) -> Result<(), PeerError> {
         let mut state = self.shared.lock();
+        if state.disconnect_queued {
+            if let Some(Outgoing::Disconnect { fin, .. }) = state.queue.back_mut() {
+                if finish && *fin == Fin::Keep {
+                    *fin = Fin::Finish;
+                }
+            }
+            return Ok(());
+        }
         if state.closed {
             return Err(PeerError::CONNECTION_NOT_FOUND);
         }
         state.closed = true;
-        self.shared.push(state, Outgoing::Disconnect(reason));
+        state.disconnect_queued = true;
+        let (item, woken) = match state.queue.is_empty() {
+            true => state.write_disconnect(reason, finish),
+            false => {
+                let fin = match finish {
+                    true => Fin::Finish,
+                    false => Fin::Keep,
+                };
+                let frame = Some(reason);
+                (Outgoing::Disconnect { frame, fin }, false)
+            }
+        };
+        let wake = state.enqueue(item) | woken;
+        self.shared.release(state, wake);
         self.shared.room_freed.notify_waiters();
         Ok(())
     }
@@ -675,7 +755,7 @@ mod tests {
                 .map(|item| match item {
                     Outgoing::Encoded(bytes) => bytes[0],
                     Outgoing::Data(_) => 0,
-                    Outgoing::Disconnect(_) => u8::MAX,
+                    Outgoing::Disconnect { .. } => u8::MAX,
                 })
                 .collect()
         };
@@ -699,7 +779,9 @@ mod tests {
 
         let mut cut = Box::pin(outbox.send_all((7..=12).map(frame).collect()));
         assert!((&mut cut).now_or_never().is_none());
-        assert!(outbox.disconnect(DisconnectReason::AppDisconnect).is_ok());
+        assert!(outbox
+            .disconnect(DisconnectReason::AppDisconnect, false)
+            .is_ok());
         assert_eq!(
             cut.now_or_never(),
             Some(Err(PeerError::CONNECTION_NOT_FOUND))
@@ -745,7 +827,9 @@ mod tests {
         }
         let mut waiting = Box::pin(outbox.send_data(data_type(), payload(1)));
         assert!((&mut waiting).now_or_never().is_none());
-        assert!(outbox.disconnect(DisconnectReason::AppDisconnect).is_ok());
+        assert!(outbox
+            .disconnect(DisconnectReason::AppDisconnect, false)
+            .is_ok());
         assert_eq!(
             waiting.now_or_never(),
             Some(Err(PeerError::CONNECTION_NOT_FOUND))
@@ -754,14 +838,81 @@ mod tests {
             outbox.try_send_data(data_type(), payload(1)),
             Err(Refused::Gone)
         ));
-        assert!(outbox.disconnect(DisconnectReason::AppDisconnect).is_err());
+        // Asked again (the link's machine, after the graph queued it), DISCONNECT stays
+        // the only one, and may take the FIN along while it waits.
+        assert!(outbox
+            .disconnect(DisconnectReason::AppDisconnect, true)
+            .is_ok());
         let mut taken = VecDeque::new();
         receiver
             .take(&mut None, &mut taken, usize::MAX)
             .await
             .expect("frames");
         assert_eq!(taken.len(), OUTBOX_FRAMES + 1);
-        assert!(matches!(taken.back(), Some(Outgoing::Disconnect(_))));
+        assert!(matches!(
+            taken.back(),
+            Some(Outgoing::Disconnect {
+                frame: Some(DisconnectReason::AppDisconnect),
+                fin: Fin::Finish
+            })
+        ));
+        // Taken by the writer, it is still queued as far as a later ask goes; once the
+        // writer is gone without one, asking fails.
+        assert!(outbox
+            .disconnect(DisconnectReason::AppDisconnect, true)
+            .is_ok());
+        let (other, receiver) = super::outbox();
+        drop(receiver);
+        assert_eq!(
+            other.disconnect(DisconnectReason::AppDisconnect, false),
+            Err(PeerError::CONNECTION_NOT_FOUND)
+        );
+    }
+
+    /// With the stream lent (the writer waits), DISCONNECT and the FIN asked with it go
+    /// into the stream at once: the peer reads both though the writer never runs again,
+    /// and the writer, when it does, finds nothing left to write and the stream ended.
+    #[tokio::test]
+    async fn a_disconnect_with_the_stream_lent_is_written_and_finished_at_once() {
+        use crate::connection::close_tests::{quic_pair, within};
+        use peergraph_transport::FrameReader;
+        let (local, peer, _, _endpoints) = quic_pair().await;
+        let (send, _recv) = within("open", local.open_bi()).await.expect("open");
+        let (outbox, mut receiver) = outbox();
+        let mut stream = Some(send);
+        let mut taken = VecDeque::new();
+        // The writer waits for frames: its stream is lent.
+        let waiting = receiver
+            .take(&mut stream, &mut taken, usize::MAX)
+            .now_or_never();
+        assert!(waiting.is_none() && stream.is_none(), "the stream is lent");
+        outbox
+            .disconnect(DisconnectReason::AppDisconnect, true)
+            .expect("queued");
+        let (_, recv) = within("the peer's stream", peer.accept_bi())
+            .await
+            .expect("accept");
+        let mut reader = FrameReader::new(recv);
+        let first = within("our DISCONNECT", reader.read()).await;
+        assert!(
+            matches!(first, Ok(Some(Message::Disconnect(_)))),
+            "{first:?}"
+        );
+        let fin = within("our FIN", reader.read()).await;
+        assert!(matches!(fin, Ok(None)), "{fin:?}");
+        receiver
+            .take(&mut stream, &mut taken, usize::MAX)
+            .await
+            .expect("the DISCONNECT item");
+        assert!(stream.is_some(), "the stream is back with the writer");
+        assert!(matches!(
+            taken.pop_front(),
+            Some(Outgoing::Disconnect {
+                frame: None,
+                fin: Fin::Finished
+            })
+        ));
+        assert!(taken.is_empty());
     }
 
     /// The writer ends once every sender is gone and the queue is drained; a writer that

@@ -487,6 +487,8 @@ impl RawPair {
                         mut send,
                         mut recv,
                     } = alice;
+                    // As the engine's sample does: both threads idle a while first.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                     let start = Instant::now();
                     send.finish()?;
                     recv.read_to_end(usize::MAX).await?;

@@ -321,3 +321,75 @@ async fn frames_written_by_their_senders_and_by_the_writer_keep_their_order() {
     }
     system.stop();
 }
+
+/// A DISCONNECT queued as the graph queues it when a close starts, before the actor has
+/// the Close, goes into the stream the waiting writer lent: it reaches the peer while the
+/// actor's thread is held (neither the writer nor the actor has had a turn). The Close
+/// that follows finds it queued, and the close completes with S_OK.
+#[tokio::test]
+async fn a_disconnect_queued_as_the_close_starts_leaves_without_the_writers_turn() {
+    let (system, arbiter) = system();
+    let mut link = live_link(&arbiter).await;
+    within("the writer lends its stream", async {
+        while !link.outbox.is_lent() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let release = hold(&arbiter).await;
+    link.outbox
+        .disconnect(DisconnectReason::AppDisconnect, false)
+        .expect("queued");
+    let first = within("our DISCONNECT", link.peer_reader.read()).await;
+    assert!(
+        matches!(first, Ok(Some(Message::Disconnect(_)))),
+        "{first:?}"
+    );
+    let (reply, close) = oneshot::channel();
+    link.actor.do_send(Close { reply });
+    let _ = release.send(());
+    let disconnect = Message::Disconnect(DisconnectReason::AppDisconnect).to_bytes();
+    within(
+        "the peer's DISCONNECT",
+        link.peer_send.write_all(&disconnect),
+    )
+    .await
+    .expect("write");
+    link.peer_send.finish().expect("finish");
+    let fin = within("our FIN", link.peer_reader.read()).await;
+    assert!(matches!(fin, Ok(None)), "{fin:?}");
+    let reply = within("the close's reply", close).await;
+    assert_eq!(reply.map_err(|e| e.to_string()), Ok(Ok(())));
+    within("the actor ends", link.ended).await.expect("ended");
+    system.stop();
+}
+
+/// The peer closes: our answer, DISCONNECT and FIN, goes as one STREAM frame (the FIN
+/// rides with the DISCONNECT), and the link ends once the peer's FIN is read.
+#[tokio::test]
+async fn the_answer_to_a_peers_close_carries_our_fin_with_our_disconnect() {
+    let (system, arbiter) = system();
+    let mut link = live_link(&arbiter).await;
+    let disconnect = Message::Disconnect(DisconnectReason::AppDisconnect).to_bytes();
+    within(
+        "the peer's DISCONNECT",
+        link.peer_send.write_all(&disconnect),
+    )
+    .await
+    .expect("write");
+    let answer = within("our DISCONNECT", link.peer_reader.read()).await;
+    assert!(
+        matches!(answer, Ok(Some(Message::Disconnect(_)))),
+        "{answer:?}"
+    );
+    let fin = within("our FIN", link.peer_reader.read()).await;
+    assert!(matches!(fin, Ok(None)), "{fin:?}");
+    assert_eq!(
+        link.local.stats().frame_tx.stream,
+        1,
+        "our DISCONNECT and FIN went in one STREAM frame, the only one we sent"
+    );
+    link.peer_send.finish().expect("finish");
+    within("the actor ends", link.ended).await.expect("ended");
+    system.stop();
+}

@@ -42,8 +42,8 @@ use peergraph_transport::{FrameReader, ReadFrameError};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use self::writer::run_writer;
 pub(crate) use self::writer::{batch_items, lone_frame_chunks};
+use self::writer::{run_writer, AfterDisconnect};
 use crate::events::{DataReservation, Subscribers};
 use crate::outbox::{Outbox, OutboxReceiver};
 
@@ -157,6 +157,9 @@ pub struct ConnectionActor {
     /// The writer has written our DISCONNECT and handed the stream back: the actor
     /// finishes it when the machine says so.
     after_disconnect: Option<quinn::SendStream>,
+    /// The machine asked for our FIN in this turn: it is sent at the turn's end (see
+    /// [`finish_later`](Self::finish_later)).
+    finish_due: bool,
     /// Our FIN is sent; kept to wait for the peer's acknowledgement of it.
     finished_send: Option<quinn::SendStream>,
     /// The deadline the close timer is armed for.
@@ -222,6 +225,7 @@ impl ConnectionActor {
             subscribers: setup.subscribers,
             outbox: setup.outbox,
             after_disconnect: None,
+            finish_due: false,
             finished_send: None,
             timer: None,
             progress: None,
@@ -249,15 +253,8 @@ impl ConnectionActor {
     fn drive(&mut self, ctx: &mut Context<Self>) {
         while let Some(action) = self.machine().poll_action() {
             match action {
-                LinkAction::QueueDisconnect => self.queue_disconnect(),
-                LinkAction::Finish => {
-                    if let Some(mut send) = self.after_disconnect.take() {
-                        // Finishing fails only if the stream was reset or stopped, which
-                        // the reader or the connection reports.
-                        let _ = send.finish();
-                        self.finished_send = Some(send);
-                    }
-                }
+                LinkAction::QueueDisconnect { then_finish } => self.queue_disconnect(then_finish),
+                LinkAction::Finish => self.finish_later(ctx),
                 LinkAction::CloseLink(code) => {
                     self.connection.close(code.into(), close_reason(code));
                 }
@@ -310,12 +307,38 @@ impl ConnectionActor {
         });
     }
 
-    /// Queues our DISCONNECT behind every frame SendData accepted; the outbox refuses
-    /// every SendData from here on.
-    fn queue_disconnect(&mut self) {
+    /// Sends our FIN at the end of this turn of the actor, not at once: the peer's
+    /// DISCONNECT and FIN mostly come together, and then the close completes in the same
+    /// turn, its answer goes to the caller, and the FIN goes with the lingering close
+    /// ([`linger`](Self::linger)). Sent at once, it would wake the link's driver ahead of
+    /// the caller, whose answer would wait behind the packet.
+    fn finish_later(&mut self, ctx: &mut Context<Self>) {
+        if self.after_disconnect.is_none() || std::mem::replace(&mut self.finish_due, true) {
+            return;
+        }
+        ctx.spawn(fut::ready(()).map(|(), act: &mut Self, _| act.finish_now()));
+    }
+
+    /// Sends our FIN if the machine asked for it and it is not sent yet.
+    fn finish_now(&mut self) {
+        if !std::mem::take(&mut self.finish_due) {
+            return;
+        }
+        if let Some(mut send) = self.after_disconnect.take() {
+            // Finishing fails only if the stream was reset or stopped, which the reader
+            // or the connection reports.
+            let _ = send.finish();
+            self.finished_send = Some(send);
+        }
+    }
+
+    /// Queues our DISCONNECT behind every frame SendData accepted (the graph may have
+    /// queued it already, as the close started); the outbox refuses every SendData from
+    /// here on. With `then_finish`, the writer ends the stream in the same write.
+    fn queue_disconnect(&mut self, then_finish: bool) {
         if self
             .outbox
-            .disconnect(DisconnectReason::AppDisconnect)
+            .disconnect(DisconnectReason::AppDisconnect, then_finish)
             .is_err()
         {
             // Only a writer that has ended (or a DISCONNECT already queued) closes it.
@@ -329,8 +352,20 @@ impl ConnectionActor {
     fn linger(&mut self) {
         let connection = self.connection.clone();
         let linger = self.guard.machine.close_timeout();
+        // A FIN asked for in this turn goes from here, after the caller's answer.
+        let unfinished = match std::mem::take(&mut self.finish_due) {
+            true => self.after_disconnect.take(),
+            false => None,
+        };
         let send = self.finished_send.take();
         actix::spawn(async move {
+            let send = match unfinished {
+                Some(mut send) => {
+                    let _ = send.finish();
+                    Some(send)
+                }
+                None => send,
+            };
             if let Some(send) = send {
                 let _ = tokio::time::timeout(linger, send.stopped()).await;
             }
@@ -420,16 +455,19 @@ impl Actor for ConnectionActor {
 /// sender of the outbox is gone, or the error that stopped it.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct WriterEnded(Result<Option<quinn::SendStream>, quinn::WriteError>);
+struct WriterEnded(Result<Option<AfterDisconnect>, quinn::WriteError>);
 
 impl Handler<WriterEnded> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, WriterEnded(ended): WriterEnded, ctx: &mut Self::Context) {
         match ended {
-            Ok(Some(send)) => {
-                self.after_disconnect = Some(send);
-                self.machine().disconnect_written();
+            Ok(Some(AfterDisconnect { send, finished })) => {
+                match finished {
+                    true => self.finished_send = Some(send),
+                    false => self.after_disconnect = Some(send),
+                }
+                self.machine().disconnect_written(finished);
                 self.drive(ctx);
             }
             Ok(None) => {}

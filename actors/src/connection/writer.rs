@@ -10,7 +10,7 @@ use peergraph_engine::wire::{Message, DATA_HEADER_LEN};
 use peergraph_engine::DataType;
 use peergraph_transport::DataFrame;
 
-use crate::outbox::{OutboxReceiver, Outgoing};
+use crate::outbox::{Fin, OutboxReceiver, Outgoing};
 
 /// Bytes the writer gathers from the outbox into one write, so that many small frames
 /// cost one call into quinn.
@@ -146,17 +146,25 @@ impl WriteBatch {
     }
 }
 
+/// The stream after our DISCONNECT is written, handed back to the connection actor.
+pub(super) struct AfterDisconnect {
+    pub(super) send: quinn::SendStream,
+    /// The FIN went in the same write (the DISCONNECT answered the peer's).
+    pub(super) finished: bool,
+}
+
 /// Drains the outbox into the send stream, batching frames; on `Disconnect` (the last
 /// item the outbox ever holds: it refuses everything after it) writes what came before it,
 /// then DISCONNECT, and returns the stream: the actor finishes it once it has read the
-/// peer's DISCONNECT, and then waits for the peer to acknowledge the FIN. Each batch's room
-/// in the outbox is freed once quinn has taken it; while it waits for frames, the stream
-/// is lent to the outbox, for a sender finding it empty to write into. Ends with `None`
-/// when every sender of the outbox is gone and nothing is queued.
+/// peer's DISCONNECT (or the writer did, when the DISCONNECT answers the peer's), and then
+/// waits for the peer to acknowledge the FIN. Each batch's room in the outbox is freed
+/// once quinn has taken it; while it waits for frames, the stream is lent to the outbox,
+/// for a sender finding it empty to write into. Ends with `None` when every sender of the
+/// outbox is gone and nothing is queued.
 pub(super) async fn run_writer(
     send: quinn::SendStream,
     mut outbox: OutboxReceiver,
-) -> Result<Option<quinn::SendStream>, quinn::WriteError> {
+) -> Result<Option<AfterDisconnect>, quinn::WriteError> {
     // All three grow on first use and are given back when the link goes quiet: an idle
     // link holds none of them.
     let mut batch = WriteBatch::default();
@@ -179,18 +187,25 @@ pub(super) async fn run_writer(
             match item {
                 Outgoing::Data(frame) => batch.push_frame(frame),
                 Outgoing::Encoded(bytes) => batch.push_control(bytes),
-                Outgoing::Disconnect(reason) => disconnect = Some(reason),
+                Outgoing::Disconnect { frame, fin } => disconnect = Some((frame, fin)),
             }
         }
-        if let Some(reason) = disconnect {
+        if let Some((Some(reason), _)) = disconnect {
             batch.push_control(Message::Disconnect(reason).to_bytes());
         }
         batch.seal();
         send.write_all_chunks(&mut batch.chunks).await?;
         batch.chunks.clear();
         outbox.written(bytes);
-        if disconnect.is_some() {
-            return Ok(stream);
+        if let Some((_, fin)) = disconnect {
+            // Finishing fails only if the stream was stopped or reset, which the reader
+            // or the connection reports; the actor then asks for no FIN of its own.
+            let finished = match fin {
+                Fin::Finished => true,
+                Fin::Finish => send.finish().is_ok(),
+                Fin::Keep => false,
+            };
+            return Ok(stream.map(|send| AfterDisconnect { send, finished }));
         }
         if outbox.quiet() {
             batch.release();
@@ -275,7 +290,7 @@ mod tests {
             match item {
                 Outgoing::Data(frame) => frame.clone().push_chunks(&mut chunks),
                 Outgoing::Encoded(bytes) => chunks.push(bytes.clone()),
-                Outgoing::Disconnect(_) => panic!("a batch holds no DISCONNECT"),
+                Outgoing::Disconnect { .. } => panic!("a batch holds no DISCONNECT"),
             }
         }
         chunks.concat()

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use actix::prelude::*;
+use peergraph_engine::wire::DisconnectReason;
 use peergraph_engine::{
     ConnectionId, ConnectionInfo, EventFilter, GraphStatus, NodeInfo, PeerError, ResultCode,
 };
@@ -142,6 +143,13 @@ impl GraphActor {
         if closing.shrink {
             self.table.shrink_to_fit();
         }
+        // DISCONNECT is queued here, behind everything SendData accepted, rather than by
+        // the connection actor once Close reaches it: the writer runs next, ahead of the
+        // actor and of the caller. The actor's machine asks for it too and finds it
+        // queued; if the writer is gone, the actor's ask fails and the machine answers.
+        let _ = entry
+            .outbox
+            .disconnect(DisconnectReason::AppDisconnect, false);
         let (reply, answer) = oneshot::channel();
         // One Close per entry taken out: bounded by the table, like ConnectionEnded.
         entry.actor.do_send(Close { reply });

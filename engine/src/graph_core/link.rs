@@ -128,8 +128,14 @@ pub enum LinkLoss {
 pub enum LinkAction {
     /// Queue DISCONNECT(APP_DISCONNECT) behind every frame already accepted; report
     /// [`LinkMachine::disconnect_written`] once it is written, or
-    /// [`LinkMachine::disconnect_failed`] if it cannot be queued.
-    QueueDisconnect,
+    /// [`LinkMachine::disconnect_failed`] if it cannot be queued. With `then_finish` the
+    /// peer's DISCONNECT is read already, so our FIN may go with our DISCONNECT, in the
+    /// same write (the peer that closes gets both in one packet); the driver says whether
+    /// it did.
+    QueueDisconnect {
+        /// The FIN may follow the DISCONNECT at once.
+        then_finish: bool,
+    },
     /// Finish our side of the control stream (send FIN): we have read all the peer sent.
     Finish,
     /// Close the link now with this QUIC application close code.
@@ -337,7 +343,9 @@ impl LinkMachine {
         self.closing = true;
         self.closing_since = Some(now);
         self.last_progress = Some(now);
-        self.actions.push_back(LinkAction::QueueDisconnect);
+        self.actions.push_back(LinkAction::QueueDisconnect {
+            then_finish: self.peer_disconnected,
+        });
     }
 
     /// The peer finished its side of the control stream.
@@ -360,9 +368,16 @@ impl LinkMachine {
         self.protocol_error(violation);
     }
 
-    /// Our DISCONNECT, and everything queued before it, is written.
-    pub fn disconnect_written(&mut self) {
+    /// Our DISCONNECT, and everything queued before it, is written; `finished` when our
+    /// FIN went with it, as a [`LinkAction::QueueDisconnect`] with `then_finish` allows.
+    /// A FIN the machine did not allow yet is not counted as sent: the driver's report
+    /// cannot move the close past its rules.
+    pub fn disconnect_written(&mut self, finished: bool) {
         self.disconnect_written = true;
+        if finished && self.peer_disconnected && !self.fin_sent {
+            self.fin_sent = true;
+            return self.try_complete();
+        }
         self.try_finish();
     }
 

@@ -69,12 +69,15 @@ fn a_normal_close_sends_disconnect_then_fin_and_answers_s_ok() {
         "data flows"
     );
     assert_eq!(link.machine.close(link.at(10)), CloseStart::Started);
-    assert_eq!(link.actions(), [LinkAction::QueueDisconnect]);
+    assert_eq!(
+        link.actions(),
+        [LinkAction::QueueDisconnect { then_finish: false }]
+    );
     assert_eq!(
         link.machine.poll_timeout(),
         Some(link.at(10) + CLOSE_TIMEOUT)
     );
-    link.machine.disconnect_written();
+    link.machine.disconnect_written(false);
     assert!(
         link.actions().is_empty(),
         "no FIN before the peer's DISCONNECT"
@@ -105,7 +108,7 @@ fn the_peer_fin_may_come_before_our_disconnect_is_written() {
         link.actions().is_empty(),
         "our FIN waits for our DISCONNECT"
     );
-    link.machine.disconnect_written();
+    link.machine.disconnect_written(false);
     assert_eq!(
         link.actions(),
         [LinkAction::Finish, LinkAction::Linger, LinkAction::Stop]
@@ -119,8 +122,11 @@ fn both_sides_closing_at_once_follow_the_same_steps() {
     assert_eq!(link.machine.close(link.at(0)), CloseStart::Started);
     // The peer's DISCONNECT crosses ours: no second DISCONNECT is queued.
     link.machine.on_frame(link.at(1), FrameType::Disconnect);
-    assert_eq!(link.actions(), [LinkAction::QueueDisconnect]);
-    link.machine.disconnect_written();
+    assert_eq!(
+        link.actions(),
+        [LinkAction::QueueDisconnect { then_finish: false }]
+    );
+    link.machine.disconnect_written(false);
     link.machine.on_peer_finished();
     assert_eq!(
         link.actions(),
@@ -135,7 +141,11 @@ fn both_sides_closing_at_once_follow_the_same_steps() {
 fn the_peer_closing_first_is_answered_and_a_close_then_gets_not_found_at_the_end() {
     let mut link = Link::new();
     link.machine.on_frame(link.at(0), FrameType::Disconnect);
-    assert_eq!(link.actions(), [LinkAction::QueueDisconnect]);
+    assert_eq!(
+        link.actions(),
+        [LinkAction::QueueDisconnect { then_finish: true }],
+        "we have read the peer's DISCONNECT: our FIN may follow ours at once"
+    );
     assert!(link.machine.is_closing());
     assert_eq!(
         link.machine.poll_timeout(),
@@ -147,7 +157,7 @@ fn the_peer_closing_first_is_answered_and_a_close_then_gets_not_found_at_the_end
         CloseStart::AnswerNow(PeerError::CONNECTION_NOT_FOUND),
         "a second Close is answered at once"
     );
-    link.machine.disconnect_written();
+    link.machine.disconnect_written(false);
     link.machine.on_peer_finished();
     assert_eq!(
         link.actions(),
@@ -162,10 +172,52 @@ fn the_peer_closing_first_is_answered_and_a_close_then_gets_not_found_at_the_end
 }
 
 #[test]
+fn the_answer_to_a_peer_that_closes_may_carry_our_fin_in_the_same_write() {
+    let mut link = Link::new();
+    link.machine.on_frame(link.at(0), FrameType::Disconnect);
+    assert_eq!(
+        link.actions(),
+        [LinkAction::QueueDisconnect { then_finish: true }]
+    );
+    link.machine.disconnect_written(true);
+    assert!(
+        link.actions().is_empty(),
+        "the FIN went with the DISCONNECT: no second one, and no end before the peer's FIN"
+    );
+    link.machine.on_peer_finished();
+    assert_eq!(link.actions(), [LinkAction::Linger, LinkAction::Stop]);
+    let finished = link.finished();
+    assert_eq!(answer_of(&finished), None, "no close of ours to answer");
+    assert!(!finished.close_link, "the lingering close keeps the link");
+    assert!(matches!(finished.reason, EndReason::RemoteClose));
+}
+
+#[test]
+fn a_fin_the_machine_did_not_allow_is_not_counted_as_sent() {
+    // Our close: the peer's DISCONNECT is not read yet, so the FIN may not go.
+    let mut link = Link::new();
+    link.machine.close(link.at(0));
+    assert_eq!(
+        link.actions(),
+        [LinkAction::QueueDisconnect { then_finish: false }]
+    );
+    link.machine.disconnect_written(true);
+    link.machine.on_frame(link.at(1), FrameType::Disconnect);
+    assert_eq!(
+        link.actions(),
+        [LinkAction::Finish],
+        "the FIN is asked for once it is allowed"
+    );
+    link.machine.on_peer_finished();
+    assert_eq!(link.actions(), [LinkAction::Linger, LinkAction::Stop]);
+    assert_eq!(answer_of(&link.finished()), Some(Ok(())));
+}
+
+#[test]
 fn a_close_the_peer_never_confirms_times_out_and_cuts_the_link() {
     let mut link = Link::new();
     link.machine.close(link.at(0));
-    link.machine.disconnect_written();
+    link.machine.disconnect_written(false);
     link.actions();
     link.machine.on_timeout(link.at(4_999));
     assert!(link.actions().is_empty(), "an early timer does nothing");
@@ -180,7 +232,7 @@ fn a_close_the_peer_never_confirms_times_out_and_cuts_the_link() {
 fn a_close_waits_while_the_peer_makes_progress_and_times_out_after_silence() {
     let mut link = Link::new();
     link.machine.close(link.at(0));
-    link.machine.disconnect_written();
+    link.machine.disconnect_written(false);
     link.actions();
     // Progress every 4 s keeps the close going well past one close timeout.
     for second in (4..=20).step_by(4) {
@@ -252,7 +304,10 @@ fn a_link_that_fails_during_a_close_answers_connection_failed() {
     link.lost(LinkLoss::Failed);
     assert_eq!(
         link.actions(),
-        [LinkAction::QueueDisconnect, LinkAction::Stop]
+        [
+            LinkAction::QueueDisconnect { then_finish: false },
+            LinkAction::Stop
+        ]
     );
     let finished = link.finished();
     assert_eq!(
@@ -296,7 +351,7 @@ fn the_first_end_decides_the_answer() {
     // The close succeeds, and the peer's QUIC close is seen in the same turn.
     let mut link = Link::new();
     link.machine.close(link.at(0));
-    link.machine.disconnect_written();
+    link.machine.disconnect_written(false);
     link.machine.on_frame(link.at(1), FrameType::Disconnect);
     link.machine.on_peer_finished();
     link.lost(LinkLoss::Failed);
@@ -304,7 +359,7 @@ fn the_first_end_decides_the_answer() {
     assert_eq!(
         link.actions(),
         [
-            LinkAction::QueueDisconnect,
+            LinkAction::QueueDisconnect { then_finish: false },
             LinkAction::Finish,
             LinkAction::Linger,
             LinkAction::Stop
@@ -346,7 +401,7 @@ fn a_driver_that_ends_unplanned_answers_connection_failed_and_cuts_the_link() {
     // A panic: the driver is dropped with the close still waiting.
     let mut link = Link::new();
     link.machine.close(link.at(0));
-    link.machine.disconnect_written();
+    link.machine.disconnect_written(false);
     let finished = link.finished();
     assert_eq!(
         answer_of(&finished),
