@@ -370,6 +370,12 @@ async fn a_disconnect_queued_as_the_close_starts_leaves_without_the_writers_turn
 async fn the_answer_to_a_peers_close_carries_our_fin_with_our_disconnect() {
     let (system, arbiter) = system();
     let mut link = live_link(&arbiter).await;
+    within("the writer lends its stream", async {
+        while !link.outbox.is_lent() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
     let disconnect = Message::Disconnect(DisconnectReason::AppDisconnect).to_bytes();
     within(
         "the peer's DISCONNECT",

@@ -341,7 +341,7 @@ impl ConnectionActor {
             .disconnect(DisconnectReason::AppDisconnect, then_finish)
             .is_err()
         {
-            // Only a writer that has ended (or a DISCONNECT already queued) closes it.
+            // Only a writer that has ended with no DISCONNECT queued refuses it.
             self.machine().disconnect_failed();
         }
     }

@@ -199,7 +199,8 @@ pub(super) async fn run_writer(
         outbox.written(bytes);
         if let Some((_, fin)) = disconnect {
             // Finishing fails only if the stream was stopped or reset, which the reader
-            // or the connection reports; the actor then asks for no FIN of its own.
+            // or the connection reports; the machine then asks for the FIN again, and the
+            // actor's attempt fails the same way, harmlessly.
             let finished = match fin {
                 Fin::Finished => true,
                 Fin::Finish => send.finish().is_ok(),

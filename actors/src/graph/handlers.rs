@@ -147,6 +147,10 @@ impl GraphActor {
         // the connection actor once Close reaches it: the writer runs next, ahead of the
         // actor and of the caller. The actor's machine asks for it too and finds it
         // queued; if the writer is gone, the actor's ask fails and the machine answers.
+        // This relies on the actor running on this arbiter (`run_link` starts it here): the
+        // Close is in its mailbox before it can run again, and actix handles the mailbox
+        // before the reader, so the machine knows of the close before it can read the
+        // peer's answer (read first, the answer would look like the peer closing first).
         let _ = entry
             .outbox
             .disconnect(DisconnectReason::AppDisconnect, false);

@@ -109,8 +109,8 @@ pub struct SendDataMany {
     pub data: Vec<Bytes>,
 }
 
-/// `PeerGraphCloseDirectConnection`: close a direct connection. The connection actor
-/// flushes every byte SendData accepted and sends DISCONNECT (APP_DISCONNECT); the peer
+/// `PeerGraphCloseDirectConnection`: close a direct connection. The connection's writer
+/// flushes every byte SendData accepted, then DISCONNECT (APP_DISCONNECT); the peer
 /// answers, after what it had accepted, with its own DISCONNECT and end of stream, which
 /// shows it has read everything; only then the reply comes (docs/PROTOCOL.md §3.4). The
 /// remote node reports DIRECT_CONNECTION DISCONNECTED with the same id; so does this node.

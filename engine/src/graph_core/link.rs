@@ -369,12 +369,15 @@ impl LinkMachine {
     }
 
     /// Our DISCONNECT, and everything queued before it, is written; `finished` when our
-    /// FIN went with it, as a [`LinkAction::QueueDisconnect`] with `then_finish` allows.
-    /// A FIN the machine did not allow yet is not counted as sent: the driver's report
-    /// cannot move the close past its rules.
+    /// FIN went with it, which only a [`LinkAction::QueueDisconnect`] with `then_finish`
+    /// allows (the peer's DISCONNECT is read).
     pub fn disconnect_written(&mut self, finished: bool) {
+        debug_assert!(
+            !finished || self.peer_disconnected,
+            "a FIN went before the peer's DISCONNECT was read"
+        );
         self.disconnect_written = true;
-        if finished && self.peer_disconnected && !self.fin_sent {
+        if finished && !self.fin_sent {
             self.fin_sent = true;
             return self.try_complete();
         }

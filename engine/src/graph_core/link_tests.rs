@@ -193,27 +193,6 @@ fn the_answer_to_a_peer_that_closes_may_carry_our_fin_in_the_same_write() {
 }
 
 #[test]
-fn a_fin_the_machine_did_not_allow_is_not_counted_as_sent() {
-    // Our close: the peer's DISCONNECT is not read yet, so the FIN may not go.
-    let mut link = Link::new();
-    link.machine.close(link.at(0));
-    assert_eq!(
-        link.actions(),
-        [LinkAction::QueueDisconnect { then_finish: false }]
-    );
-    link.machine.disconnect_written(true);
-    link.machine.on_frame(link.at(1), FrameType::Disconnect);
-    assert_eq!(
-        link.actions(),
-        [LinkAction::Finish],
-        "the FIN is asked for once it is allowed"
-    );
-    link.machine.on_peer_finished();
-    assert_eq!(link.actions(), [LinkAction::Linger, LinkAction::Stop]);
-    assert_eq!(answer_of(&link.finished()), Some(Ok(())));
-}
-
-#[test]
 fn a_close_the_peer_never_confirms_times_out_and_cuts_the_link() {
     let mut link = Link::new();
     link.machine.close(link.at(0));
