@@ -217,6 +217,17 @@ impl EventFilter {
             .any(|registration| registration.event_type == event_type)
     }
 
+    /// True when INCOMING_DATA of `data_type` passes the filter: what
+    /// [`accepts`](Self::accepts) answers for such an event, without one.
+    pub fn accepts_data(&self, data_type: DataType) -> bool {
+        self.registrations.iter().any(|registration| {
+            registration.event_type == EventType::IncomingData
+                && registration
+                    .data_type
+                    .is_none_or(|wanted| wanted == data_type)
+        })
+    }
+
     /// True when `event` passes the filter.
     pub fn accepts(&self, event: &GraphEvent) -> bool {
         let Some(event_type) = event.event_type() else {

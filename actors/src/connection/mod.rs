@@ -31,20 +31,19 @@ use std::task::{ready, Context as TaskContext, Poll};
 use std::time::Duration;
 
 use actix::prelude::*;
+use bytes::Bytes;
 use peergraph_engine::graph_core::{
     Cause, CloseStart, EndReason, LinkAction, LinkLoss, LinkMachine, Violation,
 };
 use peergraph_engine::wire::{close_code, DisconnectReason, Message, DATA_HEADER_LEN};
-use peergraph_engine::{
-    code_of, ConnectionId, ConnectionInfo, DataType, GraphEvent, PeerError, ResultCode,
-};
+use peergraph_engine::{code_of, ConnectionId, ConnectionInfo, DataType, PeerError, ResultCode};
 use peergraph_transport::{FrameReader, ReadFrameError};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 pub(crate) use self::writer::{batch_items, lone_frame_chunks};
 use self::writer::{run_writer, AfterDisconnect};
-use crate::events::{DataReservation, Subscribers};
+use crate::events::{DataReservation, DataRun, Subscribers};
 use crate::outbox::{Outbox, OutboxReceiver};
 
 /// Sent to the graph exactly once per connection actor, when it is dropped.
@@ -393,18 +392,14 @@ impl ConnectionActor {
     /// DATA frames read in one go, with the room reserved for them in the registrations
     /// that take them: handed to the application, up to the first the machine says breaks
     /// the protocol (the room of the rest goes back).
-    fn on_data(
-        &mut self,
-        mut events: Vec<GraphEvent>,
-        room: DataReservation,
-        ctx: &mut Context<Self>,
-    ) {
-        let allowed = events
+    fn on_data(&mut self, mut run: DataRun, room: DataReservation, ctx: &mut Context<Self>) {
+        let allowed = run
+            .payloads
             .iter()
             .take_while(|_| self.guard.machine.on_data())
             .count();
-        events.truncate(allowed);
-        room.deliver_all(events);
+        run.payloads.truncate(allowed);
+        room.deliver_all(run);
         self.drive(ctx);
     }
 }
@@ -499,11 +494,11 @@ impl<S: futures_util::Stream<Item = Inbound>> futures_util::Stream for DeliverDa
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Inbound>> {
         for _ in 0..DELIVERIES_BEFORE_YIELD {
             match ready!(self.steps.as_mut().poll_next(cx)) {
-                Some(Inbound::Data { events, room }) if self.only_data => {
-                    room.deliver_all(events);
+                Some(Inbound::Data { run, room }) if self.only_data => {
+                    room.deliver_all(run);
                 }
-                Some(Inbound::Data { events, room }) => {
-                    return Poll::Ready(Some(Inbound::Data { events, room }));
+                Some(Inbound::Data { run, room }) => {
+                    return Poll::Ready(Some(Inbound::Data { run, room }));
                 }
                 Some(step) => {
                     self.only_data = false;
@@ -525,10 +520,10 @@ const DELIVERIES_BEFORE_YIELD: u32 = 16;
 
 /// One step of the control stream's reader.
 enum Inbound {
-    /// DATA frames of one data type, read in one go, as the events they raise, with room
+    /// DATA frames of one data type, read in one go, as one run of payloads, with room
     /// for them in every registration that takes them.
     Data {
-        events: Vec<GraphEvent>,
+        run: DataRun,
         room: DataReservation,
     },
     /// Any other frame.
@@ -573,23 +568,23 @@ impl ReadState {
 
     /// After a DATA frame of `data_type` whose room is in `room`: the DATA frames of that
     /// type right behind it that are already received, as far as room for them is free at
-    /// once (all of them or none), as events. Whatever else was decoded is held for the
-    /// next step.
+    /// once (all of them or none), with the first as one run. Whatever else was decoded is
+    /// held for the next step.
     fn gather(
         &mut self,
         connection_id: ConnectionId,
         data_type: DataType,
-        first: GraphEvent,
+        first: Bytes,
         room: &mut DataReservation,
-    ) -> Vec<GraphEvent> {
-        let first_len = first.payload_len();
+    ) -> DataRun {
+        let first_len = first.len();
         // Room for as many frames of the first one's size as are buffered: one allocation
         // for a run of small messages rather than a vector grown step by step.
         let likely = self.reader.buffered_len() / (DATA_HEADER_LEN + first_len) + 1;
-        let mut events = Vec::with_capacity(likely.min(BATCH_FRAMES));
-        events.push(first);
+        let mut payloads = Vec::with_capacity(likely.min(BATCH_FRAMES));
+        payloads.push(first);
         let (mut bytes, mut total) = (0, first_len);
-        while events.len() < BATCH_FRAMES && total < BATCH_BYTES {
+        while payloads.len() < BATCH_FRAMES && total < BATCH_BYTES {
             // The common case first: DATA of this type whole in the chunk at hand.
             let payload = match self.held.is_empty() {
                 true => self.reader.read_buffered_data(data_type),
@@ -611,25 +606,20 @@ impl ReadState {
             };
             bytes += payload.len();
             total += payload.len();
-            events.push(GraphEvent::IncomingData {
-                connection_id,
-                data_type,
-                data: payload,
-            });
+            payloads.push(payload);
         }
-        let more = events.len() - 1;
+        let more = payloads.len() - 1;
         if more > 0 && !room.try_extend(more, bytes) {
             // No room for them at once: they wait, in order, for the next step.
-            for event in events.drain(1..).rev() {
-                if let GraphEvent::IncomingData { data, .. } = event {
-                    self.held.push_front(Message::Data {
-                        data_type,
-                        payload: data,
-                    });
-                }
+            for payload in payloads.drain(1..).rev() {
+                self.held.push_front(Message::Data { data_type, payload });
             }
         }
-        events
+        DataRun {
+            connection_id,
+            data_type,
+            payloads,
+        }
     }
 }
 
@@ -658,14 +648,12 @@ fn inbound(
         let mut state = state?;
         match state.next().await {
             Ok(Some(Message::Data { data_type, payload })) => {
-                let event = GraphEvent::IncomingData {
-                    connection_id,
-                    data_type,
-                    data: payload,
-                };
-                let mut room = state.subscribers.reserve_data(&event).await;
-                let events = state.gather(connection_id, data_type, event, &mut room);
-                Some((Inbound::Data { events, room }, Some(state)))
+                let mut room = state
+                    .subscribers
+                    .reserve_data(data_type, payload.len())
+                    .await;
+                let run = state.gather(connection_id, data_type, payload, &mut room);
+                Some((Inbound::Data { run, room }, Some(state)))
             }
             Ok(Some(message)) => Some((Inbound::Frame(message), Some(state))),
             Ok(None) => Some((Inbound::Finished, None)),
@@ -681,7 +669,7 @@ fn inbound(
 impl StreamHandler<Inbound> for ConnectionActor {
     fn handle(&mut self, item: Inbound, ctx: &mut Self::Context) {
         match item {
-            Inbound::Data { events, room } => return self.on_data(events, room, ctx),
+            Inbound::Data { run, room } => return self.on_data(run, room, ctx),
             Inbound::Frame(message) => {
                 let now = Self::now();
                 // Only DISCONNECT is acted on; anything else here breaks the protocol.

@@ -36,9 +36,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix::prelude::*;
+use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use futures_util::Stream;
-use peergraph_engine::{EventFilter, EventType, GraphEvent, GraphHandle};
+use peergraph_engine::{ConnectionId, DataType, EventFilter, EventType, GraphEvent, GraphHandle};
 use tokio::sync::Notify;
 
 /// The default most events a registration's queue holds before it drops new ones.
@@ -106,9 +107,72 @@ pub struct PeerEvent {
 /// reads stay O(1) amortised.
 const QUEUE_ROOM_KEPT: usize = 256;
 
+/// INCOMING_DATA of one link and data type, read from one chunk of the link: the payloads
+/// in order, handed to the registration together and kept together in its queue. An
+/// event is made of each only as the application takes it, so a run of small messages
+/// costs one entry in the queue, not an event moved in and out per message.
+pub(crate) struct DataRun {
+    pub(crate) connection_id: ConnectionId,
+    pub(crate) data_type: DataType,
+    pub(crate) payloads: Vec<Bytes>,
+}
+
+impl DataRun {
+    /// A run of the one payload of `event`, an INCOMING_DATA event; `None` for any other.
+    #[cfg(test)]
+    fn of(event: GraphEvent) -> Option<DataRun> {
+        match event {
+            GraphEvent::IncomingData {
+                connection_id,
+                data_type,
+                data,
+            } => Some(DataRun {
+                connection_id,
+                data_type,
+                payloads: vec![data],
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of a registration's queue.
+enum Entry {
+    /// An event other than INCOMING_DATA.
+    Other(GraphEvent),
+    /// INCOMING_DATA payloads of one run not read yet, with the room they hold.
+    Data(QueuedRun),
+}
+
+struct QueuedRun {
+    connection_id: ConnectionId,
+    data_type: DataType,
+    payloads: std::vec::IntoIter<Bytes>,
+    /// The payload bytes the rest of the run holds of the queue's budget. Each payload's
+    /// share is its length, at most the whole budget and at most what is left here: the
+    /// same shares, in the same order, as its room was reserved with.
+    bytes: usize,
+}
+
+impl QueuedRun {
+    /// The next payload's event and the bytes of room it gives back; `None` at the run's
+    /// end.
+    fn next(&mut self, budget: usize) -> Option<(GraphEvent, usize)> {
+        let data = self.payloads.next()?;
+        let share = data.len().min(budget).min(self.bytes);
+        self.bytes -= share;
+        let event = GraphEvent::IncomingData {
+            connection_id: self.connection_id,
+            data_type: self.data_type,
+            data,
+        };
+        Some((event, share))
+    }
+}
+
 struct QueueState {
-    /// The events, each INCOMING_DATA one with the payload bytes it holds.
-    events: VecDeque<(GraphEvent, Option<usize>)>,
+    /// The events: others one by one, INCOMING_DATA in runs.
+    events: VecDeque<Entry>,
     /// Events other than INCOMING_DATA held.
     others: usize,
     /// INCOMING_DATA events held or reserved.
@@ -284,9 +348,9 @@ impl Queue {
         }
     }
 
-    /// Queues INCOMING_DATA events, in order, in the room reserved for them (one lock and
-    /// one wake of the reader for the lot); room they do not use is given back.
-    fn push_data(&self, events: impl IntoIterator<Item = GraphEvent>, mut room: DataRoom) {
+    /// Queues a run of INCOMING_DATA, in order, in the room reserved for it (one lock, one
+    /// entry and one wake of the reader for the lot); room it does not use is given back.
+    fn push_data(&self, mut run: DataRun, mut room: DataRoom) {
         let wake_links = {
             let Ok(mut state) = self.state.lock() else {
                 return;
@@ -295,16 +359,22 @@ impl Queue {
                 return;
             }
             Self::report_loss(&mut state);
-            for event in events {
-                if room.events == 0 {
-                    break;
-                }
-                // Each event's share, as it was reserved: a payload larger than the whole
-                // byte budget took all of it.
-                let bytes = event.payload_len().min(self.limits.bytes).min(room.bytes);
-                room.events -= 1;
-                room.bytes -= bytes;
-                state.events.push_back((event, Some(bytes)));
+            run.payloads.truncate(room.events);
+            // Each payload's share, as it was reserved: a payload larger than the whole
+            // byte budget took all of it.
+            let mut bytes = 0;
+            for payload in &run.payloads {
+                bytes += payload.len().min(self.limits.bytes).min(room.bytes - bytes);
+            }
+            room.events -= run.payloads.len();
+            room.bytes -= bytes;
+            if !run.payloads.is_empty() {
+                state.events.push_back(Entry::Data(QueuedRun {
+                    connection_id: run.connection_id,
+                    data_type: run.data_type,
+                    payloads: run.payloads.into_iter(),
+                    bytes,
+                }));
             }
             state.data_events -= room.events;
             state.data_bytes -= room.bytes;
@@ -332,7 +402,7 @@ impl Queue {
             }
             Self::report_loss(&mut state);
             state.others += 1;
-            state.events.push_back((event, None));
+            state.events.push_back(Entry::Other(event));
         }
         self.waker.wake();
         false
@@ -344,7 +414,7 @@ impl Queue {
             let count = std::mem::take(&mut state.lost);
             state
                 .events
-                .push_back((GraphEvent::EventsLost { count }, None));
+                .push_back(Entry::Other(GraphEvent::EventsLost { count }));
             state.others += 1;
         }
     }
@@ -380,24 +450,41 @@ impl Queue {
                 }
             };
         }
-        let take = limit.min(state.events.len());
         let (mut data_events, mut data_bytes, mut others) = (0, 0, 0);
-        into.reserve(take);
-        for (event, room) in state.events.drain(..take) {
-            match room {
-                Some(bytes) => {
-                    data_events += 1;
-                    data_bytes += bytes;
+        let budget = self.limits.bytes;
+        while data_events + others < limit {
+            let Some(entry) = state.events.front_mut() else {
+                break;
+            };
+            match entry {
+                Entry::Other(_) => {
+                    if let Some(Entry::Other(event)) = state.events.pop_front() {
+                        into.push(event);
+                        others += 1;
+                    }
                 }
-                None => others += 1,
+                Entry::Data(run) => {
+                    let want = limit - data_events - others;
+                    into.reserve(want.min(run.payloads.len()));
+                    for _ in 0..want {
+                        let Some((event, share)) = run.next(budget) else {
+                            break;
+                        };
+                        into.push(event);
+                        data_events += 1;
+                        data_bytes += share;
+                    }
+                    if run.payloads.len() == 0 {
+                        state.events.pop_front();
+                    }
+                }
             }
-            into.push(event);
         }
         state.data_events -= data_events;
         state.data_bytes -= data_bytes;
         state.others -= others;
         self.after_read(state, data_events > 0);
-        Poll::Ready(take)
+        Poll::Ready(data_events + others)
     }
 
     /// After the reader took events (`freed_data`: INCOMING_DATA among them): shrinks the
@@ -419,7 +506,22 @@ impl Queue {
         let Ok(mut state) = self.state.lock() else {
             return Poll::Ready(None);
         };
-        match state.events.pop_front() {
+        let budget = self.limits.bytes;
+        let taken = match state.events.front_mut() {
+            Some(Entry::Data(run)) => {
+                let taken = run.next(budget);
+                if run.payloads.len() == 0 {
+                    state.events.pop_front();
+                }
+                taken.map(|(event, share)| (event, Some(share)))
+            }
+            Some(Entry::Other(_)) => match state.events.pop_front() {
+                Some(Entry::Other(event)) => Some((event, None)),
+                _ => None,
+            },
+            None => None,
+        };
+        match taken {
             Some((event, room)) => {
                 match room {
                     Some(bytes) => {
@@ -555,9 +657,9 @@ impl Subscriber {
         self.queue.reserve(bytes).await
     }
 
-    /// Queues INCOMING_DATA events in the room reserved for them.
-    fn deliver_data(&self, events: impl IntoIterator<Item = GraphEvent>, room: DataRoom) {
-        self.queue.push_data(events, room);
+    /// Queues a run of INCOMING_DATA in the room reserved for it.
+    fn deliver_data(&self, run: DataRun, room: DataRoom) {
+        self.queue.push_data(run, room);
     }
 
     /// Queues an event other than INCOMING_DATA; never waits. True if it was lost (the
@@ -671,25 +773,31 @@ impl DataReservation {
         all
     }
 
-    /// Hands `event` to every registration the room was reserved in.
+    /// Hands `event`, INCOMING_DATA, to every registration the room was reserved in.
     #[cfg(test)]
     pub(crate) fn deliver(self, event: GraphEvent) {
-        self.deliver_all(vec![event]);
+        if let Some(run) = DataRun::of(event) {
+            self.deliver_all(run);
+        }
     }
 
-    /// Hands `events`, in order, to every registration the room was reserved in; room
-    /// they do not use (fewer events than reserved) is given back.
-    pub(crate) fn deliver_all(mut self, events: Vec<GraphEvent>) {
+    /// Hands `run`'s payloads, in order, to every registration the room was reserved in;
+    /// room they do not use (fewer payloads than reserved) is given back.
+    pub(crate) fn deliver_all(mut self, run: DataRun) {
         let rest = std::mem::take(&mut self.rest);
         let Some((first, first_room)) = self.first.take() else {
             return;
         };
-        // The first registration takes the events themselves; the others clones (the
+        // The first registration takes the payloads themselves; the others clones (the
         // payloads are shared, not copied).
         for (subscriber, room) in rest {
-            subscriber.deliver_data(events.iter().cloned(), room);
+            let copy = DataRun {
+                payloads: run.payloads.clone(),
+                ..run
+            };
+            subscriber.deliver_data(copy, room);
         }
-        first.deliver_data(events, first_room);
+        first.deliver_data(run, first_room);
     }
 }
 
@@ -798,18 +906,27 @@ impl Subscribers {
         self.lost.load(Ordering::Relaxed)
     }
 
-    /// Waits until every registration that takes `event` (INCOMING_DATA) has room for it,
-    /// and reserves that room (see the module doc). Registrations that end meanwhile are
-    /// left out; with none, the event has nowhere to go.
-    pub(crate) async fn reserve_data(&self, event: &GraphEvent) -> DataReservation {
-        let bytes = event.payload_len();
+    /// [`reserve_data`](Self::reserve_data) for `event`, INCOMING_DATA.
+    #[cfg(test)]
+    pub(crate) async fn reserve_event(&self, event: &GraphEvent) -> DataReservation {
+        let data_type = match event {
+            GraphEvent::IncomingData { data_type, .. } => *data_type,
+            _ => DataType::from_u128(0),
+        };
+        self.reserve_data(data_type, event.payload_len()).await
+    }
+
+    /// Waits until every registration that takes INCOMING_DATA of `data_type` has room for
+    /// a payload of `bytes`, and reserves that room (see the module doc). Registrations
+    /// that end meanwhile are left out; with none, the payload has nowhere to go.
+    pub(crate) async fn reserve_data(&self, data_type: DataType, bytes: usize) -> DataReservation {
         // Built first, so that room already taken is given back (by its drop) if the link
         // stops while it waits for the rest.
         let mut reservation = DataReservation::new();
         // Those without room now, to wait for once the list's lock is released.
         let mut full = Vec::new();
         if let Ok(list) = self.list.read() {
-            for subscriber in list.iter().filter(|s| s.filter.accepts(event)) {
+            for subscriber in list.iter().filter(|s| s.filter.accepts_data(data_type)) {
                 match subscriber.try_reserve(bytes) {
                     Ok(Some(room)) => reservation.push(subscriber.clone(), room),
                     Ok(None) => full.push(subscriber.clone()),

@@ -83,6 +83,18 @@ fn data(n: u8, len: usize) -> GraphEvent {
     }
 }
 
+/// The run of `payloads` (bytes `n` repeated `len` times, each) as `data` makes them.
+fn run(payloads: &[(u8, usize)]) -> DataRun {
+    DataRun {
+        connection_id: peergraph_engine::ConnectionId::new(1).expect("id"),
+        data_type: peergraph_engine::DataType::from_u128(1),
+        payloads: payloads
+            .iter()
+            .map(|&(n, len)| bytes::Bytes::from(vec![n; len]))
+            .collect(),
+    }
+}
+
 fn data_stream(limits: QueueLimits) -> (Subscribers, EventStream) {
     let subscribers = Subscribers::new(GraphHandle::new(1).expect("nonzero"));
     let filter =
@@ -103,13 +115,13 @@ async fn data_waits_for_room_and_is_never_lost() {
     for n in 0..2 {
         let event = data(n, 10);
         let room = subscribers
-            .reserve_data(&event)
+            .reserve_event(&event)
             .now_or_never()
             .expect("room for two");
         room.deliver(event);
     }
     let third = data(2, 10);
-    let mut waiting = Box::pin(subscribers.reserve_data(&third));
+    let mut waiting = Box::pin(subscribers.reserve_event(&third));
     assert!((&mut waiting).now_or_never().is_none(), "the third waits");
     assert_eq!(stream.try_recv(), Some(data(0, 10)));
     let room = waiting.now_or_never().expect("room once one is read");
@@ -130,12 +142,12 @@ async fn the_byte_budget_holds_data_back_and_a_huge_payload_passes_alone() {
     });
     let first = data(0, 80);
     subscribers
-        .reserve_data(&first)
+        .reserve_event(&first)
         .now_or_never()
         .expect("room")
         .deliver(first);
     let huge = data(1, 1000);
-    let mut waiting = Box::pin(subscribers.reserve_data(&huge));
+    let mut waiting = Box::pin(subscribers.reserve_event(&huge));
     assert!(
         (&mut waiting).now_or_never().is_none(),
         "needs the whole budget"
@@ -158,12 +170,12 @@ async fn an_ended_registration_releases_waiting_links() {
     });
     let first = data(0, 1);
     subscribers
-        .reserve_data(&first)
+        .reserve_event(&first)
         .now_or_never()
         .expect("room")
         .deliver(first);
     let second = data(1, 1);
-    let mut waiting = Box::pin(subscribers.reserve_data(&second));
+    let mut waiting = Box::pin(subscribers.reserve_event(&second));
     assert!((&mut waiting).now_or_never().is_none());
     assert!(subscribers.remove(stream.handle()));
     assert!(waiting.now_or_never().is_some(), "released");
@@ -188,7 +200,7 @@ async fn other_events_are_kept_beside_full_data() {
     );
     let first = data(0, 1);
     subscribers
-        .reserve_data(&first)
+        .reserve_event(&first)
         .now_or_never()
         .expect("room")
         .deliver(first);
@@ -217,13 +229,13 @@ async fn a_link_that_stops_while_waiting_gives_its_room_back() {
     let mut b = subscribers.add_stream(filter(), limits);
     let first = data(0, 10);
     subscribers
-        .reserve_data(&first)
+        .reserve_event(&first)
         .now_or_never()
         .expect("room")
         .deliver(first);
     assert_eq!(a.try_recv(), Some(data(0, 10)));
     let second = data(1, 10);
-    let mut waiting = Box::pin(subscribers.reserve_data(&second));
+    let mut waiting = Box::pin(subscribers.reserve_event(&second));
     assert!(
         (&mut waiting).now_or_never().is_none(),
         "room taken in A, waits on B"
@@ -233,7 +245,7 @@ async fn a_link_that_stops_while_waiting_gives_its_room_back() {
     assert_eq!(a.try_recv(), None);
     let third = data(2, 10);
     let room = subscribers
-        .reserve_data(&third)
+        .reserve_event(&third)
         .now_or_never()
         .expect("both are empty");
     room.deliver(third);
@@ -252,18 +264,18 @@ async fn waiting_links_are_served_in_order_and_a_large_payload_is_not_starved() 
     });
     let first = data(0, 50);
     subscribers
-        .reserve_data(&first)
+        .reserve_event(&first)
         .now_or_never()
         .expect("room")
         .deliver(first);
     let huge = data(1, 1000);
-    let mut waiting = Box::pin(subscribers.reserve_data(&huge));
+    let mut waiting = Box::pin(subscribers.reserve_event(&huge));
     assert!(
         (&mut waiting).now_or_never().is_none(),
         "needs the whole budget"
     );
     let small = data(2, 10);
-    let mut behind = Box::pin(subscribers.reserve_data(&small));
+    let mut behind = Box::pin(subscribers.reserve_event(&small));
     assert!(
         (&mut behind).now_or_never().is_none(),
         "a newcomer waits its turn"
@@ -315,7 +327,7 @@ async fn a_batch_takes_room_whole_or_not_at_all() {
     );
     let first = data(0, 10);
     let mut room = subscribers
-        .reserve_data(&first)
+        .reserve_event(&first)
         .now_or_never()
         .expect("room for one");
     assert!(
@@ -330,7 +342,7 @@ async fn a_batch_takes_room_whole_or_not_at_all() {
     assert_eq!(data_held(&tight), (1, 10));
     assert!(room.try_extend(3, 30), "four fit in both");
     assert_eq!(data_held(&roomy), (4, 40));
-    room.deliver_all((0..4).map(|n| data(n, 10)).collect());
+    room.deliver_all(run(&[(0, 10), (1, 10), (2, 10), (3, 10)]));
     for stream in [&mut roomy, &mut tight] {
         let mut got = Vec::new();
         assert_eq!(stream.recv_many(&mut got, 3).await, 3);
@@ -352,17 +364,17 @@ async fn room_a_batch_does_not_use_goes_back() {
     });
     let first = data(0, 10);
     let mut room = subscribers
-        .reserve_data(&first)
+        .reserve_event(&first)
         .now_or_never()
         .expect("room");
     assert!(room.try_extend(2, 20));
     let behind = data(9, 10);
-    let mut waiting = Box::pin(subscribers.reserve_data(&behind));
+    let mut waiting = Box::pin(subscribers.reserve_event(&behind));
     assert!(
         (&mut waiting).now_or_never().is_none(),
         "the queue is taken"
     );
-    room.deliver_all(vec![first.clone()]);
+    room.deliver_all(run(&[(0, 10)]));
     assert_eq!(data_held(&stream), (1, 10), "the unused room is free again");
     let late = waiting.now_or_never().expect("room given back");
     assert_eq!(data_held(&stream), (2, 20));
@@ -383,11 +395,11 @@ async fn a_batch_never_passes_a_waiting_link() {
     });
     let first = data(0, 50);
     let mut room = subscribers
-        .reserve_data(&first)
+        .reserve_event(&first)
         .now_or_never()
         .expect("room");
     let big = data(1, 60);
-    let mut waiting = Box::pin(subscribers.reserve_data(&big));
+    let mut waiting = Box::pin(subscribers.reserve_event(&big));
     assert!(
         (&mut waiting).now_or_never().is_none(),
         "60 more bytes wait"
@@ -422,4 +434,59 @@ async fn recv_many_reports_losses_and_the_end() {
     assert!(subscribers.remove(stream.handle()));
     assert_eq!(stream.recv_many(&mut got, 10).await, 0, "ended");
     assert_eq!(got.len(), 3);
+}
+
+/// Runs of INCOMING_DATA and other events come out in the order they were queued, a run
+/// read in part keeps the rest for the next read (by `recv_many` or `try_recv`), and each
+/// payload read gives back its own share of the room, a payload larger than the whole
+/// budget included.
+#[tokio::test]
+async fn runs_and_other_events_keep_their_order_and_each_read_frees_its_share() {
+    use futures_util::FutureExt;
+    let subscribers = Subscribers::new(GraphHandle::new(1).expect("nonzero"));
+    let filter = EventFilter::new(vec![
+        EventRegistration::new(EventType::IncomingData),
+        EventRegistration::new(EventType::StatusChanged),
+    ])
+    .expect("ok");
+    let mut stream = subscribers.add_stream(
+        filter,
+        QueueLimits {
+            events: 10,
+            bytes: 100,
+        },
+    );
+    let mut room = subscribers
+        .reserve_event(&data(0, 10))
+        .now_or_never()
+        .expect("room");
+    assert!(room.try_extend(2, 30));
+    room.deliver_all(run(&[(0, 10), (1, 20), (2, 10)]));
+    subscribers.publish(status(7));
+    assert_eq!(data_held(&stream), (3, 40));
+    let huge = subscribers.reserve_event(&data(3, 500)).now_or_never();
+    assert!(
+        huge.is_none(),
+        "a payload over the budget waits for the queue to empty"
+    );
+    let mut got = Vec::new();
+    assert_eq!(stream.recv_many(&mut got, 2).await, 2);
+    assert_eq!(got, vec![data(0, 10), data(1, 20)]);
+    assert_eq!(
+        data_held(&stream),
+        (1, 10),
+        "each payload read gave back its share"
+    );
+    assert_eq!(stream.try_recv(), Some(data(2, 10)));
+    assert_eq!(stream.try_recv(), Some(status(7)));
+    assert_eq!(data_held(&stream), (0, 0));
+    subscribers
+        .reserve_event(&data(3, 500))
+        .now_or_never()
+        .expect("room once the queue is empty")
+        .deliver(data(3, 500));
+    assert_eq!(data_held(&stream), (1, 100), "it holds the whole budget");
+    assert_eq!(stream.try_recv(), Some(data(3, 500)));
+    assert_eq!(data_held(&stream), (0, 0));
+    assert_eq!(stream.try_recv(), None);
 }
