@@ -154,16 +154,45 @@ async fn live_link(arbiter: &ArbiterHandle) -> Live {
     }
 }
 
+/// Waits until the link's writer waits for frames, its stream lent to the outbox.
+async fn writer_lends(link: &Live) {
+    within("the writer lends its stream", async {
+        while !link.outbox.is_lent() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
+/// The peer writes its DISCONNECT.
+async fn peer_sends_disconnect(link: &mut Live) {
+    let disconnect = Message::Disconnect(DisconnectReason::AppDisconnect).to_bytes();
+    within(
+        "the peer's DISCONNECT",
+        link.peer_send.write_all(&disconnect),
+    )
+    .await
+    .expect("write");
+}
+
+/// The peer's next read is our DISCONNECT.
+async fn peer_reads_disconnect(link: &mut Live) {
+    let read = within("our DISCONNECT", link.peer_reader.read()).await;
+    assert!(matches!(read, Ok(Some(Message::Disconnect(_)))), "{read:?}");
+}
+
+/// The peer's next read is the end of our stream: our FIN.
+async fn peer_reads_fin(link: &mut Live) {
+    let read = within("our FIN", link.peer_reader.read()).await;
+    assert!(matches!(read, Ok(None)), "{read:?}");
+}
+
 /// Sends `Close` to the link's actor and waits until the peer has read our DISCONNECT;
 /// returns the task that awaits the close's reply.
 async fn close_under_way(link: &mut Live) -> oneshot::Receiver<Result<(), PeerError>> {
     let (reply, close) = oneshot::channel();
     link.actor.do_send(Close { reply });
-    let first = within("our DISCONNECT", link.peer_reader.read()).await;
-    assert!(
-        matches!(first, Ok(Some(Message::Disconnect(_)))),
-        "{first:?}"
-    );
+    peer_reads_disconnect(link).await;
     close
 }
 
@@ -179,16 +208,9 @@ async fn a_close_that_succeeds_as_the_peer_closes_quic_is_answered() {
     let (system, arbiter) = system();
     let mut link = live_link(&arbiter).await;
     let close = close_under_way(&mut link).await;
-    let disconnect = Message::Disconnect(DisconnectReason::AppDisconnect).to_bytes();
-    within(
-        "the peer's DISCONNECT",
-        link.peer_send.write_all(&disconnect),
-    )
-    .await
-    .expect("write");
+    peer_sends_disconnect(&mut link).await;
     // Our FIN: the actor has read the peer's DISCONNECT and its writer is done.
-    let fin = within("our FIN", link.peer_reader.read()).await;
-    assert!(matches!(fin, Ok(None)), "{fin:?}");
+    peer_reads_fin(&mut link).await;
     let release = hold(&arbiter).await;
     link.peer_send.finish().expect("finish");
     within(
@@ -330,34 +352,18 @@ async fn frames_written_by_their_senders_and_by_the_writer_keep_their_order() {
 async fn a_disconnect_queued_as_the_close_starts_leaves_without_the_writers_turn() {
     let (system, arbiter) = system();
     let mut link = live_link(&arbiter).await;
-    within("the writer lends its stream", async {
-        while !link.outbox.is_lent() {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    writer_lends(&link).await;
     let release = hold(&arbiter).await;
     link.outbox
         .disconnect(DisconnectReason::AppDisconnect, false)
         .expect("queued");
-    let first = within("our DISCONNECT", link.peer_reader.read()).await;
-    assert!(
-        matches!(first, Ok(Some(Message::Disconnect(_)))),
-        "{first:?}"
-    );
+    peer_reads_disconnect(&mut link).await;
     let (reply, close) = oneshot::channel();
     link.actor.do_send(Close { reply });
     let _ = release.send(());
-    let disconnect = Message::Disconnect(DisconnectReason::AppDisconnect).to_bytes();
-    within(
-        "the peer's DISCONNECT",
-        link.peer_send.write_all(&disconnect),
-    )
-    .await
-    .expect("write");
+    peer_sends_disconnect(&mut link).await;
     link.peer_send.finish().expect("finish");
-    let fin = within("our FIN", link.peer_reader.read()).await;
-    assert!(matches!(fin, Ok(None)), "{fin:?}");
+    peer_reads_fin(&mut link).await;
     let reply = within("the close's reply", close).await;
     assert_eq!(reply.map_err(|e| e.to_string()), Ok(Ok(())));
     within("the actor ends", link.ended).await.expect("ended");
@@ -370,26 +376,10 @@ async fn a_disconnect_queued_as_the_close_starts_leaves_without_the_writers_turn
 async fn the_answer_to_a_peers_close_carries_our_fin_with_our_disconnect() {
     let (system, arbiter) = system();
     let mut link = live_link(&arbiter).await;
-    within("the writer lends its stream", async {
-        while !link.outbox.is_lent() {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    let disconnect = Message::Disconnect(DisconnectReason::AppDisconnect).to_bytes();
-    within(
-        "the peer's DISCONNECT",
-        link.peer_send.write_all(&disconnect),
-    )
-    .await
-    .expect("write");
-    let answer = within("our DISCONNECT", link.peer_reader.read()).await;
-    assert!(
-        matches!(answer, Ok(Some(Message::Disconnect(_)))),
-        "{answer:?}"
-    );
-    let fin = within("our FIN", link.peer_reader.read()).await;
-    assert!(matches!(fin, Ok(None)), "{fin:?}");
+    writer_lends(&link).await;
+    peer_sends_disconnect(&mut link).await;
+    peer_reads_disconnect(&mut link).await;
+    peer_reads_fin(&mut link).await;
     assert_eq!(
         link.local.stats().frame_tx.stream,
         1,

@@ -181,23 +181,27 @@ async fn an_ended_registration_releases_waiting_links() {
     assert!(waiting.now_or_never().is_some(), "released");
 }
 
-/// Other events are kept beside a queue full of data, up to their own bound.
-#[tokio::test]
-async fn other_events_are_kept_beside_full_data() {
-    use futures_util::FutureExt;
+/// Subscribers of graph 1 and one registration for INCOMING_DATA and STATUS_CHANGED with
+/// `limits`.
+fn data_and_status_stream(limits: QueueLimits) -> (Subscribers, EventStream) {
     let subscribers = Subscribers::new(GraphHandle::new(1).expect("nonzero"));
     let filter = EventFilter::new(vec![
         EventRegistration::new(EventType::IncomingData),
         EventRegistration::new(EventType::StatusChanged),
     ])
     .expect("ok");
-    let mut stream = subscribers.add_stream(
-        filter,
-        QueueLimits {
-            events: 1,
-            bytes: 1024,
-        },
-    );
+    let stream = subscribers.add_stream(filter, limits);
+    (subscribers, stream)
+}
+
+/// Other events are kept beside a queue full of data, up to their own bound.
+#[tokio::test]
+async fn other_events_are_kept_beside_full_data() {
+    use futures_util::FutureExt;
+    let (subscribers, mut stream) = data_and_status_stream(QueueLimits {
+        events: 1,
+        bytes: 1024,
+    });
     let first = data(0, 1);
     subscribers
         .reserve_event(&first)
@@ -443,19 +447,10 @@ async fn recv_many_reports_losses_and_the_end() {
 #[tokio::test]
 async fn runs_and_other_events_keep_their_order_and_each_read_frees_its_share() {
     use futures_util::FutureExt;
-    let subscribers = Subscribers::new(GraphHandle::new(1).expect("nonzero"));
-    let filter = EventFilter::new(vec![
-        EventRegistration::new(EventType::IncomingData),
-        EventRegistration::new(EventType::StatusChanged),
-    ])
-    .expect("ok");
-    let mut stream = subscribers.add_stream(
-        filter,
-        QueueLimits {
-            events: 10,
-            bytes: 100,
-        },
-    );
+    let (subscribers, mut stream) = data_and_status_stream(QueueLimits {
+        events: 10,
+        bytes: 100,
+    });
     let mut room = subscribers
         .reserve_event(&data(0, 10))
         .now_or_never()

@@ -311,6 +311,8 @@ impl IrohPair {
                 let mut latencies = Vec::with_capacity(samples);
                 for _ in 0..samples {
                     let end = open_link(&endpoint, &address, &mut seen).await?;
+                    // Both nodes' threads idle a while first, as peergraph's sample does.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                     let start = Instant::now();
                     let at = close_link(end, &mut seen).await?;
                     latencies.push(at - start);

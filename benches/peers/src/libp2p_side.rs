@@ -587,6 +587,8 @@ impl Libp2pPair {
                 let mut latencies = Vec::with_capacity(samples);
                 for _ in 0..samples {
                     let end = open_link(&commands, &mut events, peer, &address, &mut seen).await?;
+                    // Both nodes' threads idle a while first, as peergraph's sample does.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                     let start = Instant::now();
                     let at = close_link(&commands, end, &mut seen).await?;
                     latencies.push(at - start);
