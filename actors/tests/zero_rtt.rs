@@ -587,3 +587,48 @@ async fn a_renewed_endpoint_drops_its_sessions_and_the_next_link_falls_back() {
     assert_eq!(alice_metrics.opened_early, 0, "{alice_metrics:?}");
     assert_eq!(alice_metrics.opened_outgoing, 2, "{alice_metrics:?}");
 }
+
+/// A node that keeps as many links in their handshake as the other node allows one source
+/// (8 by default), counting one done at its CONNECTED, is never refused: with 0-RTT it
+/// reports CONNECTED half a round trip before the other node has its Finished, and a
+/// welcomed link no longer counts against its source there (it still counts in the graph's
+/// total until its handshake completes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_of_the_per_source_bound_is_never_refused_with_0rtt() {
+    const LINKS: usize = 300;
+    let window = peergraph::DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE;
+    let mut bob = node_with("zero-rtt", "bob", options()).await;
+    let mut alice = node_with("zero-rtt", "alice", options()).await;
+    let address = bob.address;
+    // The first link brings a ticket; each resumed handshake brings the next.
+    link_and_close(&mut alice, &mut bob, address).await;
+    let (mut opened, mut connected) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while connected < LINKS {
+        assert!(
+            Instant::now() < deadline,
+            "{connected} of {LINKS} links in 60 s"
+        );
+        while opened < LINKS && opened - connected < window {
+            alice
+                .graph
+                .open_direct_connection("bob", address)
+                .await
+                .expect("open");
+            opened += 1;
+        }
+        let event = within!(alice.events.recv()).expect("events");
+        if let GraphEvent::DirectConnection(change) = event {
+            match change.status {
+                ConnectionStatus::Connected => connected += 1,
+                ConnectionStatus::ConnectionFailed => panic!(
+                    "refused after {connected} of {LINKS}: {:?}",
+                    change.failure_reason
+                ),
+                ConnectionStatus::Disconnected => {}
+            }
+        }
+    }
+    let alice_metrics = metrics(&alice).await;
+    assert!(alice_metrics.opened_early > 0, "{alice_metrics:?}");
+}

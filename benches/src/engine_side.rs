@@ -35,23 +35,18 @@ const QUEUE_LIMITS: QueueLimits = QueueLimits {
 /// Outgoing connections `idle_memory` keeps in their handshake at once: below the
 /// accepting graph's `DEFAULT_MAX_PENDING_HANDSHAKES`, so none is refused. It is above
 /// the default bound per source address (8), so the benchmark's nodes, which trust the one
-/// host they share, raise that bound to twice it ([`bench_options`]).
+/// host they share, raise that bound to it ([`bench_options`]).
 pub(crate) const OPEN_WINDOW: usize = 64;
 
 /// The benchmark's graph settings: the defaults, except that one source address may have
-/// twice [`OPEN_WINDOW`] handshakes in progress (the accepting graph may hold up to 256),
-/// and no QUIC Retry is asked for. Twice: with 0-RTT the connecting node reports CONNECTED,
-/// and opens the next link, half a round trip before the accepting node has the client's
-/// Finished and frees the link's handshake slot, so the accepting side can see more than
-/// the window in progress (a run of `peers` had its 1,000-link memory test refused at
-/// that edge, with the bound at the window). The raw side
+/// [`OPEN_WINDOW`] handshakes in progress, and no QUIC Retry is asked for: the raw side
 /// asks for none either, and a Retry adds a round trip to each handshake it is asked of.
 /// (Bursts with Retry used to leave a few handshakes stalled: quinn put ids from a space
 /// of 2^24 in its Retries, and one could name a live link; the transport's endpoints now
 /// draw 64-bit ids, and the 10,000-link soak passes with a Retry for every link.)
 pub(crate) fn bench_options() -> GraphOptions {
     GraphOptions::default()
-        .with_handshake_limits(2 * DEFAULT_MAX_PENDING_HANDSHAKES, 2 * OPEN_WINDOW)
+        .with_handshake_limits(DEFAULT_MAX_PENDING_HANDSHAKES, OPEN_WINDOW)
         .with_retry_threshold(usize::MAX)
 }
 

@@ -403,10 +403,12 @@ impl GraphActor {
                 && connection.close_reason().is_none()
         };
         ctx.spawn(completed.into_actor(self).map(move |completed, act, ctx| {
-            act.core.incoming_ended(source);
             let tag = link_tag(&link.parts.connection);
+            // The core counts the handshake back against its source here, and the slot
+            // is then freed (`on_early_connect`: in this order).
             if !completed {
                 act.core.early_failed(info.connection_id, tag);
+                act.core.incoming_ended(source);
                 if !act.core.is_closed() {
                     act.tally.early_unconfirmed += 1;
                 }
@@ -414,9 +416,11 @@ impl GraphActor {
                     .connection
                     .close(close_code::HANDSHAKE_TIMEOUT.into(), b"handshake timeout");
             } else if let Some(info) = act.core.early_confirmed(info.connection_id, tag) {
+                act.core.incoming_ended(source);
                 act.tally.opened_early += 1;
                 act.run_link(link, info, Some(welcome_rest), ctx);
             } else {
+                act.core.incoming_ended(source);
                 leave(&link.parts.connection);
             }
             act.renew_when_idle(ctx);

@@ -6,7 +6,7 @@ use std::time::Duration;
 /// Outgoing connections `idle_memory` keeps in their handshake at once: below the
 /// accepting graph's `DEFAULT_MAX_PENDING_HANDSHAKES`, so none is refused. It is above
 /// the default bound per source address (8), so the benchmark's nodes, which trust the one
-/// host they share, raise that bound to twice it (`peergraph_side::bench_options`).
+/// host they share, raise that bound to it (`peergraph_side::bench_options`).
 pub const OPEN_WINDOW: usize = 64;
 
 /// One repetition's work for one system, on a fresh pair of nodes.

@@ -42,19 +42,14 @@ const QUEUE_LIMITS: QueueLimits = QueueLimits {
 const RECEIVE_BATCH: usize = 256;
 
 /// The benchmark's graph settings: the defaults, except that one source address may have
-/// twice [`OPEN_WINDOW`] handshakes in progress (the accepting graph may hold up to 256),
-/// and no QUIC Retry is asked for. Twice: with 0-RTT the connecting node reports CONNECTED,
-/// and opens the next link, half a round trip before the accepting node has the client's
-/// Finished and frees the link's handshake slot, so the accepting side can see more than
-/// the window in progress (a run of `peers` had its 1,000-link memory test refused at
-/// that edge, with the bound at the window). The raw side
+/// [`OPEN_WINDOW`] handshakes in progress, and no QUIC Retry is asked for: the raw side
 /// asks for none either, and a Retry adds a round trip to each handshake it is asked of.
 /// (Bursts with Retry used to leave a few handshakes stalled: quinn put ids from a space
 /// of 2^24 in its Retries, and one could name a live link; the transport's endpoints now
 /// draw 64-bit ids, and the 10,000-link soak passes with a Retry for every link.)
 fn bench_options() -> GraphOptions {
     GraphOptions::default()
-        .with_handshake_limits(2 * DEFAULT_MAX_PENDING_HANDSHAKES, 2 * OPEN_WINDOW)
+        .with_handshake_limits(DEFAULT_MAX_PENDING_HANDSHAKES, OPEN_WINDOW)
         .with_retry_threshold(usize::MAX)
 }
 

@@ -103,6 +103,9 @@ pub(crate) struct Links {
     /// handshake completes. Counted with their node in `per_node`; bounded by the pending
     /// handshakes (each still holds its handshake slot).
     pub(crate) welcomed: HashMap<ConnectionId, LinkEntry>,
+    /// The welcomed links whose handshake no longer counts against their source, with the
+    /// source (see [`welcome`](Self::welcome)). Bounded by `welcomed`.
+    pub(crate) released: HashMap<ConnectionId, Source>,
     /// Incoming handshakes under way.
     pub(crate) incoming: usize,
     /// Incoming handshakes under way per source, only sources with one or more: so it
@@ -122,9 +125,23 @@ impl Links {
             || self.welcomed.contains_key(id)
     }
 
-    /// Holds the place of a link welcomed before its handshake completed.
-    pub(crate) fn welcome(&mut self, entry: LinkEntry) {
+    /// Holds the place of a link welcomed before its handshake completed. Its handshake
+    /// leaves the count of its `source` (it stays in the total, `incoming`): its CONNECT
+    /// came on a resumed session, so the node on the other end holds a ticket this node
+    /// gave it, and the node reports CONNECTED, and may start its next link, before its
+    /// Finished arrives here. Counted against the source until then, a node pacing its
+    /// opens by that bound would find it taken by links it has already been welcomed on.
+    /// [`take_welcomed`](Self::take_welcomed) counts it back in, for the driver's
+    /// `incoming_ended` to count out.
+    pub(crate) fn welcome(&mut self, entry: LinkEntry, source: Source) {
         *self.per_node.entry(entry.info.node_id).or_default() += 1;
+        if let Some(count) = self.incoming_per_source.get_mut(&source) {
+            *count -= 1;
+            if *count == 0 {
+                self.incoming_per_source.remove(&source);
+            }
+            self.released.insert(entry.info.connection_id, source);
+        }
         self.welcomed.insert(entry.info.connection_id, entry);
     }
 
@@ -136,6 +153,10 @@ impl Links {
         }
         let entry = self.welcomed.remove(id);
         shrink_if_sparse(&mut self.welcomed);
+        if let Some(source) = self.released.remove(id) {
+            *self.incoming_per_source.entry(source).or_default() += 1;
+            shrink_if_sparse(&mut self.released);
+        }
         entry
     }
 

@@ -451,6 +451,13 @@ impl GraphCore {
     /// CONNECTED, or [`early_failed`](Self::early_failed) drops it. 0-RTT data can be
     /// replayed; a replay never completes the handshake, so it admits nothing.
     ///
+    /// A welcomed link's handshake stops counting against its source's bound
+    /// ([`Limits::max_pending_handshakes_per_source`]) and keeps counting in the graph's
+    /// ([`Limits::max_pending_handshakes`]): its node reports CONNECTED half a round trip
+    /// before this node has its Finished. [`early_confirmed`](Self::early_confirmed) and
+    /// [`early_failed`](Self::early_failed) count it back against its source, so call
+    /// them before [`incoming_ended`](Self::incoming_ended) for the same handshake.
+    ///
     /// A graph that requires a membership proof refuses it (NOT_AUTHORIZED): the proof is
     /// bound to the completed handshake, so such a graph takes CONNECT only after it.
     pub fn on_early_connect(
@@ -461,10 +468,11 @@ impl GraphCore {
     ) -> IncomingDecision {
         let decision = self.judge_connect(&incoming, address, |_| false);
         if let IncomingDecision::Welcome { info, .. } = &decision {
-            self.links.welcome(LinkEntry {
+            let entry = LinkEntry {
                 info: info.clone(),
                 tag,
-            });
+            };
+            self.links.welcome(entry, Source::of(address.ip()));
         }
         decision
     }

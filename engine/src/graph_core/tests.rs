@@ -1059,6 +1059,89 @@ fn an_early_connect_is_welcomed_but_enters_the_table_only_once_confirmed() {
     assert_eq!(core.links.with_node(&info.node_id), 0);
 }
 
+/// A welcomed early link stops counting against its source's bound at once (its node
+/// reports CONNECTED and may open the next link before its Finished comes), keeps counting
+/// in the graph's total, and counts against its source again until its handshake ends.
+#[test]
+fn a_welcomed_early_link_frees_its_sources_slot_but_not_the_graphs() {
+    let mut core = core_with(
+        Admission::default(),
+        Limits {
+            max_pending_handshakes: 6,
+            max_pending_handshakes_per_source: 2,
+            ..limits()
+        },
+    );
+    let source = address(4000).ip();
+    assert_eq!(
+        core.incoming_started(source, true),
+        HandshakeAdmission::Accept
+    );
+    assert_eq!(
+        core.incoming_started(source, true),
+        HandshakeAdmission::Accept
+    );
+    assert_eq!(
+        core.incoming_started(source, true),
+        HandshakeAdmission::Refuse,
+        "two from one source at most"
+    );
+    let (first, second) = (connect(7), connect(8));
+    assert!(matches!(
+        offer_early(&mut core, &first, key(1)),
+        IncomingDecision::Welcome { .. }
+    ));
+    assert!(matches!(
+        offer_early(&mut core, &second, key(1)),
+        IncomingDecision::Welcome { .. }
+    ));
+    // Both welcomed: the source may start two more, and the graph's total still counts
+    // the two waiting for their Finished.
+    assert_eq!(
+        core.incoming_started(source, true),
+        HandshakeAdmission::Accept
+    );
+    assert_eq!(
+        core.incoming_started(source, true),
+        HandshakeAdmission::Accept
+    );
+    assert_eq!(
+        core.incoming_started(source, true),
+        HandshakeAdmission::Refuse
+    );
+    assert_eq!(core.incoming_count(), 4);
+    let other = std::net::IpAddr::from([10, 0, 0, 9]);
+    assert_eq!(
+        core.incoming_started(other, true),
+        HandshakeAdmission::Accept
+    );
+    assert_eq!(
+        core.incoming_started(other, true),
+        HandshakeAdmission::Accept
+    );
+    assert_eq!(
+        core.incoming_started(other, true),
+        HandshakeAdmission::Refuse,
+        "the graph's six are taken, two of them by links waiting for their Finished"
+    );
+    // One confirmed, one failed, each then counted out as the driver does: every count
+    // comes back to what the other handshakes hold.
+    assert!(core
+        .early_confirmed(first.connection_id, first.connection_id.get())
+        .is_some());
+    core.incoming_ended(source);
+    core.early_failed(second.connection_id, second.connection_id.get());
+    core.incoming_ended(source);
+    assert_eq!(core.incoming_count(), 4);
+    for _ in 0..2 {
+        core.incoming_ended(source);
+        core.incoming_ended(other);
+    }
+    assert_eq!(core.incoming_count(), 0);
+    assert_eq!(core.incoming_sources(), 0);
+    assert!(core.links.released.is_empty());
+}
+
 #[test]
 fn an_early_connect_whose_handshake_fails_leaves_nothing() {
     let mut core = core_with(
