@@ -615,6 +615,11 @@ impl ReadState {
                 self.held.push_front(Message::Data { data_type, payload });
             }
         }
+        // The run waits in the registrations' queues until it is read, outside their byte
+        // budget: it keeps no more room than its payloads need.
+        if payloads.capacity() > 2 * payloads.len() {
+            payloads.shrink_to_fit();
+        }
         DataRun {
             connection_id,
             data_type,

@@ -99,10 +99,10 @@ pub struct PeerEvent {
     pub event: GraphEvent,
 }
 
-/// The room for events a registration's queue always keeps. A `VecDeque` never gives room
-/// back by itself: a queue that once held 10,000 events kept about 1 MB after they were
-/// read. So once the reader has read it down to a quarter of its room, the queue shrinks
-/// to twice what it holds. The check costs two comparisons per read; a shrink moves at
+/// The room for entries (events, or runs of INCOMING_DATA) a registration's queue always
+/// keeps. A `VecDeque` never gives room back by itself: a queue that once held 10,000
+/// events kept about 1 MB after they were read. So once the reader has read it down to a
+/// quarter of its room, the queue shrinks to twice what it holds. The check costs two comparisons per read; a shrink moves at
 /// most a quarter of the room and needs the queue to halve again before the next one, so
 /// reads stay O(1) amortised.
 const QUEUE_ROOM_KEPT: usize = 256;

@@ -321,7 +321,9 @@ impl GraphActor {
         let tag = link_tag(&link.parts.connection);
         let confirmation = link.confirmation.take();
         let decision = match confirmation {
-            Some(_) => self.core.on_early_connect(incoming, tag, link.address),
+            Some(_) => self
+                .core
+                .on_early_connect(incoming, tag, link.address, source),
             None => {
                 let connection = link.parts.connection.clone();
                 let secret = self.options.membership.secret.clone();

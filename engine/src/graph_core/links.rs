@@ -106,6 +106,8 @@ pub(crate) struct Links {
     /// The welcomed links whose handshake no longer counts against their source, with the
     /// source (see [`welcome`](Self::welcome)). Bounded by `welcomed`.
     pub(crate) released: HashMap<ConnectionId, Source>,
+    /// `released` counted per source, only sources with one or more.
+    pub(crate) released_from: HashMap<Source, usize>,
     /// Incoming handshakes under way.
     pub(crate) incoming: usize,
     /// Incoming handshakes under way per source, only sources with one or more: so it
@@ -126,21 +128,27 @@ impl Links {
     }
 
     /// Holds the place of a link welcomed before its handshake completed. Its handshake
-    /// leaves the count of its `source` (it stays in the total, `incoming`): its CONNECT
-    /// came on a resumed session, so the node on the other end holds a ticket this node
-    /// gave it, and the node reports CONNECTED, and may start its next link, before its
-    /// Finished arrives here. Counted against the source until then, a node pacing its
-    /// opens by that bound would find it taken by links it has already been welcomed on.
+    /// leaves the count of its `source` (it stays in the total, `incoming`), unless
+    /// `most` of that source's are out already: its CONNECT came on a resumed session, so
+    /// the node on the other end holds a ticket this node gave it, and the node reports
+    /// CONNECTED, and may start its next link, before its Finished arrives here. Counted
+    /// against the source until then, a node pacing its opens by that bound would find it
+    /// taken by links it has already been welcomed on. Bounded by `most`, one source holds
+    /// at most twice the per-source bound, however many tickets it collected.
     /// [`take_welcomed`](Self::take_welcomed) counts it back in, for the driver's
     /// `incoming_ended` to count out.
-    pub(crate) fn welcome(&mut self, entry: LinkEntry, source: Source) {
+    pub(crate) fn welcome(&mut self, entry: LinkEntry, source: Source, most: usize) {
         *self.per_node.entry(entry.info.node_id).or_default() += 1;
-        if let Some(count) = self.incoming_per_source.get_mut(&source) {
-            *count -= 1;
-            if *count == 0 {
-                self.incoming_per_source.remove(&source);
+        let out = self.released_from.get(&source).copied().unwrap_or(0);
+        if out < most {
+            if let Some(count) = self.incoming_per_source.get_mut(&source) {
+                *count -= 1;
+                if *count == 0 {
+                    self.incoming_per_source.remove(&source);
+                }
+                self.released.insert(entry.info.connection_id, source);
+                *self.released_from.entry(source).or_default() += 1;
             }
-            self.released.insert(entry.info.connection_id, source);
         }
         self.welcomed.insert(entry.info.connection_id, entry);
     }
@@ -156,6 +164,13 @@ impl Links {
         if let Some(source) = self.released.remove(id) {
             *self.incoming_per_source.entry(source).or_default() += 1;
             shrink_if_sparse(&mut self.released);
+            if let Some(out) = self.released_from.get_mut(&source) {
+                *out -= 1;
+                if *out == 0 {
+                    self.released_from.remove(&source);
+                    shrink_if_sparse(&mut self.released_from);
+                }
+            }
         }
         entry
     }

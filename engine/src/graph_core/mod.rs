@@ -385,7 +385,9 @@ impl GraphCore {
     /// 3. [`Limits::max_pending_handshakes_per_source`] run from its [`Source`]: `Refuse`;
     /// 4. [`Limits::max_pending_handshakes`] run: `Refuse`;
     /// 5. else [`Accept`](HandshakeAdmission::Accept): the slot is counted until
-    ///    [`incoming_ended`](Self::incoming_ended) with the same `source`.
+    ///    [`incoming_ended`](Self::incoming_ended) with the same `source` (against the
+    ///    source, only until its link is welcomed on a 0-RTT CONNECT, within a bound: see
+    ///    [`on_early_connect`](Self::on_early_connect)).
     #[must_use]
     pub fn incoming_started(&mut self, source: IpAddr, validated: bool) -> HandshakeAdmission {
         let limits = &self.config.limits;
@@ -454,9 +456,13 @@ impl GraphCore {
     /// A welcomed link's handshake stops counting against its source's bound
     /// ([`Limits::max_pending_handshakes_per_source`]) and keeps counting in the graph's
     /// ([`Limits::max_pending_handshakes`]): its node reports CONNECTED half a round trip
-    /// before this node has its Finished. [`early_confirmed`](Self::early_confirmed) and
-    /// [`early_failed`](Self::early_failed) count it back against its source, so call
-    /// them before [`incoming_ended`](Self::incoming_ended) for the same handshake.
+    /// before this node has its Finished. At most that bound of a source's welcomed links
+    /// are out of its count at once, so one source holds at most twice the bound.
+    /// `source` is the address its handshake was counted under
+    /// ([`incoming_started`](Self::incoming_started)).
+    /// [`early_confirmed`](Self::early_confirmed) and [`early_failed`](Self::early_failed)
+    /// count it back against its source, so call them before
+    /// [`incoming_ended`](Self::incoming_ended) for the same handshake.
     ///
     /// A graph that requires a membership proof refuses it (NOT_AUTHORIZED): the proof is
     /// bound to the completed handshake, so such a graph takes CONNECT only after it.
@@ -465,6 +471,7 @@ impl GraphCore {
         incoming: IncomingConnect<'_>,
         tag: u64,
         address: SocketAddr,
+        source: IpAddr,
     ) -> IncomingDecision {
         let decision = self.judge_connect(&incoming, address, |_| false);
         if let IncomingDecision::Welcome { info, .. } = &decision {
@@ -472,7 +479,8 @@ impl GraphCore {
                 info: info.clone(),
                 tag,
             };
-            self.links.welcome(entry, Source::of(address.ip()));
+            let most = self.config.limits.max_pending_handshakes_per_source;
+            self.links.welcome(entry, Source::of(source), most);
         }
         decision
     }

@@ -1015,7 +1015,8 @@ fn offer_early(core: &mut GraphCore, connect: &Connect, peer_key: PeerKey) -> In
         peer_key,
         accepts_direct: true,
     };
-    core.on_early_connect(incoming, connect.connection_id.get(), address(4000))
+    let at = address(4000);
+    core.on_early_connect(incoming, connect.connection_id.get(), at, at.ip())
 }
 
 #[test]
@@ -1140,6 +1141,60 @@ fn a_welcomed_early_link_frees_its_sources_slot_but_not_the_graphs() {
     assert_eq!(core.incoming_count(), 0);
     assert_eq!(core.incoming_sources(), 0);
     assert!(core.links.released.is_empty());
+    assert!(core.links.released_from.is_empty());
+}
+
+/// However many tickets one source holds, its welcomed links leave its count only up to
+/// the per-source bound: the source holds at most twice the bound of the graph's slots.
+#[test]
+fn one_source_holds_at_most_twice_its_bound_with_early_links() {
+    let mut core = core_with(
+        Admission::default(),
+        Limits {
+            max_pending_handshakes: 100,
+            max_pending_handshakes_per_source: 2,
+            ..limits()
+        },
+    );
+    let source = address(4000).ip();
+    let mut welcomed = 0;
+    for id in 7..40 {
+        if core.incoming_started(source, true) != HandshakeAdmission::Accept {
+            break;
+        }
+        assert!(matches!(
+            offer_early(&mut core, &connect(id), key(1)),
+            IncomingDecision::Welcome { .. }
+        ));
+        welcomed += 1;
+    }
+    assert_eq!(welcomed, 4, "two out of the count, two in it");
+    assert_eq!(core.incoming_count(), 4);
+    // A link that was out of the count, confirmed and counted out: the two welcomed past
+    // the cap still count against the source, which may start none.
+    let first = connect(7);
+    assert!(core
+        .early_confirmed(first.connection_id, first.connection_id.get())
+        .is_some());
+    core.incoming_ended(source);
+    assert_eq!(
+        core.incoming_started(source, true),
+        HandshakeAdmission::Refuse
+    );
+    // One of those confirmed and counted out: room for one.
+    let third = connect(9);
+    assert!(core
+        .early_confirmed(third.connection_id, third.connection_id.get())
+        .is_some());
+    core.incoming_ended(source);
+    assert_eq!(
+        core.incoming_started(source, true),
+        HandshakeAdmission::Accept
+    );
+    assert_eq!(
+        core.incoming_started(source, true),
+        HandshakeAdmission::Refuse
+    );
 }
 
 #[test]
@@ -1238,7 +1293,7 @@ fn a_connect_on_a_completed_handshake_displaces_an_unconfirmed_one_of_the_same_k
         accepts_direct: true,
     };
     assert!(matches!(
-        core.on_early_connect(incoming, replay_tag, address(4000)),
+        core.on_early_connect(incoming, replay_tag, address(4000), address(4000).ip()),
         IncomingDecision::Welcome { .. }
     ));
     // Another key cannot take the id.
