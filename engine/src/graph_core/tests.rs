@@ -1060,11 +1060,19 @@ fn an_early_connect_is_welcomed_but_enters_the_table_only_once_confirmed() {
     assert_eq!(core.links.with_node(&info.node_id), 0);
 }
 
+/// The answers to `n` handshakes from `source` started one after another.
+fn start_from(core: &mut GraphCore, source: std::net::IpAddr, n: usize) -> Vec<HandshakeAdmission> {
+    (0..n)
+        .map(|_| core.incoming_started(source, true))
+        .collect()
+}
+
 /// A welcomed early link stops counting against its source's bound at once (its node
 /// reports CONNECTED and may open the next link before its Finished comes), keeps counting
 /// in the graph's total, and counts against its source again until its handshake ends.
 #[test]
 fn a_welcomed_early_link_frees_its_sources_slot_but_not_the_graphs() {
+    use HandshakeAdmission::{Accept, Refuse};
     let mut core = core_with(
         Admission::default(),
         Limits {
@@ -1075,16 +1083,8 @@ fn a_welcomed_early_link_frees_its_sources_slot_but_not_the_graphs() {
     );
     let source = address(4000).ip();
     assert_eq!(
-        core.incoming_started(source, true),
-        HandshakeAdmission::Accept
-    );
-    assert_eq!(
-        core.incoming_started(source, true),
-        HandshakeAdmission::Accept
-    );
-    assert_eq!(
-        core.incoming_started(source, true),
-        HandshakeAdmission::Refuse,
+        start_from(&mut core, source, 3),
+        [Accept, Accept, Refuse],
         "two from one source at most"
     );
     let (first, second) = (connect(7), connect(8));
@@ -1098,31 +1098,12 @@ fn a_welcomed_early_link_frees_its_sources_slot_but_not_the_graphs() {
     ));
     // Both welcomed: the source may start two more, and the graph's total still counts
     // the two waiting for their Finished.
-    assert_eq!(
-        core.incoming_started(source, true),
-        HandshakeAdmission::Accept
-    );
-    assert_eq!(
-        core.incoming_started(source, true),
-        HandshakeAdmission::Accept
-    );
-    assert_eq!(
-        core.incoming_started(source, true),
-        HandshakeAdmission::Refuse
-    );
+    assert_eq!(start_from(&mut core, source, 3), [Accept, Accept, Refuse]);
     assert_eq!(core.incoming_count(), 4);
     let other = std::net::IpAddr::from([10, 0, 0, 9]);
     assert_eq!(
-        core.incoming_started(other, true),
-        HandshakeAdmission::Accept
-    );
-    assert_eq!(
-        core.incoming_started(other, true),
-        HandshakeAdmission::Accept
-    );
-    assert_eq!(
-        core.incoming_started(other, true),
-        HandshakeAdmission::Refuse,
+        start_from(&mut core, other, 3),
+        [Accept, Accept, Refuse],
         "the graph's six are taken, two of them by links waiting for their Finished"
     );
     // One confirmed, one failed, each then counted out as the driver does: every count
