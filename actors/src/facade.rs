@@ -419,7 +419,6 @@ impl Graph {
         I::Item: Into<Bytes>,
     {
         let entry = self.check()?;
-        let payloads = payloads.into_iter().map(Into::into).collect();
         let (outbox, items) = send_many_now(&entry.table, connection_id, data_type, payloads)?;
         outbox.send_all(items).await
     }

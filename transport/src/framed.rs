@@ -1,6 +1,9 @@
 //! Frames over QUIC streams: reading whole [`Message`]s from a receive stream and writing
 //! them to a send stream, with the engine's codec and limits.
 
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+
 use bytes::{Bytes, BytesMut};
 use peergraph_engine::wire::{data_header, FrameDecoder, Message, ProtocolError, DATA_HEADER_LEN};
 use peergraph_engine::DataType;
@@ -26,12 +29,15 @@ const READ_CHUNK_LIMIT: usize = 256 * 1024;
 ///
 /// The decoder copies nothing for a frame inside one chunk, commits memory only as bytes
 /// arrive, checks a frame's length as soon as its header is in and holds no buffer between
-/// frames; since the reader reads a chunk only once the decoder has none left, it holds
-/// at most one frame plus one chunk.
+/// frames; since the reader reads a chunk only once the decoder has no whole frame left,
+/// it holds at most one frame plus one chunk.
 #[derive(Debug)]
 pub struct FrameReader {
     recv: quinn::RecvStream,
     decoder: FrameDecoder,
+    /// The stream's end (`Ok`) or its error, found by [`read_ready`](Self::read_ready)
+    /// and reported by [`read`](Self::read) after the frames before it.
+    end: Option<Result<(), quinn::ReadError>>,
 }
 
 impl FrameReader {
@@ -40,6 +46,7 @@ impl FrameReader {
         FrameReader {
             recv,
             decoder: FrameDecoder::new(),
+            end: None,
         }
     }
 
@@ -53,12 +60,45 @@ impl FrameReader {
             if let Some(message) = self.decoder.next_message()? {
                 return Ok(Some(message));
             }
-            match self.recv.read_chunk(READ_CHUNK_LIMIT, true).await? {
+            let read = match self.end.take() {
+                Some(end) => end.map(|()| None),
+                None => self.recv.read_chunk(READ_CHUNK_LIMIT, true).await,
+            };
+            match read? {
                 Some(chunk) => self.decoder.push(chunk.bytes),
                 None if self.decoder.is_mid_frame() => {
                     return Err(ProtocolError::EndOfStreamInFrame.into())
                 }
                 None => return Ok(None),
+            }
+        }
+    }
+
+    /// Moves one more chunk that quinn has already received into the decoder, without
+    /// waiting: `true` if it took one. Lets a caller that has taken every whole frame
+    /// buffered go on with the next packet's frames in the same step (called only then,
+    /// as [`read`](Self::read) reads, the reader still holds at most one frame plus one
+    /// chunk). The stream's end or error found here is kept, and `read` returns it once
+    /// the frames before it are out. Takes nothing once the decoder has failed (its error
+    /// comes from the next read) or the end is found.
+    pub fn read_ready(&mut self) -> bool {
+        if self.end.is_some() || self.decoder.has_failed() {
+            return false;
+        }
+        // A read that finds nothing leaves this no-op waker with quinn; the caller's next
+        // `read`, which waits, registers its own.
+        let mut cx = Context::from_waker(Waker::noop());
+        let read = std::pin::pin!(self.recv.read_chunk(READ_CHUNK_LIMIT, true));
+        match read.poll(&mut cx) {
+            Poll::Pending => false,
+            Poll::Ready(Ok(Some(chunk))) => {
+                let taken = !chunk.bytes.is_empty();
+                self.decoder.push(chunk.bytes);
+                taken
+            }
+            Poll::Ready(end) => {
+                self.end = Some(end.map(|_| ()));
+                false
             }
         }
     }

@@ -601,6 +601,13 @@ impl ReadState {
                         self.held.push_front(other);
                         break;
                     }
+                    // The next packet's frames, if quinn has them already, with room for
+                    // as many as at the start.
+                    None if self.reader.read_ready() => {
+                        let more = self.reader.buffered_len() / (DATA_HEADER_LEN + first_len);
+                        payloads.reserve((more + 1).min(BATCH_FRAMES - payloads.len()));
+                        continue;
+                    }
                     None => break,
                 },
             };
@@ -631,9 +638,10 @@ impl ReadState {
 /// Reads the control stream. After a DATA frame it waits for room for it in the
 /// registrations that take it before it reads on: a full registration stops the link, and
 /// QUIC flow control holds the sender (see `events`). The DATA frames of the same type
-/// already received behind it go in the same step if there is room for them at once: a
-/// chunk of small messages costs one reservation and one wake of the application, not one
-/// per message. Until the first frame other than DATA, the steps of DATA are delivered by
+/// already received behind it (in the chunk at hand, then in the chunks quinn holds) go in
+/// the same step if there is room for them at once: the packets of small messages that
+/// came in since the last step cost one reservation and one wake of the application, not
+/// one per message or per packet. Until the first frame other than DATA, the steps of DATA are delivered by
 /// the reader itself ([`DeliverData`]): the actor's handler runs only for the rest.
 fn inbound(
     reader: FrameReader,

@@ -6,11 +6,11 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use peergraph_engine::wire::{Message, DATA_HEADER_LEN};
-use peergraph_engine::DataType;
+use peergraph_engine::wire::{data_header, Message, DATA_HEADER_LEN};
+use peergraph_engine::{DataType, PeerError};
 use peergraph_transport::DataFrame;
 
-use crate::outbox::{Fin, OutboxReceiver, Outgoing};
+use crate::outbox::{check_payload, Fin, OutboxReceiver, Outgoing};
 
 /// Bytes the writer gathers from the outbox into one write, so that many small frames
 /// cost one call into quinn.
@@ -54,38 +54,62 @@ pub(crate) fn lone_frame_chunks(frame: DataFrame, chunks: &mut Vec<Bytes>) {
 /// The frames of one SendDataMany call, ready to queue in its outbox, in order: each run
 /// of small frames copied together into shared chunks of up to [`COALESCE_CHUNK_BYTES`]
 /// (what the writer would gather them into, done once by the caller instead of once per
-/// frame), larger payloads as frames of their own, not copied.
-pub(crate) fn batch_items(data_type: DataType, payloads: Vec<Bytes>) -> VecDeque<Outgoing> {
+/// frame), larger payloads as frames of their own, not copied. One pass over the
+/// payloads, which are checked as they come: none is queued if one is too long.
+///
+/// A shared chunk is sized for the frames the iterator says are left, all taken as the
+/// size of the one at hand (exact for a run of one size from a `Vec` or an array); when
+/// the iterator cannot say, chunks double from [`FIRST_CHUNK_BYTES`] as the run goes on.
+///
+/// # Errors
+/// `E_INVALIDARG` for a payload over [`MAX_DATA_LEN`](crate::MAX_DATA_LEN).
+pub(crate) fn batch_items<I>(
+    data_type: DataType,
+    payloads: I,
+) -> Result<VecDeque<Outgoing>, PeerError>
+where
+    I: IntoIterator,
+    I::Item: Into<Bytes>,
+{
+    let mut payloads = payloads.into_iter();
     let mut items = VecDeque::new();
-    let mut small_left: usize = payloads
-        .iter()
-        .map(|payload| DATA_HEADER_LEN + payload.len())
-        .filter(|&len| len <= COALESCE_FRAME_BYTES)
-        .sum();
     let mut chunk = BytesMut::new();
-    for payload in payloads {
-        let frame = DataFrame::new(data_type, payload);
-        let len = frame.wire_len();
-        if !is_small(&frame) {
+    // The header of the last small frame: a run of one size encodes it once.
+    let mut header = (usize::MAX, [0; DATA_HEADER_LEN]);
+    let mut grow = FIRST_CHUNK_BYTES;
+    while let Some(payload) = payloads.next() {
+        let payload: Bytes = payload.into();
+        check_payload(&payload)?;
+        let len = DATA_HEADER_LEN + payload.len();
+        if len > COALESCE_FRAME_BYTES {
             if !chunk.is_empty() {
                 items.push_back(Outgoing::Encoded(chunk.split().freeze()));
             }
-            items.push_back(Outgoing::Data(frame));
+            items.push_back(Outgoing::Data(DataFrame::new(data_type, payload)));
             continue;
         }
         if chunk.capacity() - chunk.len() < len {
             if !chunk.is_empty() {
                 items.push_back(Outgoing::Encoded(chunk.split().freeze()));
             }
-            chunk = BytesMut::with_capacity(small_left.min(COALESCE_CHUNK_BYTES).max(len));
+            let (left, most) = payloads.size_hint();
+            let mut room = len.saturating_mul(left + 1);
+            if most != Some(left) {
+                room = room.max(grow);
+                grow = (2 * grow).min(COALESCE_CHUNK_BYTES);
+            }
+            chunk = BytesMut::with_capacity(room.clamp(len, COALESCE_CHUNK_BYTES));
         }
-        frame.copy_into(&mut chunk);
-        small_left -= len;
+        if header.0 != payload.len() {
+            header = (payload.len(), data_header(data_type, payload.len()));
+        }
+        chunk.extend_from_slice(&header.1);
+        chunk.extend_from_slice(&payload);
     }
     if !chunk.is_empty() {
         items.push_back(Outgoing::Encoded(chunk.freeze()));
     }
-    items
+    Ok(items)
 }
 
 /// The chunks of one write: small frames copied together into shared chunks, large
@@ -311,7 +335,7 @@ mod tests {
             .iter()
             .map(|payload| DataFrame::new(data_type, payload.clone()))
             .collect();
-        let items = batch_items(data_type, payloads);
+        let items = batch_items(data_type, payloads).expect("every payload is short enough");
         assert_eq!(items_bytes(&items), expected(&frames));
         let large: Vec<usize> = items
             .iter()
@@ -341,8 +365,43 @@ mod tests {
         assert!(gathered.count() <= least + 3);
     }
 
+    /// Shared chunks of an iterator that cannot say how many payloads are left grow as
+    /// the writer's do, so a long run still takes few chunks, all frames in order.
+    #[test]
+    fn a_run_of_unknown_length_gathers_into_growing_chunks() {
+        let data_type = DataType::from_u128(7);
+        let payloads: Vec<Bytes> = (0..2_000).map(|i| Bytes::from(vec![i as u8; 64])).collect();
+        let frames: Vec<DataFrame> = payloads
+            .iter()
+            .map(|payload| DataFrame::new(data_type, payload.clone()))
+            .collect();
+        let unknown = payloads.into_iter().filter(|_| true);
+        assert_ne!(unknown.size_hint().1, Some(unknown.size_hint().0));
+        let items = batch_items(data_type, unknown).expect("every payload is short enough");
+        assert_eq!(items_bytes(&items), expected(&frames));
+        let least = (2_000 * (DATA_HEADER_LEN + 64)).div_ceil(COALESCE_CHUNK_BYTES);
+        // Up to 32 KiB in five doublings from 1 KiB, then full chunks.
+        assert!(items.len() <= least + 6, "{} chunks", items.len());
+    }
+
+    /// A payload over the limit anywhere in the call refuses the whole call.
+    #[test]
+    fn one_payload_too_long_refuses_the_batch() {
+        let payloads = [
+            Bytes::from_static(b"first"),
+            Bytes::from(vec![0; crate::MAX_DATA_LEN + 1]),
+            Bytes::from_static(b"last"),
+        ];
+        assert_eq!(
+            batch_items(DataType::from_u128(7), payloads).map(|items| items.len()),
+            Err(PeerError::INVALID_ARG)
+        );
+    }
+
     #[test]
     fn an_empty_batch_queues_nothing() {
-        assert!(batch_items(DataType::from_u128(7), Vec::new()).is_empty());
+        assert!(batch_items(DataType::from_u128(7), Vec::<Bytes>::new())
+            .expect("no payload to refuse")
+            .is_empty());
     }
 }

@@ -463,6 +463,19 @@ impl Queue {
                         others += 1;
                     }
                 }
+                Entry::Data(run) if limit - data_events - others >= run.payloads.len() => {
+                    // The whole rest of the run: its events in one go, and all the room it
+                    // holds (the sum of the shares `next` would give back one by one).
+                    let (connection_id, data_type) = (run.connection_id, run.data_type);
+                    data_events += run.payloads.len();
+                    data_bytes += std::mem::take(&mut run.bytes);
+                    into.extend(run.payloads.by_ref().map(|data| GraphEvent::IncomingData {
+                        connection_id,
+                        data_type,
+                        data,
+                    }));
+                    state.events.pop_front();
+                }
                 Entry::Data(run) => {
                     let want = limit - data_events - others;
                     into.reserve(want.min(run.payloads.len()));

@@ -485,3 +485,36 @@ async fn runs_and_other_events_keep_their_order_and_each_read_frees_its_share() 
     assert_eq!(data_held(&stream), (0, 0));
     assert_eq!(stream.try_recv(), None);
 }
+
+/// A run read whole by `recv_many` gives back all the room it held in one go: the same
+/// shares as read one by one, a payload clipped to the whole budget included.
+#[tokio::test]
+async fn a_run_read_whole_gives_back_all_its_room() {
+    use futures_util::FutureExt;
+    let (subscribers, mut stream) = data_stream(QueueLimits {
+        events: 10,
+        bytes: 100,
+    });
+    let mut room = subscribers
+        .reserve_event(&data(0, 10))
+        .now_or_never()
+        .expect("room");
+    assert!(room.try_extend(2, 50));
+    room.deliver_all(run(&[(0, 10), (1, 20), (2, 30)]));
+    assert_eq!(data_held(&stream), (3, 60));
+    let mut got = Vec::new();
+    assert_eq!(stream.recv_many(&mut got, 3).await, 3);
+    assert_eq!(got, vec![data(0, 10), data(1, 20), data(2, 30)]);
+    assert_eq!(data_held(&stream), (0, 0));
+
+    let room = subscribers
+        .reserve_event(&data(3, 500))
+        .now_or_never()
+        .expect("room once the queue is empty");
+    room.deliver_all(run(&[(3, 500)]));
+    assert_eq!(data_held(&stream), (1, 100), "it holds the whole budget");
+    got.clear();
+    assert_eq!(stream.recv_many(&mut got, 10).await, 1);
+    assert_eq!(got, vec![data(3, 500)]);
+    assert_eq!(data_held(&stream), (0, 0));
+}

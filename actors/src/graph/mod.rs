@@ -590,25 +590,27 @@ pub(crate) fn send_now(
 }
 
 /// SendDataMany up to the point where it would wait, shared by the facade and the graph's
-/// handler: validates every payload (none is sent if one is too long), finds the
-/// connection, and encodes the frames for its outbox (outside the table's lock).
+/// handler: checks and encodes every payload for the connection's outbox (outside the
+/// table's lock; none is sent if one is too long), then finds the connection.
 ///
 /// # Errors
 /// `E_INVALIDARG` for a payload over [`MAX_DATA_LEN`](crate::MAX_DATA_LEN) (arguments
 /// first, whatever the id), then `PEER_E_CONNECTION_NOT_FOUND`.
-pub(crate) fn send_many_now(
+pub(crate) fn send_many_now<I>(
     table: &ConnectionTable,
     connection_id: ConnectionId,
     data_type: DataType,
-    payloads: Vec<bytes::Bytes>,
-) -> Result<(Outbox, VecDeque<Outgoing>), PeerError> {
-    for payload in &payloads {
-        check_payload(payload)?;
-    }
+    payloads: I,
+) -> Result<(Outbox, VecDeque<Outgoing>), PeerError>
+where
+    I: IntoIterator,
+    I::Item: Into<bytes::Bytes>,
+{
+    let items = batch_items(data_type, payloads)?;
     let outbox = table
         .get(&connection_id)
         .ok_or(PeerError::CONNECTION_NOT_FOUND)?
         .outbox
         .clone();
-    Ok((outbox, batch_items(data_type, payloads)))
+    Ok((outbox, items))
 }

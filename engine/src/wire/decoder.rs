@@ -136,6 +136,12 @@ impl FrameDecoder {
         self.gathered + self.chunk.len() + self.later.iter().map(Bytes::len).sum::<usize>()
     }
 
+    /// Whether an error was returned: every later call returns it again, and chunks
+    /// pushed from now on are dropped.
+    pub fn has_failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
     /// Whether bytes are held that have not come out in a message. Right after
     /// [`next_message`](Self::next_message) returned `Ok(None)`, they are the start of a
     /// frame not yet whole: a stream that ends now ends inside a frame
