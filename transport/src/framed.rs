@@ -38,6 +38,8 @@ pub struct FrameReader {
     /// The stream's end (`Ok`) or its error, found by [`read_ready`](Self::read_ready)
     /// and reported by [`read`](Self::read) after the frames before it.
     end: Option<Result<(), quinn::ReadError>>,
+    /// Bytes in the last chunk quinn delivered.
+    last_chunk: usize,
 }
 
 impl FrameReader {
@@ -47,6 +49,7 @@ impl FrameReader {
             recv,
             decoder: FrameDecoder::new(),
             end: None,
+            last_chunk: 0,
         }
     }
 
@@ -65,7 +68,7 @@ impl FrameReader {
                 None => self.recv.read_chunk(READ_CHUNK_LIMIT, true).await,
             };
             match read? {
-                Some(chunk) => self.decoder.push(chunk.bytes),
+                Some(chunk) => self.push(chunk.bytes),
                 None if self.decoder.is_mid_frame() => {
                     return Err(ProtocolError::EndOfStreamInFrame.into())
                 }
@@ -88,12 +91,12 @@ impl FrameReader {
         // A read that finds nothing leaves this no-op waker with quinn; the caller's next
         // `read`, which waits, registers its own.
         let mut cx = Context::from_waker(Waker::noop());
-        let read = std::pin::pin!(self.recv.read_chunk(READ_CHUNK_LIMIT, true));
-        match read.poll(&mut cx) {
+        let polled = std::pin::pin!(self.recv.read_chunk(READ_CHUNK_LIMIT, true)).poll(&mut cx);
+        match polled {
             Poll::Pending => false,
             Poll::Ready(Ok(Some(chunk))) => {
                 let taken = !chunk.bytes.is_empty();
-                self.decoder.push(chunk.bytes);
+                self.push(chunk.bytes);
                 taken
             }
             Poll::Ready(end) => {
@@ -119,6 +122,18 @@ impl FrameReader {
     /// [`read`](Self::read) returned the first, without building a message for each.
     pub fn read_buffered_data(&mut self, data_type: DataType) -> Option<Bytes> {
         self.decoder.next_data_of(data_type)
+    }
+
+    /// Bytes in the last chunk quinn delivered: about a packet's payload while the peer
+    /// sends faster than it is read, less when the peer's sender had nothing more queued
+    /// as it sent that packet (and then the next packet is not likely to be in yet).
+    pub fn last_chunk_len(&self) -> usize {
+        self.last_chunk
+    }
+
+    fn push(&mut self, chunk: Bytes) {
+        self.last_chunk = chunk.len();
+        self.decoder.push(chunk);
     }
 
     /// Bytes received and not yet read out in a frame.

@@ -539,6 +539,10 @@ enum Inbound {
 const BATCH_FRAMES: usize = 256;
 const BATCH_BYTES: usize = 64 * 1024;
 
+/// The least bytes a chunk from quinn holds when it was a full packet's stream data (a
+/// QUIC packet carries at least 1,200 bytes, less its headers).
+const FULL_PACKET_CHUNK: usize = 1_000;
+
 /// The reader's state between steps.
 struct ReadState {
     reader: FrameReader,
@@ -602,8 +606,12 @@ impl ReadState {
                         break;
                     }
                     // The next packet's frames, if quinn has them already, with room for
-                    // as many as at the start.
-                    None if self.reader.read_ready() => {
+                    // as many as at the start. Only after a full packet's worth: after a
+                    // shorter one (a lone message, the end of a burst) the next packet is
+                    // rarely in yet, and asking quinn would cost a lock for nothing.
+                    None if self.reader.last_chunk_len() >= FULL_PACKET_CHUNK
+                        && self.reader.read_ready() =>
+                    {
                         let more = self.reader.buffered_len() / (DATA_HEADER_LEN + first_len);
                         payloads.reserve((more + 1).min(BATCH_FRAMES - payloads.len()));
                         continue;
