@@ -36,8 +36,9 @@ pub struct FrameReader {
     recv: quinn::RecvStream,
     decoder: FrameDecoder,
     /// The stream's end (`Ok`) or its error, found by [`read_ready`](Self::read_ready)
-    /// and reported by [`read`](Self::read) after the frames before it.
-    end: Option<Result<(), quinn::ReadError>>,
+    /// and reported by [`read`](Self::read) after the frames before it. Boxed: found once
+    /// in a stream's life, it should not take 56 bytes of every idle link.
+    end: Option<Box<Result<(), quinn::ReadError>>>,
     /// Bytes in the last chunk quinn delivered.
     last_chunk: usize,
 }
@@ -64,7 +65,7 @@ impl FrameReader {
                 return Ok(Some(message));
             }
             let read = match self.end.take() {
-                Some(end) => end.map(|()| None),
+                Some(end) => (*end).map(|()| None),
                 None => self.recv.read_chunk(READ_CHUNK_LIMIT, true).await,
             };
             match read? {
@@ -100,7 +101,7 @@ impl FrameReader {
                 taken
             }
             Poll::Ready(end) => {
-                self.end = Some(end.map(|_| ()));
+                self.end = Some(Box::new(end.map(|_| ())));
                 false
             }
         }
