@@ -649,8 +649,9 @@ impl ReadState {
 /// already received behind it (in the chunk at hand, then in the chunks quinn holds) go in
 /// the same step if there is room for them at once: the packets of small messages that
 /// came in since the last step cost one reservation and one wake of the application, not
-/// one per message or per packet. Until the first frame other than DATA, the steps of DATA are delivered by
-/// the reader itself ([`DeliverData`]): the actor's handler runs only for the rest.
+/// one per message or per packet. Until the first frame other than DATA, the steps of DATA
+/// are delivered by the reader itself ([`DeliverData`]): the actor's handler runs only for
+/// the rest.
 fn inbound(
     reader: FrameReader,
     subscribers: Arc<Subscribers>,
