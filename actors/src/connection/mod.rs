@@ -587,7 +587,10 @@ impl ReadState {
         let likely = self.reader.buffered_len() / (DATA_HEADER_LEN + first_len) + 1;
         let mut payloads = Vec::with_capacity(likely.min(BATCH_FRAMES));
         payloads.push(first);
+        // Payload bytes after the first, and the total; then how many payloads have room
+        // (the first came with its own) and the bytes after the first among them.
         let (mut bytes, mut total) = (0, first_len);
+        let (mut covered, mut covered_bytes) = (1, 0);
         while payloads.len() < BATCH_FRAMES && total < BATCH_BYTES {
             // The common case first: DATA of this type whole in the chunk at hand.
             let payload = match self.held.is_empty() {
@@ -605,13 +608,23 @@ impl ReadState {
                         self.held.push_front(other);
                         break;
                     }
-                    // The next packet's frames, if quinn has them already, with room for
-                    // as many as at the start. Only after a full packet's worth: after a
-                    // shorter one (a lone message, the end of a burst) the next packet is
-                    // rarely in yet, and asking quinn would cost a lock for nothing.
-                    None if self.reader.last_chunk_len() >= FULL_PACKET_CHUNK
-                        && self.reader.read_ready() =>
-                    {
+                    // The next packet's frames, if quinn has them already. Only after a
+                    // full packet's worth: after a shorter one (a lone message, the end of
+                    // a burst) the next packet is rarely in yet, and asking quinn would
+                    // cost a lock for nothing. And only once the registrations have room
+                    // for every payload taken so far: a slow application stops the link
+                    // with at most one chunk's frames held here, as before, and quinn's
+                    // flow control holds the rest at the sender.
+                    None if self.reader.last_chunk_len() >= FULL_PACKET_CHUNK => {
+                        let more = payloads.len() - covered;
+                        if more > 0 && !room.try_extend(more, bytes - covered_bytes) {
+                            break;
+                        }
+                        (covered, covered_bytes) = (payloads.len(), bytes);
+                        if !self.reader.read_ready() {
+                            break;
+                        }
+                        // Room for as many frames as at the start.
                         let more = self.reader.buffered_len() / (DATA_HEADER_LEN + first_len);
                         payloads.reserve((more + 1).min(BATCH_FRAMES - payloads.len()));
                         continue;
@@ -623,10 +636,10 @@ impl ReadState {
             total += payload.len();
             payloads.push(payload);
         }
-        let more = payloads.len() - 1;
-        if more > 0 && !room.try_extend(more, bytes) {
+        let more = payloads.len() - covered;
+        if more > 0 && !room.try_extend(more, bytes - covered_bytes) {
             // No room for them at once: they wait, in order, for the next step.
-            for payload in payloads.drain(1..).rev() {
+            for payload in payloads.drain(covered..).rev() {
                 self.held.push_front(Message::Data { data_type, payload });
             }
         }
