@@ -139,8 +139,9 @@ pub struct GraphOptions {
     /// What all the graph's links together may hold for an application that does not
     /// read: each link's QUIC receive window is `receive_budget / links`, rounded down to
     /// a power of two, between 16 KiB and quinn's 1.25 MB. An application that stops
-    /// reading holds at most this, plus its registrations' queues, plus one DATA frame per
-    /// link (the one the link read and waits to hand over). At least 16 KiB.
+    /// reading holds at most this, plus its registrations' queues, plus what each link read
+    /// and waits to hand over (one DATA frame, or the small frames of one packet). At least
+    /// 16 KiB.
     pub receive_budget: u64,
     /// When the graph has held at least this many links at once (connections and
     /// handshakes) since its endpoints were made, and then every link has gone, the
