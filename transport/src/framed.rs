@@ -85,6 +85,9 @@ impl FrameReader {
     /// chunk). The stream's end or error found here is kept, and `read` returns it once
     /// the frames before it are out. Takes nothing once the decoder has failed (its error
     /// comes from the next read) or the end is found.
+    ///
+    /// A call that finds nothing leaves quinn a waker that wakes no one: a task that would
+    /// wait for the stream must do so through [`read`](Self::read), which registers its own.
     pub fn read_ready(&mut self) -> bool {
         if self.end.is_some() || self.decoder.has_failed() {
             return false;

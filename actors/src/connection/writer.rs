@@ -83,17 +83,17 @@ where
         let len = DATA_HEADER_LEN + payload.len();
         if len > COALESCE_FRAME_BYTES {
             if !chunk.is_empty() {
-                items.push_back(Outgoing::Encoded(chunk.split().freeze()));
+                items.push_back(Outgoing::Encoded(seal(&mut chunk)));
             }
             items.push_back(Outgoing::Data(DataFrame::new(data_type, payload)));
             continue;
         }
         if chunk.capacity() - chunk.len() < len {
             if !chunk.is_empty() {
-                items.push_back(Outgoing::Encoded(chunk.split().freeze()));
+                items.push_back(Outgoing::Encoded(seal(&mut chunk)));
             }
             let (left, most) = payloads.size_hint();
-            let mut room = len.saturating_mul(left + 1);
+            let mut room = len.saturating_mul(left.saturating_add(1));
             if most != Some(left) {
                 room = room.max(grow);
                 grow = (2 * grow).min(COALESCE_CHUNK_BYTES);
@@ -107,9 +107,23 @@ where
         chunk.extend_from_slice(&payload);
     }
     if !chunk.is_empty() {
-        items.push_back(Outgoing::Encoded(chunk.freeze()));
+        items.push_back(Outgoing::Encoded(seal(&mut chunk)));
     }
     Ok(items)
+}
+
+/// The frames gathered in `chunk`, sealed for the outbox; what room is left stays with
+/// `chunk`. A chunk sized for more frames than came (the iterator's hint counted larger
+/// frames, or went alone) is copied out at its size instead, so that the frames do not keep
+/// the spare room until quinn has them acknowledged: a sealed chunk holds at most twice
+/// its bytes.
+fn seal(chunk: &mut BytesMut) -> Bytes {
+    if chunk.capacity() - chunk.len() > chunk.len() {
+        let sealed = Bytes::copy_from_slice(chunk);
+        chunk.clear();
+        return sealed;
+    }
+    chunk.split().freeze()
 }
 
 /// The chunks of one write: small frames copied together into shared chunks, large
@@ -382,6 +396,30 @@ mod tests {
         let least = (2_000 * (DATA_HEADER_LEN + 64)).div_ceil(COALESCE_CHUNK_BYTES);
         // Up to 32 KiB in five doublings from 1 KiB, then full chunks.
         assert!(items.len() <= least + 6, "{} chunks", items.len());
+    }
+
+    /// A small frame the size hint took for the first of many (the rest go alone, being
+    /// large) is not sealed into a chunk sized for all of them.
+    #[test]
+    fn a_chunk_sized_for_frames_that_went_alone_is_sealed_at_its_size() {
+        let data_type = DataType::from_u128(7);
+        let mut payloads = vec![Bytes::from(vec![1; 64])];
+        payloads.extend((0..400).map(|_| Bytes::from(vec![2; COALESCE_FRAME_BYTES])));
+        let frames: Vec<DataFrame> = payloads
+            .iter()
+            .map(|payload| DataFrame::new(data_type, payload.clone()))
+            .collect();
+        let mut items = batch_items(data_type, payloads).expect("every payload is short enough");
+        assert_eq!(items_bytes(&items), expected(&frames));
+        let Some(Outgoing::Encoded(first)) = items.pop_front() else {
+            panic!("the small frame comes first, in a chunk");
+        };
+        assert_eq!(first.len(), DATA_HEADER_LEN + 64);
+        // The chunk's bytes were copied out: dropping the rest of the batch and the chunk
+        // leaves an allocation of the frame's size (a `Vec`-backed `Bytes` owns exactly
+        // its bytes once it is the only handle).
+        drop(items);
+        assert_eq!(Vec::from(first).capacity(), DATA_HEADER_LEN + 64);
     }
 
     /// A payload over the limit anywhere in the call refuses the whole call.
