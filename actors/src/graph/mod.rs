@@ -319,7 +319,14 @@ impl GraphActor {
             accepts_direct: self.subscribers.wants(EventType::DirectConnection),
         };
         let tag = link_tag(&link.parts.connection);
-        let confirmation = link.confirmation.take();
+        let confirmation = match link.confirmation.take() {
+            // Its source has as many welcomed links out of its count as it may: this
+            // CONNECT is judged once the handshake completes (see `can_welcome_early`).
+            Some(confirmation) if !self.core.can_welcome_early(source) => {
+                return self.accept_when_confirmed(source, link, connect, confirmation, ctx);
+            }
+            confirmation => confirmation,
+        };
         let decision = match confirmation {
             Some(_) => self
                 .core
@@ -384,6 +391,40 @@ impl GraphActor {
             }
             IncomingDecision::Leave => leave(&link.parts.connection),
         }
+    }
+
+    /// Waits (bounded by the TLS timeout) for the handshake of a link whose CONNECT came
+    /// as 0-RTT data, then judges the CONNECT as one sent after the handshake; a handshake
+    /// that does not complete ends the link unanswered. Until then the handshake counts
+    /// against its source, as any other under way.
+    fn accept_when_confirmed(
+        &mut self,
+        source: IpAddr,
+        link: Link,
+        connect: Connect,
+        confirmation: Confirmation,
+        ctx: &mut Context<Self>,
+    ) {
+        let connection = link.parts.connection.clone();
+        let Confirmation { completed, by } = confirmation;
+        let completed = async move {
+            tokio::time::timeout_at(by, completed).await.is_ok()
+                && connection.close_reason().is_none()
+        };
+        ctx.spawn(completed.into_actor(self).map(move |completed, act, ctx| {
+            if completed {
+                // `link.confirmation` is taken: this is the path of a confirmed CONNECT.
+                return act.on_accepted(source, Some((link, connect)), ctx);
+            }
+            act.core.incoming_ended(source);
+            if !act.core.is_closed() {
+                act.tally.early_unconfirmed += 1;
+            }
+            link.parts
+                .connection
+                .close(close_code::HANDSHAKE_TIMEOUT.into(), b"handshake timeout");
+            act.renew_when_idle(ctx);
+        }));
     }
 
     /// Waits (bounded by the TLS timeout) for the handshake of a link welcomed on a CONNECT

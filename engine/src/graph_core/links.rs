@@ -139,8 +139,7 @@ impl Links {
     /// `incoming_ended` to count out.
     pub(crate) fn welcome(&mut self, entry: LinkEntry, source: Source, most: usize) {
         *self.per_node.entry(entry.info.node_id).or_default() += 1;
-        let out = self.released_from.get(&source).copied().unwrap_or(0);
-        if out < most {
+        if self.released_out(&source) < most {
             if let Some(count) = self.incoming_per_source.get_mut(&source) {
                 *count -= 1;
                 if *count == 0 {
@@ -173,6 +172,11 @@ impl Links {
             }
         }
         entry
+    }
+
+    /// Welcomed links of `source` whose handshake is out of its count.
+    pub(crate) fn released_out(&self, source: &Source) -> usize {
+        self.released_from.get(source).copied().unwrap_or(0)
     }
 
     /// Live links with `node`.

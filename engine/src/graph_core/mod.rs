@@ -457,7 +457,9 @@ impl GraphCore {
     /// ([`Limits::max_pending_handshakes_per_source`]) and keeps counting in the graph's
     /// ([`Limits::max_pending_handshakes`]): its node reports CONNECTED half a round trip
     /// before this node has its Finished. At most that bound of a source's welcomed links
-    /// are out of its count at once, so one source holds at most twice the bound.
+    /// are out of its count at once, so one source holds at most twice the bound; past it
+    /// the driver does not call this, but holds the CONNECT until the handshake completes
+    /// ([`can_welcome_early`](Self::can_welcome_early)).
     /// `source` is the address its handshake was counted under
     /// ([`incoming_started`](Self::incoming_started)).
     /// [`early_confirmed`](Self::early_confirmed) and [`early_failed`](Self::early_failed)
@@ -483,6 +485,21 @@ impl GraphCore {
             self.links.welcome(entry, Source::of(source), most);
         }
         decision
+    }
+
+    /// Whether a CONNECT sent as 0-RTT data from `source` can be answered before its
+    /// handshake completes ([`on_early_connect`](Self::on_early_connect)): fewer than
+    /// [`Limits::max_pending_handshakes_per_source`] of that source's welcomed links are out
+    /// of its count. When not, the driver holds the CONNECT until the handshake completes
+    /// and judges it then with [`on_connect`](Self::on_connect), as if it had come after:
+    /// its node gets WELCOME, and reports CONNECTED, only once this node has its Finished.
+    /// A node that paces its opens by CONNECTED then never has more handshakes counted
+    /// here than it has links it has not heard CONNECTED for, however slowly this node
+    /// confirms them; refusing instead would turn this node's lag into the other node's
+    /// failures.
+    pub fn can_welcome_early(&self, source: IpAddr) -> bool {
+        let most = self.config.limits.max_pending_handshakes_per_source;
+        self.links.released_out(&Source::of(source)) < most
     }
 
     /// The handshake of a link welcomed by [`on_early_connect`](Self::on_early_connect)

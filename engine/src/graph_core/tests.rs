@@ -1178,6 +1178,68 @@ fn one_source_holds_at_most_twice_its_bound_with_early_links() {
     );
 }
 
+/// Once a source has the bound of welcomed links out of its count, its next early CONNECT
+/// is not welcomed at once: the driver holds it until its handshake completes and judges
+/// it then, as one sent after the handshake. Its node hears CONNECTED only then, so a node
+/// pacing its opens by CONNECTED keeps no more handshakes counted than it has links
+/// waiting, however slowly this node confirms them.
+#[test]
+fn past_the_cap_an_early_connect_waits_for_its_handshake() {
+    let mut core = core_with(
+        Admission::default(),
+        Limits {
+            max_pending_handshakes: 100,
+            max_pending_handshakes_per_source: 2,
+            ..limits()
+        },
+    );
+    let source = address(4000).ip();
+    for id in [7, 8] {
+        assert!(core.can_welcome_early(source));
+        assert_eq!(
+            core.incoming_started(source, true),
+            HandshakeAdmission::Accept
+        );
+        assert!(matches!(
+            offer_early(&mut core, &connect(id), key(1)),
+            IncomingDecision::Welcome { .. }
+        ));
+    }
+    assert!(
+        !core.can_welcome_early(source),
+        "two welcomed links are out"
+    );
+    // Two more, held: their node has not heard CONNECTED for them and waits, and they
+    // count against the source as any handshake under way.
+    for _ in 0..2 {
+        assert_eq!(
+            core.incoming_started(source, true),
+            HandshakeAdmission::Accept
+        );
+    }
+    assert_eq!(
+        core.incoming_started(source, true),
+        HandshakeAdmission::Refuse
+    );
+    // A held link's handshake completes: its CONNECT is judged as a confirmed one.
+    assert!(matches!(
+        offer(&mut core, &connect(9), key(1), true),
+        IncomingDecision::Welcome { .. }
+    ));
+    core.incoming_ended(source);
+    assert!(
+        !core.can_welcome_early(source),
+        "the welcomed two are still out"
+    );
+    // A welcomed link confirmed: the next early CONNECT may be answered at once again.
+    let first = connect(7);
+    assert!(core
+        .early_confirmed(first.connection_id, first.connection_id.get())
+        .is_some());
+    core.incoming_ended(source);
+    assert!(core.can_welcome_early(source));
+}
+
 #[test]
 fn an_early_connect_whose_handshake_fails_leaves_nothing() {
     let mut core = core_with(
