@@ -226,10 +226,11 @@ pub struct GraphMetrics {
     /// longer had the session, or is another node): CONNECT went again once the handshake
     /// completed and the checks passed. Counted whatever the attempt's outcome.
     pub early_rejected: u64,
-    /// Incoming links welcomed on a CONNECT that came as 0-RTT data whose handshake then
-    /// did not complete within the TLS timeout: never admitted, no CONNECTED raised. A
-    /// replayed first flight whose ticket was not used yet ends here (one whose ticket was
-    /// used finds no session, and counts in `handshakes_failed`).
+    /// Incoming links whose CONNECT came as 0-RTT data (welcomed at once, or held until the
+    /// handshake completes) and whose handshake then did not complete within the TLS
+    /// timeout: never admitted, no CONNECTED raised. A replayed first flight whose ticket
+    /// was not used yet ends here (one whose ticket was used finds no session, and counts
+    /// in `handshakes_failed`).
     pub early_unconfirmed: u64,
 }
 

@@ -300,8 +300,9 @@ impl GraphActor {
 
     /// An incoming handshake from `source` ended, with a CONNECT or without. A CONNECT
     /// that came before the handshake completed (0-RTT data) is answered now, and its link
-    /// admitted only once the handshake completes (`confirm_early`); until then it keeps its
-    /// handshake slot.
+    /// admitted only once the handshake completes (`confirm_early`), or, past its source's
+    /// cap of such links, judged only once the handshake completes
+    /// (`accept_when_confirmed`); until then it keeps its handshake slot.
     fn on_accepted(
         &mut self,
         source: IpAddr,
@@ -373,7 +374,8 @@ impl GraphActor {
                 }
                 let frame = WireMessage::Welcome(welcome).to_bytes();
                 if link.zero_rtt == ZeroRtt::Accepted {
-                    // Its handshake completed as its 0-RTT CONNECT was read.
+                    // Its CONNECT came as 0-RTT data: read as the handshake completed, or
+                    // held until it did (`accept_when_confirmed`).
                     self.tally.opened_early += 1;
                 }
                 self.run_link(link, info, Some(frame), ctx);
@@ -414,7 +416,9 @@ impl GraphActor {
         ctx.spawn(completed.into_actor(self).map(move |completed, act, ctx| {
             if completed {
                 // `link.confirmation` is taken: this is the path of a confirmed CONNECT.
-                return act.on_accepted(source, Some((link, connect)), ctx);
+                act.on_accepted(source, Some((link, connect)), ctx);
+                act.renew_when_idle(ctx);
+                return;
             }
             act.core.incoming_ended(source);
             if !act.core.is_closed() {
