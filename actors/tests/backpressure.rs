@@ -23,30 +23,53 @@ const QUEUE: QueueLimits = QueueLimits {
     bytes: 256 * 1024,
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_reader_holds_many_links_within_the_receive_budget() {
-    // bob: a small receive budget, and a data registration that nobody reads.
+/// bob for a stalled reader: a graph with `budget` to receive into, listening on loopback,
+/// with a DIRECT_CONNECTION registration (a node takes direct connections once the
+/// application listens for them) and an INCOMING_DATA one with `queue` that nobody reads.
+struct StalledBob {
+    _engine: peergraph::Engine,
+    graph: peergraph::Graph,
+    _connections: peergraph::EventStream,
+    stalled: peergraph::EventStream,
+    address: std::net::SocketAddr,
+}
+
+async fn stalled_bob(graph_id: &str, budget: u64, queue: QueueLimits) -> StalledBob {
     let engine = engine();
     let properties = GraphProperties::new(
-        GraphId::new("stalled").expect("graph id"),
+        GraphId::new(graph_id).expect("graph id"),
         PeerId::new("bob").expect("peer id"),
     );
     let options = GraphOptions::default()
-        .with_receive_budget(BUDGET)
+        .with_receive_budget(budget)
         .with_idle_timeout(Duration::from_secs(60));
-    let bob = engine.create_graph(properties, options).expect("create");
-    let _connections = bob
+    let graph = engine.create_graph(properties, options).expect("create");
+    let connections = graph
         .register_event(vec![EventRegistration::new(EventType::DirectConnection)])
         .await
         .expect("register");
-    let stalled = bob
-        .register_event_with(vec![EventRegistration::new(EventType::IncomingData)], QUEUE)
+    let stalled = graph
+        .register_event_with(vec![EventRegistration::new(EventType::IncomingData)], queue)
         .await
         .expect("register");
-    let address = bob
+    let address = graph
         .listen("127.0.0.1:0".parse().expect("address"))
         .await
         .expect("listen");
+    StalledBob {
+        _engine: engine,
+        graph,
+        _connections: connections,
+        stalled,
+        address,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_holds_many_links_within_the_receive_budget() {
+    // bob: a small receive budget, and a data registration that nobody reads.
+    let stalled_bob = stalled_bob("stalled", BUDGET, QUEUE).await;
+    let (bob, stalled, address) = (&stalled_bob.graph, stalled_bob.stalled, stalled_bob.address);
 
     let mut alice = node("stalled", "alice").await;
     let mut ids = Vec::with_capacity(LINKS);
@@ -169,32 +192,9 @@ async fn a_stalled_reader_of_small_messages_holds_a_window_and_a_packet() {
         events: 16,
         bytes: 64 * 1024,
     };
-    let engine = engine();
-    let properties = GraphProperties::new(
-        GraphId::new("stalled-small").expect("graph id"),
-        PeerId::new("bob").expect("peer id"),
-    );
     // The smallest budget: the one link's window is 16 KiB.
-    let options = GraphOptions::default()
-        .with_receive_budget(WINDOW)
-        .with_idle_timeout(Duration::from_secs(60));
-    let bob = engine.create_graph(properties, options).expect("create");
-    // A node takes direct connections once the application listens for them.
-    let _connections = bob
-        .register_event(vec![EventRegistration::new(EventType::DirectConnection)])
-        .await
-        .expect("register");
-    let stalled = bob
-        .register_event_with(
-            vec![EventRegistration::new(EventType::IncomingData)],
-            SMALL_QUEUE,
-        )
-        .await
-        .expect("register");
-    let address = bob
-        .listen("127.0.0.1:0".parse().expect("address"))
-        .await
-        .expect("listen");
+    let stalled_bob = stalled_bob("stalled-small", WINDOW, SMALL_QUEUE).await;
+    let (bob, stalled, address) = (&stalled_bob.graph, stalled_bob.stalled, stalled_bob.address);
     let mut alice = node("stalled-small", "alice").await;
     let id = alice
         .graph
@@ -203,7 +203,7 @@ async fn a_stalled_reader_of_small_messages_holds_a_window_and_a_packet() {
         .expect("open");
     wait_connection(&mut alice.events, id, ConnectionStatus::Connected).await;
     // What the handshake brought, before any data.
-    let handshake = received_by(&bob).await;
+    let handshake = received_by(bob).await;
     const COUNT: u32 = 20_000;
     let sender = {
         let graph = alice.graph.clone();
@@ -237,7 +237,7 @@ async fn a_stalled_reader_of_small_messages_holds_a_window_and_a_packet() {
     let mut steady = 0;
     for _round in 0..200 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = received_by(&bob).await;
+        let now = received_by(bob).await;
         assert!(
             now <= bound,
             "bob holds {now} bytes for a reader that stopped; one window and a packet is {bound}"

@@ -407,12 +407,7 @@ impl GraphActor {
         confirmation: Confirmation,
         ctx: &mut Context<Self>,
     ) {
-        let connection = link.parts.connection.clone();
-        let Confirmation { completed, by } = confirmation;
-        let completed = async move {
-            tokio::time::timeout_at(by, completed).await.is_ok()
-                && connection.close_reason().is_none()
-        };
+        let completed = handshake_completed(&link, confirmation);
         ctx.spawn(completed.into_actor(self).map(move |completed, act, ctx| {
             if completed {
                 // `link.confirmation` is taken: this is the path of a confirmed CONNECT.
@@ -443,12 +438,7 @@ impl GraphActor {
         confirmation: Confirmation,
         ctx: &mut Context<Self>,
     ) {
-        let connection = link.parts.connection.clone();
-        let Confirmation { completed, by } = confirmation;
-        let completed = async move {
-            tokio::time::timeout_at(by, completed).await.is_ok()
-                && connection.close_reason().is_none()
-        };
+        let completed = handshake_completed(&link, confirmation);
         ctx.spawn(completed.into_actor(self).map(move |completed, act, ctx| {
             let tag = link_tag(&link.parts.connection);
             // The core counts the handshake back against its source here, and the slot
@@ -605,6 +595,19 @@ impl Handler<ConnectionEnded> for GraphActor {
         }
         self.publish_events();
         self.renew_when_idle(ctx);
+    }
+}
+
+/// Whether the handshake of `link`, whose CONNECT came as 0-RTT data, completes by the
+/// confirmation's deadline with the link still open.
+fn handshake_completed(
+    link: &Link,
+    confirmation: Confirmation,
+) -> impl std::future::Future<Output = bool> + 'static {
+    let connection = link.parts.connection.clone();
+    let Confirmation { completed, by } = confirmation;
+    async move {
+        tokio::time::timeout_at(by, completed).await.is_ok() && connection.close_reason().is_none()
     }
 }
 
