@@ -103,41 +103,13 @@ async fn a_stalled_reader_holds_many_links_within_the_receive_budget() {
         .collect();
 
     // What bob's links have received, read until it stops growing (bounded in rounds).
-    let received = || async {
-        let mut total = 0;
-        for info in bob
-            .enum_connections(ConnectionFlags::DIRECT)
-            .await
-            .expect("enum")
-        {
-            if let Ok(stats) = bob.connection_stats(info.connection_id).await {
-                total += stats.bytes_received;
-            }
-        }
-        total
-    };
     // Windows follow the number of links, but credit a link was given while the graph had
     // fewer links stays until it is used: the links that joined first hold their larger
     // windows, about four budgets in all (docs/SECURITY.md). Then one waiting frame per
     // link, the queue, and 25% for packet headers, acknowledgements and retransmissions.
     let bound = (4 * BUDGET + (LINKS * (MESSAGE + 64)) as u64 + QUEUE.bytes as u64) * 5 / 4;
     let unbudgeted = LINKS as u64 * 1_250_000;
-    let mut last = 0;
-    let mut steady = 0;
-    for _round in 0..200 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = received().await;
-        assert!(
-            now <= bound,
-            "bob holds {now} bytes for a reader that stopped; the budget allows {bound}"
-        );
-        steady = if now == last { steady + 1 } else { 0 };
-        last = now;
-        if steady >= 10 {
-            break;
-        }
-    }
-    assert!(steady >= 10, "the links never came to rest ({last} bytes)");
+    let last = received_at_rest(bob, bound).await;
     eprintln!(
         "{LINKS} links against a stalled reader: bob received {last} bytes \
          (bound {bound}, {unbudgeted} with quinn's windows and no budget)"
@@ -178,6 +150,27 @@ async fn received_by(bob: &peergraph::Graph) -> u64 {
         }
     }
     total
+}
+
+/// What bob's links have received once it stops growing: read every 50 ms until it has
+/// not changed for ten readings in a row (at most 200 readings), each within `bound`.
+async fn received_at_rest(bob: &peergraph::Graph, bound: u64) -> u64 {
+    let mut last = 0;
+    let mut steady = 0;
+    for _round in 0..200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = received_by(bob).await;
+        assert!(
+            now <= bound,
+            "bob holds {now} bytes for a reader that stopped; the bound is {bound}"
+        );
+        steady = if now == last { steady + 1 } else { 0 };
+        last = now;
+        if steady >= 10 {
+            return last;
+        }
+    }
+    panic!("bob's links never came to rest ({last} bytes)");
 }
 
 /// Small messages to a stalled reader: the link's reader takes a packet's frames from
@@ -233,22 +226,7 @@ async fn a_stalled_reader_of_small_messages_holds_a_window_and_a_packet() {
     // the reader took its whole step from quinn before it asked for room.)
     let frame = (SMALL + 21) as u64;
     let bound = handshake + (WINDOW + 16 * frame + 2 * 1_500) * 9 / 8 + 2 * 1_500;
-    let mut last = 0;
-    let mut steady = 0;
-    for _round in 0..200 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = received_by(bob).await;
-        assert!(
-            now <= bound,
-            "bob holds {now} bytes for a reader that stopped; one window and a packet is {bound}"
-        );
-        steady = if now == last { steady + 1 } else { 0 };
-        last = now;
-        if steady >= 10 {
-            break;
-        }
-    }
-    assert!(steady >= 10, "the link never came to rest ({last} bytes)");
+    let last = received_at_rest(bob, bound).await;
     eprintln!(
         "a stalled reader of small messages: bob received {last} bytes, {handshake} of them \
          in the handshake (bound {bound})"

@@ -415,15 +415,21 @@ impl GraphActor {
                 act.renew_when_idle(ctx);
                 return;
             }
-            act.core.incoming_ended(source);
-            if !act.core.is_closed() {
-                act.tally.early_unconfirmed += 1;
-            }
-            link.parts
-                .connection
-                .close(close_code::HANDSHAKE_TIMEOUT.into(), b"handshake timeout");
+            act.early_unconfirmed(source, &link);
             act.renew_when_idle(ctx);
         }));
+    }
+
+    /// The handshake of a link whose CONNECT came as 0-RTT data did not complete: its slot
+    /// is freed and the link closed, unadmitted.
+    fn early_unconfirmed(&mut self, source: IpAddr, link: &Link) {
+        self.core.incoming_ended(source);
+        if !self.core.is_closed() {
+            self.tally.early_unconfirmed += 1;
+        }
+        link.parts
+            .connection
+            .close(close_code::HANDSHAKE_TIMEOUT.into(), b"handshake timeout");
     }
 
     /// Waits (bounded by the TLS timeout) for the handshake of a link welcomed on a CONNECT
@@ -445,13 +451,7 @@ impl GraphActor {
             // is then freed (`on_early_connect`: in this order).
             if !completed {
                 act.core.early_failed(info.connection_id, tag);
-                act.core.incoming_ended(source);
-                if !act.core.is_closed() {
-                    act.tally.early_unconfirmed += 1;
-                }
-                link.parts
-                    .connection
-                    .close(close_code::HANDSHAKE_TIMEOUT.into(), b"handshake timeout");
+                act.early_unconfirmed(source, &link);
             } else if let Some(info) = act.core.early_confirmed(info.connection_id, tag) {
                 act.core.incoming_ended(source);
                 act.tally.opened_early += 1;
