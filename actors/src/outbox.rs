@@ -139,18 +139,24 @@ impl State {
             return Err(frame);
         }
         self.last_direct = Some(now);
-        let mut chunks = Vec::with_capacity(2);
-        lone_frame_chunks(frame, &mut chunks);
+        let mut chunks = lone_frame_chunks(frame);
+        let used = match chunks[1].is_empty() {
+            true => 1,
+            false => 2,
+        };
         // One poll, never waiting: blocked, quinn keeps this no-op waker until the writer's
         // own write replaces it, and writes nothing.
         let mut cx = Context::from_waker(Waker::noop());
-        let written = match std::pin::pin!(stream.write_chunks(&mut chunks)).poll(&mut cx) {
+        let written = match std::pin::pin!(stream.write_chunks(&mut chunks[..used])).poll(&mut cx) {
             Poll::Ready(Ok(written)) => written.chunks,
             Poll::Ready(Err(_)) | Poll::Pending => 0,
         };
         let mut wake = false;
-        for rest in chunks.drain(written..).filter(|rest| !rest.is_empty()) {
-            wake |= self.enqueue(Outgoing::Encoded(rest));
+        for rest in chunks[written..used].iter_mut().map(std::mem::take) {
+            // quinn leaves a chunk it took in part holding the rest.
+            if !rest.is_empty() {
+                wake |= self.enqueue(Outgoing::Encoded(rest));
+            }
         }
         Ok(wake)
     }

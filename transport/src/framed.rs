@@ -61,6 +61,10 @@ impl FrameReader {
     /// frame; [`ReadFrameError::Stream`] when the stream or connection fails.
     pub async fn read(&mut self) -> Result<Option<Message>, ReadFrameError> {
         loop {
+            // The common frame first, by the decoder's shorter way.
+            if let Some((data_type, payload)) = self.decoder.next_data() {
+                return Ok(Some(Message::Data { data_type, payload }));
+            }
             if let Some(message) = self.decoder.next_message()? {
                 return Ok(Some(message));
             }
@@ -191,6 +195,12 @@ impl DataFrame {
         buf.reserve(self.wire_len());
         buf.extend_from_slice(&self.header);
         buf.extend_from_slice(&self.payload);
+    }
+
+    /// The frame's chunks: the header (copied out) and the payload (empty for an empty
+    /// payload).
+    pub fn into_chunks(self) -> [Bytes; 2] {
+        [Bytes::copy_from_slice(&self.header), self.payload]
     }
 
     /// Appends the frame's chunks to `chunks`: the header (copied out) and the payload.

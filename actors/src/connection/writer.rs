@@ -38,16 +38,17 @@ fn is_small(frame: &DataFrame) -> bool {
     frame.wire_len() <= COALESCE_FRAME_BYTES
 }
 
-/// Appends the chunks of a frame written alone (by its sender, into the stream the
-/// writer lent the outbox) to `chunks`: a small frame copied into one chunk of its own
-/// size, a larger one as its header and its payload, as a batch would hold them.
-pub(crate) fn lone_frame_chunks(frame: DataFrame, chunks: &mut Vec<Bytes>) {
+/// The chunks of a frame written alone (by its sender, into the stream the writer lent
+/// the outbox), without an allocation to hold them: a small frame copied into one chunk of
+/// its own size, a larger one as its header and its payload, as a batch would hold them.
+/// The second chunk is empty for a small frame.
+pub(crate) fn lone_frame_chunks(frame: DataFrame) -> [Bytes; 2] {
     if is_small(&frame) {
         let mut chunk = BytesMut::with_capacity(frame.wire_len());
         frame.copy_into(&mut chunk);
-        chunks.push(chunk.freeze());
+        [chunk.freeze(), Bytes::new()]
     } else {
-        frame.push_chunks(chunks);
+        frame.into_chunks()
     }
 }
 
