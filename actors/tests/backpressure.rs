@@ -29,7 +29,7 @@ const QUEUE: QueueLimits = QueueLimits {
 struct StalledBob {
     _engine: peergraph::Engine,
     graph: peergraph::Graph,
-    _connections: peergraph::EventStream,
+    connections: peergraph::EventStream,
     stalled: peergraph::EventStream,
     address: std::net::SocketAddr,
 }
@@ -59,7 +59,7 @@ async fn stalled_bob(graph_id: &str, budget: u64, queue: QueueLimits) -> Stalled
     StalledBob {
         _engine: engine,
         graph,
-        _connections: connections,
+        connections,
         stalled,
         address,
     }
@@ -134,6 +134,61 @@ async fn a_stalled_reader_holds_many_links_within_the_receive_budget() {
     alice.graph.close().await.expect("close");
     for sender in senders {
         let _ = sender.await;
+    }
+}
+
+/// A link lost while bob's application is stalled is reported at once. Its reader then
+/// waits for room, the one time it does not read (and so does not see the link end in a
+/// read): it watches the link meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_lost_while_its_reader_waits_for_room_is_reported() {
+    let queue = QueueLimits {
+        events: 4,
+        bytes: 64 * 1024,
+    };
+    let StalledBob {
+        _engine,
+        graph: bob,
+        mut connections,
+        stalled,
+        address,
+    } = stalled_bob("lost-while-stalled", BUDGET, queue).await;
+    let mut alice = node("lost-while-stalled", "alice").await;
+    let id = alice
+        .graph
+        .open_direct_connection("bob", address)
+        .await
+        .expect("open");
+    wait_connection(&mut alice.events, id, ConnectionStatus::Connected).await;
+    wait_connection(&mut connections, id, ConnectionStatus::Connected).await;
+    // Four times what the registration holds: bob's reader stops, waiting for room.
+    let payload = Bytes::from(vec![3u8; MESSAGE]);
+    for _ in 0..16 {
+        alice
+            .graph
+            .send_data(id, DataType::from_u128(1), payload.clone())
+            .await
+            .expect("send");
+    }
+    let bound = 16 * (MESSAGE as u64 + 64) * 5 / 4 + 64 * 1024;
+    received_at_rest(&bob, bound).await;
+    // alice's graph goes away (its links close with LEAVING): bob hears of it although
+    // his application reads no data.
+    alice.graph.close().await.expect("close alice's graph");
+    wait_connection(&mut connections, id, ConnectionStatus::Disconnected).await;
+    let left = bob
+        .enum_connections(ConnectionFlags::DIRECT)
+        .await
+        .expect("enum");
+    assert!(
+        left.is_empty(),
+        "the lost link is gone from bob's graph: {left:?}"
+    );
+    // What was read before the loss is still there to read, in order.
+    let mut stalled = stalled;
+    match tokio::time::timeout(Duration::from_secs(10), stalled.recv()).await {
+        Ok(Some(GraphEvent::IncomingData { data, .. })) => assert_eq!(data, payload),
+        other => panic!("expected the first message, got {other:?}"),
     }
 }
 

@@ -423,13 +423,20 @@ impl Actor for ConnectionActor {
             return;
         };
         let (send, reader, outbox) = *start;
-        ctx.add_stream(inbound(reader, self.subscribers.clone(), self.id));
+        let connection = self.connection.clone();
+        ctx.add_stream(inbound(
+            reader,
+            connection,
+            self.subscribers.clone(),
+            self.id,
+        ));
         // The writer is a task of its own, not a future of this actor's context: actix
         // polls every future and stream of a context on each wake-up, so a frame queued
-        // for the writer would also poll the reader and the link's close watch (each a
-        // lock of the link), and a frame read would poll the writer. It reports its end
-        // here; if the actor is gone by then, the report goes nowhere, and the link is
-        // already closed (see `guard`).
+        // for the writer would also poll the reader (a lock of the link), and a frame
+        // read would poll the writer. It reports its end here; if the actor is gone by
+        // then, the report goes nowhere, and the link is already closed (see `guard`).
+        // For the same reason the link's end is watched by the reader, not by a future of
+        // this context, until the reader ends (see `inbound`).
         let actor = ctx.address().downgrade();
         actix::spawn(async move {
             let ended = run_writer(send, outbox).await;
@@ -437,6 +444,13 @@ impl Actor for ConnectionActor {
                 actor.do_send(WriterEnded(ended));
             }
         });
+    }
+}
+
+impl ConnectionActor {
+    /// Watches the link's end from this actor's context, once the reader, which saw it
+    /// until then, has ended.
+    fn watch_link(&mut self, ctx: &mut Context<Self>) {
         let connection = self.connection.clone();
         ctx.spawn(
             async move { connection.closed().await }
@@ -546,6 +560,8 @@ const FULL_PACKET_CHUNK: usize = 1_000;
 /// The reader's state between steps.
 struct ReadState {
     reader: FrameReader,
+    /// The link, watched for its end while the reader waits for room.
+    connection: quinn::Connection,
     subscribers: Arc<Subscribers>,
     /// Frames already decoded that the last step could not take: a frame of another type
     /// than its DATA, or DATA that did not find room at once. At most [`BATCH_FRAMES`].
@@ -665,8 +681,14 @@ impl ReadState {
 /// one per message or per packet. Until the first frame other than DATA, the steps of DATA
 /// are delivered by the reader itself ([`DeliverData`]): the actor's handler runs only for
 /// the rest.
+///
+/// The link's end comes to the actor through the reader as long as it reads: a read
+/// reports it (`ReadError::ConnectionLost`), and while it waits for room, the one time it
+/// does not read, it watches the link ([`Subscribers::reserve_data_or`]). The actor
+/// watches the link itself only once the reader has ended.
 fn inbound(
     reader: FrameReader,
+    connection: quinn::Connection,
     subscribers: Arc<Subscribers>,
     connection_id: ConnectionId,
 ) -> impl futures_util::Stream<Item = Inbound> {
@@ -676,6 +698,7 @@ fn inbound(
     // frame costs no reference count.
     let state = Box::new(ReadState {
         reader,
+        connection,
         subscribers,
         held: VecDeque::new(),
     });
@@ -683,10 +706,17 @@ fn inbound(
         let mut state = state?;
         match state.next().await {
             Ok(Some(Message::Data { data_type, payload })) => {
-                let mut room = state
+                let room = state
                     .subscribers
-                    .reserve_data(data_type, payload.len())
+                    .reserve_data_or(data_type, payload.len(), || state.connection.closed())
                     .await;
+                let mut room = match room {
+                    Ok(room) => room,
+                    Err(error) => {
+                        let lost = quinn::ReadError::ConnectionLost(error);
+                        return Some((Inbound::Failed(ReadFrameError::Stream(lost)), None));
+                    }
+                };
                 let run = state.gather(connection_id, data_type, payload, &mut room);
                 Some((Inbound::Data { run, room }, Some(state)))
             }
@@ -710,14 +740,22 @@ impl StreamHandler<Inbound> for ConnectionActor {
                 // Only DISCONNECT is acted on; anything else here breaks the protocol.
                 self.machine().on_frame(now, message.frame_type());
             }
-            Inbound::Finished => self.machine().on_peer_finished(),
-            Inbound::Failed(ReadFrameError::Protocol(error)) => self.machine().on_malformed(error),
+            Inbound::Finished => {
+                self.machine().on_peer_finished();
+                self.watch_link(ctx);
+            }
+            Inbound::Failed(ReadFrameError::Protocol(error)) => {
+                self.machine().on_malformed(error);
+                self.watch_link(ctx);
+            }
             Inbound::Failed(ReadFrameError::Stream(quinn::ReadError::ConnectionLost(error))) => {
                 return self.connection_lost(error, ctx)
             }
-            Inbound::Failed(ReadFrameError::Stream(error)) => self
-                .machine()
-                .on_stream_failed(Violation::Read(Cause::new(error))),
+            Inbound::Failed(ReadFrameError::Stream(error)) => {
+                self.machine()
+                    .on_stream_failed(Violation::Read(Cause::new(error)));
+                self.watch_link(ctx);
+            }
         }
         self.drive(ctx);
     }

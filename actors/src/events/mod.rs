@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
+use futures_util::future::Either;
 use futures_util::task::AtomicWaker;
 use futures_util::Stream;
 use peergraph_engine::{ConnectionId, DataType, EventFilter, EventType, GraphEvent, GraphHandle};
@@ -932,7 +933,30 @@ impl Subscribers {
     /// Waits until every registration that takes INCOMING_DATA of `data_type` has room for
     /// a payload of `bytes`, and reserves that room (see the module doc). Registrations
     /// that end meanwhile are left out; with none, the payload has nowhere to go.
+    #[cfg(test)]
     pub(crate) async fn reserve_data(&self, data_type: DataType, bytes: usize) -> DataReservation {
+        let never = || std::future::pending::<std::convert::Infallible>();
+        match self.reserve_data_or(data_type, bytes, never).await {
+            Ok(reservation) => reservation,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`reserve_data`](Self::reserve_data), unless the future `stop` makes ends first
+    /// while it waits: then its output, and the room taken so far is given back. `stop`
+    /// is called only if some registration has no room at once, so the common case builds
+    /// nothing for it. The reader of a link watches the link's end this way while it
+    /// waits for a slow application, the one time it does not read.
+    pub(crate) async fn reserve_data_or<F, S>(
+        &self,
+        data_type: DataType,
+        bytes: usize,
+        stop: F,
+    ) -> Result<DataReservation, S::Output>
+    where
+        F: FnOnce() -> S,
+        S: std::future::Future,
+    {
         // Built first, so that room already taken is given back (by its drop) if the link
         // stops while it waits for the rest.
         let mut reservation = DataReservation::new();
@@ -947,14 +971,23 @@ impl Subscribers {
                 }
             }
         }
+        if full.is_empty() {
+            return Ok(reservation);
+        }
+        // Boxed: waiting is rare, and inline these futures would make every link's reader
+        // larger by their size, idle links included.
+        let mut stop = Box::pin(stop());
         for subscriber in full {
-            // Boxed: waiting is rare, and inline its future would make every link's reader
-            // larger by its size, idle links included.
-            if let Some(room) = Box::pin(subscriber.reserve(bytes)).await {
+            let waiting = Box::pin(subscriber.reserve(bytes));
+            let room = match futures_util::future::select(waiting, stop.as_mut()).await {
+                Either::Left((room, _)) => room,
+                Either::Right((stopped, _)) => return Err(stopped),
+            };
+            if let Some(room) = room {
                 reservation.push(subscriber, room);
             }
         }
-        reservation
+        Ok(reservation)
     }
 }
 

@@ -131,6 +131,56 @@ async fn data_waits_for_room_and_is_never_lost() {
     assert_eq!(stream.try_recv(), None);
 }
 
+/// A wait for room ends when the link's end comes first: the room taken meanwhile in
+/// other registrations goes back, and `stop` is built only when a wait is needed.
+#[tokio::test]
+async fn a_wait_for_room_ends_with_the_link() {
+    use futures_util::FutureExt;
+    let (subscribers, mut full) = data_stream(QueueLimits {
+        events: 1,
+        bytes: 1024,
+    });
+    let filter =
+        EventFilter::new(vec![EventRegistration::new(EventType::IncomingData)]).expect("ok");
+    let mut roomy = subscribers.add_stream(
+        filter,
+        QueueLimits {
+            events: 8,
+            bytes: 1024,
+        },
+    );
+    let data_type = peergraph_engine::DataType::from_u128(1);
+    let unused = || -> std::future::Ready<()> { panic!("built with room at once") };
+    let room = subscribers
+        .reserve_data_or(data_type, 10, unused)
+        .now_or_never()
+        .expect("room in both")
+        .expect("not stopped");
+    room.deliver(data(0, 10));
+    // `full` has no room now: the second waits until the link ends.
+    let (ended, end) = tokio::sync::oneshot::channel::<&str>();
+    let mut waiting = Box::pin(subscribers.reserve_data_or(data_type, 10, || end));
+    assert!((&mut waiting).now_or_never().is_none(), "it waits");
+    ended.send("link lost").expect("waiting");
+    let stopped = waiting.now_or_never().expect("ended with the link");
+    assert_eq!(stopped.err(), Some(Ok("link lost")));
+    // The room it took in `roomy` came back: eight more fit there.
+    assert_eq!(full.try_recv(), Some(data(0, 10)));
+    assert_eq!(roomy.try_recv(), Some(data(0, 10)));
+    for n in 1..=8 {
+        let room = subscribers
+            .reserve_data_or(data_type, 10, unused)
+            .now_or_never()
+            .expect("room")
+            .expect("not stopped");
+        room.deliver(data(n, 10));
+        assert_eq!(full.try_recv(), Some(data(n, 10)));
+    }
+    for n in 1..=8 {
+        assert_eq!(roomy.try_recv(), Some(data(n, 10)));
+    }
+}
+
 /// The byte budget holds links back too, and a payload larger than the whole budget
 /// still passes alone.
 #[tokio::test]
