@@ -95,6 +95,10 @@ impl FrameDecoder {
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
+        // Nothing new since the last call (the reader asks once more after each chunk).
+        if self.chunk.is_empty() && self.later.is_empty() {
+            return Ok(None);
+        }
         let result = self.decode();
         if let Err(error) = &result {
             *self = FrameDecoder {
