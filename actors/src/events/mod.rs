@@ -3,15 +3,15 @@
 //!
 //! ```text
 //!  graph actor ──publish──▶ Subscribers ──▶ queue ──▶ EventStream (the application reads)
-//!  connection actors ──reserve_data, deliver──▶ │   └──▶ forward task ──▶ Recipient
+//!  connection actors ──reserve_data_or, deliver──▶ │   └──▶ forward task ──▶ Recipient
 //! ```
 //!
 //! # Data pushes back; other events are kept
 //! INCOMING_DATA is never dropped. A link that reads a DATA frame first reserves room for
 //! it in every registration that takes it (an event slot and its payload bytes in the
-//! registration's queue) and reads nothing more until it has that room; links waiting for
-//! room in one queue are served in the order they came. So a full registration stops the links that feed it, QUIC flow control
-//! holds their senders, SendData waits once their outboxes are full, and a peer's
+//! registration's queue) and reads nothing more until it has that room (or the link
+//! ends); links waiting for room in one queue are served in the order they came. So a
+//! full registration stops the links that feed it, QUIC flow control holds their senders, SendData waits once their outboxes are full, and a peer's
 //! DISCONNECT is read only after every byte before it was handed to the application: a
 //! close's S_OK means the application has every byte. With several registrations the
 //! slowest reader sets the pace of every link whose data it takes.
@@ -724,7 +724,7 @@ async fn forward(mut stream: EventStream, graph: GraphHandle, recipient: Recipie
 }
 
 /// Room reserved for INCOMING_DATA events of one data type in every registration that
-/// takes them ([`Subscribers::reserve_data`], then [`try_extend`](Self::try_extend) for the
+/// takes them ([`Subscribers::reserve_data_or`], then [`try_extend`](Self::try_extend) for the
 /// rest of a batch). Dropping it unused gives the room back.
 pub(crate) struct DataReservation {
     /// The room in the first registration that takes the event, inline: with one
@@ -930,9 +930,7 @@ impl Subscribers {
         self.reserve_data(data_type, event.payload_len()).await
     }
 
-    /// Waits until every registration that takes INCOMING_DATA of `data_type` has room for
-    /// a payload of `bytes`, and reserves that room (see the module doc). Registrations
-    /// that end meanwhile are left out; with none, the payload has nowhere to go.
+    /// [`reserve_data_or`](Self::reserve_data_or) that waits as long as it takes.
     #[cfg(test)]
     pub(crate) async fn reserve_data(&self, data_type: DataType, bytes: usize) -> DataReservation {
         let never = || std::future::pending::<std::convert::Infallible>();
@@ -942,11 +940,15 @@ impl Subscribers {
         }
     }
 
-    /// [`reserve_data`](Self::reserve_data), unless the future `stop` makes ends first
-    /// while it waits: then its output, and the room taken so far is given back. `stop`
-    /// is called only if some registration has no room at once, so the common case builds
-    /// nothing for it. The reader of a link watches the link's end this way while it
-    /// waits for a slow application, the one time it does not read.
+    /// Waits until every registration that takes INCOMING_DATA of `data_type` has room for
+    /// a payload of `bytes`, and reserves that room (see the module doc). Registrations
+    /// that end meanwhile are left out; with none, the payload has nowhere to go.
+    ///
+    /// Unless the future `stop` returns first while it waits: then `Err` with its output,
+    /// and the room taken so far is given back. `stop` is called only if some
+    /// registration has no room at once, so the common case builds nothing for it. The
+    /// reader of a link watches the link's end this way while it waits for a slow
+    /// application, the one time it does not read.
     pub(crate) async fn reserve_data_or<F, S>(
         &self,
         data_type: DataType,

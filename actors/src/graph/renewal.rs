@@ -55,7 +55,7 @@ impl GraphActor {
     }
 
     /// Called when a link or handshake has gone: once the graph is idle after a peak of
-    /// [`GraphOptions::renew_endpoints_after`] links, waits (bounded by the idle and close
+    /// [`GraphOptions::renew_endpoints_after`](crate::GraphOptions::renew_endpoints_after) links, waits (bounded by the idle and close
     /// timeouts) for quinn to free the last QUIC connections, then renews the endpoints.
     pub(super) fn renew_when_idle(&mut self, ctx: &mut Context<Self>) {
         if self.core.is_closed()

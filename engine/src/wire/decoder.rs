@@ -76,7 +76,9 @@ impl FrameDecoder {
         if chunk.is_empty() || self.failed.is_some() {
             return;
         }
-        if self.chunk.is_empty() {
+        // Behind every chunk pushed before it: the one being cut up may be used up while
+        // later ones wait.
+        if self.chunk.is_empty() && self.later.is_empty() {
             self.chunk = chunk;
         } else {
             self.later.push_back(chunk);
@@ -511,6 +513,21 @@ mod tests {
             }
             let _ = decode_one(&bytes);
         }
+    }
+
+    /// Chunks come out in the order they were pushed, also when one is pushed while an
+    /// earlier one waits and the chunk being cut up ends exactly with a frame.
+    #[test]
+    fn a_chunk_pushed_behind_waiting_ones_comes_after_them() {
+        let (a, b, c) = (data(3, 1), data(4, 2), data(5, 3));
+        let mut decoder = FrameDecoder::new();
+        decoder.push(a.to_bytes());
+        decoder.push(b.to_bytes());
+        assert_eq!(decoder.next_message(), Ok(Some(a)));
+        decoder.push(c.to_bytes());
+        assert_eq!(decoder.next_message(), Ok(Some(b)));
+        assert_eq!(decoder.next_message(), Ok(Some(c)));
+        assert_eq!(decoder.next_message(), Ok(None));
     }
 
     /// Which DATA fast path [`drain`] asks first.
