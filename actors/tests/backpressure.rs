@@ -65,6 +65,22 @@ async fn stalled_bob(graph_id: &str, budget: u64, queue: QueueLimits) -> Stalled
     }
 }
 
+/// alice, with a direct connection to bob (listening at `address`) that she reports
+/// CONNECTED.
+async fn alice_linked(
+    graph_id: &str,
+    address: std::net::SocketAddr,
+) -> (Node, peergraph::ConnectionId) {
+    let mut alice = node(graph_id, "alice").await;
+    let id = alice
+        .graph
+        .open_direct_connection("bob", address)
+        .await
+        .expect("open");
+    wait_connection(&mut alice.events, id, ConnectionStatus::Connected).await;
+    (alice, id)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_reader_holds_many_links_within_the_receive_budget() {
     // bob: a small receive budget, and a data registration that nobody reads.
@@ -154,13 +170,7 @@ async fn a_link_lost_while_its_reader_waits_for_room_is_reported() {
         stalled,
         address,
     } = stalled_bob("lost-while-stalled", BUDGET, queue).await;
-    let mut alice = node("lost-while-stalled", "alice").await;
-    let id = alice
-        .graph
-        .open_direct_connection("bob", address)
-        .await
-        .expect("open");
-    wait_connection(&mut alice.events, id, ConnectionStatus::Connected).await;
+    let (alice, id) = alice_linked("lost-while-stalled", address).await;
     wait_connection(&mut connections, id, ConnectionStatus::Connected).await;
     // Four times what the registration holds (four events): bob's reader stops, waiting
     // for room for the fifth.
@@ -248,13 +258,7 @@ async fn a_stalled_reader_of_small_messages_holds_a_window_and_a_packet() {
     // The smallest budget: the one link's window is 16 KiB.
     let stalled_bob = stalled_bob("stalled-small", WINDOW, SMALL_QUEUE).await;
     let (bob, stalled, address) = (&stalled_bob.graph, stalled_bob.stalled, stalled_bob.address);
-    let mut alice = node("stalled-small", "alice").await;
-    let id = alice
-        .graph
-        .open_direct_connection("bob", address)
-        .await
-        .expect("open");
-    wait_connection(&mut alice.events, id, ConnectionStatus::Connected).await;
+    let (alice, id) = alice_linked("stalled-small", address).await;
     // What the handshake brought, before any data.
     let handshake = received_by(bob).await;
     const COUNT: u32 = 20_000;
