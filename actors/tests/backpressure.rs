@@ -65,31 +65,16 @@ async fn stalled_bob(graph_id: &str, budget: u64, queue: QueueLimits) -> Stalled
     }
 }
 
-/// alice, with a direct connection to bob (listening at `address`) that she reports
-/// CONNECTED.
+/// alice, with `links` direct connections to bob (listening at `address`), each of which
+/// she reports CONNECTED before she opens the next.
 async fn alice_linked(
     graph_id: &str,
     address: std::net::SocketAddr,
-) -> (Node, peergraph::ConnectionId) {
+    links: usize,
+) -> (Node, Vec<peergraph::ConnectionId>) {
     let mut alice = node(graph_id, "alice").await;
-    let id = alice
-        .graph
-        .open_direct_connection("bob", address)
-        .await
-        .expect("open");
-    wait_connection(&mut alice.events, id, ConnectionStatus::Connected).await;
-    (alice, id)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_reader_holds_many_links_within_the_receive_budget() {
-    // bob: a small receive budget, and a data registration that nobody reads.
-    let stalled_bob = stalled_bob("stalled", BUDGET, QUEUE).await;
-    let (bob, stalled, address) = (&stalled_bob.graph, stalled_bob.stalled, stalled_bob.address);
-
-    let mut alice = node("stalled", "alice").await;
-    let mut ids = Vec::with_capacity(LINKS);
-    for _ in 0..LINKS {
+    let mut ids = Vec::with_capacity(links);
+    for _ in 0..links {
         let id = alice
             .graph
             .open_direct_connection("bob", address)
@@ -98,6 +83,16 @@ async fn a_stalled_reader_holds_many_links_within_the_receive_budget() {
         wait_connection(&mut alice.events, id, ConnectionStatus::Connected).await;
         ids.push(id);
     }
+    (alice, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_holds_many_links_within_the_receive_budget() {
+    // bob: a small receive budget, and a data registration that nobody reads.
+    let stalled_bob = stalled_bob("stalled", BUDGET, QUEUE).await;
+    let (bob, stalled, address) = (&stalled_bob.graph, stalled_bob.stalled, stalled_bob.address);
+
+    let (alice, ids) = alice_linked("stalled", address, LINKS).await;
     // Every link sends as fast as SendData lets it (bounded: MESSAGES_PER_LINK each).
     let senders: Vec<_> = ids
         .iter()
@@ -170,7 +165,8 @@ async fn a_link_lost_while_its_reader_waits_for_room_is_reported() {
         stalled,
         address,
     } = stalled_bob("lost-while-stalled", BUDGET, queue).await;
-    let (alice, id) = alice_linked("lost-while-stalled", address).await;
+    let (alice, ids) = alice_linked("lost-while-stalled", address, 1).await;
+    let id = ids[0];
     wait_connection(&mut connections, id, ConnectionStatus::Connected).await;
     // Four times what the registration holds (four events): bob's reader stops, waiting
     // for room for the fifth.
@@ -258,7 +254,8 @@ async fn a_stalled_reader_of_small_messages_holds_a_window_and_a_packet() {
     // The smallest budget: the one link's window is 16 KiB.
     let stalled_bob = stalled_bob("stalled-small", WINDOW, SMALL_QUEUE).await;
     let (bob, stalled, address) = (&stalled_bob.graph, stalled_bob.stalled, stalled_bob.address);
-    let (alice, id) = alice_linked("stalled-small", address).await;
+    let (alice, ids) = alice_linked("stalled-small", address, 1).await;
+    let id = ids[0];
     // What the handshake brought, before any data.
     let handshake = received_by(bob).await;
     const COUNT: u32 = 20_000;

@@ -35,6 +35,15 @@ struct Link {
 }
 
 impl Link {
+    /// Writes `count` frames (see [`frames`]) on the client's stream and returns them.
+    async fn send_frames(&mut self, count: usize) -> anyhow::Result<Vec<Message>> {
+        let sent = frames(count);
+        for message in &sent {
+            write_message(&mut self.send, message).await?;
+        }
+        Ok(sent)
+    }
+
     async fn new() -> anyhow::Result<Link> {
         let server_identity = NodeIdentity::generate()?;
         let client_identity = NodeIdentity::generate()?;
@@ -106,10 +115,7 @@ async fn frames_taken_without_waiting_come_in_order_and_the_end_after_them() -> 
     let mut link = Link::new().await?;
     // Within the link's first receive window (16 KiB), so every write completes before
     // the server reads.
-    let sent = frames(150);
-    for message in &sent {
-        write_message(&mut link.send, message).await?;
-    }
+    let sent = link.send_frames(150).await?;
     link.send.finish()?;
     // The server's quinn has acknowledged every frame and the end: it holds them all.
     within("acknowledged", link.send.stopped()).await??;
@@ -135,10 +141,7 @@ async fn frames_taken_without_waiting_come_in_order_and_the_end_after_them() -> 
 #[tokio::test]
 async fn a_reset_found_without_waiting_is_an_error_not_an_end() -> anyhow::Result<()> {
     let mut link = Link::new().await?;
-    let sent = frames(40);
-    for message in &sent {
-        write_message(&mut link.send, message).await?;
-    }
+    let sent = link.send_frames(40).await?;
     link.send.reset(quinn::VarInt::from_u32(RESET))?;
     let mut reader = link.accept().await?;
 
@@ -172,9 +175,7 @@ async fn nothing_is_taken_past_a_malformed_frame() -> anyhow::Result<()> {
     let mut link = Link::new().await?;
     // A frame type no version of the protocol has, with a body, then good frames.
     link.send.write_all(&[0xee, 0, 0, 0, 1, 0]).await?;
-    for message in &frames(20) {
-        write_message(&mut link.send, message).await?;
-    }
+    link.send_frames(20).await?;
     link.send.finish()?;
     let mut reader = link.accept().await?;
 

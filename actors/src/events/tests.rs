@@ -490,6 +490,20 @@ async fn recv_many_reports_losses_and_the_end() {
     assert_eq!(got.len(), 3);
 }
 
+/// Queues the run of `payloads` (as [`run`] makes them) the way a link's reader does:
+/// room for the first, then for the rest at once (which must fit), then one delivery.
+fn queue_run(subscribers: &Subscribers, payloads: &[(u8, usize)]) {
+    use futures_util::FutureExt;
+    let (&(n, len), rest) = payloads.split_first().expect("a payload");
+    let mut room = subscribers
+        .reserve_event(&data(n, len))
+        .now_or_never()
+        .expect("room for the first");
+    let rest_bytes = rest.iter().map(|&(_, len)| len).sum();
+    assert!(room.try_extend(rest.len(), rest_bytes), "room for the rest");
+    room.deliver_all(run(payloads));
+}
+
 /// Runs of INCOMING_DATA and other events come out in the order they were queued, a run
 /// read in part keeps the rest for the next read (by `recv_many` or `try_recv`), and each
 /// payload read gives back its own share of the room, a payload larger than the whole
@@ -501,12 +515,7 @@ async fn runs_and_other_events_keep_their_order_and_each_read_frees_its_share() 
         events: 10,
         bytes: 100,
     });
-    let mut room = subscribers
-        .reserve_event(&data(0, 10))
-        .now_or_never()
-        .expect("room");
-    assert!(room.try_extend(2, 30));
-    room.deliver_all(run(&[(0, 10), (1, 20), (2, 10)]));
+    queue_run(&subscribers, &[(0, 10), (1, 20), (2, 10)]);
     subscribers.publish(status(7));
     assert_eq!(data_held(&stream), (3, 40));
     let huge = subscribers.reserve_event(&data(3, 500)).now_or_never();
@@ -545,12 +554,7 @@ async fn a_run_read_whole_gives_back_all_its_room() {
         events: 10,
         bytes: 100,
     });
-    let mut room = subscribers
-        .reserve_event(&data(0, 10))
-        .now_or_never()
-        .expect("room");
-    assert!(room.try_extend(2, 50));
-    room.deliver_all(run(&[(0, 10), (1, 20), (2, 30)]));
+    queue_run(&subscribers, &[(0, 10), (1, 20), (2, 30)]);
     assert_eq!(data_held(&stream), (3, 60));
     let mut got = Vec::new();
     assert_eq!(stream.recv_many(&mut got, 3).await, 3);

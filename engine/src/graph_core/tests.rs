@@ -1125,18 +1125,23 @@ fn a_welcomed_early_link_frees_its_sources_slot_but_not_the_graphs() {
     assert!(core.links.released_from.is_empty());
 }
 
-/// However many tickets one source holds, its welcomed links leave its count only up to
-/// the per-source bound: the source holds at most twice the bound of the graph's slots.
-#[test]
-fn one_source_holds_at_most_twice_its_bound_with_early_links() {
-    let mut core = core_with(
+/// A core with room for many handshakes in all and two per source.
+fn two_per_source() -> GraphCore {
+    core_with(
         Admission::default(),
         Limits {
             max_pending_handshakes: 100,
             max_pending_handshakes_per_source: 2,
             ..limits()
         },
-    );
+    )
+}
+
+/// However many tickets one source holds, its welcomed links leave its count only up to
+/// the per-source bound: the source holds at most twice the bound of the graph's slots.
+#[test]
+fn one_source_holds_at_most_twice_its_bound_with_early_links() {
+    let mut core = two_per_source();
     let source = address(4000).ip();
     let mut welcomed = 0;
     for id in 7..40 {
@@ -1185,14 +1190,7 @@ fn one_source_holds_at_most_twice_its_bound_with_early_links() {
 /// waiting, however slowly this node confirms them.
 #[test]
 fn past_the_cap_an_early_connect_waits_for_its_handshake() {
-    let mut core = core_with(
-        Admission::default(),
-        Limits {
-            max_pending_handshakes: 100,
-            max_pending_handshakes_per_source: 2,
-            ..limits()
-        },
-    );
+    let mut core = two_per_source();
     let source = address(4000).ip();
     for id in [7, 8] {
         assert!(core.can_welcome_early(source));
