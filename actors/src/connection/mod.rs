@@ -423,13 +423,8 @@ impl Actor for ConnectionActor {
             return;
         };
         let (send, reader, outbox) = *start;
-        let connection = self.connection.clone();
-        ctx.add_stream(inbound(
-            reader,
-            connection,
-            self.subscribers.clone(),
-            self.id,
-        ));
+        let (connection, subscribers) = (self.connection.clone(), self.subscribers.clone());
+        ctx.add_stream(inbound(reader, connection, subscribers, self.id));
         // The writer is a task of its own, not a future of this actor's context: actix
         // polls every future and stream of a context on each wake-up, so a frame queued
         // for the writer would also poll the reader (a lock of the link), and a frame
@@ -733,6 +728,8 @@ fn inbound(
 
 impl StreamHandler<Inbound> for ConnectionActor {
     fn handle(&mut self, item: Inbound, ctx: &mut Self::Context) {
+        // The reader's last step: from now on the link's end is watched here.
+        let reader_ended = matches!(item, Inbound::Finished | Inbound::Failed(_));
         match item {
             Inbound::Data { run, room } => return self.on_data(run, room, ctx),
             Inbound::Frame(message) => {
@@ -740,22 +737,17 @@ impl StreamHandler<Inbound> for ConnectionActor {
                 // Only DISCONNECT is acted on; anything else here breaks the protocol.
                 self.machine().on_frame(now, message.frame_type());
             }
-            Inbound::Finished => {
-                self.machine().on_peer_finished();
-                self.watch_link(ctx);
-            }
-            Inbound::Failed(ReadFrameError::Protocol(error)) => {
-                self.machine().on_malformed(error);
-                self.watch_link(ctx);
-            }
+            Inbound::Finished => self.machine().on_peer_finished(),
+            Inbound::Failed(ReadFrameError::Protocol(error)) => self.machine().on_malformed(error),
             Inbound::Failed(ReadFrameError::Stream(quinn::ReadError::ConnectionLost(error))) => {
                 return self.connection_lost(error, ctx)
             }
-            Inbound::Failed(ReadFrameError::Stream(error)) => {
-                self.machine()
-                    .on_stream_failed(Violation::Read(Cause::new(error)));
-                self.watch_link(ctx);
-            }
+            Inbound::Failed(ReadFrameError::Stream(error)) => self
+                .machine()
+                .on_stream_failed(Violation::Read(Cause::new(error))),
+        }
+        if reader_ended {
+            self.watch_link(ctx);
         }
         self.drive(ctx);
     }

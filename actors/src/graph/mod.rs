@@ -412,10 +412,9 @@ impl GraphActor {
             if completed {
                 // `link.confirmation` is taken: this is the path of a confirmed CONNECT.
                 act.on_accepted(source, Some((link, connect)), ctx);
-                act.renew_when_idle(ctx);
-                return;
+            } else {
+                act.early_unconfirmed(source, &link);
             }
-            act.early_unconfirmed(source, &link);
             act.renew_when_idle(ctx);
         }));
     }
