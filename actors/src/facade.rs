@@ -13,6 +13,7 @@ use peergraph_engine::{
     ConnectionFlags, ConnectionId, ConnectionInfo, DataType, EventRegistration, GraphHandle,
     GraphStatus, NodeId, NodeInfo, PeerError, PeerId, PeerKey,
 };
+use tokio::sync::oneshot;
 
 use crate::events::{EventHandle, EventStream, QueueLimits};
 use crate::graph::{
@@ -485,11 +486,32 @@ impl Graph {
         &self,
         connection_id: ConnectionId,
     ) -> Result<(), PeerError> {
-        // The answer comes straight from the connection actor (see `StartClose`).
-        self.call(StartClose { connection_id })
-            .await??
-            .outcome()
-            .await
+        // The answer comes straight from whoever gives it (see `StartClose`): the caller's
+        // task is woken once, when it comes.
+        let entry = self.check()?;
+        let (reply, answer) = oneshot::channel();
+        let message = StartClose {
+            connection_id,
+            reply,
+        };
+        match entry.addr.try_send(message) {
+            Ok(()) => {}
+            Err(SendError::Full(message)) => {
+                entry
+                    .addr
+                    .send(message)
+                    .await
+                    .map_err(|_| PeerError::INVALID_GRAPH)?;
+            }
+            Err(SendError::Closed(_)) => return Err(PeerError::INVALID_GRAPH),
+        }
+        match answer.await {
+            Ok(answer) => answer,
+            // Dropped unanswered: the graph went away with the message in its mailbox, or
+            // the connection actor was gone when its Close came.
+            Err(_) if !self.entry.is_open() => Err(PeerError::INVALID_GRAPH),
+            Err(_) => Err(PeerError::CONNECTION_NOT_FOUND),
+        }
     }
 
     /// The connections of the kinds in `flags` (see [`EnumConnections`]).

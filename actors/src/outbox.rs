@@ -69,8 +69,6 @@ pub(crate) enum Fin {
     Keep,
     /// The writer ends it right after the DISCONNECT, in the same write.
     Finish,
-    /// It was ended already, with the DISCONNECT written into the lent stream.
-    Finished,
 }
 
 impl Outgoing {
@@ -107,6 +105,10 @@ struct State {
     stream: Option<quinn::SendStream>,
     /// When a sender last wrote into the lent stream.
     last_direct: Option<Instant>,
+    /// Our DISCONNECT went whole into the lent stream, and whether the stream was ended
+    /// with it: the stream waits here for the connection actor
+    /// ([`Outbox::take_written_disconnect`]), and the writer is not woken for it.
+    disconnect_written: Option<bool>,
 }
 
 impl State {
@@ -163,17 +165,18 @@ impl State {
 
     /// Our DISCONNECT, written into the stream the waiting writer lent if it lent one
     /// (and ended with it when `finish`), so that it leaves without waiting for the
-    /// writer's turn. Call only with the queue empty. Returns the item that tells the
-    /// writer what is left to do, and whether the writer must be woken for what quinn did
-    /// not take, queued here as encoded bytes.
-    fn write_disconnect(&mut self, reason: DisconnectReason, finish: bool) -> (Outgoing, bool) {
+    /// writer's turn; otherwise queued for the writer, with what quinn did not take of it.
+    /// Call only with the queue empty. Returns whether the writer must be woken: not when
+    /// quinn took all of it, for then the writer has nothing left to do, and the stream
+    /// waits here for the connection actor.
+    fn write_disconnect(&mut self, reason: DisconnectReason, finish: bool) -> bool {
         let fin = match finish {
             true => Fin::Finish,
             false => Fin::Keep,
         };
         let Some(stream) = self.stream.as_mut() else {
             let frame = Some(reason);
-            return (Outgoing::Disconnect { frame, fin }, false);
+            return self.enqueue(Outgoing::Disconnect { frame, fin });
         };
         let mut chunks = [Message::Disconnect(reason).to_bytes()];
         // One poll, never waiting, as in `write_direct`.
@@ -184,16 +187,14 @@ impl State {
         };
         if written == chunks.len() {
             // Finishing fails only if the stream was stopped or reset, which the reader or
-            // the connection reports; the writer then says the FIN did not go.
-            let fin = match fin == Fin::Finish && stream.finish().is_ok() {
-                true => Fin::Finished,
-                false => Fin::Keep,
-            };
-            return (Outgoing::Disconnect { frame: None, fin }, false);
+            // the connection reports; the actor then sees that the FIN did not go.
+            let finished = fin == Fin::Finish && stream.finish().is_ok();
+            self.disconnect_written = Some(finished);
+            return false;
         }
         let [rest] = chunks;
         let wake = self.enqueue(Outgoing::Encoded(rest));
-        (Outgoing::Disconnect { frame: None, fin }, wake)
+        self.enqueue(Outgoing::Disconnect { frame: None, fin }) | wake
     }
 }
 
@@ -286,6 +287,7 @@ pub(crate) fn outbox() -> (Outbox, OutboxReceiver) {
             writer_parked: false,
             stream: None,
             last_direct: None,
+            disconnect_written: None,
         }),
         writer: AtomicWaker::new(),
         room_freed: Notify::new(),
@@ -525,7 +527,10 @@ impl Outbox {
     /// waiting for room included). Never waits: DISCONNECT needs no room. A DISCONNECT
     /// queued already stays the only one: the graph queues it as a close starts, before
     /// the link's machine asks for it, and `finish` then applies to it if the writer has
-    /// not taken it yet (the writer says whether it finished).
+    /// not taken it yet (the writer says whether it finished). With nothing queued and the
+    /// stream lent, the DISCONNECT goes into the stream at once, and the stream then waits
+    /// for [`take_written_disconnect`](Self::take_written_disconnect) instead of going back
+    /// to the writer.
     ///
     /// # Errors
     /// `PEER_E_CONNECTION_NOT_FOUND` if the writer is gone with no DISCONNECT queued.
@@ -548,7 +553,7 @@ impl Outbox {
         }
         state.closed = true;
         state.disconnect_queued = true;
-        let (item, woken) = match state.queue.is_empty() {
+        let wake = match state.queue.is_empty() {
             true => state.write_disconnect(reason, finish),
             false => {
                 let fin = match finish {
@@ -556,13 +561,27 @@ impl Outbox {
                     false => Fin::Keep,
                 };
                 let frame = Some(reason);
-                (Outgoing::Disconnect { frame, fin }, false)
+                state.enqueue(Outgoing::Disconnect { frame, fin })
             }
         };
-        let wake = state.enqueue(item) | woken;
         self.shared.release(state, wake);
         self.shared.room_freed.notify_waiters();
         Ok(())
+    }
+}
+
+impl Outbox {
+    /// The send stream, if our DISCONNECT went whole into it while the writer had lent it
+    /// (see [`disconnect`](Self::disconnect)), with whether it was ended too: the
+    /// connection actor takes it back here, as it would from the writer, without a turn of
+    /// the writer's task. `None` when the writer writes the DISCONNECT (it then hands the
+    /// stream back itself), or the stream was taken already.
+    pub(crate) fn take_written_disconnect(&self) -> Option<(quinn::SendStream, bool)> {
+        let mut state = self.shared.lock();
+        let finished = state.disconnect_written?;
+        let stream = state.stream.take()?;
+        state.disconnect_written = None;
+        Some((stream, finished))
     }
 }
 
@@ -876,8 +895,9 @@ mod tests {
     }
 
     /// With the stream lent (the writer waits), DISCONNECT and the FIN asked with it go
-    /// into the stream at once: the peer reads both though the writer never runs again,
-    /// and the writer, when it does, finds nothing left to write and the stream ended.
+    /// into the stream at once: the peer reads both though the writer never runs again.
+    /// The writer is not woken; the stream waits for the connection actor, once, and the
+    /// writer ends with the last sender, with nothing to write.
     #[tokio::test]
     async fn a_disconnect_with_the_stream_lent_is_written_and_finished_at_once() {
         use crate::connection::close_tests::{quic_pair, within};
@@ -906,18 +926,23 @@ mod tests {
         );
         let fin = within("our FIN", reader.read()).await;
         assert!(matches!(fin, Ok(None)), "{fin:?}");
-        receiver
-            .take(&mut stream, &mut taken, usize::MAX)
-            .await
-            .expect("the DISCONNECT item");
-        assert!(stream.is_some(), "the stream is back with the writer");
-        assert!(matches!(
-            taken.pop_front(),
-            Some(Outgoing::Disconnect {
-                frame: None,
-                fin: Fin::Finished
-            })
-        ));
+        {
+            let state = receiver.shared.lock();
+            assert!(state.queue.is_empty(), "nothing is queued for the writer");
+            assert!(state.writer_parked, "and it was not woken");
+        }
+        let (_stream, finished) = outbox
+            .take_written_disconnect()
+            .expect("the stream waits for the actor");
+        assert!(finished, "and says it was ended");
+        assert!(outbox.take_written_disconnect().is_none(), "taken once");
+        drop(outbox);
+        let end = within(
+            "the writer's end",
+            receiver.take(&mut stream, &mut taken, usize::MAX),
+        )
+        .await;
+        assert_eq!(end, None, "the writer has nothing left to write");
         assert!(taken.is_empty());
     }
 

@@ -14,9 +14,9 @@
 //! ```
 //!
 //! The answer of a close goes to the caller when the actor is dropped (the `EndGuard`
-//! sends it, after ConnectionEnded), so whatever ends the actor, and in whichever order
-//! the link's last events come, the close is answered exactly once, and only once the
-//! actor is gone.
+//! sends it, just before ConnectionEnded), so whatever ends the actor, and in whichever
+//! order the link's last events come, the close is answered exactly once, and only once
+//! the actor is gone.
 
 mod writer;
 
@@ -79,8 +79,8 @@ struct EndGuard {
     connection: quinn::Connection,
     graph: Recipient<ConnectionEnded>,
     machine: LinkMachine,
-    /// The reply of a `Close` under way. It is sent last in the drop, so that whoever
-    /// waits for it finds the actor gone and counted out.
+    /// The reply of a `Close` under way. It is sent in the drop once the actor is
+    /// counted out, and ahead of the graph's report, which is queued right behind it.
     reply: Option<CloseReply>,
     live_actors: Arc<AtomicUsize>,
 }
@@ -102,6 +102,14 @@ impl Drop for EndGuard {
                 .unwrap_or(Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)));
             (reply, answer)
         });
+        let close_answer = reply.as_ref().map(|(_, answer)| code_of(answer));
+        // The caller's answer before the graph's report, so that a caller on this arbiter
+        // runs first and does not wait for the graph's handling of it. The report is
+        // queued before that caller runs, so what it asks the graph next finds the report
+        // handled; a caller on another thread is woken as the report is queued.
+        if let Some((reply, answer)) = reply {
+            let _ = reply.send(answer);
+        }
         let stats = self.connection.stats();
         // One message per connection: bounded by the number of connections, so do_send
         // cannot be driven by a peer to grow the graph's mailbox.
@@ -109,13 +117,10 @@ impl Drop for EndGuard {
             info: self.info.clone(),
             reason: finished.reason,
             link: link_tag(&self.connection),
-            close_answer: reply.as_ref().map(|(_, answer)| code_of(answer)),
+            close_answer,
             bytes_sent: stats.udp_tx.bytes,
             bytes_received: stats.udp_rx.bytes,
         });
-        if let Some((reply, answer)) = reply {
-            let _ = reply.send(answer);
-        }
     }
 }
 
@@ -161,11 +166,22 @@ pub struct ConnectionActor {
     finish_due: bool,
     /// Our FIN is sent; kept to wait for the peer's acknowledgement of it.
     finished_send: Option<quinn::SendStream>,
-    /// The deadline the close timer is armed for.
+    /// When the close timer is armed to fire: the machine's deadline, or the progress
+    /// probe's next reading if that comes first.
     timer: Option<std::time::Instant>,
-    /// What the link's counters said at the last progress probe of a close; `None` until
-    /// a close starts the probe.
-    progress: Option<ProgressMark>,
+    /// The progress probe of a close; `None` until a close arms the timer (boxed: most
+    /// links never close with a deadline, and an idle link keeps only the pointer).
+    probe: Option<Box<Probe>>,
+}
+
+/// A close's progress probe: it reads the link's counters every [`probe_interval`] and
+/// tells the machine when the peer made progress (see [`ProgressMark`]).
+struct Probe {
+    /// When it reads the counters next.
+    at: std::time::Instant,
+    /// What they said at its last reading; `None` before the first, which takes the
+    /// baseline (a close that ends within one interval, as most do, never reads them).
+    last: Option<ProgressMark>,
 }
 
 /// How often a close reads the link's counters for progress: an eighth of the close
@@ -175,7 +191,7 @@ fn probe_interval(close_timeout: Duration) -> Duration {
 }
 
 /// The counters of a QUIC link that show the peer making progress with a close.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct ProgressMark {
     /// ACK frames from the peer.
     acks: u64,
@@ -227,7 +243,7 @@ impl ConnectionActor {
             finish_due: false,
             finished_send: None,
             timer: None,
-            progress: None,
+            probe: None,
             guard: EndGuard {
                 info: setup.info,
                 connection,
@@ -264,46 +280,52 @@ impl ConnectionActor {
         self.arm_timer(ctx);
     }
 
-    /// Arms the close timer for the machine's deadline, unless one is armed for that time
-    /// or earlier (a timer that fires before a deadline that has moved later does nothing
-    /// but arm the next one), and starts the progress probe with the close.
+    /// Arms the close timer for the machine's deadline, or for the progress probe's next
+    /// reading if that comes first (the probe starts with the close), unless it is armed
+    /// for that time or earlier: one timer for both, and a timer that fires before a
+    /// deadline that has moved later does nothing but arm the next one.
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
         let Some(deadline) = self.guard.machine.poll_timeout() else {
             return;
         };
-        if self.progress.is_none() {
-            self.start_probe(ctx);
-        }
-        if self.timer.is_some_and(|armed| armed <= deadline) {
+        let now = Self::now();
+        let interval = probe_interval(self.guard.machine.close_timeout());
+        let probe = self.probe.get_or_insert_with(|| {
+            Box::new(Probe {
+                at: now + interval,
+                last: None,
+            })
+        });
+        let due = deadline.min(probe.at);
+        if self.timer.is_some_and(|armed| armed <= due) {
             return;
         }
-        self.timer = Some(deadline);
-        let wait = deadline.saturating_duration_since(Self::now());
-        ctx.run_later(wait, |act, ctx| {
+        self.timer = Some(due);
+        ctx.run_later(due.saturating_duration_since(now), |act, ctx| {
             act.timer = None;
-            let now = Self::now();
-            act.machine().on_timeout(now);
-            act.drive(ctx);
+            act.on_timer(ctx);
         });
     }
 
-    /// Reads the link's counters while a close is under way and tells the machine when
-    /// the peer made progress (see [`ProgressMark`]); ends with the actor.
-    fn start_probe(&mut self, ctx: &mut Context<Self>) {
-        // The first tick takes the baseline: a close that ends within one interval (most
-        // do) never reads the counters.
-        self.progress = Some(ProgressMark::default());
+    /// The close timer fired: the probe reads the link's counters if its time has come,
+    /// and the machine checks its deadline.
+    fn on_timer(&mut self, ctx: &mut Context<Self>) {
+        let now = Self::now();
         let interval = probe_interval(self.guard.machine.close_timeout());
-        let mut baseline = true;
-        ctx.run_interval(interval, move |act, ctx| {
-            let now = ProgressMark::of(&act.connection.stats());
-            let before = act.progress.replace(now).unwrap_or(now);
-            if !std::mem::take(&mut baseline) && before.progressed_to(&now) {
-                let at = Self::now();
-                act.machine().on_progress(at);
-            }
-            act.arm_timer(ctx);
-        });
+        let mut progressed = false;
+        if let Some(probe) = self.probe.as_mut().filter(|probe| probe.at <= now) {
+            let mark = ProgressMark::of(&self.connection.stats());
+            progressed = probe
+                .last
+                .replace(mark)
+                .is_some_and(|last| last.progressed_to(&mark));
+            probe.at = now + interval;
+        }
+        if progressed {
+            self.machine().on_progress(now);
+        }
+        self.machine().on_timeout(now);
+        self.drive(ctx);
     }
 
     /// Sends our FIN at the end of this turn of the actor, not at once: the peer's
@@ -342,7 +364,25 @@ impl ConnectionActor {
         {
             // Only a writer that has ended with no DISCONNECT queued refuses it.
             self.machine().disconnect_failed();
+            return;
         }
+        // Written into the stream the waiting writer lent (by the graph as the close
+        // started, or just now): the stream comes back here at once, not through a turn of
+        // the writer's task and a message, which would run while the DISCONNECT is on its
+        // way and the peer's thread waits for this one to yield.
+        if let Some((send, finished)) = self.outbox.take_written_disconnect() {
+            self.disconnect_written(AfterDisconnect { send, finished });
+        }
+    }
+
+    /// Our DISCONNECT is written, and the stream is back: kept to be finished when the
+    /// machine says so, or, finished already, to wait for the peer's acknowledgement.
+    fn disconnect_written(&mut self, AfterDisconnect { send, finished }: AfterDisconnect) {
+        match finished {
+            true => self.finished_send = Some(send),
+            false => self.after_disconnect = Some(send),
+        }
+        self.machine().disconnect_written(finished);
     }
 
     /// The close succeeded: the QUIC close waits (in a task of its own, bounded) until the
@@ -466,12 +506,8 @@ impl Handler<WriterEnded> for ConnectionActor {
 
     fn handle(&mut self, WriterEnded(ended): WriterEnded, ctx: &mut Self::Context) {
         match ended {
-            Ok(Some(AfterDisconnect { send, finished })) => {
-                match finished {
-                    true => self.finished_send = Some(send),
-                    false => self.after_disconnect = Some(send),
-                }
-                self.machine().disconnect_written(finished);
+            Ok(Some(after)) => {
+                self.disconnect_written(after);
                 self.drive(ctx);
             }
             Ok(None) => {}

@@ -241,7 +241,6 @@ pub(super) async fn run_writer(
             // or the connection reports; the machine then asks for the FIN again, and the
             // actor's attempt fails the same way, harmlessly.
             let finished = match fin {
-                Fin::Finished => true,
                 Fin::Finish => send.finish().is_ok(),
                 Fin::Keep => false,
             };

@@ -19,9 +19,10 @@ use super::{
     GraphActor, GraphCounters, Listen, OpenDirectConnection, RegisterEvent, RegisterEventRecipient,
     Release, SendData, SendDataMany, StartClose, UnregisterEvent,
 };
-use crate::connection::Close;
+use crate::connection::{Close, CloseReply};
 use crate::handshake;
 use crate::metrics::{Current, GraphMetrics};
+use crate::table::ConnectionEntry;
 
 impl Handler<Listen> for GraphActor {
     type Result = Result<SocketAddr, PeerError>;
@@ -132,17 +133,15 @@ impl GraphActor {
     /// Starts the close of direct connection `id` (docs/PROTOCOL.md §3.4): answers at once
     /// where the documented codes say so, otherwise the core takes the entry out of the
     /// table (a second close of the id now finds nothing) and the close goes to the
-    /// connection actor, which answers on the returned channel once it is gone.
-    fn start_close(&mut self, id: ConnectionId) -> Result<CloseAnswer, PeerError> {
-        self.ready()?;
-        let closing = self.core.start_close(id)?;
-        let (_, entry) = self
-            .table
-            .remove(&id)
-            .ok_or(PeerError::CONNECTION_NOT_FOUND)?;
-        if closing.shrink {
-            self.table.shrink_to_fit();
-        }
+    /// connection actor, which answers on `reply` once it is gone.
+    fn start_close(&mut self, id: ConnectionId, reply: CloseReply) {
+        let entry = match self.take_for_close(id) {
+            Ok(entry) => entry,
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
+            }
+        };
         // DISCONNECT is queued here, behind everything SendData accepted, rather than by
         // the connection actor once Close reaches it: the writer runs next, ahead of the
         // actor and of the caller. The actor's machine asks for it too and finds it
@@ -154,18 +153,31 @@ impl GraphActor {
         let _ = entry
             .outbox
             .disconnect(DisconnectReason::AppDisconnect, false);
-        let (reply, answer) = oneshot::channel();
         // One Close per entry taken out: bounded by the table, like ConnectionEnded.
         entry.actor.do_send(Close { reply });
-        Ok(CloseAnswer(answer))
+    }
+
+    /// The entry of direct connection `id`, taken out of the table for its close, or the
+    /// code the close is answered with at once.
+    fn take_for_close(&mut self, id: ConnectionId) -> Result<ConnectionEntry, PeerError> {
+        self.ready()?;
+        let closing = self.core.start_close(id)?;
+        let (_, entry) = self
+            .table
+            .remove(&id)
+            .ok_or(PeerError::CONNECTION_NOT_FOUND)?;
+        if closing.shrink {
+            self.table.shrink_to_fit();
+        }
+        Ok(entry)
     }
 }
 
 impl Handler<StartClose> for GraphActor {
-    type Result = Result<CloseAnswer, PeerError>;
+    type Result = ();
 
-    fn handle(&mut self, message: StartClose, _ctx: &mut Self::Context) -> Self::Result {
-        self.start_close(message.connection_id)
+    fn handle(&mut self, message: StartClose, _ctx: &mut Self::Context) {
+        self.start_close(message.connection_id, message.reply);
     }
 }
 
@@ -173,8 +185,9 @@ impl Handler<CloseDirectConnection> for GraphActor {
     type Result = ResponseFuture<Result<(), PeerError>>;
 
     fn handle(&mut self, message: CloseDirectConnection, _ctx: &mut Self::Context) -> Self::Result {
-        let started = self.start_close(message.connection_id);
-        Box::pin(async move { started?.outcome().await })
+        let (reply, answer) = oneshot::channel();
+        self.start_close(message.connection_id, reply);
+        Box::pin(CloseAnswer(answer).outcome())
     }
 }
 

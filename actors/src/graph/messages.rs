@@ -18,6 +18,7 @@ use peergraph_engine::{
 
 use tokio::sync::oneshot;
 
+use crate::connection::CloseReply;
 use crate::events::{EventHandle, EventStream, PeerEvent, QueueLimits};
 use crate::metrics::GraphMetrics;
 
@@ -314,13 +315,15 @@ impl CloseAnswer {
     }
 }
 
-/// The facade's way to close: the same as [`CloseDirectConnection`], but the reply is the
-/// channel the connection actor answers on, so that the answer goes straight to the
-/// caller instead of through a task of the graph's.
+/// The facade's way to close: the same as [`CloseDirectConnection`], but with the channel
+/// the answer goes to, whoever gives it: the graph when it answers at once, the
+/// connection actor otherwise. So the caller's task is woken once, by the answer, and not
+/// also by the graph's handler, while the DISCONNECT is on its way.
 #[derive(Message)]
-#[rtype(result = "Result<CloseAnswer, PeerError>")]
+#[rtype(result = "()")]
 pub(crate) struct StartClose {
     pub(crate) connection_id: ConnectionId,
+    pub(crate) reply: CloseReply,
 }
 
 /// Closes the graph whatever the engine's state (used by the last shutdown).
