@@ -398,6 +398,10 @@ impl ConnectionActor {
         };
         let send = self.finished_send.take();
         actix::spawn(async move {
+            // The task is spawned while the actor still runs, before the close's answer
+            // goes (at the actor's drop): it yields once, so that the caller's task, woken
+            // by the answer, runs before it, and the FIN after both.
+            tokio::task::yield_now().await;
             let send = match unfinished {
                 Some(mut send) => {
                     let _ = send.finish();
