@@ -507,10 +507,14 @@ impl Graph {
         }
         match answer.await {
             Ok(answer) => answer,
-            // Dropped unanswered: the graph went away with the message in its mailbox, or
-            // the connection actor was gone when its Close came.
-            Err(_) if !self.entry.is_open() => Err(PeerError::INVALID_GRAPH),
-            Err(_) => Err(PeerError::CONNECTION_NOT_FOUND),
+            // Dropped unanswered: the engine shut down or the graph closed or stopped with
+            // the message in its mailbox, or the connection actor was gone when its Close
+            // came (the connection was gone already).
+            Err(_) => Err(match self.check() {
+                Err(error) => error,
+                Ok(entry) if !entry.addr.connected() => PeerError::INVALID_GRAPH,
+                Ok(_) => PeerError::CONNECTION_NOT_FOUND,
+            }),
         }
     }
 

@@ -53,9 +53,9 @@ pub(crate) enum Outgoing {
     /// Encoded bytes written as they are, before anything queued after them: the rest of a
     /// WELCOME, or what quinn did not take of a frame its sender wrote itself.
     Encoded(Bytes),
-    /// Write everything queued so far, then our DISCONNECT (`frame`; `None` when it went
-    /// into the lent stream already, or is queued before this as encoded bytes), then end
-    /// the stream as `fin` says; nothing is accepted after it.
+    /// Write everything queued so far, then our DISCONNECT (`frame`; `None` when what
+    /// quinn did not take of it, written into the lent stream, is queued before this as
+    /// encoded bytes), then end the stream as `fin` says; nothing is accepted after it.
     Disconnect {
         frame: Option<DisconnectReason>,
         fin: Fin,
@@ -69,6 +69,16 @@ pub(crate) enum Fin {
     Keep,
     /// The writer ends it right after the DISCONNECT, in the same write.
     Finish,
+}
+
+impl From<bool> for Fin {
+    /// `Finish` when the stream is to be ended with the DISCONNECT, `Keep` otherwise.
+    fn from(finish: bool) -> Self {
+        match finish {
+            true => Fin::Finish,
+            false => Fin::Keep,
+        }
+    }
 }
 
 impl Outgoing {
@@ -163,18 +173,18 @@ impl State {
         Ok(wake)
     }
 
-    /// Our DISCONNECT, written into the stream the waiting writer lent if it lent one
-    /// (and ended with it when `finish`), so that it leaves without waiting for the
-    /// writer's turn; otherwise queued for the writer, with what quinn did not take of it.
-    /// Call only with the queue empty. Returns whether the writer must be woken: not when
-    /// quinn took all of it, for then the writer has nothing left to do, and the stream
-    /// waits here for the connection actor.
-    fn write_disconnect(&mut self, reason: DisconnectReason, finish: bool) -> bool {
-        let fin = match finish {
-            true => Fin::Finish,
-            false => Fin::Keep,
+    /// Our DISCONNECT: written into the stream the waiting writer lent if the queue is
+    /// empty and it lent one (and ended with it when `fin` says so), so that it leaves
+    /// without waiting for the writer's turn; otherwise queued for the writer, behind
+    /// everything queued, or as what quinn did not take of it. Returns whether the writer
+    /// must be woken: not when quinn took all of it, for then the writer has nothing left
+    /// to do, and the stream waits here for the connection actor.
+    fn queue_disconnect(&mut self, reason: DisconnectReason, fin: Fin) -> bool {
+        let lent = match self.queue.is_empty() {
+            true => self.stream.as_mut(),
+            false => None,
         };
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(stream) = lent else {
             let frame = Some(reason);
             return self.enqueue(Outgoing::Disconnect { frame, fin });
         };
@@ -526,11 +536,12 @@ impl Outbox {
     /// to end the stream in the same write; refuses every SendData from now on (senders
     /// waiting for room included). Never waits: DISCONNECT needs no room. A DISCONNECT
     /// queued already stays the only one: the graph queues it as a close starts, before
-    /// the link's machine asks for it, and `finish` then applies to it if the writer has
-    /// not taken it yet (the writer says whether it finished). With nothing queued and the
-    /// stream lent, the DISCONNECT goes into the stream at once, and the stream then waits
-    /// for [`take_written_disconnect`](Self::take_written_disconnect) instead of going back
-    /// to the writer.
+    /// the link's machine asks for it, and `finish` then applies to it if it is still
+    /// queued (the writer says whether it finished). With nothing queued and the stream
+    /// lent, the DISCONNECT goes into the stream at once, ended there with `finish`, and
+    /// the stream then waits for [`take_written_disconnect`](Self::take_written_disconnect)
+    /// (which says whether it was ended) instead of going back to the writer; a later
+    /// `finish` leaves the FIN to the connection actor.
     ///
     /// # Errors
     /// `PEER_E_CONNECTION_NOT_FOUND` if the writer is gone with no DISCONNECT queued.
@@ -553,17 +564,7 @@ impl Outbox {
         }
         state.closed = true;
         state.disconnect_queued = true;
-        let wake = match state.queue.is_empty() {
-            true => state.write_disconnect(reason, finish),
-            false => {
-                let fin = match finish {
-                    true => Fin::Finish,
-                    false => Fin::Keep,
-                };
-                let frame = Some(reason);
-                state.enqueue(Outgoing::Disconnect { frame, fin })
-            }
-        };
+        let wake = state.queue_disconnect(reason, Fin::from(finish));
         self.shared.release(state, wake);
         self.shared.room_freed.notify_waiters();
         Ok(())

@@ -14,9 +14,9 @@
 //! ```
 //!
 //! The answer of a close goes to the caller when the actor is dropped (the `EndGuard`
-//! sends it, just before ConnectionEnded), so whatever ends the actor, and in whichever
-//! order the link's last events come, the close is answered exactly once, and only once
-//! the actor is gone.
+//! sends it, after ConnectionEnded), so whatever ends the actor, and in whichever order
+//! the link's last events come, the close is answered exactly once, and only once the
+//! actor is gone.
 
 mod writer;
 
@@ -79,8 +79,8 @@ struct EndGuard {
     connection: quinn::Connection,
     graph: Recipient<ConnectionEnded>,
     machine: LinkMachine,
-    /// The reply of a `Close` under way. It is sent in the drop once the actor is
-    /// counted out, and ahead of the graph's report, which is queued right behind it.
+    /// The reply of a `Close` under way. It is sent last in the drop, so that whoever
+    /// waits for it finds the actor gone and counted out.
     reply: Option<CloseReply>,
     live_actors: Arc<AtomicUsize>,
 }
@@ -102,25 +102,22 @@ impl Drop for EndGuard {
                 .unwrap_or(Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)));
             (reply, answer)
         });
-        let close_answer = reply.as_ref().map(|(_, answer)| code_of(answer));
-        // The caller's answer before the graph's report, so that a caller on this arbiter
-        // runs first and does not wait for the graph's handling of it. The report is
-        // queued before that caller runs, so what it asks the graph next finds the report
-        // handled; a caller on another thread is woken as the report is queued.
-        if let Some((reply, answer)) = reply {
-            let _ = reply.send(answer);
-        }
         let stats = self.connection.stats();
         // One message per connection: bounded by the number of connections, so do_send
-        // cannot be driven by a peer to grow the graph's mailbox.
+        // cannot be driven by a peer to grow the graph's mailbox. It goes before the
+        // caller's answer: whatever the caller asks the graph next, from any thread, finds
+        // the link's end handled.
         self.graph.do_send(ConnectionEnded {
             info: self.info.clone(),
             reason: finished.reason,
             link: link_tag(&self.connection),
-            close_answer,
+            close_answer: reply.as_ref().map(|(_, answer)| code_of(answer)),
             bytes_sent: stats.udp_tx.bytes,
             bytes_received: stats.udp_rx.bytes,
         });
+        if let Some((reply, answer)) = reply {
+            let _ = reply.send(answer);
+        }
     }
 }
 
@@ -158,8 +155,9 @@ pub struct ConnectionActor {
     start: Option<Box<(quinn::SendStream, FrameReader, OutboxReceiver)>>,
     subscribers: Arc<Subscribers>,
     outbox: Outbox,
-    /// The writer has written our DISCONNECT and handed the stream back: the actor
-    /// finishes it when the machine says so.
+    /// Our DISCONNECT is written and the stream is back (from the writer, or from the
+    /// outbox when the DISCONNECT went straight into the lent stream): the actor finishes
+    /// it when the machine says so.
     after_disconnect: Option<quinn::SendStream>,
     /// The machine asked for our FIN in this turn: it is sent at the turn's end (see
     /// [`finish_later`](Self::finish_later)).
@@ -179,6 +177,8 @@ pub struct ConnectionActor {
 struct Probe {
     /// When it reads the counters next.
     at: std::time::Instant,
+    /// Its [`probe_interval`].
+    every: Duration,
     /// What they said at its last reading; `None` before the first, which takes the
     /// baseline (a close that ends within one interval, as most do, never reads them).
     last: Option<ProgressMark>,
@@ -289,10 +289,12 @@ impl ConnectionActor {
             return;
         };
         let now = Self::now();
-        let interval = probe_interval(self.guard.machine.close_timeout());
+        let close_timeout = self.guard.machine.close_timeout();
         let probe = self.probe.get_or_insert_with(|| {
+            let every = probe_interval(close_timeout);
             Box::new(Probe {
-                at: now + interval,
+                at: now + every,
+                every,
                 last: None,
             })
         });
@@ -311,7 +313,6 @@ impl ConnectionActor {
     /// and the machine checks its deadline.
     fn on_timer(&mut self, ctx: &mut Context<Self>) {
         let now = Self::now();
-        let interval = probe_interval(self.guard.machine.close_timeout());
         let mut progressed = false;
         if let Some(probe) = self.probe.as_mut().filter(|probe| probe.at <= now) {
             let mark = ProgressMark::of(&self.connection.stats());
@@ -319,7 +320,7 @@ impl ConnectionActor {
                 .last
                 .replace(mark)
                 .is_some_and(|last| last.progressed_to(&mark));
-            probe.at = now + interval;
+            probe.at = now + probe.every;
         }
         if progressed {
             self.machine().on_progress(now);
