@@ -30,7 +30,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::num::NonZeroU64;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -225,6 +225,13 @@ struct DataRoom {
 struct Queue {
     limits: QueueLimits,
     state: Mutex<QueueState>,
+    /// Whether a read may find something: an event, a loss to report, or the end. Set
+    /// and cleared under the state's lock; read without it, so that the reader finds an
+    /// empty queue without taking the lock (before and after it registers its waker, on
+    /// every wait). A writer sets it before it wakes the reader, and the reader looks at
+    /// it after it registers: the waker's own ordering then makes the reader either see
+    /// it set or be woken.
+    readable: AtomicBool,
     waker: AtomicWaker,
     /// Wakes the links waiting for room when the reader frees some.
     room_freed: Notify,
@@ -244,6 +251,7 @@ impl Queue {
                 lost: 0,
                 closed: false,
             }),
+            readable: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             room_freed: Notify::new(),
         }
@@ -376,6 +384,7 @@ impl Queue {
                     payloads: run.payloads.into_iter(),
                     bytes,
                 }));
+                self.readable.store(true, Ordering::Release);
             }
             state.data_events -= room.events;
             state.data_bytes -= room.bytes;
@@ -397,6 +406,8 @@ impl Queue {
             if state.closed {
                 return false;
             }
+            // A loss is read too, once the reader has caught up.
+            self.readable.store(true, Ordering::Release);
             if state.others >= self.limits.events {
                 state.lost += 1;
                 return true;
@@ -423,6 +434,7 @@ impl Queue {
     fn close(&self) {
         if let Ok(mut state) = self.state.lock() {
             state.closed = true;
+            self.readable.store(true, Ordering::Release);
         }
         // Links waiting for room go on (their data has nowhere to go).
         self.room_freed.notify_waiters();
@@ -433,7 +445,7 @@ impl Queue {
     /// number moved, `Ready(0)` once the queue is closed and read, `Pending` when it is
     /// empty and open (or `limit` is 0).
     fn pop_many(&self, into: &mut Vec<GraphEvent>, limit: usize) -> Poll<usize> {
-        if limit == 0 {
+        if limit == 0 || !self.readable.load(Ordering::Acquire) {
             return Poll::Pending;
         }
         let Ok(mut state) = self.state.lock() else {
@@ -443,10 +455,14 @@ impl Queue {
             return match state.lost {
                 // As in `pop`: a reader that caught up with an overflow hears of it now.
                 0 if state.closed => Poll::Ready(0),
-                0 => Poll::Pending,
+                0 => {
+                    self.readable.store(false, Ordering::Release);
+                    Poll::Pending
+                }
                 _ => {
                     let count = std::mem::take(&mut state.lost);
                     into.push(GraphEvent::EventsLost { count });
+                    self.after_read(state, false);
                     Poll::Ready(1)
                 }
             };
@@ -505,6 +521,9 @@ impl Queue {
     /// queue's room once it is read down (see [`QUEUE_ROOM_KEPT`]), releases the lock, and
     /// wakes the links waiting for room if data room was freed.
     fn after_read(&self, mut state: std::sync::MutexGuard<'_, QueueState>, freed_data: bool) {
+        if state.events.is_empty() && state.lost == 0 && !state.closed {
+            self.readable.store(false, Ordering::Release);
+        }
         let wake = freed_data && !state.waiting.is_empty();
         let (len, room) = (state.events.len(), state.events.capacity());
         if room > QUEUE_ROOM_KEPT && len <= room / 4 {
@@ -517,6 +536,9 @@ impl Queue {
     }
 
     fn pop(&self) -> Poll<Option<GraphEvent>> {
+        if !self.readable.load(Ordering::Acquire) {
+            return Poll::Pending;
+        }
         let Ok(mut state) = self.state.lock() else {
             return Poll::Ready(None);
         };
@@ -549,11 +571,16 @@ impl Queue {
             }
             // The reader caught up with a queue that overflowed: tell it now, not only
             // when the next event happens to come.
-            None if state.lost > 0 => Poll::Ready(Some(GraphEvent::EventsLost {
-                count: std::mem::take(&mut state.lost),
-            })),
+            None if state.lost > 0 => {
+                let count = std::mem::take(&mut state.lost);
+                self.after_read(state, false);
+                Poll::Ready(Some(GraphEvent::EventsLost { count }))
+            }
             None if state.closed => Poll::Ready(None),
-            None => Poll::Pending,
+            None => {
+                self.readable.store(false, Ordering::Release);
+                Poll::Pending
+            }
         }
     }
 }

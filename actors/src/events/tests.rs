@@ -572,3 +572,46 @@ async fn a_run_read_whole_gives_back_all_its_room() {
     assert_eq!(got, vec![data(3, 500)]);
     assert_eq!(data_held(&stream), (0, 0));
 }
+
+/// A registration that holds no event at all loses every one, and its reader hears of
+/// the loss at once, though the queue never held an event.
+#[test]
+fn a_loss_on_an_empty_queue_is_read_at_once() {
+    let (subscribers, mut stream) = status_stream(0);
+    subscribers.publish(status(1));
+    subscribers.publish(status(2));
+    assert_eq!(stream.try_recv(), Some(GraphEvent::EventsLost { count: 2 }));
+    assert_eq!(stream.try_recv(), None);
+    let mut got = Vec::new();
+    subscribers.publish(status(3));
+    let read = futures_util::FutureExt::now_or_never(stream.recv_many(&mut got, 10));
+    assert_eq!(read, Some(1));
+    assert_eq!(got, vec![GraphEvent::EventsLost { count: 1 }]);
+}
+
+/// A reader finds its queue empty without its lock; one that found it empty and waits
+/// must still be woken by every event published from another thread, however the two
+/// interleave. The publisher sends the next event only once the reader has the last, so
+/// each round starts with the reader about to find the queue empty.
+#[tokio::test]
+async fn a_reader_of_an_empty_queue_is_woken_by_every_event_from_another_thread() {
+    const ROUNDS: u32 = 20_000;
+    let (subscribers, mut stream) = status_stream(4);
+    let (read, reads) = std::sync::mpsc::sync_channel::<u32>(1);
+    let publisher = std::thread::spawn(move || {
+        for n in 0..ROUNDS {
+            subscribers.publish(status(n));
+            let got = reads.recv_timeout(Duration::from_secs(10));
+            assert_eq!(got, Ok(n), "the reader took event {n}");
+        }
+        subscribers
+    });
+    for n in 0..ROUNDS {
+        let event = tokio::time::timeout(Duration::from_secs(10), stream.recv()).await;
+        assert_eq!(event, Ok(Some(status(n))), "woken for event {n}");
+        read.send(n).expect("the publisher waits");
+    }
+    let subscribers = publisher.join().expect("the publisher ends");
+    assert!(subscribers.remove(stream.handle()));
+    assert_eq!(stream.recv().await, None, "ended");
+}
