@@ -3,9 +3,11 @@
 //! everything accepted before it.
 //!
 //! One lock guards the queue, its bounds and the line of senders waiting for room. A
-//! frame is queued as it is (no allocation of its own), the writer takes a batch of them
-//! under one lock, and an idle link's outbox holds no queue memory at all: its queue is
-//! given back whenever the writer finds it empty.
+//! large frame is queued as it is (no copy); a small one that finds frames queued before
+//! it is copied onto the end of a shared chunk, as the writer would gather it, so that a
+//! burst of small messages costs a copy each and not a queue entry each. The writer takes
+//! a batch under one lock, and an idle link's outbox holds no queue memory at all: its
+//! queue and chunk are given back whenever the writer finds it empty.
 //!
 //! While the writer waits for frames it lends the outbox its send stream, and a sender
 //! that finds the queue empty writes its frame into quinn itself, under the lock: a
@@ -27,11 +29,12 @@ use peergraph_engine::{DataType, PeerError};
 use peergraph_transport::DataFrame;
 use tokio::sync::Notify;
 
-use crate::connection::lone_frame_chunks;
+use crate::connection::{is_small, lone_frame_chunks, Gathered};
 
-/// The most items waiting in one connection's outbox: DATA frames, or the shared chunks a
-/// SendDataMany packs its small frames into (up to 32 KiB each; [`OUTBOX_BYTES`] bounds
-/// their bytes as it does every frame's).
+/// The most items waiting in one connection's outbox: DATA frames, or the shared chunks
+/// small frames are packed into, by a SendDataMany or by SendData calls that find frames
+/// queued before them (up to 32 KiB each; [`OUTBOX_BYTES`] bounds their bytes as it does
+/// every frame's).
 pub const OUTBOX_FRAMES: usize = 1024;
 /// The most bytes waiting in one connection's outbox: 2 MiB. quinn buffers up to its send
 /// window behind this, so a small outbox keeps the link busy while a sender that outruns
@@ -39,8 +42,8 @@ pub const OUTBOX_FRAMES: usize = 1024;
 pub const OUTBOX_BYTES: usize = 2 * 1024 * 1024;
 
 /// The least time between two frames that senders write into the lent stream themselves.
-/// A frame that comes sooner after the last one is queued for the writer, which gathers
-/// a burst's small frames into a few large chunks: a chunk of its own per frame in quinn's
+/// A frame that comes sooner after the last one is queued for the writer, and a burst's
+/// small frames are gathered into a few large chunks: a chunk of its own per frame in quinn's
 /// send buffer costs time that grows with their number (see the writer's
 /// `COALESCE_FRAME_BYTES`), and a call into quinn per frame takes its connection lock each
 /// time. A request and its answer are further apart than this on any link.
@@ -51,8 +54,12 @@ pub(crate) enum Outgoing {
     /// A DATA frame.
     Data(DataFrame),
     /// Encoded bytes written as they are, before anything queued after them: the rest of a
-    /// WELCOME, or what quinn did not take of a frame its sender wrote itself.
+    /// WELCOME, what quinn did not take of a frame its sender wrote itself, or the small
+    /// frames of a SendDataMany.
     Encoded(Bytes),
+    /// Small DATA frames of SendData calls, `frames` of them, copied together by their
+    /// senders; written as they are.
+    Gathered { chunk: Bytes, frames: usize },
     /// Write everything queued so far, then our DISCONNECT (`frame`; `None` when what
     /// quinn did not take of it, written into the lent stream, is queued before this as
     /// encoded bytes), then end the stream as `fin` says; nothing is accepted after it.
@@ -88,17 +95,34 @@ impl Outgoing {
     fn cost(&self) -> usize {
         let len = match self {
             Outgoing::Data(frame) => frame.wire_len(),
-            Outgoing::Encoded(bytes) => bytes.len(),
+            Outgoing::Encoded(bytes) | Outgoing::Gathered { chunk: bytes, .. } => bytes.len(),
             Outgoing::Disconnect { .. } => 0,
         };
         len.clamp(1, OUTBOX_BYTES)
+    }
+
+    /// How many of the [`OUTBOX_FRAMES`] items it takes: one, or one for each of the
+    /// frames gathered in it.
+    fn items(&self) -> usize {
+        match self {
+            Outgoing::Gathered { frames, .. } => *frames,
+            _ => 1,
+        }
     }
 }
 
 struct State {
     queue: VecDeque<Outgoing>,
-    /// Bytes queued, and taken by the writer but not yet written (their room is freed
-    /// once quinn has them).
+    /// Small DATA frames copied together by their senders, after everything in `queue`:
+    /// the writer takes them last. Anything queued after them seals them into `queue`
+    /// first, as an [`Outgoing::Gathered`] chunk.
+    gathered: Gathered,
+    /// How many frames `gathered` holds.
+    gathered_frames: usize,
+    /// The items `queue` holds, as [`Outgoing::items`] counts them.
+    queued_items: usize,
+    /// Bytes queued (gathered ones included), and taken by the writer but not yet written
+    /// (their room is freed once quinn has them).
     bytes: usize,
     /// Senders waiting for room, by ticket, served in order: only the first may take
     /// room, so a large frame is not starved by small ones behind it.
@@ -123,19 +147,62 @@ struct State {
 
 impl State {
     fn fits(&self, cost: usize) -> bool {
-        self.queue.len() < OUTBOX_FRAMES && self.bytes + cost <= OUTBOX_BYTES
+        self.items() < OUTBOX_FRAMES && self.bytes + cost <= OUTBOX_BYTES
     }
 
-    /// Adds `item` to the queue; true when the writer waits and must be woken.
-    fn enqueue(&mut self, item: Outgoing) -> bool {
-        self.bytes += item.cost();
+    /// Items waiting for the writer, each gathered frame counted as one: a burst of
+    /// small frames goes to the writer in batches of at most [`OUTBOX_FRAMES`], as when
+    /// each was queued as it is, and so a batch's bytes stay in the processor's caches.
+    fn items(&self) -> usize {
+        self.queued_items + self.gathered_frames
+    }
+
+    fn push_back(&mut self, item: Outgoing) {
+        self.queued_items += item.items();
         self.queue.push_back(item);
+    }
+
+    /// Nothing waits for the writer.
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.gathered.is_empty()
+    }
+
+    /// Adds `item` to the queue, after the frames gathered so far; true when the writer
+    /// waits and must be woken.
+    fn enqueue(&mut self, item: Outgoing) -> bool {
+        self.seal_gathered();
+        self.bytes += item.cost();
+        self.push_back(item);
+        std::mem::take(&mut self.writer_parked)
+    }
+
+    /// Moves the frames gathered so far into the queue, as one chunk.
+    fn seal_gathered(&mut self) {
+        if let Some(chunk) = self.gathered.take() {
+            let frames = std::mem::take(&mut self.gathered_frames);
+            self.push_back(Outgoing::Gathered { chunk, frames });
+        }
+    }
+
+    /// Queues `frame`: copied after the frames gathered so far if it is small (a chunk
+    /// that fills up goes into the queue whole), as it is otherwise. True when the
+    /// writer waits and must be woken.
+    fn enqueue_frame(&mut self, frame: DataFrame) -> bool {
+        if !is_small(&frame) {
+            return self.enqueue(Outgoing::Data(frame));
+        }
+        self.bytes += frame.wire_len().clamp(1, OUTBOX_BYTES);
+        if let Some(chunk) = self.gathered.push(&frame) {
+            let frames = std::mem::take(&mut self.gathered_frames);
+            self.push_back(Outgoing::Gathered { chunk, frames });
+        }
+        self.gathered_frames += 1;
         std::mem::take(&mut self.writer_parked)
     }
 
     /// Writes `frame` into the stream the waiting writer lent, unless it lent none or a
     /// sender wrote into it less than [`DIRECT_WRITE_GAP`] ago: then the frame comes back,
-    /// to be queued. Call only with the queue empty (the frame goes after everything
+    /// to be queued. Call only with nothing queued (the frame goes after everything
     /// accepted before it). What quinn does not take now (its window is full, or the stream
     /// failed) is queued for the writer, whose own write waits for room or meets the error;
     /// the result is then true when the writer must be woken.
@@ -180,7 +247,7 @@ impl State {
     /// must be woken: not when quinn took all of it, for then the writer has nothing left
     /// to do, and the stream waits here for the connection actor.
     fn queue_disconnect(&mut self, reason: DisconnectReason, fin: Fin) -> bool {
-        let lent = match self.queue.is_empty() {
+        let lent = match self.is_empty() {
             true => self.stream.as_mut(),
             false => None,
         };
@@ -277,6 +344,8 @@ impl Drop for OutboxReceiver {
         let mut state = self.shared.lock();
         state.closed = true;
         state.queue = VecDeque::new();
+        state.gathered = Gathered::default();
+        (state.queued_items, state.gathered_frames) = (0, 0);
         // The stream ends with the writer, as if the writer had kept it.
         let stream = state.stream.take();
         drop(state);
@@ -289,6 +358,9 @@ pub(crate) fn outbox() -> (Outbox, OutboxReceiver) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             queue: VecDeque::new(),
+            gathered: Gathered::default(),
+            gathered_frames: 0,
+            queued_items: 0,
             bytes: 0,
             waiting: VecDeque::new(),
             next_ticket: 0,
@@ -410,7 +482,7 @@ impl Outbox {
             return Err(Refused::Full(payload));
         }
         let mut frame = DataFrame::new(data_type, payload);
-        if state.queue.is_empty() {
+        if state.is_empty() {
             match state.write_direct(frame) {
                 Ok(wake) => {
                     self.shared.release(state, wake);
@@ -419,7 +491,8 @@ impl Outbox {
                 Err(unwritten) => frame = unwritten,
             }
         }
-        self.shared.push(state, Outgoing::Data(frame));
+        let wake = state.enqueue_frame(frame);
+        self.shared.release(state, wake);
         Ok(())
     }
 
@@ -619,7 +692,7 @@ impl OutboxReceiver {
     ) -> Option<usize> {
         poll_fn(|cx| {
             let mut state = self.shared.lock();
-            if state.queue.is_empty() {
+            if state.is_empty() {
                 if self.shared.senders.load(Ordering::Acquire) == 0 {
                     return Poll::Ready(None);
                 }
@@ -637,7 +710,7 @@ impl OutboxReceiver {
             if stream.is_none() {
                 *stream = state.stream.take();
             }
-            let (mut taken, mut count) = (0, 0);
+            let (mut taken, mut count, mut items) = (0, 0, 0);
             for item in &state.queue {
                 let cost = item.cost();
                 if count > 0 && taken + cost > limit {
@@ -645,13 +718,25 @@ impl OutboxReceiver {
                 }
                 taken += cost;
                 count += 1;
+                items += item.items();
             }
-            if count == state.queue.len() && into.is_empty() {
+            state.queued_items -= items;
+            let whole = count == state.queue.len();
+            if whole && into.is_empty() {
                 // The whole queue: the two queues change places, and the senders fill
                 // the writer's emptied one, whose capacity a burst keeps using.
                 std::mem::swap(&mut state.queue, into);
             } else {
                 into.extend(state.queue.drain(..count));
+            }
+            // The gathered frames come last, if the limit leaves room for them (they are
+            // all there is when nothing else was queued).
+            if whole && (count == 0 || taken + state.gathered.len() <= limit) {
+                if let Some(chunk) = state.gathered.take() {
+                    taken += chunk.len();
+                    let frames = std::mem::take(&mut state.gathered_frames);
+                    into.push_back(Outgoing::Gathered { chunk, frames });
+                }
             }
             Poll::Ready(Some(taken))
         })
@@ -673,9 +758,10 @@ impl OutboxReceiver {
     /// given back, so that an idle link keeps none.
     pub(crate) fn quiet(&self) -> bool {
         let mut state = self.shared.lock();
-        let quiet = state.queue.is_empty();
+        let quiet = state.is_empty();
         if quiet {
             state.queue = VecDeque::new();
+            state.gathered.release();
         }
         quiet
     }
@@ -695,8 +781,36 @@ mod tests {
         Bytes::from(vec![1; len])
     }
 
-    /// The frame bound: the 1025th frame waits, and goes once the writer has taken and
-    /// written some.
+    /// A payload length whose frame is one byte too large to be gathered.
+    const COALESCE_BYTES_PAST: usize = 8 * 1024 - DATA_HEADER_LEN + 1;
+
+    /// The wire bytes of small frames of `payloads`, as their senders gather them.
+    fn wire(payloads: &[Bytes]) -> Vec<u8> {
+        let mut wire = BytesMut::new();
+        for payload in payloads {
+            DataFrame::new(data_type(), payload.clone()).copy_into(&mut wire);
+        }
+        wire.to_vec()
+    }
+
+    /// The bytes of `items`, which hold no DISCONNECT, in order.
+    fn items_wire(items: &mut VecDeque<Outgoing>) -> Vec<u8> {
+        let mut wire = BytesMut::new();
+        for item in items.drain(..) {
+            match item {
+                Outgoing::Data(frame) => frame.copy_into(&mut wire),
+                Outgoing::Encoded(bytes) | Outgoing::Gathered { chunk: bytes, .. } => {
+                    wire.extend_from_slice(&bytes)
+                }
+                Outgoing::Disconnect { .. } => panic!("no DISCONNECT was queued"),
+            }
+        }
+        wire.to_vec()
+    }
+
+    /// The item bound: with 1,024 frames queued, the next one waits, and goes once the
+    /// writer has taken and written some. Small frames gathered into shared chunks count
+    /// one by one.
     #[tokio::test]
     async fn a_full_outbox_makes_senders_wait_until_the_writer_frees_room() {
         let (outbox, mut receiver) = outbox();
@@ -712,18 +826,84 @@ mod tests {
             (&mut waiting).now_or_never().is_none(),
             "the outbox is full"
         );
+        // The first chunk alone: 1 KiB of frames, past the limit of 100 bytes.
         let mut taken = VecDeque::new();
         let bytes = receiver
             .take(&mut None, &mut taken, 100)
             .await
             .expect("frames");
-        assert_eq!(taken.len(), 100 / (DATA_HEADER_LEN + 1));
+        let frames = 1024 / (DATA_HEADER_LEN + 1);
+        assert!(matches!(
+            taken.front(),
+            Some(Outgoing::Gathered { frames: n, .. }) if *n == frames
+        ));
+        assert_eq!((taken.len(), bytes), (1, frames * (DATA_HEADER_LEN + 1)));
         assert!(
             (&mut waiting).now_or_never().is_none(),
             "room is freed once written"
         );
         receiver.written(bytes);
         assert_eq!(waiting.now_or_never(), Some(Ok(())));
+    }
+
+    /// Items of a SendDataMany or a control frame count one each, as a frame does.
+    #[tokio::test]
+    async fn chunks_and_control_frames_count_as_one_item_each() {
+        let (outbox, _receiver) = outbox();
+        let items = (0..OUTBOX_FRAMES - 1)
+            .map(|_| Outgoing::Encoded(payload(1)))
+            .collect();
+        assert!(outbox.start_all(items).expect("open").is_none(), "all fit");
+        assert!(outbox.try_send_data(data_type(), payload(1)).is_ok());
+        assert!(matches!(
+            outbox.try_send_data(data_type(), payload(1)),
+            Err(Refused::Full(_))
+        ));
+    }
+
+    /// Small frames that find frames queued before them (here: no stream is lent, so
+    /// even the first) are copied together into a few chunks, in order, that grow
+    /// through a burst; their bytes count against the bound as the frames' would. A large
+    /// frame, and anything else, goes after the frames gathered before it. Once the link
+    /// is quiet, the outbox keeps no chunk memory.
+    #[tokio::test]
+    async fn small_frames_behind_queued_ones_are_gathered_in_order() {
+        let (outbox, mut receiver) = outbox();
+        let small: Vec<Bytes> = (0..500u16)
+            .map(|i| Bytes::from(vec![i as u8; usize::from(i % 90)]))
+            .collect();
+        for payload in &small {
+            assert!(outbox.try_send_data(data_type(), payload.clone()).is_ok());
+        }
+        let large = payload(COALESCE_BYTES_PAST);
+        assert!(outbox.try_send_data(data_type(), large.clone()).is_ok());
+        assert!(outbox.try_send_data(data_type(), payload(3)).is_ok());
+        let mut want = wire(&small);
+        let mut frames = BytesMut::new();
+        DataFrame::new(data_type(), large).copy_into(&mut frames);
+        want.extend_from_slice(&frames);
+        want.extend(wire(&[payload(3)]));
+        let mut taken = VecDeque::new();
+        let bytes = receiver
+            .take(&mut None, &mut taken, usize::MAX)
+            .await
+            .expect("frames");
+        assert_eq!(bytes, want.len(), "every byte is counted");
+        // Chunks of 1, 2, 4, 8, 16 and 32 KiB hold the 500 small frames (32 KiB in all),
+        // then come the large frame alone and the last small one in a chunk of its own.
+        assert_eq!(taken.len(), 8);
+        assert!(matches!(
+            taken.back(),
+            Some(Outgoing::Gathered { frames: 1, .. })
+        ));
+        assert_eq!(items_wire(&mut taken), want);
+        receiver.written(bytes);
+        assert!(receiver.quiet());
+        let state = receiver.shared.lock();
+        assert_eq!(
+            (state.bytes, state.items(), state.gathered.capacity()),
+            (0, 0, 0)
+        );
     }
 
     /// A burst moves the whole queue to the writer at once, in order, and the senders go
@@ -734,30 +914,24 @@ mod tests {
         let (outbox, mut receiver) = outbox();
         let mut taken = VecDeque::new();
         for round in 0..3u8 {
-            for i in 0..100u8 {
-                let payload = Bytes::from(vec![round, i]);
-                assert!(outbox.try_send_data(data_type(), payload).is_ok());
+            // Large frames, which are queued as they are.
+            let payloads: Vec<Bytes> = (0..100u8)
+                .map(|i| Bytes::from(vec![round ^ i; COALESCE_BYTES_PAST]))
+                .collect();
+            for payload in &payloads {
+                assert!(outbox.try_send_data(data_type(), payload.clone()).is_ok());
             }
             let bytes = receiver
                 .take(&mut None, &mut taken, usize::MAX)
                 .await
                 .expect("frames");
-            assert_eq!(bytes, 100 * (DATA_HEADER_LEN + 2));
-            let payloads: Vec<Vec<u8>> = taken
-                .drain(..)
-                .map(|item| match item {
-                    Outgoing::Data(frame) => {
-                        let mut wire = BytesMut::new();
-                        frame.copy_into(&mut wire);
-                        wire[DATA_HEADER_LEN..].to_vec()
-                    }
-                    _ => panic!("only DATA was queued"),
-                })
-                .collect();
-            assert_eq!(
-                payloads,
-                (0..100u8).map(|i| vec![round, i]).collect::<Vec<_>>()
-            );
+            assert_eq!(bytes, 100 * (DATA_HEADER_LEN + COALESCE_BYTES_PAST));
+            assert_eq!(taken.len(), 100);
+            let mut want = BytesMut::new();
+            for payload in payloads {
+                DataFrame::new(data_type(), payload).copy_into(&mut want);
+            }
+            assert_eq!(items_wire(&mut taken), want.to_vec());
             receiver.written(bytes);
         }
         // The third burst went into the queue the first one had grown.
@@ -780,7 +954,7 @@ mod tests {
                 .drain(..)
                 .map(|item| match item {
                     Outgoing::Encoded(bytes) => bytes[0],
-                    Outgoing::Data(_) => 0,
+                    Outgoing::Data(_) | Outgoing::Gathered { .. } => 0,
                     Outgoing::Disconnect { .. } => u8::MAX,
                 })
                 .collect()
@@ -848,9 +1022,15 @@ mod tests {
     #[tokio::test]
     async fn disconnect_comes_after_everything_accepted_and_refuses_the_rest() {
         let (outbox, mut receiver) = outbox();
-        for _ in 0..OUTBOX_FRAMES {
-            assert!(outbox.try_send_data(data_type(), payload(1)).is_ok());
+        // Three small frames, gathered into one chunk, then items up to the bound (each
+        // gathered frame counts as one).
+        for tag in 1..=3 {
+            assert!(outbox.try_send_data(data_type(), payload(tag)).is_ok());
         }
+        let items = (3..OUTBOX_FRAMES)
+            .map(|_| Outgoing::Encoded(payload(1)))
+            .collect();
+        assert!(outbox.start_all(items).expect("open").is_none(), "all fit");
         let mut waiting = Box::pin(outbox.send_data(data_type(), payload(1)));
         assert!((&mut waiting).now_or_never().is_none());
         assert!(outbox
@@ -874,7 +1054,16 @@ mod tests {
             .take(&mut None, &mut taken, usize::MAX)
             .await
             .expect("frames");
-        assert_eq!(taken.len(), OUTBOX_FRAMES + 1);
+        // The three gathered frames in one chunk, the other items, the DISCONNECT.
+        assert_eq!(taken.len(), OUTBOX_FRAMES - 1);
+        let gathered = wire(&[payload(1), payload(2), payload(3)]);
+        assert!(
+            matches!(
+                taken.front(),
+                Some(Outgoing::Gathered { chunk, frames: 3 }) if chunk[..] == gathered[..]
+            ),
+            "the gathered frames first"
+        );
         assert!(matches!(
             taken.back(),
             Some(Outgoing::Disconnect {

@@ -41,7 +41,7 @@ use peergraph_transport::{FrameReader, ReadFrameError};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-pub(crate) use self::writer::{batch_items, lone_frame_chunks};
+pub(crate) use self::writer::{batch_items, is_small, lone_frame_chunks, Gathered};
 use self::writer::{run_writer, AfterDisconnect};
 use crate::events::{DataReservation, DataRun, Subscribers};
 use crate::outbox::{Outbox, OutboxReceiver};

@@ -34,8 +34,74 @@ const COALESCE_CHUNK_BYTES: usize = 32 * 1024;
 /// has it acknowledged, not 32 (with 10,000 such links, 10 MB rather than 320).
 const FIRST_CHUNK_BYTES: usize = 1024;
 
-fn is_small(frame: &DataFrame) -> bool {
+pub(crate) fn is_small(frame: &DataFrame) -> bool {
     frame.wire_len() <= COALESCE_FRAME_BYTES
+}
+
+/// Small frames copied together into shared chunks, in order: the writer's batch gathers
+/// the small frames it takes, and the outbox the small frames of SendData calls that find
+/// frames queued before them. A chunk starts at [`FIRST_CHUNK_BYTES`] and each next one is
+/// twice as large, up to [`COALESCE_CHUNK_BYTES`], until [`release`](Self::release).
+pub(crate) struct Gathered {
+    /// The frames gathered since the last [`take`](Self::take), then the spare capacity
+    /// the next ones go into.
+    chunk: BytesMut,
+    /// The capacity of the next chunk.
+    next_chunk: usize,
+}
+
+impl Default for Gathered {
+    fn default() -> Self {
+        Gathered {
+            chunk: BytesMut::new(),
+            next_chunk: FIRST_CHUNK_BYTES,
+        }
+    }
+}
+
+impl Gathered {
+    /// Copies `frame`, a small one ([`is_small`]), after the frames gathered so far. When
+    /// the chunk at hand has no room left for it, the frames gathered so far come back
+    /// first, sealed, to go before it, and it starts the next chunk.
+    pub(crate) fn push(&mut self, frame: &DataFrame) -> Option<Bytes> {
+        let len = frame.wire_len();
+        let mut full = None;
+        if self.chunk.capacity() - self.chunk.len() < len {
+            full = self.take();
+            self.chunk = BytesMut::with_capacity(self.next_chunk.max(len));
+            self.next_chunk = (2 * self.next_chunk).min(COALESCE_CHUNK_BYTES);
+        }
+        frame.copy_into(&mut self.chunk);
+        full
+    }
+
+    /// The frames gathered since the last take, sealed; `None` if there are none. The
+    /// spare capacity stays for the next frames.
+    pub(crate) fn take(&mut self) -> Option<Bytes> {
+        (!self.chunk.is_empty()).then(|| self.chunk.split().freeze())
+    }
+
+    /// Bytes gathered and not taken.
+    pub(crate) fn len(&self) -> usize {
+        self.chunk.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunk.is_empty()
+    }
+
+    /// Gives back the spare capacity (the link has gone quiet), so that an idle link holds
+    /// nothing here; the next chunk starts small again. Call with nothing gathered.
+    pub(crate) fn release(&mut self) {
+        debug_assert!(self.chunk.is_empty(), "released with frames gathered");
+        *self = Gathered::default();
+    }
+
+    /// The capacity of the chunk at hand, gathered bytes included.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.chunk.capacity()
+    }
 }
 
 /// The chunks of a frame written alone (by its sender, into the stream the writer lent
@@ -129,47 +195,30 @@ fn seal(chunk: &mut BytesMut) -> Bytes {
 
 /// The chunks of one write: small frames copied together into shared chunks, large
 /// payloads and control frames as they are.
+#[derive(Default)]
 struct WriteBatch {
     chunks: Vec<Bytes>,
     /// Small frames not yet sealed into `chunks`. Its spare capacity serves the next
     /// batch while the outbox keeps delivering, and is given back when the link goes
     /// quiet, so an idle link holds nothing here.
-    small: BytesMut,
-    /// The capacity of the next shared chunk: doubles while a burst goes on, back to
-    /// [`FIRST_CHUNK_BYTES`] when the link goes quiet.
-    next_chunk: usize,
-}
-
-impl Default for WriteBatch {
-    fn default() -> Self {
-        WriteBatch {
-            chunks: Vec::new(),
-            small: BytesMut::new(),
-            next_chunk: FIRST_CHUNK_BYTES,
-        }
-    }
+    small: Gathered,
 }
 
 impl WriteBatch {
     fn push_frame(&mut self, frame: DataFrame) {
-        let len = frame.wire_len();
         if !is_small(&frame) {
             self.seal();
             frame.push_chunks(&mut self.chunks);
             return;
         }
-        if self.small.capacity() - self.small.len() < len {
-            self.seal();
-            self.small = BytesMut::with_capacity(self.next_chunk.max(len));
-            self.next_chunk = (2 * self.next_chunk).min(COALESCE_CHUNK_BYTES);
+        if let Some(full) = self.small.push(&frame) {
+            self.chunks.push(full);
         }
-        frame.copy_into(&mut self.small);
     }
 
     /// Gives back the spare capacity of the shared chunk (the link has gone quiet).
     fn release(&mut self) {
-        self.small = BytesMut::new();
-        self.next_chunk = FIRST_CHUNK_BYTES;
+        self.small.release();
     }
 
     fn push_control(&mut self, frame: Bytes) {
@@ -179,8 +228,8 @@ impl WriteBatch {
 
     /// Moves the gathered small frames into `chunks`, keeping their order.
     fn seal(&mut self) {
-        if !self.small.is_empty() {
-            self.chunks.push(self.small.split().freeze());
+        if let Some(chunk) = self.small.take() {
+            self.chunks.push(chunk);
         }
     }
 }
@@ -225,7 +274,9 @@ pub(super) async fn run_writer(
         for item in taken.drain(..) {
             match item {
                 Outgoing::Data(frame) => batch.push_frame(frame),
-                Outgoing::Encoded(bytes) => batch.push_control(bytes),
+                Outgoing::Encoded(bytes) | Outgoing::Gathered { chunk: bytes, .. } => {
+                    batch.push_control(bytes)
+                }
                 Outgoing::Disconnect { frame, fin } => disconnect = Some((frame, fin)),
             }
         }
@@ -328,7 +379,9 @@ mod tests {
         for item in items {
             match item {
                 Outgoing::Data(frame) => frame.clone().push_chunks(&mut chunks),
-                Outgoing::Encoded(bytes) => chunks.push(bytes.clone()),
+                Outgoing::Encoded(bytes) | Outgoing::Gathered { chunk: bytes, .. } => {
+                    chunks.push(bytes.clone())
+                }
                 Outgoing::Disconnect { .. } => panic!("a batch holds no DISCONNECT"),
             }
         }
