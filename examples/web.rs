@@ -414,7 +414,7 @@ impl Outcomes {
                     GraphEvent::DirectConnection(change)
                         if change.connection_id == connection_id =>
                     {
-                        return Ok(change);
+                        return Ok(*change);
                     }
                     // The outcome may have been among the lost events: a listed
                     // connection is up.

@@ -108,7 +108,7 @@ async fn outcome(events: &mut EventStream, id: ConnectionId) -> ConnectionChange
     )
     .await
     {
-        GraphEvent::DirectConnection(change) => change,
+        GraphEvent::DirectConnection(change) => *change,
         other => unreachable!("wait_for returned {other:?}"),
     }
 }

@@ -364,13 +364,13 @@ impl GraphCore {
             }
             Err(code) => {
                 self.events
-                    .push_back(GraphEvent::DirectConnection(ConnectionChange {
+                    .push_back(GraphEvent::DirectConnection(Box::new(ConnectionChange {
                         status: ConnectionStatus::ConnectionFailed,
                         connection_id,
                         node_id: None,
                         peer_id: attempt.peer_id,
                         failure_reason: Some(code),
-                    }));
+                    })));
                 OutgoingDecision::Failed
             }
         }
@@ -740,11 +740,11 @@ pub fn connection_event(
     info: &ConnectionInfo,
     failure_reason: Option<PeerError>,
 ) -> GraphEvent {
-    GraphEvent::DirectConnection(ConnectionChange {
+    GraphEvent::DirectConnection(Box::new(ConnectionChange {
         status,
         connection_id: info.connection_id,
         node_id: Some(info.node_id),
         peer_id: info.peer_id.clone(),
         failure_reason,
-    })
+    }))
 }
