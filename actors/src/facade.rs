@@ -716,6 +716,7 @@ impl Graph {
             .map(|entry| entry.actor.clone())
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::Graph;

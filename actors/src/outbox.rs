@@ -3,11 +3,11 @@
 //! everything accepted before it.
 //!
 //! One lock guards the queue, its bounds and the line of senders waiting for room. A
-//! large frame is queued as it is (no copy); a small one that finds frames queued before
-//! it is copied onto the end of a shared chunk, as the writer would gather it, so that a
-//! burst of small messages costs a copy each and not a queue entry each. The writer takes
-//! a batch under one lock, and an idle link's outbox holds no queue memory at all: its
-//! queue and chunk are given back whenever the writer finds it empty.
+//! large frame is queued as it is (no copy); a small one that is not written straight
+//! into quinn (below) is copied onto the end of a shared chunk, as the writer would gather
+//! it, so that a burst of small messages costs a copy each and not a queue entry each.
+//! The writer takes a batch under one lock, and an idle link's outbox holds no queue
+//! memory at all: its queue and chunk are given back whenever the writer finds it empty.
 //!
 //! While the writer waits for frames it lends the outbox its send stream, and a sender
 //! that finds the queue empty writes its frame into quinn itself, under the lock: a
@@ -31,10 +31,10 @@ use tokio::sync::Notify;
 
 use crate::connection::{is_small, lone_frame_chunks, Gathered};
 
-/// The most items waiting in one connection's outbox: DATA frames, or the shared chunks
-/// small frames are packed into, by a SendDataMany or by SendData calls that find frames
-/// queued before them (up to 32 KiB each; [`OUTBOX_BYTES`] bounds their bytes as it does
-/// every frame's).
+/// The most items waiting in one connection's outbox: DATA frames (each SendData's frame
+/// counts as one, also once it is copied into a shared chunk with others), or the shared
+/// chunks a SendDataMany packs its small frames into (up to 32 KiB each; [`OUTBOX_BYTES`]
+/// bounds their bytes as it does every frame's).
 pub const OUTBOX_FRAMES: usize = 1024;
 /// The most bytes waiting in one connection's outbox: 2 MiB. quinn buffers up to its send
 /// window behind this, so a small outbox keeps the link busy while a sender that outruns
@@ -579,7 +579,11 @@ impl Outbox {
                 self.shared.release(state, wake);
                 return InLine::Wait;
             }
-            wake |= state.enqueue(item);
+            // A frame that waited for room goes into the shared chunk like any other.
+            wake |= match item {
+                Outgoing::Data(frame) => state.enqueue_frame(frame),
+                other => state.enqueue(other),
+            };
         }
         state.waiting.pop_front();
         place.ticket = None;
@@ -754,8 +758,8 @@ impl OutboxReceiver {
         }
     }
 
-    /// Whether the link has gone quiet: nothing is queued. Then the queue's memory is
-    /// given back, so that an idle link keeps none.
+    /// Whether the link has gone quiet: nothing is queued. Then the queue's memory and
+    /// the shared chunk's spare room are given back, so that an idle link keeps none.
     pub(crate) fn quiet(&self) -> bool {
         let mut state = self.shared.lock();
         let quiet = state.is_empty();
@@ -1118,7 +1122,7 @@ mod tests {
         assert!(matches!(fin, Ok(None)), "{fin:?}");
         {
             let state = receiver.shared.lock();
-            assert!(state.queue.is_empty(), "nothing is queued for the writer");
+            assert!(state.is_empty(), "nothing is queued for the writer");
             assert!(state.writer_parked, "and it was not woken");
         }
         let (_stream, finished) = outbox
@@ -1136,13 +1140,101 @@ mod tests {
         assert!(taken.is_empty());
     }
 
+    /// With the stream lent, a lone frame goes straight into quinn and one right behind it
+    /// is gathered; from then on nothing passes the gathered frame: a later frame (the
+    /// gap since the direct write forgotten) and DISCONNECT wait behind it for the writer,
+    /// and the peer reads every frame in order, then DISCONNECT and the FIN.
+    #[tokio::test]
+    async fn nothing_passes_a_gathered_frame() {
+        use crate::connection::close_tests::{quic_pair, within};
+        use peergraph_transport::FrameReader;
+        let (local, peer, _, _endpoints) = quic_pair().await;
+        let (send, _recv) = within("open", local.open_bi()).await.expect("open");
+        let (outbox, mut receiver) = outbox();
+        let mut stream = Some(send);
+        let mut taken = VecDeque::new();
+        let waiting = receiver
+            .take(&mut stream, &mut taken, usize::MAX)
+            .now_or_never();
+        assert!(waiting.is_none() && stream.is_none(), "the stream is lent");
+        let tagged = |tag: u8| Bytes::from(vec![tag; 10]);
+        outbox.forget_direct_write();
+        assert!(outbox.try_send_data(data_type(), tagged(1)).is_ok());
+        assert!(
+            outbox.wrote_directly(),
+            "the first goes straight into quinn"
+        );
+        assert!(outbox.try_send_data(data_type(), tagged(2)).is_ok());
+        outbox.forget_direct_write();
+        assert!(outbox.try_send_data(data_type(), tagged(3)).is_ok());
+        assert!(
+            !outbox.wrote_directly(),
+            "the third waits behind the second"
+        );
+        outbox
+            .disconnect(DisconnectReason::AppDisconnect, true)
+            .expect("queued");
+        assert!(
+            outbox.take_written_disconnect().is_none(),
+            "DISCONNECT waits for the writer too"
+        );
+        // The writer's turn: what it takes, written as `run_writer` writes it.
+        let bytes = receiver
+            .take(&mut stream, &mut taken, usize::MAX)
+            .await
+            .expect("frames");
+        let send = stream
+            .as_mut()
+            .expect("the stream came back with the frames");
+        assert!(matches!(
+            taken.pop_front(),
+            Some(Outgoing::Gathered { ref chunk, frames: 2 })
+                if chunk[..] == wire(&[tagged(2), tagged(3)])[..]
+        ));
+        assert!(matches!(
+            taken.pop_front(),
+            Some(Outgoing::Disconnect {
+                frame: Some(DisconnectReason::AppDisconnect),
+                fin: Fin::Finish
+            })
+        ));
+        // The two frames' bytes, and 1 for the DISCONNECT (every item counts at least 1).
+        assert_eq!(bytes, wire(&[tagged(2), tagged(3)]).len() + 1);
+        send.write_all(&wire(&[tagged(2), tagged(3)]))
+            .await
+            .expect("written");
+        let disconnect = Message::Disconnect(DisconnectReason::AppDisconnect);
+        send.write_all(&disconnect.to_bytes())
+            .await
+            .expect("written");
+        send.finish().expect("finished");
+        let (_, recv) = within("the peer's stream", peer.accept_bi())
+            .await
+            .expect("accept");
+        let mut reader = FrameReader::new(recv);
+        for tag in 1..=3 {
+            let read = within("a frame", reader.read()).await;
+            assert!(
+                matches!(&read, Ok(Some(Message::Data { payload, .. })) if *payload == tagged(tag)),
+                "frame {tag}: {read:?}"
+            );
+        }
+        let read = within("our DISCONNECT", reader.read()).await;
+        assert!(matches!(read, Ok(Some(Message::Disconnect(_)))), "{read:?}");
+        let fin = within("our FIN", reader.read()).await;
+        assert!(matches!(fin, Ok(None)), "{fin:?}");
+    }
+
     /// The writer ends once every sender is gone and the queue is drained; a writer that
     /// ends refuses senders, and an idle outbox holds no queue memory.
     #[tokio::test]
     async fn the_writer_ends_with_the_last_sender_and_senders_end_with_the_writer() {
         let (outbox, mut receiver) = outbox();
         let other = outbox.clone();
-        assert!(other.try_send_data(data_type(), payload(3)).is_ok());
+        // A frame queued as it is (too large to be gathered): the queue grows for it.
+        let large = payload(COALESCE_BYTES_PAST);
+        assert!(other.try_send_data(data_type(), large).is_ok());
+        assert!(receiver.shared.lock().queue.capacity() > 0);
         drop(other);
         let mut taken = VecDeque::new();
         assert!(receiver

@@ -296,8 +296,8 @@ impl RawPair {
     }
 
     /// The same frames as [`small_messages`](Self::small_messages), written the way a
-    /// careful user of quinn would: gathered into 32 KiB chunks (the size the engine's
-    /// writer gathers into) and handed over with one `write_chunk` each.
+    /// careful user of quinn would: gathered into 32 KiB chunks (the size the engine
+    /// gathers small frames into) and handed over with one `write_chunk` each.
     pub(crate) async fn small_messages_batched(
         &self,
         count: usize,

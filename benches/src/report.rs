@@ -26,8 +26,8 @@ impl Better {
 pub enum Baseline {
     /// The same work written plainly on quinn's API, with the same guarantee.
     Raw,
-    /// Small frames gathered into 32 KiB chunks before each write, as the engine's writer
-    /// does and a careful user would: the fair baseline for small messages.
+    /// Small frames gathered into 32 KiB chunks before each write, as the engine does and
+    /// a careful user would: the fair baseline for small messages.
     RawBatched,
     /// One `write_all` per small frame: the naive baseline, kept for reference.
     RawUnbatched,

@@ -39,8 +39,8 @@ pub(crate) fn is_small(frame: &DataFrame) -> bool {
 }
 
 /// Small frames copied together into shared chunks, in order: the writer's batch gathers
-/// the small frames it takes, and the outbox the small frames of SendData calls that find
-/// frames queued before them. A chunk starts at [`FIRST_CHUNK_BYTES`] and each next one is
+/// the small frames it takes as they are, and the outbox the small frames of SendData
+/// calls that are not written straight into quinn. A chunk starts at [`FIRST_CHUNK_BYTES`] and each next one is
 /// twice as large, up to [`COALESCE_CHUNK_BYTES`], until [`release`](Self::release).
 pub(crate) struct Gathered {
     /// The frames gathered since the last [`take`](Self::take), then the spare capacity

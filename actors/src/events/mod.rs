@@ -434,8 +434,9 @@ impl Queue {
     fn close(&self) {
         if let Ok(mut state) = self.state.lock() {
             state.closed = true;
-            self.readable.store(true, Ordering::Release);
         }
+        // Also when the lock is poisoned: the reader then finds the failed lock and ends.
+        self.readable.store(true, Ordering::Release);
         // Links waiting for room go on (their data has nowhere to go).
         self.room_freed.notify_waiters();
         self.waker.wake();
