@@ -774,8 +774,10 @@ impl OutboxReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection::close_tests::{quic_pair, within};
     use bytes::BytesMut;
     use futures_util::FutureExt;
+    use peergraph_transport::FrameReader;
 
     fn data_type() -> DataType {
         DataType::from_u128(7)
@@ -1088,14 +1090,19 @@ mod tests {
         );
     }
 
-    /// With the stream lent (the writer waits), DISCONNECT and the FIN asked with it go
-    /// into the stream at once: the peer reads both though the writer never runs again.
-    /// The writer is not woken; the stream waits for the connection actor, once, and the
-    /// writer ends with the last sender, with nothing to write.
-    #[tokio::test]
-    async fn a_disconnect_with_the_stream_lent_is_written_and_finished_at_once() {
-        use crate::connection::close_tests::{quic_pair, within};
-        use peergraph_transport::FrameReader;
+    /// An outbox whose writer waits for frames with a real stream lent to it, and the
+    /// peer's end of the link to read the stream from.
+    struct Lent {
+        outbox: Outbox,
+        receiver: OutboxReceiver,
+        /// The writer's slot for its stream: empty while the stream is lent.
+        stream: Option<quinn::SendStream>,
+        taken: VecDeque<Outgoing>,
+        peer: quinn::Connection,
+        _endpoints: [quinn::Endpoint; 2],
+    }
+
+    async fn lent() -> Lent {
         let (local, peer, _, _endpoints) = quic_pair().await;
         let (send, _recv) = within("open", local.open_bi()).await.expect("open");
         let (outbox, mut receiver) = outbox();
@@ -1106,6 +1113,30 @@ mod tests {
             .take(&mut stream, &mut taken, usize::MAX)
             .now_or_never();
         assert!(waiting.is_none() && stream.is_none(), "the stream is lent");
+        Lent {
+            outbox,
+            receiver,
+            stream,
+            taken,
+            peer,
+            _endpoints,
+        }
+    }
+
+    /// With the stream lent (the writer waits), DISCONNECT and the FIN asked with it go
+    /// into the stream at once: the peer reads both though the writer never runs again.
+    /// The writer is not woken; the stream waits for the connection actor, once, and the
+    /// writer ends with the last sender, with nothing to write.
+    #[tokio::test]
+    async fn a_disconnect_with_the_stream_lent_is_written_and_finished_at_once() {
+        let Lent {
+            outbox,
+            mut receiver,
+            mut stream,
+            mut taken,
+            peer,
+            _endpoints,
+        } = lent().await;
         outbox
             .disconnect(DisconnectReason::AppDisconnect, true)
             .expect("queued");
@@ -1146,17 +1177,14 @@ mod tests {
     /// and the peer reads every frame in order, then DISCONNECT and the FIN.
     #[tokio::test]
     async fn nothing_passes_a_gathered_frame() {
-        use crate::connection::close_tests::{quic_pair, within};
-        use peergraph_transport::FrameReader;
-        let (local, peer, _, _endpoints) = quic_pair().await;
-        let (send, _recv) = within("open", local.open_bi()).await.expect("open");
-        let (outbox, mut receiver) = outbox();
-        let mut stream = Some(send);
-        let mut taken = VecDeque::new();
-        let waiting = receiver
-            .take(&mut stream, &mut taken, usize::MAX)
-            .now_or_never();
-        assert!(waiting.is_none() && stream.is_none(), "the stream is lent");
+        let Lent {
+            outbox,
+            mut receiver,
+            mut stream,
+            mut taken,
+            peer,
+            _endpoints,
+        } = lent().await;
         let tagged = |tag: u8| Bytes::from(vec![tag; 10]);
         outbox.forget_direct_write();
         assert!(outbox.try_send_data(data_type(), tagged(1)).is_ok());
