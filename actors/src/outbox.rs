@@ -1090,20 +1090,21 @@ mod tests {
         );
     }
 
-    /// An outbox whose writer waits for frames with a real stream lent to it, and the
-    /// peer's end of the link to read the stream from.
-    struct Lent {
-        outbox: Outbox,
-        receiver: OutboxReceiver,
-        /// The writer's slot for its stream: empty while the stream is lent.
-        stream: Option<quinn::SendStream>,
-        taken: VecDeque<Outgoing>,
-        peer: quinn::Connection,
-        _endpoints: [quinn::Endpoint; 2],
-    }
+    /// An outbox whose writer waits for frames with a real stream lent to it: the outbox,
+    /// its receiver, the writer's slot for its stream (empty while the stream is lent),
+    /// the writer's batch, the peer's end of the link to read the stream from, and the
+    /// endpoints, kept for as long as the test runs.
+    type Lent = (
+        Outbox,
+        OutboxReceiver,
+        Option<quinn::SendStream>,
+        VecDeque<Outgoing>,
+        quinn::Connection,
+        [quinn::Endpoint; 2],
+    );
 
     async fn lent() -> Lent {
-        let (local, peer, _, _endpoints) = quic_pair().await;
+        let (local, peer, _, endpoints) = quic_pair().await;
         let (send, _recv) = within("open", local.open_bi()).await.expect("open");
         let (outbox, mut receiver) = outbox();
         let mut stream = Some(send);
@@ -1113,14 +1114,7 @@ mod tests {
             .take(&mut stream, &mut taken, usize::MAX)
             .now_or_never();
         assert!(waiting.is_none() && stream.is_none(), "the stream is lent");
-        Lent {
-            outbox,
-            receiver,
-            stream,
-            taken,
-            peer,
-            _endpoints,
-        }
+        (outbox, receiver, stream, taken, peer, endpoints)
     }
 
     /// With the stream lent (the writer waits), DISCONNECT and the FIN asked with it go
@@ -1129,14 +1123,7 @@ mod tests {
     /// writer ends with the last sender, with nothing to write.
     #[tokio::test]
     async fn a_disconnect_with_the_stream_lent_is_written_and_finished_at_once() {
-        let Lent {
-            outbox,
-            mut receiver,
-            mut stream,
-            mut taken,
-            peer,
-            _endpoints,
-        } = lent().await;
+        let (outbox, mut receiver, mut stream, mut taken, peer, _endpoints) = lent().await;
         outbox
             .disconnect(DisconnectReason::AppDisconnect, true)
             .expect("queued");
@@ -1177,14 +1164,7 @@ mod tests {
     /// and the peer reads every frame in order, then DISCONNECT and the FIN.
     #[tokio::test]
     async fn nothing_passes_a_gathered_frame() {
-        let Lent {
-            outbox,
-            mut receiver,
-            mut stream,
-            mut taken,
-            peer,
-            _endpoints,
-        } = lent().await;
+        let (outbox, mut receiver, mut stream, mut taken, peer, _endpoints) = lent().await;
         let tagged = |tag: u8| Bytes::from(vec![tag; 10]);
         outbox.forget_direct_write();
         assert!(outbox.try_send_data(data_type(), tagged(1)).is_ok());
