@@ -179,9 +179,15 @@ impl State {
     /// Moves the frames gathered so far into the queue, as one chunk.
     fn seal_gathered(&mut self) {
         if let Some(chunk) = self.gathered.take() {
-            let frames = std::mem::take(&mut self.gathered_frames);
-            self.push_back(Outgoing::Gathered { chunk, frames });
+            let item = self.gathered_item(chunk);
+            self.push_back(item);
         }
+    }
+
+    /// `chunk`, every frame gathered so far (taken out of `gathered`), as one item.
+    fn gathered_item(&mut self, chunk: Bytes) -> Outgoing {
+        let frames = std::mem::take(&mut self.gathered_frames);
+        Outgoing::Gathered { chunk, frames }
     }
 
     /// Queues `frame`: copied after the frames gathered so far if it is small (a chunk
@@ -193,8 +199,8 @@ impl State {
         }
         self.bytes += frame.wire_len().clamp(1, OUTBOX_BYTES);
         if let Some(chunk) = self.gathered.push(&frame) {
-            let frames = std::mem::take(&mut self.gathered_frames);
-            self.push_back(Outgoing::Gathered { chunk, frames });
+            let item = self.gathered_item(chunk);
+            self.push_back(item);
         }
         self.gathered_frames += 1;
         std::mem::take(&mut self.writer_parked)
@@ -738,8 +744,7 @@ impl OutboxReceiver {
             if whole && (count == 0 || taken + state.gathered.len() <= limit) {
                 if let Some(chunk) = state.gathered.take() {
                     taken += chunk.len();
-                    let frames = std::mem::take(&mut state.gathered_frames);
-                    into.push_back(Outgoing::Gathered { chunk, frames });
+                    into.push_back(state.gathered_item(chunk));
                 }
             }
             Poll::Ready(Some(taken))
