@@ -70,7 +70,11 @@ impl FrameReader {
             }
             let read = match self.end.take() {
                 Some(end) => (*end).map(|()| None),
-                None => self.recv.read_chunk(READ_CHUNK_LIMIT, true).await,
+                None => {
+                    // The read may wait: a link idle inside a frame keeps no spare buffer.
+                    self.decoder.release_spare();
+                    self.recv.read_chunk(READ_CHUNK_LIMIT, true).await
+                }
             };
             match read? {
                 Some(chunk) => self.push(chunk.bytes),
@@ -124,12 +128,21 @@ impl FrameReader {
         self.decoder.next_message()
     }
 
-    /// The payload of the next frame if it is a DATA frame of `data_type` already received
-    /// whole in the chunk being read; `None` otherwise, and then nothing is taken (see
-    /// [`FrameDecoder::next_data_of`]). Lets a caller take a run of DATA of one type after
-    /// [`read`](Self::read) returned the first, without building a message for each.
-    pub fn read_buffered_data(&mut self, data_type: DataType) -> Option<Bytes> {
-        self.decoder.next_data_of(data_type)
+    /// Appends to `run` the payloads of the DATA frames of `data_type` already received
+    /// whole, one after another, in the chunk being read, up to `max_frames` in `run` and
+    /// until the bytes taken reach `max_bytes`; returns those bytes. Stops at the first
+    /// other frame, which is left for [`read_buffered`](Self::read_buffered) (see
+    /// [`FrameDecoder::next_data_run`]). Lets a caller take a run of DATA of one type
+    /// after [`read`](Self::read) returned the first, without building a message for each.
+    pub fn read_buffered_run(
+        &mut self,
+        data_type: DataType,
+        run: &mut Vec<Bytes>,
+        max_frames: usize,
+        max_bytes: usize,
+    ) -> usize {
+        self.decoder
+            .next_data_run(data_type, run, max_frames, max_bytes)
     }
 
     /// Bytes in the last chunk quinn delivered: about a packet's payload while the peer

@@ -644,45 +644,53 @@ impl ReadState {
         let (mut bytes, mut total) = (0, first_len);
         let (mut covered, mut covered_bytes) = (1, 0);
         while payloads.len() < BATCH_FRAMES && total < BATCH_BYTES {
-            // The common case first: DATA of this type whole in the chunk at hand.
-            let payload = match self.held.is_empty() {
-                true => self.reader.read_buffered_data(data_type),
-                false => None,
-            };
-            let payload = match payload {
-                Some(payload) => payload,
-                None => match self.next_ready() {
-                    Some(Message::Data {
-                        data_type: next_type,
-                        payload,
-                    }) if next_type == data_type => payload,
-                    Some(other) => {
-                        self.held.push_front(other);
+            // The common case first: the DATA of this type whole in the chunk at hand, in
+            // one call.
+            if self.held.is_empty() {
+                let taken = self.reader.read_buffered_run(
+                    data_type,
+                    &mut payloads,
+                    BATCH_FRAMES,
+                    BATCH_BYTES - total,
+                );
+                bytes += taken;
+                total += taken;
+                if payloads.len() == BATCH_FRAMES || total >= BATCH_BYTES {
+                    break;
+                }
+            }
+            // Then whatever comes next: a held frame, one that spans chunks, another.
+            let payload = match self.next_ready() {
+                Some(Message::Data {
+                    data_type: next_type,
+                    payload,
+                }) if next_type == data_type => payload,
+                Some(other) => {
+                    self.held.push_front(other);
+                    break;
+                }
+                // The next packet's frames, if quinn has them already. Only after a
+                // full packet's worth: after a shorter one (a lone message, the end of
+                // a burst) the next packet is rarely in yet, and asking quinn would
+                // cost a lock for nothing. And only once the registrations have room
+                // for every payload taken so far: a slow application stops the link
+                // with at most one chunk's frames held here, as before, and quinn's
+                // flow control holds the rest at the sender.
+                None if self.reader.last_chunk_len() >= FULL_PACKET_CHUNK => {
+                    let more = payloads.len() - covered;
+                    if more > 0 && !room.try_extend(more, bytes - covered_bytes) {
                         break;
                     }
-                    // The next packet's frames, if quinn has them already. Only after a
-                    // full packet's worth: after a shorter one (a lone message, the end of
-                    // a burst) the next packet is rarely in yet, and asking quinn would
-                    // cost a lock for nothing. And only once the registrations have room
-                    // for every payload taken so far: a slow application stops the link
-                    // with at most one chunk's frames held here, as before, and quinn's
-                    // flow control holds the rest at the sender.
-                    None if self.reader.last_chunk_len() >= FULL_PACKET_CHUNK => {
-                        let more = payloads.len() - covered;
-                        if more > 0 && !room.try_extend(more, bytes - covered_bytes) {
-                            break;
-                        }
-                        (covered, covered_bytes) = (payloads.len(), bytes);
-                        if !self.reader.read_ready() {
-                            break;
-                        }
-                        // Room for as many frames as at the start.
-                        let more = self.reader.buffered_len() / (DATA_HEADER_LEN + first_len);
-                        payloads.reserve((more + 1).min(BATCH_FRAMES - payloads.len()));
-                        continue;
+                    (covered, covered_bytes) = (payloads.len(), bytes);
+                    if !self.reader.read_ready() {
+                        break;
                     }
-                    None => break,
-                },
+                    // Room for as many frames as at the start.
+                    let more = self.reader.buffered_len() / (DATA_HEADER_LEN + first_len);
+                    payloads.reserve((more + 1).min(BATCH_FRAMES - payloads.len()));
+                    continue;
+                }
+                None => break,
             };
             bytes += payload.len();
             total += payload.len();

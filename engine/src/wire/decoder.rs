@@ -17,6 +17,13 @@ use crate::ids::DataType;
 /// after the frame, so a link that once carried one large frame does not keep it.
 const PARTS_KEPT: usize = 64;
 
+/// The largest frame that spans chunks which is copied into the spare buffer that such
+/// frames share, and that buffer's size: a run of small frames cut by packet boundaries
+/// costs one allocation per [`SPARE_LEN`] bytes of them, not one per frame. A larger frame
+/// gets a buffer of its own size.
+const SPARE_FRAME_MAX: usize = 1024;
+const SPARE_LEN: usize = 4 * SPARE_FRAME_MAX;
+
 /// Cuts whole [`Message`]s out of the chunks a stream delivers, however the stream was cut.
 ///
 /// [`push`](Self::push) each chunk as it arrives, then call
@@ -25,13 +32,18 @@ const PARTS_KEPT: usize = 64;
 /// - A frame that lies within one chunk is decoded from that chunk without a copy (a DATA
 ///   payload shares the chunk's buffer).
 /// - A frame that spans chunks is gathered as handles to the chunks themselves and copied
-///   once, into a buffer of exactly its size, when its last byte has arrived: memory is
-///   committed only as bytes arrive, never for a length a header merely announces, and a
-///   large frame is not copied again as a buffer grows.
+///   once, when its last byte has arrived: memory is committed only as bytes arrive,
+///   never for a length a header merely announces, and a large frame is not copied again
+///   as a buffer grows. A frame of up to 1 KiB is copied onto the end of a 4 KiB buffer
+///   that such frames share (the messages decoded from it share it too); a larger one
+///   into a buffer of exactly its size.
 /// - A frame's type and length are checked against the type's limit as soon as its five
 ///   header bytes are in, before any of its body is held.
-/// - No byte buffer is held between frames, so an idle link costs nothing here; fed one
-///   chunk at a time, the decoder holds at most one frame plus one chunk.
+/// - No byte buffer is held between frames, so an idle link costs nothing here: the
+///   shared buffer is given back whenever no byte is held, and by
+///   [`release_spare`](Self::release_spare), which a reader calls before it waits for
+///   the stream. Fed one chunk at a time, the decoder holds at most one frame plus one
+///   chunk, and the shared buffer.
 /// - After an error it returns the same error on every call and holds nothing: past a bad
 ///   frame the stream has no boundaries left to trust, and the link is closed.
 ///
@@ -63,6 +75,10 @@ pub struct FrameDecoder {
     header: Option<FrameHeader>,
     /// The error already returned, returned again by every later call.
     failed: Option<ProtocolError>,
+    /// What is left of the buffer small frames that span chunks are copied into
+    /// ([`SPARE_LEN`]); empty, and unallocated, when none was needed since it was given
+    /// back.
+    spare: BytesMut,
 }
 
 impl FrameDecoder {
@@ -99,6 +115,9 @@ impl FrameDecoder {
         }
         // Nothing new since the last call (the reader asks once more after each chunk).
         if self.chunk.is_empty() && self.later.is_empty() {
+            if self.gathered == 0 {
+                self.release_spare();
+            }
             return Ok(None);
         }
         let result = self.decode();
@@ -111,57 +130,64 @@ impl FrameDecoder {
         result
     }
 
-    /// The payload of the next frame if it is a DATA frame of `data_type` lying whole in
-    /// the chunk being cut up: what [`next_message`](Self::next_message) would return as
-    /// `Message::Data` with that type, without building the message. `None` in every other
-    /// case (another frame or type, a frame not whole in this chunk, no bytes, a header
-    /// the limits refuse), and then nothing is taken: `next_message` decodes, or refuses,
-    /// what comes next as ever. For a reader taking a run of DATA of one type.
-    pub fn next_data_of(&mut self, data_type: DataType) -> Option<Bytes> {
-        let (next_type, frame_len) = self.whole_data_at_front()?;
-        if next_type != data_type {
-            return None;
+    /// Takes the DATA frames of `data_type` lying whole, one after another, at the front
+    /// of the chunk being cut up, and appends their payloads to `run` (each shares the
+    /// chunk's buffer): what [`next_message`](Self::next_message) would return as
+    /// `Message::Data` with that type, called until it returns something else, without
+    /// building the messages. Stops once `run` holds `max_frames` payloads, or after the
+    /// frame whose payload brings the bytes taken to `max_bytes` or more; and at the first
+    /// frame that is not such DATA (another frame or type, a frame not whole in this
+    /// chunk, a header the limits refuse), which is left for `next_message` to decode, or
+    /// refuse, as ever. Returns the payload bytes taken. For a reader taking a run of DATA
+    /// of one type: one call for a chunk's frames, not one per frame.
+    pub fn next_data_run(
+        &mut self,
+        data_type: DataType,
+        run: &mut Vec<Bytes>,
+        max_frames: usize,
+        max_bytes: usize,
+    ) -> usize {
+        if self.gathered != 0 || self.failed.is_some() {
+            return 0;
         }
-        Some(self.take_payload(frame_len))
+        let (mut at, mut taken) = (0, 0);
+        while run.len() < max_frames && taken < max_bytes {
+            match whole_data_in(&self.chunk[at..]) {
+                Some((next_type, frame_len)) if next_type == data_type => {
+                    run.push(self.chunk.slice(at + DATA_HEADER_LEN..at + frame_len));
+                    taken += frame_len - DATA_HEADER_LEN;
+                    at += frame_len;
+                }
+                _ => break,
+            }
+        }
+        self.chunk.advance(at);
+        taken
     }
 
     /// The type and payload of the next frame if it is a DATA frame lying whole in the
     /// chunk being cut up: what [`next_message`](Self::next_message) would return as
     /// `Message::Data`, by a shorter way. `None` in every other case, and then nothing is
-    /// taken, as with [`next_data_of`](Self::next_data_of). For a reader whose next frame
-    /// is most often DATA.
+    /// taken: `next_message` decodes, or refuses, what comes next as ever. For a reader
+    /// whose next frame is most often DATA.
     pub fn next_data(&mut self) -> Option<(DataType, Bytes)> {
-        let (data_type, frame_len) = self.whole_data_at_front()?;
-        Some((data_type, self.take_payload(frame_len)))
-    }
-
-    /// The type and frame length of a DATA frame lying whole at the front of the chunk
-    /// being cut up, with a header the limits accept; `None` otherwise.
-    fn whole_data_at_front(&self) -> Option<(DataType, usize)> {
         if self.gathered != 0 || self.failed.is_some() {
             return None;
         }
-        let chunk = &self.chunk[..];
-        if chunk.len() < DATA_HEADER_LEN || chunk[0] != FrameType::Data as u8 {
-            return None;
-        }
-        let body_len = u32::from_be_bytes([chunk[1], chunk[2], chunk[3], chunk[4]]) as usize;
-        if !(DATA_PREFIX_LEN..=MAX_DATA_BODY_LEN).contains(&body_len)
-            || chunk.len() < FRAME_HEADER_LEN + body_len
-        {
-            return None;
-        }
-        let mut data_type = [0u8; 16];
-        data_type.copy_from_slice(&chunk[FRAME_HEADER_LEN..DATA_HEADER_LEN]);
-        Some((DataType(data_type), FRAME_HEADER_LEN + body_len))
-    }
-
-    /// Takes the DATA frame of `frame_len` bytes at the front of the chunk (checked by
-    /// [`whole_data_at_front`](Self::whole_data_at_front)) and returns its payload.
-    fn take_payload(&mut self, frame_len: usize) -> Bytes {
+        let (data_type, frame_len) = whole_data_in(&self.chunk)?;
         let mut payload = self.chunk.split_to(frame_len);
         payload.advance(DATA_HEADER_LEN);
-        payload
+        Some((data_type, payload))
+    }
+
+    /// Gives back the buffer that small frames spanning chunks are copied into (the
+    /// messages decoded from it keep their bytes). The decoder does so itself whenever it
+    /// holds no byte; a reader calls this before it waits for the stream, so that a link
+    /// idle inside a frame holds only what that frame has received.
+    pub fn release_spare(&mut self) {
+        if self.spare.capacity() != 0 {
+            self.spare = BytesMut::new();
+        }
     }
 
     /// Bytes pushed that have not come out in a message yet.
@@ -232,19 +258,51 @@ impl FrameDecoder {
         FrameHeader::parse(header)
     }
 
-    /// Copies the gathered parts, all of one frame, into one buffer and decodes it.
+    /// Copies the gathered parts, all of one frame, into one buffer and decodes it: the
+    /// spare buffer for a small frame, one of the frame's size for a larger one.
     fn assemble(&mut self, header: FrameHeader) -> Result<Message, ProtocolError> {
-        let mut frame = BytesMut::with_capacity(self.gathered);
-        for part in self.parts.drain(..) {
-            frame.extend_from_slice(&part);
-        }
+        let len = self.gathered;
+        let mut body = if len <= SPARE_FRAME_MAX {
+            if self.spare.capacity() < len {
+                self.spare = BytesMut::with_capacity(SPARE_LEN);
+            }
+            copy_parts(&mut self.parts, &mut self.spare);
+            self.spare.split().freeze()
+        } else {
+            let mut frame = BytesMut::with_capacity(len);
+            copy_parts(&mut self.parts, &mut frame);
+            frame.freeze()
+        };
         self.gathered = 0;
         self.header = None;
         self.parts.shrink_to(PARTS_KEPT);
-        let mut body = frame.freeze();
         body.advance(FRAME_HEADER_LEN);
         Message::decode_body(header.frame_type, body)
     }
+}
+
+/// Moves `parts`, in order, onto the end of `frame`.
+fn copy_parts(parts: &mut Vec<Bytes>, frame: &mut BytesMut) {
+    for part in parts.drain(..) {
+        frame.extend_from_slice(&part);
+    }
+}
+
+/// The type and frame length of a DATA frame lying whole at the front of `bytes`, with a
+/// header the limits accept; `None` otherwise.
+fn whole_data_in(bytes: &[u8]) -> Option<(DataType, usize)> {
+    if bytes.len() < DATA_HEADER_LEN || bytes[0] != FrameType::Data as u8 {
+        return None;
+    }
+    let body_len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+    if !(DATA_PREFIX_LEN..=MAX_DATA_BODY_LEN).contains(&body_len)
+        || bytes.len() < FRAME_HEADER_LEN + body_len
+    {
+        return None;
+    }
+    let mut data_type = [0u8; 16];
+    data_type.copy_from_slice(&bytes[FRAME_HEADER_LEN..DATA_HEADER_LEN]);
+    Some((DataType(data_type), FRAME_HEADER_LEN + body_len))
 }
 
 /// Parses and checks the header at the front of `bytes`, which holds at least
@@ -378,6 +436,64 @@ mod tests {
         }
         assert!(decoder.parts.capacity() <= PARTS_KEPT);
         assert!(!decoder.is_mid_frame());
+    }
+
+    #[test]
+    fn small_frames_across_chunks_share_a_buffer_given_back_when_idle() {
+        let (small, large) = (data(64, 1), data(SPARE_FRAME_MAX, 2));
+        let mut stream = BytesMut::new();
+        for message in [&small, &small, &large, &small] {
+            message.encode(&mut stream);
+        }
+        let stream = stream.freeze();
+        // Every frame is cut in two: each is copied once it is whole.
+        let mut decoder = FrameDecoder::new();
+        let mut payloads = Vec::new();
+        for piece in stream.chunks(50) {
+            decoder.push(Bytes::copy_from_slice(piece));
+            while let Some(message) = decoder.next_message().expect("valid frames") {
+                let Message::Data { payload, .. } = &message else {
+                    panic!("DATA only")
+                };
+                payloads.push(payload.clone());
+            }
+            if !decoder.is_mid_frame() {
+                assert_eq!(decoder.spare.capacity(), 0, "no buffer between frames");
+            }
+        }
+        let decoded: Vec<Message> = payloads
+            .iter()
+            .map(|payload| Message::Data {
+                data_type: DataType::from_u128(0xfeed),
+                payload: payload.clone(),
+            })
+            .collect();
+        assert_eq!(
+            decoded,
+            [small.clone(), small.clone(), large, small.clone()]
+        );
+        let spare_start = payloads[0].as_ptr().wrapping_sub(DATA_HEADER_LEN);
+        let spare = spare_start..spare_start.wrapping_add(SPARE_LEN);
+        assert!(
+            spare.contains(&payloads[1].as_ptr()),
+            "small frames share one buffer"
+        );
+        assert!(spare.contains(&payloads[3].as_ptr()));
+        assert!(
+            !spare.contains(&payloads[2].as_ptr()),
+            "a large frame has its own"
+        );
+        assert_eq!(decoder.spare.capacity(), 0, "given back: nothing is held");
+        // A reader about to wait inside a frame gives the buffer back too.
+        decoder.push(stream.slice(..50));
+        decoder.push(stream.slice(50..100));
+        assert!(decoder.next_message().expect("a frame").is_some());
+        assert_eq!(decoder.next_message(), Ok(None));
+        assert!(decoder.is_mid_frame() && decoder.spare.capacity() != 0);
+        decoder.release_spare();
+        assert_eq!(decoder.spare.capacity(), 0);
+        decoder.push(stream.slice(100..));
+        assert_eq!(decoder.next_message(), Ok(Some(small)));
     }
 
     #[test]
@@ -535,8 +651,8 @@ mod tests {
     enum Fast {
         /// None: `next_message` only.
         Off,
-        /// [`FrameDecoder::next_data_of`] with this type.
-        Of(DataType),
+        /// [`FrameDecoder::next_data_run`] with this type and these most frames and bytes.
+        Run(DataType, usize, usize),
         /// [`FrameDecoder::next_data`].
         Any,
     }
@@ -550,14 +666,26 @@ mod tests {
             decoder.push(piece.clone());
             loop {
                 let taken = match fast {
-                    Fast::Off => None,
-                    Fast::Of(data_type) => decoder
-                        .next_data_of(data_type)
-                        .map(|payload| (data_type, payload)),
-                    Fast::Any => decoder.next_data(),
+                    Fast::Off => Vec::new(),
+                    Fast::Run(data_type, max_frames, max_bytes) => {
+                        let mut run = Vec::new();
+                        let bytes =
+                            decoder.next_data_run(data_type, &mut run, max_frames, max_bytes);
+                        let lens: Vec<usize> = run.iter().map(Bytes::len).collect();
+                        assert_eq!(bytes, lens.iter().sum::<usize>());
+                        assert!(run.len() <= max_frames, "at most {max_frames} frames");
+                        let before_last: usize = lens.iter().rev().skip(1).sum();
+                        assert!(before_last < max_bytes, "no frame after {max_bytes} bytes");
+                        run.into_iter()
+                            .map(|payload| (data_type, payload))
+                            .collect()
+                    }
+                    Fast::Any => decoder.next_data().into_iter().collect(),
                 };
-                if let Some((data_type, payload)) = taken {
-                    out.push(Ok(Message::Data { data_type, payload }));
+                if !taken.is_empty() {
+                    for (data_type, payload) in taken {
+                        out.push(Ok(Message::Data { data_type, payload }));
+                    }
                     continue;
                 }
                 match decoder.next_message() {
@@ -581,7 +709,7 @@ mod tests {
         let fast = DataType::from_u128(0xFA57);
         // It does take a run of DATA of its type, sharing the chunk, and stops at another.
         let mut stream = BytesMut::new();
-        for len in [64, 0] {
+        for len in [64, 0, 7] {
             Message::Data {
                 data_type: fast,
                 payload: Bytes::from(vec![9; len]),
@@ -592,11 +720,25 @@ mod tests {
         let chunk = stream.freeze();
         let mut decoder = FrameDecoder::new();
         decoder.push(chunk.clone());
-        let first = decoder.next_data_of(fast).expect("the first DATA");
-        assert_eq!(first, vec![9; 64]);
-        assert!(chunk.as_ptr_range().contains(&first.as_ptr()));
-        assert_eq!(decoder.next_data_of(fast), Some(Bytes::new()));
-        assert_eq!(decoder.next_data_of(fast), None, "another type");
+        let mut run = Vec::new();
+        assert_eq!(
+            decoder.next_data_run(fast, &mut run, 2, 1000),
+            64,
+            "two frames"
+        );
+        assert_eq!(run, [vec![9; 64], vec![]]);
+        assert!(chunk.as_ptr_range().contains(&run[0].as_ptr()));
+        assert_eq!(
+            decoder.next_data_run(fast, &mut run, 10, 1),
+            7,
+            "past the byte bound"
+        );
+        assert_eq!(
+            decoder.next_data_run(fast, &mut run, 10, 1000),
+            0,
+            "another type"
+        );
+        assert_eq!(run.len(), 3);
         let (data_type, payload) = decoder.next_data().expect("DATA of any type");
         assert_eq!(Message::Data { data_type, payload }, data(5, 1));
         assert_eq!(decoder.next_data(), None, "nothing left");
@@ -629,7 +771,10 @@ mod tests {
                 pieces.push(stream.split_to(take));
             }
             let slow = drain(&pieces, Fast::Off);
-            assert_eq!(drain(&pieces, Fast::Of(fast)), slow, "round {round}");
+            for (frames, bytes) in [(1, usize::MAX), (3, 100), (256, 64 * 1024)] {
+                let run = Fast::Run(fast, frames, bytes);
+                assert_eq!(drain(&pieces, run), slow, "round {round}");
+            }
             assert_eq!(drain(&pieces, Fast::Any), slow, "round {round}");
         }
     }
