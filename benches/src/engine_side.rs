@@ -287,7 +287,8 @@ impl Node {
 
     /// Reads INCOMING_DATA until `total` payload bytes have arrived; returns when. Takes
     /// every event queued at each wake (`recv_many`), as an application reading a fast
-    /// link would.
+    /// link would, and reads each where it lies, as `recv_many`'s documentation advises
+    /// (and as the raw side reads its frames in place).
     async fn receive_all(&mut self, total: usize) -> anyhow::Result<Instant> {
         let mut received = 0;
         let mut batch = Vec::with_capacity(RECEIVE_BATCH);
@@ -295,13 +296,14 @@ impl Node {
             if self.events.recv_many(&mut batch, RECEIVE_BATCH).await == 0 {
                 bail!("event stream ended");
             }
-            for event in batch.drain(..) {
+            for event in &batch {
                 match event {
                     GraphEvent::IncomingData { data, .. } => received += data.len(),
                     GraphEvent::EventsLost { count } => bail!("{count} events lost"),
                     _ => {}
                 }
             }
+            batch.clear();
         }
         Ok(Instant::now())
     }
