@@ -389,3 +389,21 @@ async fn the_answer_to_a_peers_close_carries_our_fin_with_our_disconnect() {
     within("the actor ends", link.ended).await.expect("ended");
     system.stop();
 }
+
+/// The reader's step, which an idle link holds for as long as it waits for a frame, stays
+/// small: the rare wait for room in the registrations is boxed, not inline.
+#[tokio::test]
+async fn an_idle_readers_step_stays_small() {
+    let (peer, local, _, _endpoints) = quic_pair().await;
+    let (mut peer_send, _peer_recv) = within("open", peer.open_bi()).await.expect("open");
+    within("write", peer_send.write_all(b"x"))
+        .await
+        .expect("write");
+    let (_send, recv) = within("accept", local.accept_bi()).await.expect("accept");
+    let subscribers = Arc::new(Subscribers::new(GraphHandle::new(1).expect("handle")));
+    let id = ConnectionId::new(7).expect("id");
+    let reader = super::inbound(FrameReader::new(recv), local.clone(), subscribers, id);
+    let step = std::mem::size_of_val(&*reader.steps);
+    // 568 bytes before the wait was boxed and no matched value lived across a wait.
+    assert!(step <= 192, "the reader's step takes {step} bytes");
+}

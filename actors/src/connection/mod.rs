@@ -607,10 +607,12 @@ struct ReadState {
 impl ReadState {
     /// The next frame: a held one, or one read from the stream (waiting for it).
     async fn next(&mut self) -> Result<Option<Message>, ReadFrameError> {
-        match self.held.pop_front() {
-            Some(message) => Ok(Some(message)),
-            None => self.reader.read().await,
+        // Not a match on `pop_front`: the value matched on would live across the read's
+        // wait, and take a frame's room in every idle link's step.
+        if let Some(message) = self.held.pop_front() {
+            return Ok(Some(message));
         }
+        self.reader.read().await
     }
 
     /// The next frame if one is held or already received, without waiting. A protocol
@@ -728,14 +730,14 @@ impl ReadState {
 ///
 /// The link's end comes to the actor through the reader as long as it reads: a read
 /// reports it (`ReadError::ConnectionLost`), and while it waits for room, the one time it
-/// does not read, it watches the link ([`Subscribers::reserve_data_or`]). The actor
+/// does not read, it watches the link ([`WaitForRoom::wait_or`](crate::events::WaitForRoom::wait_or)). The actor
 /// watches the link itself only once the reader has ended.
 fn inbound(
     reader: FrameReader,
     connection: quinn::Connection,
     subscribers: Arc<Subscribers>,
     connection_id: ConnectionId,
-) -> impl futures_util::Stream<Item = Inbound> {
+) -> DeliverData<impl futures_util::Stream<Item = Inbound>> {
     // Boxed: the stream keeps a slot for the state between steps beside the step's
     // future, which holds it during a step, so inline the state would take its room twice
     // on every idle link. It goes into each step's future and comes back out of it, so a
@@ -748,26 +750,29 @@ fn inbound(
     });
     let steps = futures_util::stream::unfold(Some(state), move |state| async move {
         let mut state = state?;
-        match state.next().await {
-            Ok(Some(Message::Data { data_type, payload })) => {
-                let room = state
-                    .subscribers
-                    .reserve_data_or(data_type, payload.len(), || state.connection.closed())
-                    .await;
-                let mut room = match room {
-                    Ok(room) => room,
-                    Err(error) => {
-                        let lost = quinn::ReadError::ConnectionLost(error);
-                        return Some((Inbound::Failed(ReadFrameError::Stream(lost)), None));
-                    }
-                };
-                let run = state.gather(connection_id, data_type, payload, &mut room);
-                Some((Inbound::Data { run, room }, Some(state)))
+        // Bound here, not matched on across the wait below: a value matched on lives to
+        // the match's end, and would take its room in every link's step.
+        let (data_type, payload) = match state.next().await {
+            Ok(Some(Message::Data { data_type, payload })) => (data_type, payload),
+            Ok(Some(message)) => return Some((Inbound::Frame(message), Some(state))),
+            Ok(None) => return Some((Inbound::Finished, None)),
+            Err(error) => return Some((Inbound::Failed(error), None)),
+        };
+        // The wait for room is rare, and boxed: inline, it would make this step, which an
+        // idle link holds while it waits for a frame, several times larger.
+        let room = match state.subscribers.try_reserve_data(data_type, payload.len()) {
+            Ok(room) => Ok(room),
+            Err(wait) => Box::pin(wait.wait_or(|| state.connection.closed())).await,
+        };
+        let mut room = match room {
+            Ok(room) => room,
+            Err(error) => {
+                let lost = quinn::ReadError::ConnectionLost(error);
+                return Some((Inbound::Failed(ReadFrameError::Stream(lost)), None));
             }
-            Ok(Some(message)) => Some((Inbound::Frame(message), Some(state))),
-            Ok(None) => Some((Inbound::Finished, None)),
-            Err(error) => Some((Inbound::Failed(error), None)),
-        }
+        };
+        let run = state.gather(connection_id, data_type, payload, &mut room);
+        Some((Inbound::Data { run, room }, Some(state)))
     });
     DeliverData {
         steps: Box::pin(steps),

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  graph actor ──publish──▶ Subscribers ──▶ queue ──▶ EventStream (the application reads)
-//!  connection actors ──reserve_data_or, deliver──▶ │   └──▶ forward task ──▶ Recipient
+//!  connection actors ──try_reserve_data, deliver─▶ │   └──▶ forward task ──▶ Recipient
 //! ```
 //!
 //! # Data pushes back; other events are kept
@@ -765,8 +765,9 @@ async fn forward(mut stream: EventStream, graph: GraphHandle, recipient: Recipie
 }
 
 /// Room reserved for INCOMING_DATA events of one data type in every registration that
-/// takes them ([`Subscribers::reserve_data_or`], then [`try_extend`](Self::try_extend) for the
-/// rest of a batch). Dropping it unused gives the room back.
+/// takes them ([`Subscribers::try_reserve_data`] and, for a registration that had none at
+/// once, [`WaitForRoom::wait_or`]; then [`try_extend`](Self::try_extend) for the rest of a
+/// batch). Dropping it unused gives the room back.
 pub(crate) struct DataReservation {
     /// The room in the first registration that takes the event, inline: with one
     /// registration (the usual case) a DATA frame allocates nothing here.
@@ -990,6 +991,7 @@ impl Subscribers {
     /// registration has no room at once, so the common case builds nothing for it. The
     /// reader of a link watches the link's end this way while it waits for a slow
     /// application, the one time it does not read.
+    #[cfg(test)]
     pub(crate) async fn reserve_data_or<F, S>(
         &self,
         data_type: DataType,
@@ -1000,6 +1002,22 @@ impl Subscribers {
         F: FnOnce() -> S,
         S: std::future::Future,
     {
+        match self.try_reserve_data(data_type, bytes) {
+            Ok(reservation) => Ok(reservation),
+            Err(wait) => wait.wait_or(stop).await,
+        }
+    }
+
+    /// Reserves room for a payload of `bytes` in every registration that takes
+    /// INCOMING_DATA of `data_type`, if all have it now; otherwise the room taken so far
+    /// and the registrations still to wait for ([`WaitForRoom::wait_or`]). Without an
+    /// await, so that a link's reader, which holds the step it is in for as long as the
+    /// link lives, keeps no room for the rare wait (it boxes that).
+    pub(crate) fn try_reserve_data(
+        &self,
+        data_type: DataType,
+        bytes: usize,
+    ) -> Result<DataReservation, WaitForRoom> {
         // Built first, so that room already taken is given back (by its drop) if the link
         // stops while it waits for the rest.
         let mut reservation = DataReservation::new();
@@ -1017,8 +1035,36 @@ impl Subscribers {
         if full.is_empty() {
             return Ok(reservation);
         }
-        // Boxed: waiting is rare, and inline these futures would make every link's reader
-        // larger by their size, idle links included.
+        Err(WaitForRoom {
+            reservation,
+            full,
+            bytes,
+        })
+    }
+}
+
+/// A reservation for INCOMING_DATA that some registrations had no room for at once: the
+/// room the others gave (handed back if this is dropped) and the registrations to wait for.
+pub(crate) struct WaitForRoom {
+    reservation: DataReservation,
+    full: Vec<Arc<Subscriber>>,
+    bytes: usize,
+}
+
+impl WaitForRoom {
+    /// Waits, registration by registration, for the room still missing; registrations that
+    /// end meanwhile are left out. Unless the future `stop` returns first: then `Err` with
+    /// its output, and the room taken so far is given back.
+    pub(crate) async fn wait_or<F, S>(self, stop: F) -> Result<DataReservation, S::Output>
+    where
+        F: FnOnce() -> S,
+        S: std::future::Future,
+    {
+        let WaitForRoom {
+            mut reservation,
+            full,
+            bytes,
+        } = self;
         let mut stop = Box::pin(stop());
         for subscriber in full {
             let waiting = Box::pin(subscriber.reserve(bytes));
