@@ -28,9 +28,10 @@ const READ_CHUNK_LIMIT: usize = 256 * 1024;
 /// engine's [`FrameDecoder`], and whole messages come out.
 ///
 /// The decoder copies nothing for a frame inside one chunk, commits memory only as bytes
-/// arrive, checks a frame's length as soon as its header is in and holds no buffer between
-/// frames; since the reader reads a chunk only once the decoder has no whole frame left,
-/// it holds at most one frame plus one chunk.
+/// arrive and checks a frame's length as soon as its header is in; since the reader reads
+/// a chunk only once the decoder has no whole frame left, it holds at most one frame plus
+/// one chunk, and the decoder's shared buffer for small frames that span chunks (4 KiB),
+/// which it gives back whenever a read has to wait: an idle link holds no buffer.
 #[derive(Debug)]
 pub struct FrameReader {
     recv: quinn::RecvStream,
@@ -71,9 +72,17 @@ impl FrameReader {
             let read = match self.end.take() {
                 Some(end) => (*end).map(|()| None),
                 None => {
-                    // The read may wait: a link idle inside a frame keeps no spare buffer.
-                    self.decoder.release_spare();
-                    self.recv.read_chunk(READ_CHUNK_LIMIT, true).await
+                    let (recv, decoder) = (&mut self.recv, &mut self.decoder);
+                    std::future::poll_fn(|cx| {
+                        let polled =
+                            std::pin::pin!(recv.read_chunk(READ_CHUNK_LIMIT, true)).poll(cx);
+                        // The read waits: a link idle inside a frame keeps no spare buffer.
+                        if polled.is_pending() {
+                            decoder.release_spare();
+                        }
+                        polled
+                    })
+                    .await
                 }
             };
             match read? {

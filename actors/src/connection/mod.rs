@@ -730,8 +730,9 @@ impl ReadState {
 ///
 /// The link's end comes to the actor through the reader as long as it reads: a read
 /// reports it (`ReadError::ConnectionLost`), and while it waits for room, the one time it
-/// does not read, it watches the link ([`WaitForRoom::wait_or`](crate::events::WaitForRoom::wait_or)). The actor
-/// watches the link itself only once the reader has ended.
+/// does not read, it watches the link
+/// ([`WaitForRoom::wait_or`](crate::events::WaitForRoom::wait_or)). The actor watches the
+/// link itself only once the reader has ended.
 fn inbound(
     reader: FrameReader,
     connection: quinn::Connection,

@@ -614,9 +614,10 @@ impl EventStream {
     /// [`recv`](Self::recv) would give them.
     ///
     /// On a fast link, read the events where they lie, then clear the buffer, as below:
-    /// an event moved out of the buffer (`drain`, `into_iter`) and then read is read back
-    /// while the processor is still writing its copy, a stall on every message that
-    /// costs the receiving thread about a tenth of its throughput on small messages.
+    /// an event moved out of the buffer (`drain`, `into_iter`) and read at once can be read
+    /// back while the processor is still writing its copy, and stall it on every message
+    /// (on the machine of `benches/RESULTS.md`, session 23, about a tenth of the receiving
+    /// thread's throughput on small messages).
     ///
     /// ```
     /// # async fn read(mut events: peergraph::EventStream) {
@@ -988,9 +989,9 @@ impl Subscribers {
     ///
     /// Unless the future `stop` returns first while it waits: then `Err` with its output,
     /// and the room taken so far is given back. `stop` is called only if some
-    /// registration has no room at once, so the common case builds nothing for it. The
-    /// reader of a link watches the link's end this way while it waits for a slow
-    /// application, the one time it does not read.
+    /// registration has no room at once, so the common case builds nothing for it. (A
+    /// link's reader takes the two steps itself: [`try_reserve_data`](Self::try_reserve_data),
+    /// then, boxed, [`WaitForRoom::wait_or`].)
     #[cfg(test)]
     pub(crate) async fn reserve_data_or<F, S>(
         &self,
@@ -1065,12 +1066,14 @@ impl WaitForRoom {
             full,
             bytes,
         } = self;
-        let mut stop = Box::pin(stop());
+        let mut stop = std::pin::pin!(stop());
         for subscriber in full {
-            let waiting = Box::pin(subscriber.reserve(bytes));
-            let room = match futures_util::future::select(waiting, stop.as_mut()).await {
-                Either::Left((room, _)) => room,
-                Either::Right((stopped, _)) => return Err(stopped),
+            let room = {
+                let waiting = std::pin::pin!(subscriber.reserve(bytes));
+                match futures_util::future::select(waiting, stop.as_mut()).await {
+                    Either::Left((room, _)) => room,
+                    Either::Right((stopped, _)) => return Err(stopped),
+                }
             };
             if let Some(room) = room {
                 reservation.push(subscriber, room);

@@ -19,8 +19,9 @@ const PARTS_KEPT: usize = 64;
 
 /// The largest frame that spans chunks which is copied into the spare buffer that such
 /// frames share, and that buffer's size: a run of small frames cut by packet boundaries
-/// costs one allocation per [`SPARE_LEN`] bytes of them, not one per frame. A larger frame
-/// gets a buffer of its own size.
+/// costs one allocation per [`SPARE_LEN`] bytes of them, not one per frame, as long as the
+/// buffer is not given back in between (see [`FrameDecoder::release_spare`]). A larger
+/// frame gets a buffer of its own size.
 const SPARE_FRAME_MAX: usize = 1024;
 const SPARE_LEN: usize = 4 * SPARE_FRAME_MAX;
 
@@ -39,9 +40,9 @@ const SPARE_LEN: usize = 4 * SPARE_FRAME_MAX;
 ///   into a buffer of exactly its size.
 /// - A frame's type and length are checked against the type's limit as soon as its five
 ///   header bytes are in, before any of its body is held.
-/// - No byte buffer is held between frames, so an idle link costs nothing here: the
-///   shared buffer is given back whenever no byte is held, and by
-///   [`release_spare`](Self::release_spare), which a reader calls before it waits for
+/// - An idle link costs nothing here: the shared buffer is given back when
+///   [`next_message`](Self::next_message) finds no byte held, and by
+///   [`release_spare`](Self::release_spare), which a reader calls when it has to wait for
 ///   the stream. Fed one chunk at a time, the decoder holds at most one frame plus one
 ///   chunk, and the shared buffer.
 /// - After an error it returns the same error on every call and holds nothing: past a bad
