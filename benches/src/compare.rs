@@ -92,7 +92,7 @@ pub async fn run_metric(
         Metric::SmallMessagesMany => {
             // Both sides batch in the application: SendDataMany calls of MANY_PER_CALL
             // payloads against raw quinn's 32 KiB writes.
-            let (count, len) = (s.small_count, s.small_len);
+            let (count, len) = (s.many_count, s.small_len);
             let rate = |took: Duration| count as f64 / took.as_secs_f64();
             let (engine, raw) = alternate(
                 metric,

@@ -95,6 +95,10 @@ pub struct Settings {
     pub bulk_chunk: usize,
     /// Messages sent by `small_messages`.
     pub small_count: usize,
+    /// Messages sent by `small_messages_many`: ten times `small_count` in a full run. Both
+    /// sides move some 13 million a second there, so 200,000 messages were 15 ms of sending,
+    /// ramp-up included, and a run's rate moved by a fifth either way.
+    pub many_count: usize,
     /// Payload bytes of one small message (and of one echo).
     pub small_len: usize,
     /// Cycles of `open_close_cycles`.
@@ -127,6 +131,7 @@ impl Settings {
             bulk_bytes: 64 * 1024 * 1024,
             bulk_chunk: 64 * 1024,
             small_count: 20_000,
+            many_count: 100_000,
             small_len: 64,
             cycles: 50,
             close_samples: 100,
@@ -151,6 +156,7 @@ impl Settings {
             bulk_bytes: 256 * 1024 * 1024,
             bulk_chunk: 64 * 1024,
             small_count: 200_000,
+            many_count: 2_000_000,
             small_len: 64,
             cycles: 300,
             close_samples: 500,
