@@ -182,9 +182,10 @@ impl FrameDecoder {
     }
 
     /// Gives back the buffer that small frames spanning chunks are copied into (the
-    /// messages decoded from it keep their bytes). The decoder does so itself whenever it
-    /// holds no byte; a reader calls this before it waits for the stream, so that a link
-    /// idle inside a frame holds only what that frame has received.
+    /// messages decoded from it keep their bytes). The decoder does so itself when
+    /// [`next_message`](Self::next_message) finds no byte held; a reader calls this when a
+    /// read has to wait for the stream, so that a link idle inside a frame holds only what
+    /// that frame has received.
     pub fn release_spare(&mut self) {
         if self.spare.capacity() != 0 {
             self.spare = BytesMut::new();
