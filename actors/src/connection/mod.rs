@@ -589,6 +589,12 @@ enum Inbound {
 const BATCH_FRAMES: usize = 256;
 const BATCH_BYTES: usize = 64 * 1024;
 
+/// The payload bytes a step takes from quinn's packets, beyond the room it holds, before
+/// it asks the registrations for room for them: a few packets' worth. A slow application
+/// stops the link with at most this much more held by the reader (and never more than a
+/// step's [`BATCH_FRAMES`]), and quinn's flow control holds the rest at the sender.
+const EXTEND_BYTES: usize = 4 * 1024;
+
 /// The least bytes a chunk from quinn holds when it was a full packet's stream data (a
 /// QUIC packet carries at least 1,200 bytes, less its headers).
 const FULL_PACKET_CHUNK: usize = 1_000;
@@ -636,9 +642,15 @@ impl ReadState {
         room: &mut DataReservation,
     ) -> DataRun {
         let first_len = first.len();
-        // Room for as many frames of the first one's size as are buffered: one allocation
-        // for a run of small messages rather than a vector grown step by step.
-        let likely = self.reader.buffered_len() / (DATA_HEADER_LEN + first_len) + 1;
+        // Room for as many frames of the first one's size as are buffered, or for a whole
+        // step when they came in a full packet (more are likely in quinn already): one
+        // allocation for a run of small messages rather than a vector grown packet by
+        // packet. What is not used is given back below.
+        let likely = if self.reader.last_chunk_len() >= FULL_PACKET_CHUNK {
+            BATCH_FRAMES
+        } else {
+            self.reader.buffered_len() / (DATA_HEADER_LEN + first_len) + 1
+        };
         let mut payloads = Vec::with_capacity(likely.min(BATCH_FRAMES));
         payloads.push(first);
         // Payload bytes after the first, and the total; then how many payloads have room
@@ -674,16 +686,20 @@ impl ReadState {
                 // The next packet's frames, if quinn has them already. Only after a
                 // full packet's worth: after a shorter one (a lone message, the end of
                 // a burst) the next packet is rarely in yet, and asking quinn would
-                // cost a lock for nothing. And only once the registrations have room
-                // for every payload taken so far: a slow application stops the link
-                // with at most one chunk's frames held here, as before, and quinn's
-                // flow control holds the rest at the sender.
+                // cost a lock for nothing. And only while the registrations have room
+                // for all but the last [`EXTEND_BYTES`] of payloads taken so far (room
+                // is asked for every few packets, not for each, one lock of each
+                // registration's queue): a slow application stops the link with at
+                // most that much held here, and quinn's flow control holds the rest at
+                // the sender.
                 None if self.reader.last_chunk_len() >= FULL_PACKET_CHUNK => {
-                    let more = payloads.len() - covered;
-                    if more > 0 && !room.try_extend(more, bytes - covered_bytes) {
-                        break;
+                    if bytes - covered_bytes >= EXTEND_BYTES {
+                        let more = payloads.len() - covered;
+                        if !room.try_extend(more, bytes - covered_bytes) {
+                            break;
+                        }
+                        (covered, covered_bytes) = (payloads.len(), bytes);
                     }
-                    (covered, covered_bytes) = (payloads.len(), bytes);
                     if !self.reader.read_ready() {
                         break;
                     }
