@@ -42,7 +42,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 pub(crate) use self::writer::{batch_items, is_small, lone_frame_chunks, Gathered};
-use self::writer::{run_writer, AfterDisconnect};
+use self::writer::{AfterDisconnect, Writer};
 use crate::events::{DataReservation, DataRun, Subscribers};
 use crate::outbox::{Outbox, OutboxReceiver};
 
@@ -477,13 +477,7 @@ impl Actor for ConnectionActor {
         // then, the report goes nowhere, and the link is already closed (see `guard`).
         // For the same reason the link's end is watched by the reader, not by a future of
         // this context, until the reader ends (see `inbound`).
-        let actor = ctx.address().downgrade();
-        actix::spawn(async move {
-            let ended = run_writer(send, outbox).await;
-            if let Some(actor) = actor.upgrade() {
-                actor.do_send(WriterEnded(ended));
-            }
-        });
+        actix::spawn(Writer::new(send, outbox, ctx.address().downgrade()).run());
     }
 }
 

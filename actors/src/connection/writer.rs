@@ -4,12 +4,16 @@
 //! connection actor.
 
 use std::collections::VecDeque;
+use std::future::Future;
 
 use bytes::{Bytes, BytesMut};
 use peergraph_engine::wire::{data_header, Message, DATA_HEADER_LEN};
 use peergraph_engine::{DataType, PeerError};
 use peergraph_transport::DataFrame;
 
+use actix::WeakAddr;
+
+use super::{ConnectionActor, WriterEnded};
 use crate::outbox::{check_payload, Fin, OutboxReceiver, Outgoing};
 
 /// Bytes the writer gathers from the outbox into one write, so that many small frames
@@ -241,65 +245,120 @@ pub(super) struct AfterDisconnect {
     pub(super) finished: bool,
 }
 
-/// Drains the outbox into the send stream, batching frames; on `Disconnect` (the last
-/// item the outbox ever holds: it refuses everything after it) writes what came before it,
-/// then DISCONNECT, and returns the stream: the actor finishes it once it has read the
-/// peer's DISCONNECT (or the writer did, when the DISCONNECT answers the peer's), and then
-/// waits for the peer to acknowledge the FIN. Each batch's room in the outbox is freed
-/// once quinn has taken it; while it waits for frames, the stream is lent to the outbox,
-/// for a sender finding it empty to write into. Ends with `None` when every sender of the
-/// outbox is gone and nothing is queued.
-pub(super) async fn run_writer(
-    send: quinn::SendStream,
-    mut outbox: OutboxReceiver,
-) -> Result<Option<AfterDisconnect>, quinn::WriteError> {
-    // All three grow on first use and are given back when the link goes quiet: an idle
-    // link holds none of them.
-    let mut batch = WriteBatch::default();
-    let mut taken = VecDeque::new();
-    // Lent to the outbox while the writer waits for frames.
-    let mut stream = Some(send);
-    loop {
-        let Some(bytes) = outbox
-            .take(&mut stream, &mut taken, WRITE_BATCH_BYTES)
-            .await
-        else {
-            return Ok(None);
-        };
-        // `take` hands the stream back with every batch; without it, the link cannot go on.
-        let Some(send) = stream.as_mut() else {
-            return Err(quinn::WriteError::ClosedStream);
-        };
-        let mut disconnect = None;
-        for item in taken.drain(..) {
-            match item {
-                Outgoing::Data(frame) => batch.push_frame(frame),
-                Outgoing::Encoded(bytes) | Outgoing::Gathered { chunk: bytes, .. } => {
-                    batch.push_control(bytes)
-                }
-                Outgoing::Disconnect { frame, fin } => disconnect = Some((frame, fin)),
+/// The writer of one link, a task of its own: the state it keeps between batches, and
+/// the connection actor to report its end to.
+///
+/// One value, moved into [`run`](Self::run) and used in place there, so that the task
+/// keeps each field once: an `async fn` keeps its arguments' room beside the locals they
+/// were moved into, which here took a tokio task of 512 bytes on every link's end where
+/// 384 do.
+pub(super) struct Writer {
+    /// The stream, lent to the outbox while the writer waits for frames.
+    stream: Option<quinn::SendStream>,
+    outbox: OutboxReceiver,
+    /// The batch and the items taken for it grow on first use and are given back when the
+    /// link goes quiet: an idle link holds neither.
+    batch: WriteBatch,
+    taken: VecDeque<Outgoing>,
+    actor: WeakAddr<ConnectionActor>,
+}
+
+impl Writer {
+    /// The writer of `send`, fed by `outbox`, reporting its end to `actor`.
+    pub(super) fn new(
+        send: quinn::SendStream,
+        outbox: OutboxReceiver,
+        actor: WeakAddr<ConnectionActor>,
+    ) -> Writer {
+        Writer {
+            stream: Some(send),
+            outbox,
+            batch: WriteBatch::default(),
+            taken: VecDeque::new(),
+            actor,
+        }
+    }
+
+    /// Writes until the end (see [`write`](Self::write)) and reports it to the actor
+    /// ([`WriterEnded`]). If the actor is gone by then, the report goes nowhere, and the
+    /// link is already closed.
+    ///
+    /// Not an `async fn`: that would move `self` into a local of its own and keep both.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would keep `self` twice in the task"
+    )]
+    pub(super) fn run(mut self) -> impl Future<Output = ()> {
+        async move {
+            let ended = self.write().await;
+            if let Some(actor) = self.actor.upgrade() {
+                actor.do_send(WriterEnded(ended));
             }
         }
-        if let Some((Some(reason), _)) = disconnect {
-            batch.push_control(Message::Disconnect(reason).to_bytes());
-        }
-        batch.seal();
-        send.write_all_chunks(&mut batch.chunks).await?;
-        batch.chunks.clear();
-        outbox.written(bytes);
-        if let Some((_, fin)) = disconnect {
-            // Finishing fails only if the stream was stopped or reset, which the reader
-            // or the connection reports; the machine then asks for the FIN again, and the
-            // actor's attempt fails the same way, harmlessly.
-            let finished = match fin {
-                Fin::Finish => send.finish().is_ok(),
-                Fin::Keep => false,
+    }
+
+    /// Drains the outbox into the send stream, batching frames; on `Disconnect` (the last
+    /// item the outbox ever holds: it refuses everything after it) writes what came
+    /// before it, then DISCONNECT, and returns the stream: the actor finishes it once it
+    /// has read the peer's DISCONNECT (or the writer did, when the DISCONNECT answers the
+    /// peer's), and then waits for the peer to acknowledge the FIN. Each batch's room in
+    /// the outbox is freed once quinn has taken it; while it waits for frames, the stream
+    /// is lent to the outbox, for a sender finding it empty to write into. Ends with
+    /// `None` when every sender of the outbox is gone and nothing is queued.
+    async fn write(&mut self) -> Result<Option<AfterDisconnect>, quinn::WriteError> {
+        loop {
+            let Some(bytes) = self
+                .outbox
+                .take(&mut self.stream, &mut self.taken, WRITE_BATCH_BYTES)
+                .await
+            else {
+                return Ok(None);
             };
-            return Ok(stream.map(|send| AfterDisconnect { send, finished }));
-        }
-        if outbox.quiet() {
-            batch.release();
-            taken = VecDeque::new();
+            // `take` hands the stream back with every batch; without it, the link cannot
+            // go on.
+            let Some(send) = self.stream.as_mut() else {
+                return Err(quinn::WriteError::ClosedStream);
+            };
+            let mut disconnect = None;
+            for item in self.taken.drain(..) {
+                match item {
+                    Outgoing::Data(frame) => self.batch.push_frame(frame),
+                    Outgoing::Encoded(bytes) | Outgoing::Gathered { chunk: bytes, .. } => {
+                        self.batch.push_control(bytes)
+                    }
+                    Outgoing::Disconnect { frame, fin } => disconnect = Some((frame, fin)),
+                }
+            }
+            if let Some((Some(reason), _)) = disconnect {
+                self.batch
+                    .push_control(Message::Disconnect(reason).to_bytes());
+            }
+            self.batch.seal();
+            // `write_all_chunks`, written out: its future is twice the size of this loop's.
+            let mut rest = &mut self.batch.chunks[..];
+            while !rest.is_empty() {
+                let written = send.write_chunks(rest).await?;
+                rest = &mut rest[written.chunks..];
+            }
+            self.batch.chunks.clear();
+            self.outbox.written(bytes);
+            if let Some((_, fin)) = disconnect {
+                // Finishing fails only if the stream was stopped or reset, which the
+                // reader or the connection reports; the machine then asks for the FIN
+                // again, and the actor's attempt fails the same way, harmlessly.
+                let finished = match fin {
+                    Fin::Finish => send.finish().is_ok(),
+                    Fin::Keep => false,
+                };
+                return Ok(self
+                    .stream
+                    .take()
+                    .map(|send| AfterDisconnect { send, finished }));
+            }
+            if self.outbox.quiet() {
+                self.batch.release();
+                self.taken = VecDeque::new();
+            }
         }
     }
 }
