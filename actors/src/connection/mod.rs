@@ -164,17 +164,19 @@ pub struct ConnectionActor {
     finish_due: bool,
     /// Our FIN is sent; kept to wait for the peer's acknowledgement of it.
     finished_send: Option<quinn::SendStream>,
-    /// When the close timer is armed to fire: the machine's deadline, or the progress
-    /// probe's next reading if that comes first.
-    timer: Option<std::time::Instant>,
-    /// The progress probe of a close; `None` until a close arms the timer (boxed: most
-    /// links never close with a deadline, and an idle link keeps only the pointer).
+    /// The progress probe of a close, and the close timer; `None` until a close arms the
+    /// timer (boxed: most links never close with a deadline, and an idle link keeps only
+    /// the pointer).
     probe: Option<Box<Probe>>,
 }
 
-/// A close's progress probe: it reads the link's counters every [`probe_interval`] and
-/// tells the machine when the peer made progress (see [`ProgressMark`]).
+/// A close's progress probe, which reads the link's counters every [`probe_interval`] and
+/// tells the machine when the peer made progress (see [`ProgressMark`]), and the close
+/// timer.
 struct Probe {
+    /// When the close timer is armed to fire: the machine's deadline, or the probe's
+    /// next reading if that comes first.
+    armed: Option<std::time::Instant>,
     /// When it reads the counters next.
     at: std::time::Instant,
     /// Its [`probe_interval`].
@@ -242,7 +244,6 @@ impl ConnectionActor {
             after_disconnect: None,
             finish_due: false,
             finished_send: None,
-            timer: None,
             probe: None,
             guard: EndGuard {
                 info: setup.info,
@@ -293,18 +294,21 @@ impl ConnectionActor {
         let probe = self.probe.get_or_insert_with(|| {
             let every = probe_interval(close_timeout);
             Box::new(Probe {
+                armed: None,
                 at: now + every,
                 every,
                 last: None,
             })
         });
         let due = deadline.min(probe.at);
-        if self.timer.is_some_and(|armed| armed <= due) {
+        if probe.armed.is_some_and(|armed| armed <= due) {
             return;
         }
-        self.timer = Some(due);
+        probe.armed = Some(due);
         ctx.run_later(due.saturating_duration_since(now), |act, ctx| {
-            act.timer = None;
+            if let Some(probe) = act.probe.as_mut() {
+                probe.armed = None;
+            }
             act.on_timer(ctx);
         });
     }

@@ -149,9 +149,10 @@ pub enum LinkAction {
 }
 
 /// A `Close` call's answer, as the machine keeps it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 enum Call {
     /// No close of ours was asked for.
+    #[default]
     None,
     /// A close of ours waits for its outcome.
     Waiting,
@@ -199,16 +200,25 @@ pub struct LinkMachine {
     fin_sent: bool,
     /// We have read the peer's FIN (after its DISCONNECT).
     peer_finished: bool,
+    /// The close completed and a lingering close keeps the link until the peer
+    /// acknowledged our FIN.
+    handed_off: bool,
+    ended: bool,
+    /// What only a link's end uses: `None` until a close starts, an action is due or the
+    /// end's reason is known. Boxed, so that an open link, which holds its machine for
+    /// life, does not keep its room (112 bytes) inline.
+    ending: Option<Box<Ending>>,
+}
+
+/// The part of a [`LinkMachine`] that only a link's end uses.
+#[derive(Debug, Default)]
+struct Ending {
     /// When the close started.
     closing_since: Option<Instant>,
     /// When the peer last made progress during the close.
     last_progress: Option<Instant>,
     call: Call,
     reason: Option<EndReason>,
-    /// The close completed and a lingering close keeps the link until the peer
-    /// acknowledged our FIN.
-    handed_off: bool,
-    ended: bool,
     actions: VecDeque<LinkAction>,
 }
 
@@ -224,14 +234,25 @@ impl LinkMachine {
             disconnect_written: false,
             fin_sent: false,
             peer_finished: false,
-            closing_since: None,
-            last_progress: None,
-            call: Call::None,
-            reason: None,
             handed_off: false,
             ended: false,
-            actions: VecDeque::new(),
+            ending: None,
         }
+    }
+
+    /// The part only a link's end uses, made on first use.
+    fn ending(&mut self) -> &mut Ending {
+        self.ending.get_or_insert_default()
+    }
+
+    /// Queues `action` for the driver.
+    fn act(&mut self, action: LinkAction) {
+        self.ending().actions.push_back(action);
+    }
+
+    /// Sets the end's reason (the last one set is reported).
+    fn set_reason(&mut self, reason: EndReason) {
+        self.ending().reason = Some(reason);
     }
 
     /// How long a close waits without progress, and a lingering close's wait.
@@ -241,7 +262,7 @@ impl LinkMachine {
 
     /// The next action to carry out.
     pub fn poll_action(&mut self) -> Option<LinkAction> {
-        self.actions.pop_front()
+        self.ending.as_mut()?.actions.pop_front()
     }
 
     /// When [`on_timeout`](Self::on_timeout) must be called, if a close is under way: the
@@ -251,8 +272,9 @@ impl LinkMachine {
         if self.ended {
             return None;
         }
-        let since = self.closing_since?;
-        let last = self.last_progress.unwrap_or(since);
+        let ending = self.ending.as_ref()?;
+        let since = ending.closing_since?;
+        let last = ending.last_progress.unwrap_or(since);
         Some((last + self.close_timeout).min(since + self.close_bound))
     }
 
@@ -260,7 +282,7 @@ impl LinkMachine {
     /// or sent stream data. Moves the close timeout ([`poll_timeout`](Self::poll_timeout)).
     pub fn on_progress(&mut self, now: Instant) {
         if self.closing && !self.ended {
-            self.last_progress = Some(now);
+            self.ending().last_progress = Some(now);
         }
     }
 
@@ -277,9 +299,10 @@ impl LinkMachine {
     /// The application closes the link (CloseDirectConnection).
     pub fn close(&mut self, now: Instant) -> CloseStart {
         if self.closing {
-            return match self.call {
+            let ending = self.ending();
+            return match ending.call {
                 Call::None => {
-                    self.call = Call::Decided(Err(PeerError::CONNECTION_NOT_FOUND));
+                    ending.call = Call::Decided(Err(PeerError::CONNECTION_NOT_FOUND));
                     CloseStart::AlreadyClosing
                 }
                 Call::Waiting | Call::Decided(_) => {
@@ -287,8 +310,8 @@ impl LinkMachine {
                 }
             };
         }
-        self.reason = Some(EndReason::LocalClose);
-        self.call = Call::Waiting;
+        self.set_reason(EndReason::LocalClose);
+        self.ending().call = Call::Waiting;
         self.start_closing(now);
         CloseStart::Started
     }
@@ -333,7 +356,7 @@ impl LinkMachine {
         if !self.closing {
             // The peer closes: answer with what we had accepted, then our own
             // DISCONNECT, bounded by the close timeout like a close of our own.
-            self.reason = Some(EndReason::RemoteClose);
+            self.set_reason(EndReason::RemoteClose);
             self.start_closing(now);
         }
         self.try_finish();
@@ -341,11 +364,13 @@ impl LinkMachine {
 
     fn start_closing(&mut self, now: Instant) {
         self.closing = true;
-        self.closing_since = Some(now);
-        self.last_progress = Some(now);
-        self.actions.push_back(LinkAction::QueueDisconnect {
-            then_finish: self.peer_disconnected,
-        });
+        let then_finish = self.peer_disconnected;
+        let ending = self.ending();
+        ending.closing_since = Some(now);
+        ending.last_progress = Some(now);
+        ending
+            .actions
+            .push_back(LinkAction::QueueDisconnect { then_finish });
     }
 
     /// The peer finished its side of the control stream.
@@ -394,7 +419,7 @@ impl LinkMachine {
     fn try_finish(&mut self) {
         if self.peer_disconnected && self.disconnect_written && !self.fin_sent {
             self.fin_sent = true;
-            self.actions.push_back(LinkAction::Finish);
+            self.act(LinkAction::Finish);
             self.try_complete();
         }
     }
@@ -404,7 +429,7 @@ impl LinkMachine {
     fn try_complete(&mut self) {
         if self.peer_finished && self.fin_sent && !self.handed_off {
             self.handed_off = true;
-            self.actions.push_back(LinkAction::Linger);
+            self.act(LinkAction::Linger);
             self.end(Ok(()));
         }
     }
@@ -424,8 +449,9 @@ impl LinkMachine {
                 Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED))
             }
         };
-        if self.reason.is_none() {
-            self.reason = Some(match loss {
+        let ending = self.ending();
+        if ending.reason.is_none() {
+            ending.reason = Some(match loss {
                 LinkLoss::PeerDisconnected | LinkLoss::PeerClosed => EndReason::RemoteClose,
                 LinkLoss::LocallyClosed => EndReason::GraphClosed,
                 LinkLoss::TimedOut | LinkLoss::Failed => EndReason::Lost(cause),
@@ -437,9 +463,8 @@ impl LinkMachine {
     /// The node leaves the graph (graph closed, engine shut down): close at once with
     /// LEAVING. A close under way is answered as a call on the closed graph would be.
     pub fn leave(&mut self) {
-        self.actions
-            .push_back(LinkAction::CloseLink(close_code::LEAVING));
-        self.reason = Some(EndReason::GraphClosed);
+        self.act(LinkAction::CloseLink(close_code::LEAVING));
+        self.set_reason(EndReason::GraphClosed);
         self.end(Err(PeerError::INVALID_GRAPH));
     }
 
@@ -449,16 +474,14 @@ impl LinkMachine {
         if self.poll_timeout().is_none_or(|deadline| now < deadline) {
             return;
         }
-        self.actions
-            .push_back(LinkAction::CloseLink(close_code::CLOSE_TIMEOUT));
-        self.reason = Some(EndReason::CloseTimedOut);
+        self.act(LinkAction::CloseLink(close_code::CLOSE_TIMEOUT));
+        self.set_reason(EndReason::CloseTimedOut);
         self.end(Err(PeerError::new(ResultCode::PEER_E_TIMEOUT)));
     }
 
     fn protocol_error(&mut self, violation: Violation) {
-        self.actions
-            .push_back(LinkAction::CloseLink(close_code::PROTOCOL_ERROR));
-        self.reason = Some(EndReason::ProtocolError(violation));
+        self.act(LinkAction::CloseLink(close_code::PROTOCOL_ERROR));
+        self.set_reason(EndReason::ProtocolError(violation));
         self.end(Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED)));
     }
 
@@ -466,12 +489,13 @@ impl LinkMachine {
     /// decides it: the reader and the link often end in the same turn, and the later one
     /// (the link closed after the close succeeded) must not change it.
     fn end(&mut self, outcome: Result<(), PeerError>) {
-        if self.call == Call::Waiting {
-            self.call = Call::Decided(outcome);
+        let ending = self.ending();
+        if ending.call == Call::Waiting {
+            ending.call = Call::Decided(outcome);
         }
         if !self.ended {
             self.ended = true;
-            self.actions.push_back(LinkAction::Stop);
+            self.act(LinkAction::Stop);
         }
     }
 
@@ -479,7 +503,11 @@ impl LinkMachine {
     /// foresaw the end of (the driver panicked, or its thread stopped) answers
     /// `PEER_E_CONNECTION_FAILED`: the peer's confirmation never came.
     pub fn finish(&mut self) -> Finished {
-        let answer = match std::mem::replace(&mut self.call, Call::None) {
+        let (call, reason) = match self.ending.as_mut() {
+            Some(ending) => (std::mem::take(&mut ending.call), ending.reason.take()),
+            None => (Call::None, None),
+        };
+        let answer = match call {
             Call::None => None,
             Call::Waiting => Some(Err(PeerError::new(ResultCode::PEER_E_CONNECTION_FAILED))),
             Call::Decided(answer) => Some(answer),
@@ -487,7 +515,7 @@ impl LinkMachine {
         Finished {
             close_link: !self.handed_off,
             answer,
-            reason: self.reason.take().unwrap_or(EndReason::Aborted),
+            reason: reason.unwrap_or(EndReason::Aborted),
         }
     }
 }
