@@ -587,10 +587,10 @@ enum Inbound {
 const BATCH_FRAMES: usize = 256;
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// The payload bytes a step takes from quinn's packets, beyond the room it holds, before
-/// it asks the registrations for room for them: a few packets' worth. A slow application
-/// stops the link with at most this much more held by the reader (and never more than a
-/// step's [`BATCH_FRAMES`]), and quinn's flow control holds the rest at the sender.
+/// The bytes of DATA frames (headers included) a step takes from quinn's packets, beyond
+/// the room it holds, before it asks the registrations for room for their payloads: a few
+/// packets' worth. A slow application stops the link with at most this much more held by
+/// the reader, and quinn's flow control holds the rest at the sender.
 const EXTEND_BYTES: usize = 4 * 1024;
 
 /// The least bytes a chunk from quinn holds when it was a full packet's stream data (a
@@ -685,14 +685,14 @@ impl ReadState {
                 // full packet's worth: after a shorter one (a lone message, the end of
                 // a burst) the next packet is rarely in yet, and asking quinn would
                 // cost a lock for nothing. And only while the registrations have room
-                // for all but the last [`EXTEND_BYTES`] of payloads taken so far (room
-                // is asked for every few packets, not for each, one lock of each
+                // for all but the last [`EXTEND_BYTES`] of frames taken so far (room is
+                // asked for every few packets, not for each, one lock of each
                 // registration's queue): a slow application stops the link with at
                 // most that much held here, and quinn's flow control holds the rest at
                 // the sender.
                 None if self.reader.last_chunk_len() >= FULL_PACKET_CHUNK => {
-                    if bytes - covered_bytes >= EXTEND_BYTES {
-                        let more = payloads.len() - covered;
+                    let more = payloads.len() - covered;
+                    if DATA_HEADER_LEN * more + bytes - covered_bytes >= EXTEND_BYTES {
                         if !room.try_extend(more, bytes - covered_bytes) {
                             break;
                         }
