@@ -1191,7 +1191,7 @@ mod tests {
             outbox.take_written_disconnect().is_none(),
             "DISCONNECT waits for the writer too"
         );
-        // The writer's turn: what it takes, written as `run_writer` writes it.
+        // The writer's turn: what it takes, written as `Writer::write` writes it.
         let bytes = receiver
             .take(&mut stream, &mut taken, usize::MAX)
             .await

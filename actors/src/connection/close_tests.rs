@@ -409,9 +409,9 @@ async fn an_idle_readers_step_stays_small() {
 }
 
 /// The writer's task, which every link holds for life, stays within 280 bytes: tokio
-/// rounds a task up to 128 bytes, and with its 104 of header and trailer that makes 384.
-/// It was 352 (a task of 512) while the spawned future kept the writer's arguments twice
-/// and `write_all_chunks`'s future inline.
+/// rounds a task up to a multiple of 128 bytes, and with its 104 of header and trailer
+/// that makes 384. It was 352 (a task of 512) while the spawned future kept the writer's
+/// arguments twice and `write_all_chunks`'s future inline.
 #[tokio::test]
 async fn a_writers_task_stays_small() {
     let (system, arbiter) = system();

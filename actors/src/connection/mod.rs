@@ -582,16 +582,10 @@ enum Inbound {
 
 /// The most DATA frames the reader hands over in one step, and the most payload bytes in
 /// one step (past which it closes the step after the frame that passed them). A step's
-/// frames are already in memory (one chunk quinn delivered), so these bound how much one
+/// frames are already received (in the chunks quinn holds), so these bound how much one
 /// step delivers at once, not what the link holds.
 const BATCH_FRAMES: usize = 256;
 const BATCH_BYTES: usize = 64 * 1024;
-
-/// The bytes of DATA frames (headers included) a step takes from quinn's packets, beyond
-/// the room it holds, before it asks the registrations for room for their payloads: a few
-/// packets' worth. A slow application stops the link with at most this much more held by
-/// the reader, and quinn's flow control holds the rest at the sender.
-const EXTEND_BYTES: usize = 4 * 1024;
 
 /// The least bytes a chunk from quinn holds when it was a full packet's stream data (a
 /// QUIC packet carries at least 1,200 bytes, less its headers).
@@ -640,14 +634,15 @@ impl ReadState {
         room: &mut DataReservation,
     ) -> DataRun {
         let first_len = first.len();
-        // Room for as many frames of the first one's size as are buffered, or for a whole
-        // step when they came in a full packet (more are likely in quinn already): one
-        // allocation for a run of small messages rather than a vector grown packet by
-        // packet. What is not used is given back below.
+        // Room for as many frames of the first one's size as are buffered or, when they
+        // came in a full packet (more are likely in quinn already), as a whole step of
+        // that size takes: one allocation for a run of small messages rather than a
+        // vector grown packet by packet. What is not used is given back below.
+        let frame_len = DATA_HEADER_LEN + first_len;
         let likely = if self.reader.last_chunk_len() >= FULL_PACKET_CHUNK {
-            BATCH_FRAMES
+            BATCH_BYTES / frame_len + 1
         } else {
-            self.reader.buffered_len() / (DATA_HEADER_LEN + first_len) + 1
+            self.reader.buffered_len() / frame_len + 1
         };
         let mut payloads = Vec::with_capacity(likely.min(BATCH_FRAMES));
         payloads.push(first);
@@ -684,25 +679,21 @@ impl ReadState {
                 // The next packet's frames, if quinn has them already. Only after a
                 // full packet's worth: after a shorter one (a lone message, the end of
                 // a burst) the next packet is rarely in yet, and asking quinn would
-                // cost a lock for nothing. And only while the registrations have room
-                // for all but the last [`EXTEND_BYTES`] of frames taken so far (room is
-                // asked for every few packets, not for each, one lock of each
-                // registration's queue): a slow application stops the link with at
-                // most that much held here, and quinn's flow control holds the rest at
-                // the sender.
+                // cost a lock for nothing. And only once the registrations have room
+                // for every payload taken so far: a slow application stops the link
+                // with at most one chunk's frames held here, as before, and quinn's
+                // flow control holds the rest at the sender.
                 None if self.reader.last_chunk_len() >= FULL_PACKET_CHUNK => {
                     let more = payloads.len() - covered;
-                    if DATA_HEADER_LEN * more + bytes - covered_bytes >= EXTEND_BYTES {
-                        if !room.try_extend(more, bytes - covered_bytes) {
-                            break;
-                        }
-                        (covered, covered_bytes) = (payloads.len(), bytes);
+                    if more > 0 && !room.try_extend(more, bytes - covered_bytes) {
+                        break;
                     }
+                    (covered, covered_bytes) = (payloads.len(), bytes);
                     if !self.reader.read_ready() {
                         break;
                     }
                     // Room for as many frames as at the start.
-                    let more = self.reader.buffered_len() / (DATA_HEADER_LEN + first_len);
+                    let more = self.reader.buffered_len() / frame_len;
                     payloads.reserve((more + 1).min(BATCH_FRAMES - payloads.len()));
                     continue;
                 }

@@ -250,7 +250,7 @@ pub(super) struct AfterDisconnect {
 ///
 /// One value, moved into [`run`](Self::run) and used in place there, so that the task
 /// keeps each field once: an `async fn` keeps its arguments' room beside the locals they
-/// were moved into, which here took a tokio task of 512 bytes on every link's end where
+/// were moved into, which here took a tokio task of 512 bytes on every link where
 /// 384 do.
 pub(super) struct Writer {
     /// The stream, lent to the outbox while the writer waits for frames.
@@ -291,7 +291,17 @@ impl Writer {
     pub(super) fn run(mut self) -> impl Future<Output = ()> {
         async move {
             let ended = self.write().await;
-            if let Some(actor) = self.actor.upgrade() {
+            // The outbox's receiver and the stream go before the report, as the actor
+            // may expect them gone when it reads it.
+            let Writer {
+                actor,
+                stream,
+                outbox,
+                batch,
+                taken,
+            } = self;
+            drop((stream, outbox, batch, taken));
+            if let Some(actor) = actor.upgrade() {
                 actor.do_send(WriterEnded(ended));
             }
         }
