@@ -6,12 +6,11 @@
 use std::collections::VecDeque;
 use std::future::Future;
 
+use actix::WeakAddr;
 use bytes::{Bytes, BytesMut};
 use peergraph_engine::wire::{data_header, Message, DATA_HEADER_LEN};
 use peergraph_engine::{DataType, PeerError};
 use peergraph_transport::DataFrame;
-
-use actix::WeakAddr;
 
 use super::{ConnectionActor, WriterEnded};
 use crate::outbox::{check_payload, Fin, OutboxReceiver, Outgoing};
@@ -291,8 +290,9 @@ impl Writer {
     pub(super) fn run(mut self) -> impl Future<Output = ()> {
         async move {
             let ended = self.write().await;
-            // The outbox's receiver and the stream go before the report, as the actor
-            // may expect them gone when it reads it.
+            // The outbox's receiver and the stream go before the report, as they did
+            // when the writer was a function that returned: the actor that reads the
+            // report finds the outbox closed to senders and the stream released.
             let Writer {
                 actor,
                 stream,
